@@ -1,0 +1,208 @@
+//! The normalized access event: every source (syslog, Windows, EHR audit logs) becomes one of
+//! these. Field names follow the Elastic Common Schema where ECS has a name; the index schema in
+//! `schema.rs` mirrors this struct field for field.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// One access-log event, normalized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Stable id: the same raw input from the same source always gets the same id.
+    #[serde(rename = "event.id")]
+    pub id: EventId,
+    /// When the event happened (UTC), as the source says; the arrival time when it says nothing.
+    #[serde(rename = "@timestamp")]
+    pub timestamp: DateTime<Utc>,
+    /// When mimamori received it (UTC).
+    #[serde(rename = "event.ingested")]
+    pub ingested: DateTime<Utc>,
+    /// Which kind of source: `syslog`, `windows.security`, `ehr.audit`, ...
+    #[serde(rename = "event.dataset")]
+    pub dataset: String,
+    /// Normalized action: `login`, `logout`, `login_failed`, `record.view`, `record.update`,
+    /// `record.print`, `record.export`, ..., or `unknown`.
+    #[serde(rename = "event.action")]
+    pub action: String,
+    /// The source's own name for the action (`VIEW_CHART`, `4624`, `参照`).
+    #[serde(
+        rename = "event.code",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub code: Option<String>,
+    #[serde(rename = "event.outcome")]
+    pub outcome: Outcome,
+    #[serde(rename = "user.name", default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(rename = "user.roles", default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// Where the person was (the client address), not the sender of the log line.
+    #[serde(rename = "source.ip", default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    /// The machine the event happened on (syslog HOSTNAME, Windows Computer, EHR terminal).
+    #[serde(rename = "host.name", default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// The clinic site the event belongs to, when known.
+    #[serde(rename = "site", default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(
+        rename = "patient.id",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub patient: Option<String>,
+    /// How many records one action touched (an export of 500 charts says 500).
+    #[serde(
+        rename = "record.count",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub record_count: Option<u64>,
+    /// Program that wrote the line (syslog APP-NAME, Windows provider).
+    #[serde(
+        rename = "process.name",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub process: Option<String>,
+    /// Network address of the peer that sent the log to us (`udp://10.0.0.5:514`).
+    #[serde(
+        rename = "log.source.address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub log_source: Option<String>,
+    /// Markers such as `syslog_parse_failure` or `truncated`.
+    #[serde(rename = "tags", default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Source-specific fields kept as they came (syslog structured data as `SDID.param`,
+    /// `syslog.facility`, `syslog.severity`, ...).
+    #[serde(rename = "labels", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Human-readable text of the event.
+    pub message: String,
+    /// The raw input, verbatim (lossily decoded when it was not UTF-8).
+    #[serde(rename = "event.original")]
+    pub original: String,
+}
+
+impl Event {
+    /// A new event with the mandatory parts; every optional field empty.
+    pub fn new(
+        source_key: &str,
+        dataset: &str,
+        original: String,
+        ingested: DateTime<Utc>,
+    ) -> Event {
+        Event {
+            id: EventId::derive(source_key, original.as_bytes()),
+            timestamp: ingested,
+            ingested,
+            dataset: dataset.to_owned(),
+            action: "unknown".to_owned(),
+            code: None,
+            outcome: Outcome::Unknown,
+            user: None,
+            roles: Vec::new(),
+            source_ip: None,
+            host: None,
+            site: None,
+            patient: None,
+            record_count: None,
+            process: None,
+            log_source: None,
+            tags: Vec::new(),
+            labels: BTreeMap::new(),
+            message: String::new(),
+            original,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Success,
+    Failure,
+    Unknown,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Unknown => "unknown",
+        }
+    }
+}
+
+/// 128 bits of SHA-256 over the source key and the raw bytes, as 32 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    /// `source_key` names where the input came from (a sender address, a file's dataset), so
+    /// identical text from two machines stays two events while a re-import stays one.
+    pub fn derive(source_key: &str, raw: &[u8]) -> EventId {
+        let mut hasher = Sha256::new();
+        hasher.update((source_key.len() as u64).to_le_bytes());
+        hasher.update(source_key.as_bytes());
+        hasher.update(raw);
+        let digest = hasher.finalize();
+        let mut hex = String::with_capacity(32);
+        for byte in &digest[..16] {
+            use fmt::Write;
+            let _ = write!(hex, "{byte:02x}");
+        }
+        EventId(hex)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_depends_on_source_and_bytes_only() {
+        let a = EventId::derive("udp://10.0.0.1", b"<13>hello");
+        assert_eq!(a, EventId::derive("udp://10.0.0.1", b"<13>hello"));
+        assert_ne!(a, EventId::derive("udp://10.0.0.2", b"<13>hello"));
+        assert_ne!(a, EventId::derive("udp://10.0.0.1", b"<13>hello!"));
+        // The length prefix keeps ("ab", "c") and ("a", "bc") apart.
+        assert_ne!(EventId::derive("ab", b"c"), EventId::derive("a", b"bc"));
+        assert_eq!(a.as_str().len(), 32);
+    }
+
+    #[test]
+    fn json_uses_ecs_names_and_round_trips() {
+        let mut event = Event::new("s", "syslog", "raw".into(), DateTime::UNIX_EPOCH);
+        event.user = Some("tanaka".into());
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["user.name"], "tanaka");
+        assert_eq!(json["event.outcome"], "unknown");
+        assert_eq!(json["@timestamp"], "1970-01-01T00:00:00Z");
+        assert!(
+            json.get("patient.id").is_none(),
+            "empty fields are left out"
+        );
+        let back: Event = serde_json::from_value(json).unwrap();
+        assert_eq!(back, event);
+    }
+}

@@ -1,0 +1,291 @@
+//! The Tantivy index: the [`Indexer`] follows the write-ahead log and commits with the sequence
+//! number of the last record it holds; [`EventIndex`] searches it, in the server or in a separate
+//! process (the CLI) while the server writes.
+
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{
+    AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery,
+};
+use tantivy::schema::Value;
+use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
+use tracing::{error, info, warn};
+
+use crate::error::StoreError;
+use crate::event::Event;
+use crate::metrics::StoreMetrics;
+use crate::pipeline::Durable;
+use crate::schema::{DEFAULT_FIELDS, EventSchema, to_tantivy};
+use crate::search::{SearchRequest, SearchResults};
+use crate::wal::WalReader;
+
+/// The highest search limit honoured; bigger requests are cut to it.
+pub const MAX_SEARCH_LIMIT: usize = 100_000;
+
+/// A search handle on the index. Cheap to clone.
+#[derive(Clone)]
+pub struct EventIndex {
+    index: Index,
+    reader: IndexReader,
+    schema: Arc<EventSchema>,
+    metrics: Option<StoreMetrics>,
+}
+
+/// Opens the index in `dir`, creating it when `create` is set.
+pub(crate) fn open_index(dir: &Path, create: bool) -> Result<Index, StoreError> {
+    let schema = EventSchema::new();
+    let exists = dir.join("meta.json").exists();
+    let index = if exists {
+        Index::open_in_dir(dir)?
+    } else if create {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        Index::create_in_dir(dir, schema.schema.clone())?
+    } else {
+        return Err(StoreError::DataDir {
+            path: dir.to_owned(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no index here yet: start `mimamori serve` (or import) with this data directory first",
+            ),
+        });
+    };
+    EventSchema::register_tokenizers(&index);
+    Ok(index)
+}
+
+/// The last write-ahead log sequence number the committed index holds (0 for none).
+pub(crate) fn checkpoint(index: &Index) -> Result<u64, StoreError> {
+    let metas = index.load_metas()?;
+    Ok(metas
+        .payload
+        .as_deref()
+        .and_then(|p| p.strip_prefix("wal_seq="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0))
+}
+
+impl EventIndex {
+    pub(crate) fn new(
+        index: Index,
+        metrics: Option<StoreMetrics>,
+    ) -> Result<EventIndex, StoreError> {
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::OnCommitWithDelay)
+            .try_into()?;
+        Ok(EventIndex {
+            index,
+            reader,
+            schema: Arc::new(EventSchema::new()),
+            metrics,
+        })
+    }
+
+    /// Opens an index another process writes, for searching only.
+    pub fn open_read_only(data_dir: &Path) -> Result<EventIndex, StoreError> {
+        EventIndex::new(open_index(&data_dir.join("index"), false)?, None)
+    }
+
+    pub(crate) fn reload(&self) -> Result<(), StoreError> {
+        Ok(self.reader.reload()?)
+    }
+
+    /// Number of searchable events.
+    pub fn num_events(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Parses `text` as the query language, with friendly errors.
+    pub fn parse_query(&self, text: &str) -> Result<Box<dyn Query>, StoreError> {
+        let text = text.trim();
+        if text.is_empty() || text == "*" {
+            return Ok(Box::new(AllQuery));
+        }
+        let fields = DEFAULT_FIELDS
+            .iter()
+            .map(|name| {
+                self.schema
+                    .schema
+                    .get_field(name)
+                    .expect("default fields exist")
+            })
+            .collect();
+        let mut parser = QueryParser::for_index(&self.index, fields);
+        parser.set_conjunction_by_default();
+        parser.parse_query(text).map_err(|e| self.explain(text, e))
+    }
+
+    fn explain(&self, text: &str, error: QueryParserError) -> StoreError {
+        let message = match error {
+            QueryParserError::FieldDoesNotExist(field) => format!(
+                "unknown field `{field}`; fields are: {}",
+                self.schema.searchable_fields().join(", ")
+            ),
+            QueryParserError::SyntaxError(_) => format!(
+                "cannot parse `{text}`: check for an unclosed bracket or quote, or a `:` with \
+                 nothing after it (write `user.name:tanaka`, `\"exact phrase\"`, \
+                 `@timestamp:[2026-11-01T00:00:00Z TO *]`)"
+            ),
+            QueryParserError::DateFormatError(_) => {
+                format!("a date in `{text}` is not RFC 3339 (write 2026-11-22T09:00:00Z)")
+            }
+            QueryParserError::AllButQueryForbidden => {
+                "a query cannot only exclude (`NOT x`): say what to include too, e.g. `* AND NOT x`"
+                    .into()
+            }
+            other => format!("cannot use `{text}`: {other}"),
+        };
+        StoreError::BadQuery(message)
+    }
+
+    pub fn search(&self, request: &SearchRequest) -> Result<SearchResults, StoreError> {
+        let started = Instant::now();
+        let query = self.parse_query(&request.query)?;
+        let query: Box<dyn Query> = if request.from.is_none() && request.to.is_none() {
+            query
+        } else {
+            let bound = |t: Option<chrono::DateTime<chrono::Utc>>, inclusive: bool| match t {
+                None => Bound::Unbounded,
+                Some(t) => {
+                    let term =
+                        Term::from_field_date_for_search(self.schema.timestamp, to_tantivy(t));
+                    if inclusive {
+                        Bound::Included(term)
+                    } else {
+                        Bound::Excluded(term)
+                    }
+                }
+            };
+            let range = RangeQuery::new(bound(request.from, true), bound(request.to, false));
+            Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query),
+                (Occur::Must, Box::new(range)),
+            ]))
+        };
+        let searcher = self.reader.searcher();
+        let limit = request.limit.clamp(1, MAX_SEARCH_LIMIT);
+        let top = TopDocs::with_limit(limit)
+            .order_by_fast_field::<tantivy::DateTime>("@timestamp", Order::Desc);
+        let (total, hits) = searcher.search(&query, &(Count, top))?;
+        let mut events = Vec::with_capacity(hits.len());
+        for (_, address) in hits.into_iter().take(request.limit) {
+            let doc: TantivyDocument = searcher.doc(address)?;
+            let Some(json) = doc.get_first(self.schema.source).and_then(|v| v.as_bytes()) else {
+                continue;
+            };
+            match serde_json::from_slice::<Event>(json) {
+                Ok(event) => events.push(event),
+                Err(e) => warn!(error = %e, "stored event does not decode"),
+            }
+        }
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .search_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Ok(SearchResults {
+            total: total as u64,
+            events,
+        })
+    }
+}
+
+/// Follows the write-ahead log into the index.
+pub(crate) struct Indexer {
+    pub writer: IndexWriter,
+    pub index: EventIndex,
+    pub wal_dir: std::path::PathBuf,
+    pub durable: Arc<Durable>,
+    pub commit_interval: Duration,
+    pub metrics: StoreMetrics,
+}
+
+impl Indexer {
+    pub fn run(mut self) -> Result<(), StoreError> {
+        let schema = EventSchema::new();
+        let mut last_indexed = checkpoint(&self.index.index)?;
+        let mut reader = WalReader::new(&self.wal_dir, last_indexed + 1);
+        let mut last_committed = last_indexed;
+        let mut first_uncommitted: Option<Instant> = None;
+        info!(checkpoint = last_indexed, "indexer starting");
+        loop {
+            let wait = match first_uncommitted {
+                Some(t) => self.commit_interval.saturating_sub(t.elapsed()),
+                None => Duration::from_secs(3600),
+            };
+            let (until, closed) = self.durable.wait_beyond(last_indexed, wait);
+            let mut num_added = 0u64;
+            loop {
+                match reader.next(until) {
+                    Ok(Some((seq, payload))) => {
+                        match serde_json::from_slice::<Event>(&payload) {
+                            Ok(event) => {
+                                self.writer
+                                    .add_document(schema.document(&event, &payload))?;
+                                num_added += 1;
+                            }
+                            Err(e) => {
+                                error!(seq, error = %e, "write-ahead log record does not decode; skipped")
+                            }
+                        }
+                        last_indexed = seq;
+                        first_uncommitted.get_or_insert_with(Instant::now);
+                        if num_added % 4096 == 0 && self.commit_due(first_uncommitted) {
+                            break;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(Ok(damage)) => {
+                        error!(path = %damage.path.display(), offset = damage.offset, reason = %damage.reason,
+                            resumed_at = damage.resumed_at, "write-ahead log damaged; continuing after it");
+                        self.metrics.wal_damage.inc();
+                        let resumed = damage.resumed_at.saturating_sub(1);
+                        if resumed <= last_indexed {
+                            // Nothing after the damage yet: do not spin on it.
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                        last_indexed = resumed.max(last_indexed);
+                        break;
+                    }
+                    Err(Err(e)) => return Err(e),
+                }
+            }
+            self.metrics.index_documents.inc_by(num_added);
+            let caught_up = reader.next_seq() > until;
+            if last_indexed > last_committed
+                && (self.commit_due(first_uncommitted) || (closed && caught_up))
+            {
+                let started = Instant::now();
+                let mut prepared = self.writer.prepare_commit()?;
+                prepared.set_payload(&format!("wal_seq={last_indexed}"));
+                prepared.commit()?;
+                self.metrics
+                    .index_commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.index.reload()?;
+                last_committed = last_indexed;
+                first_uncommitted = None;
+            }
+            self.metrics
+                .index_lag_events
+                .set(until.saturating_sub(last_committed) as i64);
+            if closed && caught_up && last_committed == last_indexed {
+                break;
+            }
+        }
+        self.writer.wait_merging_threads()?;
+        info!(checkpoint = last_committed, "indexer stopped");
+        Ok(())
+    }
+
+    fn commit_due(&self, first_uncommitted: Option<Instant>) -> bool {
+        first_uncommitted.is_some_and(|t| t.elapsed() >= self.commit_interval)
+    }
+}

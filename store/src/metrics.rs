@@ -1,0 +1,87 @@
+//! The store's Prometheus metrics, registered on the registry the binary serves at /metrics.
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Clone)]
+pub struct StoreMetrics {
+    /// Events synced to the write-ahead log, by dataset: what "accepted" means.
+    pub events_accepted: IntCounterVec,
+    /// Events a WAL write failed for (disk full, I/O error): not accepted.
+    pub events_failed: IntCounter,
+    pub wal_written_bytes: IntCounter,
+    pub wal_bytes: IntGauge,
+    pub wal_fsync_seconds: Histogram,
+    pub wal_damage: IntCounter,
+    pub index_documents: IntCounter,
+    pub index_commit_seconds: Histogram,
+    /// Events in the log that are not yet searchable.
+    pub index_lag_events: IntGauge,
+    pub search_seconds: Histogram,
+}
+
+fn buckets() -> Vec<f64> {
+    vec![
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ]
+}
+
+impl StoreMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<StoreMetrics> {
+        let histogram = |name: &str, help: &str| -> prometheus::Result<Histogram> {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets()))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let events_accepted = IntCounterVec::new(
+            Opts::new(
+                "mimamori_events_accepted_total",
+                "Events synced to the write-ahead log (accepted), by dataset",
+            ),
+            &["dataset"],
+        )?;
+        registry.register(Box::new(events_accepted.clone()))?;
+        Ok(StoreMetrics {
+            events_accepted,
+            events_failed: counter(
+                "mimamori_events_wal_failed_total",
+                "Events not accepted because the write-ahead log write failed",
+            )?,
+            wal_written_bytes: counter(
+                "mimamori_wal_written_bytes_total",
+                "Bytes appended to the write-ahead log",
+            )?,
+            wal_bytes: gauge("mimamori_wal_bytes", "Bytes of write-ahead log on disk")?,
+            wal_fsync_seconds: histogram(
+                "mimamori_wal_fsync_seconds",
+                "Write-ahead log group-commit fsync latency",
+            )?,
+            wal_damage: counter(
+                "mimamori_wal_damaged_segments_total",
+                "Write-ahead log segments found damaged while indexing",
+            )?,
+            index_documents: counter(
+                "mimamori_index_documents_total",
+                "Events added to the search index",
+            )?,
+            index_commit_seconds: histogram(
+                "mimamori_index_commit_seconds",
+                "Search index commit latency",
+            )?,
+            index_lag_events: gauge(
+                "mimamori_index_lag_events",
+                "Accepted events not yet committed to the search index",
+            )?,
+            search_seconds: histogram("mimamori_search_seconds", "Search latency")?,
+        })
+    }
+}

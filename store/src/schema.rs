@@ -1,0 +1,203 @@
+//! The Tantivy schema that mirrors [`Event`]: one indexed field per event field, under the same
+//! name, plus `_source`, the event's JSON as written to the write-ahead log.
+
+use tantivy::schema::{
+    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions,
+    STORED, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
+use tantivy::{DateTime, Index, TantivyDocument};
+
+use crate::event::Event;
+use crate::tokenizer::CjkBigramTokenizer;
+
+/// Exact-match fields, compared case-insensitively (`user.name:Tanaka` finds `tanaka`).
+const KEYWORD: &str = "keyword";
+/// Full text, Japanese included.
+const TEXT_JA: &str = "text_ja";
+
+/// Fields searched by a plain word typed with no `field:`: what a person means by "find tanaka".
+pub const DEFAULT_FIELDS: &[&str] = &[
+    "message",
+    "user.name",
+    "host.name",
+    "source.ip",
+    "patient.id",
+];
+
+/// Handles to every field, resolved once.
+#[derive(Clone)]
+pub struct EventSchema {
+    pub schema: Schema,
+    pub id: Field,
+    pub timestamp: Field,
+    pub ingested: Field,
+    pub dataset: Field,
+    pub action: Field,
+    pub code: Field,
+    pub outcome: Field,
+    pub user: Field,
+    pub roles: Field,
+    pub source_ip: Field,
+    pub host: Field,
+    pub site: Field,
+    pub patient: Field,
+    pub record_count: Field,
+    pub process: Field,
+    pub log_source: Field,
+    pub tags: Field,
+    pub labels: Field,
+    pub message: Field,
+    pub source: Field,
+}
+
+impl EventSchema {
+    pub fn new() -> EventSchema {
+        let mut builder = Schema::builder();
+        let keyword = TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(KEYWORD)
+                .set_index_option(IndexRecordOption::Basic),
+        );
+        let date = DateOptions::from(INDEXED)
+            .set_fast()
+            .set_precision(DateTimePrecision::Microseconds);
+        let mut kw = |name: &str| builder.add_text_field(name, keyword.clone());
+        let id = kw("event.id");
+        let dataset = kw("event.dataset");
+        let action = kw("event.action");
+        let code = kw("event.code");
+        let outcome = kw("event.outcome");
+        let user = kw("user.name");
+        let roles = kw("user.roles");
+        let source_ip = kw("source.ip");
+        let host = kw("host.name");
+        let site = kw("site");
+        let patient = kw("patient.id");
+        let process = kw("process.name");
+        let log_source = kw("log.source.address");
+        let tags = kw("tags");
+        let timestamp = builder.add_date_field("@timestamp", date.clone());
+        let ingested = builder.add_date_field("event.ingested", date);
+        let record_count = builder.add_u64_field("record.count", INDEXED | FAST);
+        let labels = builder.add_json_field(
+            "labels",
+            JsonObjectOptions::default()
+                .set_expand_dots_enabled()
+                .set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer(KEYWORD)
+                        .set_index_option(IndexRecordOption::Basic),
+                ),
+        );
+        let message = builder.add_text_field(
+            "message",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(TEXT_JA)
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            ),
+        );
+        let source = builder.add_bytes_field("_source", STORED);
+        EventSchema {
+            schema: builder.build(),
+            id,
+            timestamp,
+            ingested,
+            dataset,
+            action,
+            code,
+            outcome,
+            user,
+            roles,
+            source_ip,
+            host,
+            site,
+            patient,
+            record_count,
+            process,
+            log_source,
+            tags,
+            labels,
+            message,
+            source,
+        }
+    }
+
+    /// Tokenizers are not saved in the index: every process that opens it registers them.
+    pub fn register_tokenizers(index: &Index) {
+        let tokenizers = index.tokenizers();
+        tokenizers.register(
+            KEYWORD,
+            TextAnalyzer::builder(RawTokenizer::default())
+                .filter(LowerCaser)
+                .build(),
+        );
+        tokenizers.register(TEXT_JA, TextAnalyzer::from(CjkBigramTokenizer));
+    }
+
+    /// Names of the fields a query may name (everything but `_source`).
+    pub fn searchable_fields(&self) -> Vec<&str> {
+        self.schema
+            .fields()
+            .map(|(_, entry)| entry.name())
+            .filter(|name| !name.starts_with('_'))
+            .collect()
+    }
+
+    /// The document for one event; `json` is the event as serialized in the write-ahead log.
+    pub fn document(&self, event: &Event, json: &[u8]) -> TantivyDocument {
+        let mut doc = TantivyDocument::new();
+        doc.add_text(self.id, event.id.as_str());
+        doc.add_date(self.timestamp, to_tantivy(event.timestamp));
+        doc.add_date(self.ingested, to_tantivy(event.ingested));
+        doc.add_text(self.dataset, &event.dataset);
+        doc.add_text(self.action, &event.action);
+        doc.add_text(self.outcome, event.outcome.as_str());
+        let optional = [
+            (self.code, &event.code),
+            (self.user, &event.user),
+            (self.source_ip, &event.source_ip),
+            (self.host, &event.host),
+            (self.site, &event.site),
+            (self.patient, &event.patient),
+            (self.process, &event.process),
+            (self.log_source, &event.log_source),
+        ];
+        for (field, value) in optional {
+            if let Some(value) = value {
+                doc.add_text(field, value);
+            }
+        }
+        for role in &event.roles {
+            doc.add_text(self.roles, role);
+        }
+        for tag in &event.tags {
+            doc.add_text(self.tags, tag);
+        }
+        if let Some(count) = event.record_count {
+            doc.add_u64(self.record_count, count);
+        }
+        if !event.labels.is_empty() {
+            let object = event
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), tantivy::schema::OwnedValue::Str(v.clone())))
+                .collect();
+            doc.add_object(self.labels, object);
+        }
+        doc.add_text(self.message, &event.message);
+        doc.add_bytes(self.source, json);
+        doc
+    }
+}
+
+impl Default for EventSchema {
+    fn default() -> Self {
+        EventSchema::new()
+    }
+}
+
+pub fn to_tantivy(t: chrono::DateTime<chrono::Utc>) -> DateTime {
+    DateTime::from_timestamp_micros(t.timestamp_micros())
+}

@@ -1,0 +1,225 @@
+//! The store as one stage: batches in, searchable events out, across restarts.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::*;
+
+fn config(dir: &std::path::Path) -> StoreConfig {
+    StoreConfig {
+        data_dir: dir.to_owned(),
+        commit_interval_ms: 50,
+        index_memory_budget_bytes: 64 << 20,
+        ..StoreConfig::default()
+    }
+}
+
+fn event(n: u32, user: &str, message: &str, at: DateTime<Utc>) -> Event {
+    let mut e = Event::new("test", "syslog", format!("raw {n} {message}"), at);
+    e.timestamp = at;
+    e.user = Some(user.to_owned());
+    e.patient = Some(format!("P{n}"));
+    e.message = message.to_owned();
+    e
+}
+
+fn at(hour: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 20, hour, 0, 0).unwrap()
+}
+
+fn search(index: &EventIndex, query: &str) -> SearchResults {
+    index
+        .search(&SearchRequest {
+            query: query.into(),
+            from: None,
+            to: None,
+            limit: 100,
+        })
+        .unwrap()
+}
+
+fn wait_for(index: &EventIndex, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while index.num_events() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} events became searchable",
+            index.num_events()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(
+        &config(dir),
+        StoreMetrics::new(&prometheus::Registry::new()).unwrap(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let events = vec![
+        event(
+            1,
+            "tanaka",
+            "user=tanaka action=view 山田太郎 カルテ参照",
+            at(1),
+        ),
+        event(2, "Suzuki", "login from reception", at(2)),
+        event(3, "tanaka", "print prescription", at(3)),
+    ];
+    let (batch, ack) = Batch::with_ack(events);
+    store.sender().blocking_send(batch).unwrap();
+    assert_eq!(ack.blocking_recv().unwrap().unwrap(), 1..=3);
+    wait_for(store.index(), 3);
+    let index = store.index();
+
+    let hits = search(index, "user.name:tanaka");
+    assert_eq!(hits.total, 2);
+    assert_eq!(
+        hits.events[0].patient.as_deref(),
+        Some("P3"),
+        "newest first"
+    );
+    assert_eq!(
+        search(index, "user.name:SUZUKI").total,
+        1,
+        "keywords ignore case"
+    );
+    assert_eq!(search(index, "山田").total, 1, "a bigram finds 山田太郎");
+    assert_eq!(search(index, "\"山田太郎\"").total, 1);
+    assert_eq!(search(index, "参照").total, 1);
+    assert_eq!(search(index, "鈴木").total, 0);
+    assert_eq!(
+        search(index, "tanaka").total,
+        2,
+        "a plain word searches the user too"
+    );
+    assert_eq!(search(index, "P2").total, 1, "and the patient");
+    assert_eq!(search(index, "tanaka print").total, 1, "words are ANDed");
+    assert_eq!(search(index, "*").total, 3);
+    let ranged = index
+        .search(&SearchRequest {
+            query: "tanaka".into(),
+            from: Some(at(2)),
+            to: Some(at(4)),
+            limit: 10,
+        })
+        .unwrap();
+    assert_eq!(ranged.total, 1);
+    assert_eq!(
+        search(index, "@timestamp:[2026-11-20T02:00:00Z TO *]").total,
+        2
+    );
+    store.shutdown().unwrap();
+}
+
+#[test]
+fn bad_queries_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let err = |q: &str| match store.index().parse_query(q) {
+        Err(StoreError::BadQuery(m)) => m,
+        Err(other) => panic!("{q}: {other}"),
+        Ok(_) => panic!("{q} parsed"),
+    };
+    let unknown = err("usr.name:tanaka");
+    assert!(
+        unknown.contains("unknown field `usr.name`") && unknown.contains("user.name"),
+        "{unknown}"
+    );
+    assert!(err("user.name:(").contains("cannot parse"));
+    assert!(err("@timestamp:[yesterday TO *]").contains("RFC 3339"));
+    store.shutdown().unwrap();
+}
+
+#[test]
+fn a_restart_replays_what_the_index_missed_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let total = 3000u32;
+    {
+        let mut cfg = config(dir.path());
+        // Never commit on time: only the log holds the events when the store is dropped.
+        cfg.commit_interval_ms = 60_000;
+        let store = Store::open(
+            &cfg,
+            StoreMetrics::new(&prometheus::Registry::new()).unwrap(),
+        )
+        .unwrap();
+        for chunk in 0..3 {
+            let events = (0..1000)
+                .map(|i| event(chunk * 1000 + i, "u", "replay me", at(1)))
+                .collect();
+            let (batch, ack) = Batch::with_ack(events);
+            store.sender().blocking_send(batch).unwrap();
+            ack.blocking_recv().unwrap().unwrap();
+        }
+        // Simulate a crash: leak the store so neither thread gets to commit.
+        std::mem::forget(store);
+    }
+    // The leaked writer still holds tantivy's lock in this process; a real crash frees it.
+    std::fs::remove_file(dir.path().join("index/.tantivy-writer.lock")).ok();
+    let store = open(dir.path());
+    wait_for(store.index(), u64::from(total));
+    let hits = store
+        .index()
+        .search(&SearchRequest {
+            query: "replay".into(),
+            from: None,
+            to: None,
+            limit: 5000,
+        })
+        .unwrap();
+    assert_eq!(hits.total, u64::from(total));
+    let mut ids: Vec<_> = hits.events.iter().map(|e| e.id.clone()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total as usize, "no event twice");
+    store.shutdown().unwrap();
+    // And a clean restart replays nothing.
+    let store = open(dir.path());
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(store.index().num_events(), u64::from(total));
+    store.shutdown().unwrap();
+}
+
+#[test]
+fn an_unusable_data_dir_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let Err(err) = Store::open(
+        &config(&file.join("data")),
+        StoreMetrics::new(&prometheus::Registry::new()).unwrap(),
+    ) else {
+        panic!("opened a data dir under a file");
+    };
+    assert!(
+        err.to_string().contains("a-file/data` is not usable"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_second_store_on_the_same_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let second = Store::open(
+        &config(dir.path()),
+        StoreMetrics::new(&prometheus::Registry::new()).unwrap(),
+    );
+    let Err(err) = second else {
+        panic!("two writers")
+    };
+    assert!(
+        err.to_string()
+            .contains("in use by another running mimamori"),
+        "{err}"
+    );
+    store.shutdown().unwrap();
+}
