@@ -1,0 +1,345 @@
+//! Syslog over UDP and TCP. Each TCP connection is its own task with a bounded buffer, so a slow,
+//! idle or hostile client delays nobody else; the number of connections is capped. UDP is read
+//! by a dedicated thread from a socket with a large receive buffer; the kernel's drops on it are
+//! counted, not hidden.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use socket2::{Domain, Protocol, Socket, Type};
+use store::{Batch, Event};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+
+use crate::error::IngestError;
+use crate::framing::{Frame, FrameFlaw, Framer, FramingError};
+use crate::metrics::IngestMetrics;
+use crate::syslog::{Origin, PARSE_FAILURE_TAG, SyslogParser};
+
+/// Events sent to the store at once, at most.
+const BATCH_EVENTS: usize = 512;
+
+/// What every listener shares.
+pub struct SyslogContext {
+    pub parser: SyslogParser,
+    pub max_message_bytes: usize,
+    pub metrics: IngestMetrics,
+    pub events_tx: mpsc::Sender<Batch>,
+}
+
+impl SyslogContext {
+    fn event(&self, frame: &Frame, origin: &Origin) -> Event {
+        let transport = origin.transport;
+        self.metrics.received.with_label_values(&[transport]).inc();
+        let mut event = self.parser.parse(&frame.bytes, origin, Utc::now());
+        if event.tags.iter().any(|t| t == PARSE_FAILURE_TAG) {
+            self.metrics
+                .parse_failures
+                .with_label_values(&[transport, "syslog"])
+                .inc();
+        }
+        if let Some(flaw) = frame.flaw {
+            let reason = match flaw {
+                FrameFlaw::TooLong => "too_long",
+                FrameFlaw::CutOff => "cut_off",
+            };
+            self.metrics
+                .truncated
+                .with_label_values(&[transport, reason])
+                .inc();
+            event.tags.push(format!("truncated_{reason}"));
+        }
+        event
+    }
+
+    fn reject(&self, transport: &str, reason: &str, n: u64) {
+        self.metrics
+            .rejected
+            .with_label_values(&[transport, reason])
+            .inc_by(n);
+    }
+}
+
+/// Accepts syslog TCP connections until the task is aborted (which closes them all).
+pub struct TcpSyslogListener {
+    listener: TcpListener,
+    context: Arc<SyslogContext>,
+    max_connections: usize,
+    idle_timeout: Duration,
+}
+
+impl TcpSyslogListener {
+    pub async fn bind(
+        addr: SocketAddr,
+        context: Arc<SyslogContext>,
+        max_connections: usize,
+        idle_timeout: Duration,
+    ) -> Result<TcpSyslogListener, IngestError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| IngestError::Bind {
+                transport: "tcp",
+                addr,
+                source,
+            })?;
+        Ok(TcpSyslogListener {
+            listener,
+            context,
+            max_connections,
+            idle_timeout,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run(self) {
+        let slots = Arc::new(Semaphore::new(self.max_connections));
+        let mut connections = JoinSet::new();
+        info!(addr = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), "syslog tcp listening");
+        loop {
+            // Reap finished connections so the set does not grow.
+            while connections.try_join_next().is_some() {}
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "syslog tcp accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                self.context.metrics.tcp_connections_refused.inc();
+                warn!(peer = %peer, max = self.max_connections, "syslog tcp connection refused: too many open");
+                drop(stream);
+                continue;
+            };
+            let context = self.context.clone();
+            let idle_timeout = self.idle_timeout;
+            connections.spawn(async move {
+                context.metrics.tcp_connections.inc();
+                read_connection(stream, peer, &context, idle_timeout).await;
+                context.metrics.tcp_connections.dec();
+                drop(slot);
+            });
+        }
+    }
+}
+
+async fn read_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    context: &SyslogContext,
+    idle_timeout: Duration,
+) {
+    let origin = Origin {
+        transport: "tcp",
+        peer_ip: Some(peer.ip().to_canonical().to_string()),
+        address: Some(format!("tcp://{peer}")),
+    };
+    let mut framer = Framer::new(context.max_message_bytes);
+    let mut chunk = vec![0u8; 16 << 10];
+    let (mut frames, mut errors) = (Vec::new(), Vec::new());
+    loop {
+        let read = tokio::time::timeout(idle_timeout, stream.read(&mut chunk)).await;
+        let n = match read {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                debug!(peer = %peer, error = %e, "syslog tcp read failed");
+                break;
+            }
+            Err(_) => {
+                context.metrics.tcp_idle_closed.inc();
+                debug!(peer = %peer, "syslog tcp connection idle; closed");
+                break;
+            }
+        };
+        framer.push(&chunk[..n], &mut frames, &mut errors);
+        if !send_frames(context, &origin, &mut frames, &mut errors).await {
+            return;
+        }
+    }
+    framer.finish(&mut frames);
+    send_frames(context, &origin, &mut frames, &mut errors).await;
+}
+
+/// Parses and sends what was framed; false when the store has gone away.
+async fn send_frames(
+    context: &SyslogContext,
+    origin: &Origin,
+    frames: &mut Vec<Frame>,
+    errors: &mut Vec<FramingError>,
+) -> bool {
+    for error in errors.drain(..) {
+        let reason = match error {
+            FramingError::Empty => "empty",
+            FramingError::BadOctetCount => {
+                warn!(
+                    peer = origin.address.as_deref().unwrap_or("-"),
+                    "bad octet count; reading the connection as lines"
+                );
+                "bad_octet_count"
+            }
+        };
+        context.reject(origin.transport, reason, 1);
+    }
+    while !frames.is_empty() {
+        let take = frames.len().min(BATCH_EVENTS);
+        let events: Vec<Event> = frames
+            .drain(..take)
+            .map(|f| context.event(&f, origin))
+            .collect();
+        let n = events.len() as u64;
+        if context.events_tx.send(Batch::new(events)).await.is_err() {
+            context.reject(origin.transport, "store_closed", n);
+            return false;
+        }
+    }
+    true
+}
+
+/// Reads one UDP socket on its own thread; stops when `stop` is set or the store goes away.
+pub struct UdpSyslogListener {
+    socket: UdpSocket,
+    context: Arc<SyslogContext>,
+}
+
+impl UdpSyslogListener {
+    pub fn bind(
+        addr: SocketAddr,
+        context: Arc<SyslogContext>,
+        receive_buffer_bytes: usize,
+    ) -> Result<UdpSyslogListener, IngestError> {
+        let bind_error = |source| IngestError::Bind {
+            transport: "udp",
+            addr,
+            source,
+        };
+        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+            .map_err(bind_error)?;
+        if let Err(e) = socket.set_recv_buffer_size(receive_buffer_bytes) {
+            warn!(error = %e, "could not enlarge the UDP receive buffer");
+        }
+        socket.bind(&addr.into()).map_err(bind_error)?;
+        let effective = socket.recv_buffer_size().unwrap_or(0);
+        if effective < receive_buffer_bytes {
+            info!(
+                requested = receive_buffer_bytes,
+                effective,
+                "UDP receive buffer capped by the kernel (raise net.core.rmem_max for more headroom)"
+            );
+        }
+        let socket: UdpSocket = socket.into();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .map_err(bind_error)?;
+        Ok(UdpSyslogListener { socket, context })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    pub fn run(self, stop: Arc<AtomicBool>) {
+        let port = self.local_addr().map(|a| a.port()).unwrap_or(0);
+        info!(port, "syslog udp listening");
+        let context = &self.context;
+        // One datagram can be 64 KiB; bigger than max_message_bytes is cut to it.
+        let mut buf = vec![0u8; 65_536];
+        let mut events = Vec::with_capacity(BATCH_EVENTS);
+        let mut drops_seen = udp_kernel_drops(port).unwrap_or(0);
+        let mut drops_checked = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            match self.socket.recv_from(&mut buf) {
+                Ok((n, peer)) => {
+                    let len = n.min(context.max_message_bytes);
+                    let frame = Frame {
+                        bytes: trim_datagram(&buf[..len]).to_vec(),
+                        flaw: (n > context.max_message_bytes).then_some(FrameFlaw::TooLong),
+                    };
+                    if frame.bytes.is_empty() {
+                        context.reject("udp", "empty", 1);
+                        continue;
+                    }
+                    let origin = Origin {
+                        transport: "udp",
+                        peer_ip: Some(peer.ip().to_canonical().to_string()),
+                        address: Some(format!("udp://{peer}")),
+                    };
+                    events.push(context.event(&frame, &origin));
+                    if events.len() < BATCH_EVENTS {
+                        continue;
+                    }
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => warn!(error = %e, "syslog udp receive failed"),
+            }
+            if !events.is_empty() {
+                let batch = Batch::new(std::mem::replace(
+                    &mut events,
+                    Vec::with_capacity(BATCH_EVENTS),
+                ));
+                let n = batch.events.len() as u64;
+                if context.events_tx.blocking_send(batch).is_err() {
+                    context.reject("udp", "store_closed", n);
+                    return;
+                }
+            }
+            if drops_checked.elapsed() >= Duration::from_secs(1) {
+                drops_checked = Instant::now();
+                if let Some(drops) = udp_kernel_drops(port) {
+                    context
+                        .metrics
+                        .udp_kernel_drops
+                        .inc_by(drops.saturating_sub(drops_seen));
+                    drops_seen = drops;
+                }
+            }
+        }
+    }
+}
+
+/// A datagram without a trailing LF/CR/NUL.
+fn trim_datagram(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|&b| !matches!(b, b'\n' | b'\r' | 0))
+        .map_or(0, |i| i + 1);
+    &bytes[..end]
+}
+
+/// Kernel drop count for UDP sockets bound to `port`, from /proc/net/udp{,6} (Linux).
+pub fn udp_kernel_drops(port: u16) -> Option<u64> {
+    let mut total = None;
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            let local_port = columns
+                .get(1)
+                .and_then(|a| a.rsplit(':').next())
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if local_port == Some(port) {
+                if let Some(drops) = columns.last().and_then(|d| d.parse::<u64>().ok()) {
+                    *total.get_or_insert(0) += drops;
+                }
+            }
+        }
+    }
+    total
+}

@@ -1,0 +1,74 @@
+//! Ingest counters: what arrived, what was turned away and why, per transport.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+#[derive(Clone)]
+pub struct IngestMetrics {
+    /// Messages framed and parsed, by transport.
+    pub received: IntCounterVec,
+    /// Input that did not become an event, by transport and reason (`empty`, `bad_octet_count`,
+    /// `store_closed`).
+    pub rejected: IntCounterVec,
+    /// Events kept in part, by transport and reason (`too_long`, `cut_off`).
+    pub truncated: IntCounterVec,
+    /// Lines that parsed as neither RFC (stored whole, tagged `syslog_parse_failure`).
+    pub parse_failures: IntCounterVec,
+    pub tcp_connections: IntGauge,
+    pub tcp_connections_refused: IntCounter,
+    pub tcp_idle_closed: IntCounter,
+    /// Datagrams the kernel dropped on our UDP sockets (from /proc/net/udp).
+    pub udp_kernel_drops: IntCounter,
+}
+
+impl IngestMetrics {
+    pub fn new(registry: &Registry) -> prometheus::Result<IngestMetrics> {
+        let vec = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let tcp_connections =
+            IntGauge::new("mimamori_tcp_connections", "Open syslog TCP connections")?;
+        registry.register(Box::new(tcp_connections.clone()))?;
+        Ok(IngestMetrics {
+            received: vec(
+                "mimamori_events_received_total",
+                "Messages received, by transport",
+                &["transport"],
+            )?,
+            rejected: vec(
+                "mimamori_events_rejected_total",
+                "Input that did not become an event, by transport and reason",
+                &["transport", "reason"],
+            )?,
+            truncated: vec(
+                "mimamori_events_truncated_total",
+                "Events kept in part, by transport and reason",
+                &["transport", "reason"],
+            )?,
+            parse_failures: vec(
+                "mimamori_parse_failures_total",
+                "Messages that parsed as no known format (kept as text)",
+                &["transport", "format"],
+            )?,
+            tcp_connections,
+            tcp_connections_refused: counter(
+                "mimamori_tcp_connections_refused_total",
+                "Syslog TCP connections closed at once because max_connections were open",
+            )?,
+            tcp_idle_closed: counter(
+                "mimamori_tcp_idle_closed_total",
+                "Syslog TCP connections closed after idle_timeout_secs without data",
+            )?,
+            udp_kernel_drops: counter(
+                "mimamori_udp_kernel_drops_total",
+                "Datagrams the kernel dropped on the syslog UDP sockets (receive buffer full)",
+            )?,
+        })
+    }
+}

@@ -1,0 +1,189 @@
+//! RFC 3164 and RFC 5424 messages into [`Event`]s. A line that parses as neither is kept whole
+//! with the tag `syslog_parse_failure`: nothing is dropped.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Datelike, FixedOffset, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+use regex::Regex;
+use store::{Event, Outcome};
+use syslog_loose::{IncompleteDate, Message, Protocol, Variant};
+
+use crate::normalize::{KeyValues, apply_key_values};
+
+/// Most labels kept from one message (structured-data params plus syslog header fields).
+pub const MAX_LABELS: usize = 64;
+
+/// Where a message came from.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// `udp`, `tcp`, `file`, ...
+    pub transport: &'static str,
+    /// The sender's IP address (no port: ports change per connection).
+    pub peer_ip: Option<String>,
+    /// `udp://10.0.0.5:514`
+    pub address: Option<String>,
+}
+
+impl Origin {
+    /// The key event ids are derived from: the same bytes from the same sender are one event.
+    fn source_key(&self) -> String {
+        match &self.peer_ip {
+            Some(ip) => format!("syslog/{ip}"),
+            None => format!("syslog/{}", self.transport),
+        }
+    }
+}
+
+/// Parses syslog lines for one clinic time zone.
+#[derive(Debug, Clone)]
+pub struct SyslogParser {
+    /// Zone for RFC 3164 timestamps, which carry none.
+    pub timezone: Tz,
+}
+
+pub const PARSE_FAILURE_TAG: &str = "syslog_parse_failure";
+
+impl SyslogParser {
+    pub fn new(timezone: Tz) -> SyslogParser {
+        SyslogParser { timezone }
+    }
+
+    /// Turns one frame into an event. Never fails: input that is not syslog is kept as text.
+    pub fn parse(&self, raw: &[u8], origin: &Origin, received: DateTime<Utc>) -> Event {
+        let text = String::from_utf8_lossy(raw);
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let mut event = Event::new(&origin.source_key(), "syslog", text.to_owned(), received);
+        event.log_source = origin.address.clone();
+        let offset = self
+            .timezone
+            .offset_from_utc_datetime(&received.naive_utc())
+            .fix();
+        let local_now = received.with_timezone(&offset);
+        let year = |date: IncompleteDate| infer_year(date.0, local_now.year(), local_now.month());
+        // syslog_loose's "either" tries 5424 first; a leading digit run after the PRI decides.
+        match syslog_loose::parse_message_with_year_exact_tz(
+            text,
+            year,
+            Some(offset),
+            Variant::Either,
+        ) {
+            Ok(message) if plausible(&message) => fill(&mut event, &message),
+            _ => {
+                event.message = text.trim().to_owned();
+                event.tags.push(PARSE_FAILURE_TAG.to_owned());
+                event.host = origin.peer_ip.clone();
+            }
+        }
+        if event.host.is_none() {
+            event.host = origin.peer_ip.clone();
+        }
+        event
+    }
+}
+
+/// syslog_loose accepts almost anything as RFC 3164 (no PRI, no timestamp); without a PRI or a
+/// timestamp a line is not syslog but free text.
+fn plausible(message: &Message<&str>) -> bool {
+    message.facility.is_some() || message.timestamp.is_some()
+}
+
+/// RFC 3164 has no year: take the one that puts the date nearest to now, so a December line
+/// read in January is last year's and a January line read on 31 December is next year's.
+fn infer_year(month: u32, year_now: i32, month_now: u32) -> i32 {
+    if month > month_now + 1 {
+        year_now - 1
+    } else if month_now == 12 && month == 1 {
+        year_now + 1
+    } else {
+        year_now
+    }
+}
+
+fn fill(event: &mut Event, message: &Message<&str>) {
+    if let Some(t) = message.timestamp {
+        event.timestamp = t.with_timezone(&Utc);
+    }
+    event.host = message.hostname.map(str::to_owned);
+    event.process = message.appname.map(str::to_owned);
+    event.message = message.msg.trim().to_owned();
+    let mut labels = Vec::new();
+    if let Some(f) = message.facility {
+        labels.push(("syslog.facility".to_owned(), f.as_str().to_owned()));
+    }
+    if let Some(s) = message.severity {
+        labels.push(("syslog.severity".to_owned(), s.as_str().to_owned()));
+    }
+    if let Some(p) = &message.procid {
+        labels.push(("syslog.procid".to_owned(), p.to_string()));
+    }
+    if let Some(m) = message.msgid {
+        labels.push(("syslog.msgid".to_owned(), m.to_owned()));
+    }
+    if message.protocol == Protocol::RFC5424(1) {
+        labels.push(("syslog.version".to_owned(), "1".to_owned()));
+    }
+    let mut pairs = KeyValues::default();
+    for element in &message.structured_data {
+        for (name, value) in element.params() {
+            pairs.push(name, &value);
+            labels.push((format!("{}.{name}", element.id), value));
+        }
+    }
+    pairs.scan_text(&event.message);
+    if labels.len() > MAX_LABELS {
+        labels.truncate(MAX_LABELS);
+        event.tags.push("labels_truncated".to_owned());
+    }
+    event.labels.extend(labels);
+    apply_key_values(event, &pairs);
+    recognise_auth_lines(event);
+}
+
+static SSHD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^(Accepted|Failed) (?:password|publickey|keyboard-interactive/pam) for (?:invalid user )?(\S+) from (\S+)")
+        .expect("valid regex")
+});
+static PAM_FAILURE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"authentication failure;.*?rhost=(\S*)(?:\s+user=(\S+))?").expect("valid regex")
+});
+
+/// Logins from Linux servers and appliances (sshd, PAM), the commonest access events in syslog.
+fn recognise_auth_lines(event: &mut Event) {
+    if event.action != "unknown" {
+        return;
+    }
+    let process = event.process.as_deref().unwrap_or("");
+    if process.starts_with("sshd") {
+        if let Some(c) = SSHD.captures(&event.message) {
+            let ok = &c[1] == "Accepted";
+            event.action = if ok { "login" } else { "login_failed" }.to_owned();
+            event.outcome = if ok {
+                Outcome::Success
+            } else {
+                Outcome::Failure
+            };
+            event.user = Some(c[2].to_owned());
+            event.source_ip = Some(c[3].to_owned());
+            return;
+        }
+    }
+    if let Some(c) = PAM_FAILURE.captures(&event.message) {
+        event.action = "login_failed".to_owned();
+        event.outcome = Outcome::Failure;
+        if !c[1].is_empty() {
+            event.source_ip = Some(c[1].to_owned());
+        }
+        if let Some(user) = c.get(2) {
+            event.user = Some(user.as_str().to_owned());
+        }
+    }
+}
+
+/// Used by tests and the bench: a fixed offset for a zone at a moment.
+pub fn offset_at(tz: Tz, at: DateTime<Utc>) -> FixedOffset {
+    tz.offset_from_utc_datetime(&at.naive_utc()).fix()
+}
+
+#[cfg(test)]
+mod tests;
