@@ -1,1 +1,143 @@
-fn main() {}
+//! mimamori: collects a clinic's access logs, keeps them searchable and tamper-evident, and
+//! (in later releases) raises alerts. This binary wires the crates together: CLI, HTTP server,
+//! configuration.
+
+mod bench;
+mod config;
+mod http;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(
+    name = "mimamori",
+    version,
+    about = "Watches over a clinic's access logs"
+)]
+struct Cli {
+    /// Configuration file (TOML); without one, built-in defaults are used.
+    #[arg(long, global = true, env = "MIMAMORI_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory (default ./mimamori-data); overrides the config file.
+    #[arg(long, global = true, env = "MIMAMORI_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the service: syslog listeners, store, HTTP API.
+    Serve,
+    /// Search stored events, newest first (works while the server runs).
+    Search {
+        /// Query: words, `field:value`, AND/OR/NOT, "phrases", ranges. Empty or `*` for all.
+        query: String,
+        /// Oldest time: RFC 3339, a date, or an age such as 24h, 7d.
+        #[arg(long)]
+        from: Option<String>,
+        /// Newest time (exclusive), same forms as --from.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON event per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Measure ingest throughput, search latency and index size on this machine.
+    Bench {
+        /// Events to send over TCP.
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        /// Searches to time per query kind.
+        #[arg(long, default_value_t = 500)]
+        searches: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the fully commented default configuration.
+    Default,
+    /// Check a configuration file and print the result.
+    Check,
+}
+
+/// Exit codes: 0 ok, 1 failure at run time, 2 bad usage, configuration or query.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
+            print!("{}", config::DEFAULT_CONFIG);
+            Ok(())
+        }
+        command => match Config::load(cli.config.as_deref(), cli.data_dir.as_deref()) {
+            Err(e) => Err(Failure::Usage(e.to_string())),
+            Ok(checked) => match command {
+                Command::Serve => serve::serve(checked).map_err(Failure::Runtime),
+                Command::Search {
+                    query,
+                    from,
+                    to,
+                    limit,
+                    json,
+                } => serve::search(
+                    &checked,
+                    &query,
+                    from.as_deref(),
+                    to.as_deref(),
+                    limit,
+                    json,
+                ),
+                Command::Config {
+                    command: ConfigCommand::Check,
+                } => {
+                    println!(
+                        "configuration is valid; data in {}",
+                        checked.config.storage.data_dir.display()
+                    );
+                    Ok(())
+                }
+                Command::Bench { events, searches } => {
+                    bench::run(events, searches).map_err(Failure::Runtime)
+                }
+                Command::Config {
+                    command: ConfigCommand::Default,
+                } => unreachable!("handled above"),
+            },
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("mimamori: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("mimamori: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// How a command failed, which decides the exit code.
+pub enum Failure {
+    /// The user asked for something wrong (config, query, time): exit 2.
+    Usage(String),
+    /// Something failed at run time: exit 1.
+    Runtime(anyhow::Error),
+}

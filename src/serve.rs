@@ -1,0 +1,233 @@
+//! `mimamori serve` and `mimamori search`: start the stages in data-flow order (store first,
+//! then the listeners that feed it, then HTTP), and stop them in reverse.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use ingest::{IngestMetrics, SyslogContext, SyslogParser, TcpSyslogListener, UdpSyslogListener};
+use store::{EventIndex, Store, StoreError, StoreMetrics};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::Failure;
+use crate::config::Checked;
+use crate::http::{AppState, router, search_request};
+
+/// A running service.
+pub struct Running {
+    pub tcp_addrs: Vec<SocketAddr>,
+    pub udp_addrs: Vec<SocketAddr>,
+    pub http_addr: SocketAddr,
+    store: Store,
+    tasks: Vec<JoinHandle<()>>,
+    udp_stop: Arc<AtomicBool>,
+    udp_threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+pub async fn start(checked: &Checked, registry: prometheus::Registry) -> anyhow::Result<Running> {
+    let config = &checked.config;
+    let store_config = config.storage.clone();
+    let store_metrics = StoreMetrics::new(&registry)?;
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_config, store_metrics))
+        .await?
+        .context("cannot open the store")?;
+    let context = Arc::new(SyslogContext {
+        parser: SyslogParser::new(checked.timezone),
+        max_message_bytes: config.syslog.max_message_bytes,
+        metrics: IngestMetrics::new(&registry)?,
+        events_tx: store.sender(),
+    });
+    let mut running = Running {
+        tcp_addrs: Vec::new(),
+        udp_addrs: Vec::new(),
+        http_addr: config.http.listen,
+        store,
+        tasks: Vec::new(),
+        udp_stop: Arc::new(AtomicBool::new(false)),
+        udp_threads: Vec::new(),
+    };
+    // From here a failure must still stop what was started: collect, then clean up on error.
+    match bind_all(checked, &registry, context, &mut running).await {
+        Ok(()) => Ok(running),
+        Err(e) => {
+            running.shutdown().await.ok();
+            Err(e)
+        }
+    }
+}
+
+async fn bind_all(
+    checked: &Checked,
+    registry: &prometheus::Registry,
+    context: Arc<SyslogContext>,
+    running: &mut Running,
+) -> anyhow::Result<()> {
+    let syslog = &checked.config.syslog;
+    for addr in &syslog.tcp_listen {
+        let listener = TcpSyslogListener::bind(
+            *addr,
+            context.clone(),
+            syslog.max_connections,
+            Duration::from_secs(syslog.idle_timeout_secs),
+        )
+        .await?;
+        running.tcp_addrs.push(listener.local_addr()?);
+        running.tasks.push(tokio::spawn(listener.run()));
+    }
+    for addr in &syslog.udp_listen {
+        let listener =
+            UdpSyslogListener::bind(*addr, context.clone(), syslog.udp_receive_buffer_bytes)?;
+        running.udp_addrs.push(listener.local_addr()?);
+        let stop = running.udp_stop.clone();
+        running.udp_threads.push(
+            std::thread::Builder::new()
+                .name("syslog-udp".into())
+                .spawn(move || listener.run(stop))?,
+        );
+    }
+    drop(context);
+    let listener = tokio::net::TcpListener::bind(checked.config.http.listen)
+        .await
+        .with_context(|| format!("cannot listen for HTTP on {}", checked.config.http.listen))?;
+    running.http_addr = listener.local_addr()?;
+    let app = router(AppState {
+        index: running.store.index().clone(),
+        registry: registry.clone(),
+    });
+    running.tasks.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    }));
+    info!(
+        http = %running.http_addr,
+        tcp = ?running.tcp_addrs,
+        udp = ?running.udp_addrs,
+        data_dir = %checked.config.storage.data_dir.display(),
+        "mimamori is running"
+    );
+    Ok(())
+}
+
+impl Running {
+    pub fn index(&self) -> &EventIndex {
+        self.store.index()
+    }
+
+    /// Stops listeners, drains what they sent into the log and commits the index.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.udp_stop.store(true, Ordering::Relaxed);
+        let store = self.store;
+        let udp_threads = self.udp_threads;
+        tokio::task::spawn_blocking(move || {
+            for t in udp_threads {
+                let _ = t.join();
+            }
+            store.shutdown()
+        })
+        .await??;
+        Ok(())
+    }
+}
+
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MIMAMORI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mimamori")
+        .build()?)
+}
+
+pub fn serve(checked: Checked) -> anyhow::Result<()> {
+    init_tracing();
+    runtime()?.block_on(async {
+        let running = start(&checked, prometheus::Registry::new()).await?;
+        shutdown_signal().await;
+        info!("stopping: draining accepted events into the log and the index");
+        running.shutdown().await?;
+        info!("stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let term = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+pub fn search(
+    checked: &Checked,
+    query: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    limit: usize,
+    json: bool,
+) -> Result<(), Failure> {
+    let request = search_request(query, from, to, Some(limit)).map_err(Failure::Usage)?;
+    let index = EventIndex::open_read_only(&checked.config.storage.data_dir)
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let results = index.search(&request).map_err(|e| match e {
+        StoreError::BadQuery(message) => Failure::Usage(format!("bad query: {message}")),
+        other => Failure::Runtime(other.into()),
+    })?;
+    let mut out = std::io::stdout().lock();
+    use std::io::Write;
+    let write = |out: &mut std::io::StdoutLock, line: String| writeln!(out, "{line}");
+    for event in &results.events {
+        let line = if json {
+            serde_json::to_string(event).expect("events serialize")
+        } else {
+            let local = event.timestamp.with_timezone(&checked.timezone);
+            format!(
+                "{}  {:<16} {:<12} {:<14} {:<10} {}",
+                local.format("%Y-%m-%d %H:%M:%S%.3f"),
+                event.host.as_deref().unwrap_or("-"),
+                event.user.as_deref().unwrap_or("-"),
+                event.action,
+                event.patient.as_deref().unwrap_or("-"),
+                event.message.chars().take(200).collect::<String>()
+            )
+        };
+        if write(&mut out, line).is_err() {
+            return Ok(()); // stdout closed (e.g. piped to head)
+        }
+    }
+    if !json {
+        let _ = writeln!(
+            out,
+            "{} of {} matching events (times in {})",
+            results.events.len(),
+            results.total,
+            checked.timezone
+        );
+    }
+    Ok(())
+}

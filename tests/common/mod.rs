@@ -1,0 +1,247 @@
+//! Starts the real `mimamori` binary on ports picked at run time and talks to it over sockets.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mimamori");
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub tcp: SocketAddr,
+    pub udp: SocketAddr,
+    pub http: SocketAddr,
+    pub config: PathBuf,
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// Starts a server; `extra` is appended to the `[syslog]` section.
+    pub fn start(extra_syslog: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let (tcp, udp, http) = (free_tcp_port(), free_udp_port(), free_tcp_port());
+        let config = dir.path().join("mimamori.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[storage]\ndata_dir = \"{}\"\ncommit_interval_ms = 200\nindex_memory_budget_bytes = 67108864\n\
+                 [syslog]\ntcp_listen = [\"127.0.0.1:{tcp}\"]\nudp_listen = [\"127.0.0.1:{udp}\"]\n{extra_syslog}\n\
+                 [http]\nlisten = \"127.0.0.1:{http}\"\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut server = Server {
+            child: None,
+            tcp: SocketAddr::from(([127, 0, 0, 1], tcp)),
+            udp: SocketAddr::from(([127, 0, 0, 1], udp)),
+            http: SocketAddr::from(([127, 0, 0, 1], http)),
+            config,
+            dir,
+        };
+        server.spawn();
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("serve.log"))
+            .unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(self.http, "/healthz").map(|(s, _)| s) != Some(200) {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited at start ({status}): {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server not healthy: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            Command::new("kill")
+                .arg(child.id().to_string())
+                .status()
+                .unwrap(); // SIGTERM
+            child.wait().unwrap();
+        }
+    }
+
+    /// `mimamori search QUERY --json` through the CLI, as a person would run it.
+    pub fn search(&self, query: &str) -> Vec<serde_json::Value> {
+        let out = self.cli(&[
+            "search",
+            query,
+            "--from",
+            "1970-01-01T00:00:00Z",
+            "--limit",
+            "100000",
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "search {query}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .env("MIMAMORI_DATA_DIR", self.data_dir())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Waits until `query` finds at least `n` events; returns what it found last.
+    pub fn wait_for(&self, query: &str, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let hits = self.search(query);
+            if hits.len() >= n || Instant::now() > deadline {
+                return hits;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The value of a metric line that starts with `prefix` (summed over matching lines).
+    pub fn metric(&self, prefix: &str) -> f64 {
+        let (_, body) = http_get(self.http, "/metrics").expect("metrics");
+        body.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, dechunk(&body)))
+}
+
+fn dechunk(body: &str) -> String {
+    // axum answers with a content-length for these routes; tolerate chunked anyway.
+    if !body.contains("\r\n") {
+        return body.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_owned();
+        };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+pub fn logger(args: &[&str]) {
+    let status = Command::new("logger")
+        .args(args)
+        .status()
+        .expect("logger (util-linux/bsdutils) is installed");
+    assert!(status.success(), "logger {args:?}");
+}
+
+pub fn samples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples")
+}
+
+pub fn token() -> String {
+    format!(
+        "t{}x{}",
+        std::process::id(),
+        Instant::now().elapsed().as_nanos() ^ rand_seed()
+    )
+}
+
+fn rand_seed() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_007
+}
