@@ -1,3 +1,229 @@
-pub fn run(_events: u64, _searches: usize) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+//! `mimamori bench`: the real pipeline in this process, fed over TCP by a generator thread, on a
+//! throw-away data directory. Prints ingest throughput end to end (sent until searchable),
+//! search latency percentiles, index and log bytes per event, and peak RSS.
+
+use std::io::{BufWriter, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use store::SearchRequest;
+
+use crate::config::{Checked, Config};
+use crate::serve::{runtime, start};
+
+const USERS: u64 = 20_000;
+const PATIENTS: u64 = 2_000_000;
+const ACTIONS: &[&str] = &[
+    "VIEW_CHART",
+    "VIEW_NOTE",
+    "EDIT_NOTE",
+    "PRINT",
+    "EXPORT",
+    "LOGIN",
+    "LOGOUT",
+    "SEARCH_PT",
+];
+/// 2026-03-01T00:00:00Z; events are 8.64 ms apart (10,000 a day... per 86.4 s).
+const BASE_MICROS: i64 = 1_772_323_200_000_000;
+const STEP_MICROS: i64 = 8_640;
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn message(i: u64, rng: &mut Rng, out: &mut Vec<u8>) {
+    let t = DateTime::<Utc>::from_timestamp_micros(BASE_MICROS + i as i64 * STEP_MICROS)
+        .expect("in range");
+    let (user, patient) = (1 + rng.below(USERS), 1 + rng.below(PATIENTS));
+    let action = ACTIONS[rng.below(ACTIONS.len() as u64) as usize];
+    let ip = (rng.below(256), rng.below(256), 1 + rng.below(254));
+    let _ = write!(
+        out,
+        "<174>1 {} ehr-app{:02} EhrAudit {} AUDIT [ehr@32473 user=\"u{user:06}\" patient=\"P{patient:07}\" \
+         action=\"{action}\"] src=10.{}.{}.{} ws=WS{:04} result=OK 患者カルテ参照",
+        t.format("%Y-%m-%dT%H:%M:%S%.6fZ"),
+        1 + rng.below(24),
+        1000 + rng.below(9000),
+        ip.0,
+        ip.1,
+        ip.2,
+        rng.below(5000),
+    );
+}
+
+fn send(addr: SocketAddr, n: u64) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(addr)?;
+    let mut w = BufWriter::with_capacity(256 << 10, stream);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut msg = Vec::with_capacity(512);
+    for i in 0..n {
+        msg.clear();
+        message(i, &mut rng, &mut msg);
+        write!(w, "{} ", msg.len())?;
+        w.write_all(&msg)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+pub fn run(events: u64, searches: usize) -> anyhow::Result<()> {
+    let work = tempfile_dir()?;
+    let mut config = Config::default();
+    config.storage.data_dir = work.join("data");
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.syslog.tcp_listen = vec![any];
+    config.syslog.udp_listen = vec![];
+    config.http.listen = any;
+    let checked = Checked {
+        config,
+        timezone: chrono_tz::Asia::Tokyo,
+    };
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let running = start(&checked, prometheus::Registry::new()).await?;
+        let addr = running.tcp_addrs[0];
+        println!("mimamori bench: {events} RFC 5424 access-log messages over TCP (octet counting) into {}", work.display());
+        let started = Instant::now();
+        let sender = std::thread::spawn(move || send(addr, events));
+        let index = running.index().clone();
+        loop {
+            if index.num_events() >= events {
+                break;
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "not all events searchable after 600 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let elapsed = started.elapsed();
+        sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+        println!(
+            "ingest:  {:.0} events/s end to end (sent until searchable), {events} events in {:.2} s",
+            events as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64()
+        );
+        let index_for_search = index.clone();
+        let timings = tokio::task::spawn_blocking(move || time_searches(&index_for_search, events, searches)).await??;
+        for (name, mut t) in timings {
+            t.sort();
+            println!(
+                "search:  {name:<34} p50 {:.2} ms  p95 {:.2} ms  ({} queries)",
+                percentile(&t, 0.5),
+                percentile(&t, 0.95),
+                t.len()
+            );
+        }
+        running.shutdown().await?;
+        Ok::<(), anyhow::Error>(())
+    });
+    let data = work.join("data");
+    let (index_bytes, wal_bytes) = (dir_bytes(&data.join("index")), dir_bytes(&data.join("wal")));
+    println!(
+        "size:    index {:.0} bytes/event, write-ahead log {:.0} bytes/event",
+        index_bytes as f64 / events.max(1) as f64,
+        wal_bytes as f64 / events.max(1) as f64
+    );
+    println!("memory:  peak RSS {:.0} MiB", peak_rss_mib());
+    std::fs::remove_dir_all(&work).ok();
+    result
+}
+
+type Timings = Vec<(&'static str, Vec<Duration>)>;
+
+fn time_searches(index: &store::EventIndex, events: u64, n: usize) -> anyhow::Result<Timings> {
+    let mut rng = Rng(42);
+    let span_micros = events as i64 * STEP_MICROS;
+    let mut out: Timings = Vec::new();
+    let kinds: [(&str, fn(&mut Rng) -> String, bool); 4] = [
+        (
+            "user term",
+            |r| format!("user.name:u{:06}", 1 + r.below(USERS)),
+            false,
+        ),
+        (
+            "user term + 24h range",
+            |r| format!("user.name:u{:06}", 1 + r.below(USERS)),
+            true,
+        ),
+        (
+            "patient term + 24h range",
+            |r| format!("patient.id:P{:07}", 1 + r.below(PATIENTS)),
+            true,
+        ),
+        ("word in message + 24h range", |_| "カルテ".to_owned(), true),
+    ];
+    for (name, query, ranged) in kinds {
+        let mut timings = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (from, to) = if ranged {
+                let start = BASE_MICROS + (rng.below(span_micros.max(1) as u64) as i64);
+                (
+                    DateTime::from_timestamp_micros(start),
+                    DateTime::from_timestamp_micros(start + 86_400_000_000),
+                )
+            } else {
+                (None, None)
+            };
+            let request = SearchRequest {
+                query: query(&mut rng),
+                from,
+                to,
+                limit: 100,
+            };
+            let t = Instant::now();
+            index.search(&request).context("bench search")?;
+            timings.push(t.elapsed());
+        }
+        out.push((name, timings));
+    }
+    Ok(out)
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("mimamori-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -89,6 +89,21 @@ pub struct SearchParams {
     from: Option<String>,
     to: Option<String>,
     limit: Option<usize>,
+    /// Include `event.original`.
+    #[serde(default)]
+    original: bool,
+}
+
+/// An event as search output shows it: `event.original` repeats the message, so it is left out
+/// unless asked for (it is always stored).
+pub fn event_json(event: &store::Event, original: bool) -> serde_json::Value {
+    let mut value = serde_json::to_value(event).expect("events serialize");
+    if !original {
+        if let Some(object) = value.as_object_mut() {
+            object.remove("event.original");
+        }
+    }
+    value
 }
 
 async fn search(
@@ -109,7 +124,7 @@ async fn search(
         code: "bad_parameter",
         message,
     })?;
-    let index = state.index.clone();
+    let (index, original) = (state.index.clone(), params.original);
     let started = std::time::Instant::now();
     let results = tokio::task::spawn_blocking(move || index.search(&request))
         .await
@@ -118,7 +133,7 @@ async fn search(
         "total": results.total,
         "returned": results.events.len(),
         "took_ms": started.elapsed().as_secs_f64() * 1000.0,
-        "events": results.events,
+        "events": results.events.iter().map(|e| event_json(e, original)).collect::<Vec<_>>(),
     })))
 }
 

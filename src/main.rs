@@ -50,6 +50,9 @@ enum Command {
         /// One JSON event per line.
         #[arg(long)]
         json: bool,
+        /// Include `event.original` (the raw input, verbatim) in JSON output.
+        #[arg(long)]
+        original: bool,
     },
     /// Configuration helpers.
     Config {
@@ -95,14 +98,18 @@ fn main() -> ExitCode {
                     to,
                     limit,
                     json,
-                } => serve::search(
-                    &checked,
-                    &query,
-                    from.as_deref(),
-                    to.as_deref(),
-                    limit,
-                    json,
-                ),
+                    original,
+                } => {
+                    let output = serve::Output { json, original };
+                    serve::search(
+                        &checked,
+                        &query,
+                        from.as_deref(),
+                        to.as_deref(),
+                        limit,
+                        output,
+                    )
+                }
                 Command::Config {
                     command: ConfigCommand::Check,
                 } => {

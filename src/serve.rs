@@ -14,7 +14,7 @@ use tracing::info;
 
 use crate::Failure;
 use crate::config::Checked;
-use crate::http::{AppState, router, search_request};
+use crate::http::{AppState, event_json, router, search_request};
 
 /// A running service.
 pub struct Running {
@@ -183,14 +183,21 @@ async fn shutdown_signal() {
     }
 }
 
+/// How `mimamori search` prints.
+pub struct Output {
+    pub json: bool,
+    pub original: bool,
+}
+
 pub fn search(
     checked: &Checked,
     query: &str,
     from: Option<&str>,
     to: Option<&str>,
     limit: usize,
-    json: bool,
+    output: Output,
 ) -> Result<(), Failure> {
+    let Output { json, original } = output;
     let request = search_request(query, from, to, Some(limit)).map_err(Failure::Usage)?;
     let index = EventIndex::open_read_only(&checked.config.storage.data_dir)
         .map_err(|e| Failure::Runtime(e.into()))?;
@@ -203,7 +210,7 @@ pub fn search(
     let write = |out: &mut std::io::StdoutLock, line: String| writeln!(out, "{line}");
     for event in &results.events {
         let line = if json {
-            serde_json::to_string(event).expect("events serialize")
+            event_json(event, original).to_string()
         } else {
             let local = event.timestamp.with_timezone(&checked.timezone);
             format!(

@@ -55,7 +55,15 @@ fn garbage_huge_cut_and_empty_input_is_kept_or_counted_and_others_get_through() 
             .iter()
             .any(|t| t == "truncated_too_long")
     );
-    assert_eq!(big_hit[0]["event.original"].as_str().unwrap().len(), 65_536);
+    assert!(
+        big_hit[0].get("event.original").is_none(),
+        "left out unless asked for"
+    );
+    let with_original = server.search_with(&format!("{tok}-big"), &["--original"]);
+    assert_eq!(
+        with_original[0]["event.original"].as_str().unwrap().len(),
+        65_536
+    );
     assert_eq!(server.wait_for(&format!("{tok}-after"), 1).len(), 1);
     let garbage = server.wait_for(&format!("{tok}-garbage"), 1);
     assert_eq!(garbage.len(), 1);

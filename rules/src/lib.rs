@@ -1,1 +1,33 @@
-//! placeholder
+//! Evaluates the clinic's rules on accepted events and emits [`Alert`]s. Does no network I/O.
+//!
+//! Only the public types exist so far; the clinic model and the detectors (off-hours logins,
+//! access outside role, concurrent multi-site sessions, bulk exports) come with their issue.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use store::EventId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+/// A detection: what fired, for whom, when, why, and the events that show it. Carries no patient
+/// data beyond evidence event ids, so it can leave the appliance as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub rule: String,
+    pub severity: Severity,
+    pub user: Option<String>,
+    pub site: Option<String>,
+    pub first_seen: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
+    pub count: u64,
+    /// Why it fired, in words a clinic director understands.
+    pub explanation: String,
+    pub evidence: Vec<EventId>,
+}

@@ -119,7 +119,11 @@ impl Server {
 
     /// `mimamori search QUERY --json` through the CLI, as a person would run it.
     pub fn search(&self, query: &str) -> Vec<serde_json::Value> {
-        let out = self.cli(&[
+        self.search_with(query, &[])
+    }
+
+    pub fn search_with(&self, query: &str, flags: &[&str]) -> Vec<serde_json::Value> {
+        let mut args = vec![
             "search",
             query,
             "--from",
@@ -127,7 +131,9 @@ impl Server {
             "--limit",
             "100000",
             "--json",
-        ]);
+        ];
+        args.extend_from_slice(flags);
+        let out = self.cli(&args);
         assert!(
             out.status.success(),
             "search {query}: {}",
