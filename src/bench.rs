@@ -173,11 +173,14 @@ pub fn run(events: u64, searches: usize) -> anyhow::Result<()> {
 
 type Timings = Vec<(&'static str, Vec<Duration>)>;
 
+/// A kind of search: its name, how to make a query, and whether it has a 24 h time range.
+type SearchKind = (&'static str, fn(&mut Rng) -> String, bool);
+
 fn time_searches(index: &store::EventIndex, events: u64, n: usize) -> anyhow::Result<Timings> {
     let mut rng = Rng(42);
     let span_micros = events as i64 * STEP_MICROS;
     let mut out: Timings = Vec::new();
-    let kinds: [(&str, fn(&mut Rng) -> String, bool); 4] = [
+    let kinds: [SearchKind; 4] = [
         (
             "user term",
             |r| format!("user.name:u{:06}", 1 + r.below(USERS)),

@@ -98,10 +98,8 @@ pub struct SearchParams {
 /// unless asked for (it is always stored).
 pub fn event_json(event: &store::Event, original: bool) -> serde_json::Value {
     let mut value = serde_json::to_value(event).expect("events serialize");
-    if !original {
-        if let Some(object) = value.as_object_mut() {
-            object.remove("event.original");
-        }
+    if !original && let Some(object) = value.as_object_mut() {
+        object.remove("event.original");
     }
     value
 }
@@ -157,10 +155,10 @@ pub fn search_request(
             .transpose()
     };
     let (from, to) = (bound("from", from)?, bound("to", to)?);
-    if let (Some(f), Some(t)) = (from, to) {
-        if f >= t {
-            return Err(format!("from ({f}) must be before to ({t})"));
-        }
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(format!("from ({f}) must be before to ({t})"));
     }
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > store::MAX_SEARCH_LIMIT {

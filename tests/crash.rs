@@ -12,7 +12,7 @@ use common::{Server, token};
 fn wal_records(server: &Server) -> u64 {
     let mut reader = store::wal::WalReader::new(&server.data_dir().join("wal"), 1);
     let mut n = 0;
-    while let Ok(Some(_)) = reader.next(u64::MAX) {
+    while let Ok(store::wal::WalRead::Record(..)) = reader.next(u64::MAX) {
         n += 1;
     }
     n

@@ -154,19 +154,19 @@ fn recognise_auth_lines(event: &mut Event) {
         return;
     }
     let process = event.process.as_deref().unwrap_or("");
-    if process.starts_with("sshd") {
-        if let Some(c) = SSHD.captures(&event.message) {
-            let ok = &c[1] == "Accepted";
-            event.action = if ok { "login" } else { "login_failed" }.to_owned();
-            event.outcome = if ok {
-                Outcome::Success
-            } else {
-                Outcome::Failure
-            };
-            event.user = Some(c[2].to_owned());
-            event.source_ip = Some(c[3].to_owned());
-            return;
-        }
+    if process.starts_with("sshd")
+        && let Some(c) = SSHD.captures(&event.message)
+    {
+        let ok = &c[1] == "Accepted";
+        event.action = if ok { "login" } else { "login_failed" }.to_owned();
+        event.outcome = if ok {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        };
+        event.user = Some(c[2].to_owned());
+        event.source_ip = Some(c[3].to_owned());
+        return;
     }
     if let Some(c) = PAM_FAILURE.captures(&event.message) {
         event.action = "login_failed".to_owned();

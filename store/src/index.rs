@@ -21,7 +21,7 @@ use crate::metrics::StoreMetrics;
 use crate::pipeline::Durable;
 use crate::schema::{DEFAULT_FIELDS, EventSchema, to_tantivy};
 use crate::search::{SearchRequest, SearchResults};
-use crate::wal::WalReader;
+use crate::wal::{WalRead, WalReader};
 
 /// The highest search limit honoured; bigger requests are cut to it.
 pub const MAX_SEARCH_LIMIT: usize = 100_000;
@@ -224,7 +224,7 @@ impl Indexer {
             let mut num_added = 0u64;
             loop {
                 match reader.next(until) {
-                    Ok(Some((seq, payload))) => {
+                    Ok(WalRead::Record(seq, payload)) => {
                         match serde_json::from_slice::<Event>(&payload) {
                             Ok(event) => {
                                 self.writer
@@ -237,12 +237,12 @@ impl Indexer {
                         }
                         last_indexed = seq;
                         first_uncommitted.get_or_insert_with(Instant::now);
-                        if num_added % 4096 == 0 && self.commit_due(first_uncommitted) {
+                        if num_added.is_multiple_of(4096) && self.commit_due(first_uncommitted) {
                             break;
                         }
                     }
-                    Ok(None) => break,
-                    Err(Ok(damage)) => {
+                    Ok(WalRead::CaughtUp) => break,
+                    Ok(WalRead::Damaged(damage)) => {
                         error!(path = %damage.path.display(), offset = damage.offset, reason = %damage.reason,
                             resumed_at = damage.resumed_at, "write-ahead log damaged; continuing after it");
                         self.metrics.wal_damage.inc();
@@ -254,7 +254,7 @@ impl Indexer {
                         last_indexed = resumed.max(last_indexed);
                         break;
                     }
-                    Err(Err(e)) => return Err(e),
+                    Err(e) => return Err(e),
                 }
             }
             self.metrics.index_documents.inc_by(num_added);

@@ -55,8 +55,9 @@ impl Tokenizer for CjkBigramTokenizer {
                 if run.len() == 1 {
                     push(&mut tokens, text, run[0].0, end_of(0), &mut position);
                 } else {
-                    for k in 0..run.len() - 1 {
-                        push(&mut tokens, text, run[k].0, end_of(k + 1), &mut position);
+                    for pair in run.windows(2) {
+                        let end = pair[1].0 + pair[1].1.len_utf8();
+                        push(&mut tokens, text, pair[0].0, end, &mut position);
                     }
                 }
             } else if c.is_alphanumeric() {

@@ -238,6 +238,16 @@ pub struct WalReader {
     next_seq: u64,
 }
 
+/// What [`WalReader::next`] found.
+#[derive(Debug)]
+pub enum WalRead {
+    Record(u64, Vec<u8>),
+    /// Every record up to `until` has been read.
+    CaughtUp,
+    /// A damaged stretch was skipped; reading continues after it.
+    Damaged(WalDamage),
+}
+
 /// A record that could not be read: where, and why. The reader moves on to the next segment.
 #[derive(Debug)]
 pub struct WalDamage {
@@ -261,21 +271,18 @@ impl WalReader {
         self.next_seq
     }
 
-    /// The next record with seq ≤ `until`, `Ok(None)` when caught up. Damage in a segment is
-    /// reported once and the reader skips to the following segment.
-    pub fn next(
-        &mut self,
-        until: u64,
-    ) -> Result<Option<(u64, Vec<u8>)>, Result<WalDamage, StoreError>> {
+    /// The next record with seq ≤ `until`. Damage in a segment is reported once and the reader
+    /// skips to the following segment.
+    pub fn next(&mut self, until: u64) -> Result<WalRead, StoreError> {
         loop {
             if self.next_seq > until {
-                return Ok(None);
+                return Ok(WalRead::CaughtUp);
             }
             if self.reader.is_none() {
-                self.open_segment_for(self.next_seq).map_err(Err)?;
+                self.open_segment_for(self.next_seq)?;
             }
             let (path, reader, offset) = self.reader.as_mut().expect("opened above");
-            match read_record(reader).map_err(|e| Err(e.into()))? {
+            match read_record(reader)? {
                 ReadOutcome::Record(seq, payload) => {
                     *offset += (HEADER_BYTES + payload.len()) as u64;
                     if seq < self.next_seq {
@@ -289,36 +296,34 @@ impl WalReader {
                             resumed_at: seq + 1,
                         };
                         self.next_seq = seq + 1;
-                        return Err(Ok(damage));
+                        return Ok(WalRead::Damaged(damage));
                     }
                     self.next_seq += 1;
-                    return Ok(Some((seq, payload)));
+                    return Ok(WalRead::Record(seq, payload));
                 }
                 ReadOutcome::End => {
                     // This segment is done; the next one starts at next_seq.
                     self.reader = None;
                     let next = self.dir.join(segment_name(self.next_seq));
                     if !next.exists() {
-                        return Err(Ok(self.skip_to_next_segment("segment ends early".into())?));
+                        return Ok(WalRead::Damaged(
+                            self.skip_to_next_segment("segment ends early".into())?,
+                        ));
                     }
                 }
                 ReadOutcome::Bad(reason) => {
-                    return Err(Ok(self.skip_to_next_segment(reason)?));
+                    return Ok(WalRead::Damaged(self.skip_to_next_segment(reason)?));
                 }
             }
         }
     }
 
-    fn skip_to_next_segment(
-        &mut self,
-        reason: String,
-    ) -> Result<WalDamage, Result<WalDamage, StoreError>> {
+    fn skip_to_next_segment(&mut self, reason: String) -> Result<WalDamage, StoreError> {
         let (path, offset) = match self.reader.take() {
             Some((path, _, offset)) => (path, offset),
             None => (self.dir.clone(), 0),
         };
-        let later = segments(&self.dir)
-            .map_err(Err)?
+        let later = segments(&self.dir)?
             .into_iter()
             .find(|(first, _)| *first > self.next_seq);
         let resumed_at = match later {
@@ -358,8 +363,8 @@ mod tests {
     fn read_all(dir: &Path, from: u64, until: u64) -> Vec<(u64, Vec<u8>)> {
         let mut reader = WalReader::new(dir, from);
         let mut out = Vec::new();
-        while let Some(record) = reader.next(until).expect("no damage") {
-            out.push(record);
+        while let WalRead::Record(seq, payload) = reader.next(until).expect("readable") {
+            out.push((seq, payload));
         }
         out
     }
@@ -430,11 +435,10 @@ mod tests {
         let mut seen = Vec::new();
         let mut damage = Vec::new();
         loop {
-            match reader.next(12) {
-                Ok(Some((seq, _))) => seen.push(seq),
-                Ok(None) => break,
-                Err(Ok(d)) => damage.push(d),
-                Err(Err(e)) => panic!("{e}"),
+            match reader.next(12).unwrap() {
+                WalRead::Record(seq, _) => seen.push(seq),
+                WalRead::CaughtUp => break,
+                WalRead::Damaged(d) => damage.push(d),
             }
         }
         assert_eq!(damage.len(), 1);
