@@ -76,6 +76,32 @@ fn send(addr: SocketAddr, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The sustained UDP rate the bench holds, and for how long.
+const UDP_RATE: u64 = 50_000;
+const UDP_SECONDS: u64 = 10;
+
+/// Sends `n` RFC 5424 datagrams paced at `rate` per second; returns how many were sent.
+fn send_udp(addr: SocketAddr, n: u64, rate: u64) -> anyhow::Result<u64> {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    socket.connect(addr)?;
+    let mut rng = Rng(0x5151_7a7a_1234_abcd);
+    let mut msg = Vec::with_capacity(512);
+    let started = Instant::now();
+    for i in 0..n {
+        if i % 500 == 0 {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        msg.clear();
+        // Later timestamps than the TCP part, so no datagram repeats a TCP message.
+        message(100_000_000 + i, &mut rng, &mut msg);
+        socket.send(&msg)?;
+    }
+    Ok(n)
+}
+
 fn dir_bytes(path: &Path) -> u64 {
     std::fs::read_dir(path)
         .map(|entries| {
@@ -117,7 +143,7 @@ pub fn run(events: u64, searches: usize) -> anyhow::Result<()> {
     config.storage.data_dir = work.join("data");
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     config.syslog.tcp_listen = vec![any];
-    config.syslog.udp_listen = vec![];
+    config.syslog.udp_listen = vec![any];
     config.http.listen = any;
     let checked = Checked {
         config,
@@ -156,6 +182,27 @@ pub fn run(events: u64, searches: usize) -> anyhow::Result<()> {
                 t.len()
             );
         }
+        let udp_addr = running.udp_addrs[0];
+        let before = index.num_events();
+        let udp_events = UDP_RATE * UDP_SECONDS;
+        let drops_before = ingest::udp_kernel_drops(udp_addr.port()).unwrap_or(0);
+        let sender = std::thread::spawn(move || send_udp(udp_addr, udp_events, UDP_RATE));
+        let sent = sender.join().map_err(|_| anyhow::anyhow!("udp sender panicked"))??;
+        // Wait until the index has stopped growing: everything received is searchable.
+        let mut last = (index.num_events(), Instant::now());
+        while last.1.elapsed() < Duration::from_secs(3) && index.num_events() - before < sent {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let now = index.num_events();
+            if now != last.0 {
+                last = (now, Instant::now());
+            }
+        }
+        let received = index.num_events() - before;
+        let drops = ingest::udp_kernel_drops(udp_addr.port()).unwrap_or(0) - drops_before;
+        println!(
+            "udp:     {sent} datagrams at {UDP_RATE}/s for {UDP_SECONDS} s: {received} searchable, {} missing,              {drops} counted as kernel drops",
+            sent - received
+        );
         running.shutdown().await?;
         Ok::<(), anyhow::Error>(())
     });
