@@ -200,7 +200,7 @@ pub fn run(events: u64, searches: usize) -> anyhow::Result<()> {
         let received = index.num_events() - before;
         let drops = ingest::udp_kernel_drops(udp_addr.port()).unwrap_or(0) - drops_before;
         println!(
-            "udp:     {sent} datagrams at {UDP_RATE}/s for {UDP_SECONDS} s: {received} searchable, {} missing,              {drops} counted as kernel drops",
+            "udp:     {sent} datagrams at {UDP_RATE}/s for {UDP_SECONDS} s: {received} searchable, {} missing, {drops} counted as kernel drops",
             sent - received
         );
         running.shutdown().await?;
