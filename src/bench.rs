@@ -148,6 +148,8 @@ pub fn run(events: u64, searches: usize) -> anyhow::Result<()> {
     let checked = Checked {
         config,
         timezone: chrono_tz::Asia::Tokyo,
+        sources: Vec::new(),
+        ehr: ingest::ehr::EhrMapping::default(),
     };
     let rt = runtime()?;
     let result = rt.block_on(async {

@@ -3,7 +3,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use ingest::SyslogConfig;
+use ingest::import::Parsers;
+use ingest::{EhrConfig, SourceRule, SyslogConfig, SyslogParser, WindowsConfig};
 use serde::Deserialize;
 use store::StoreConfig;
 
@@ -15,20 +16,51 @@ pub const DEFAULT_CONFIG: &str = include_str!("../deploy/mimamori.toml");
 pub struct Config {
     pub storage: StoreConfig,
     pub syslog: SyslogConfig,
+    pub windows: WindowsConfig,
+    pub ehr: EhrConfig,
+    pub import: ImportConfig,
     pub http: HttpConfig,
 }
 
-/// The web UI and API (`[http]`). Default: `listen = "127.0.0.1:8480"`.
+/// The web UI and API (`[http]`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Bearer tokens allowed to POST /api/v1/ingest. None: ingest over HTTP is off.
+    pub ingest_tokens: Vec<String>,
+    /// Largest request body accepted (after gzip decompression too); more gets 413.
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8480)),
+            ingest_tokens: Vec::new(),
+            max_body_bytes: 32 << 20,
+        }
+    }
+}
+
+/// File imports and the spool directory (`[import]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportConfig {
+    /// Directory `serve` watches for files to import; empty: `<data_dir>/spool`.
+    pub spool_dir: PathBuf,
+    /// How often the spool directory is looked at.
+    pub spool_poll_secs: u64,
+    /// A file is imported once its size has not changed for this long (still being written).
+    pub spool_settle_secs: u64,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        ImportConfig {
+            spool_dir: PathBuf::new(),
+            spool_poll_secs: 2,
+            spool_settle_secs: 2,
         }
     }
 }
@@ -57,6 +89,31 @@ pub enum ConfigError {
 pub struct Checked {
     pub config: Config,
     pub timezone: chrono_tz::Tz,
+    pub sources: Vec<SourceRule>,
+    pub ehr: ingest::ehr::EhrMapping,
+}
+
+impl Checked {
+    pub fn syslog_parser(&self) -> SyslogParser {
+        SyslogParser::with_sources(self.timezone, self.sources.clone())
+    }
+
+    pub fn parsers(&self) -> Parsers {
+        Parsers {
+            syslog: self.syslog_parser(),
+            ehr: self.ehr.clone(),
+            filter: self.config.windows.filter(),
+            zone: self.ehr.zone,
+        }
+    }
+
+    pub fn spool_dir(&self) -> PathBuf {
+        if self.config.import.spool_dir.as_os_str().is_empty() {
+            self.config.storage.data_dir.join("spool")
+        } else {
+            self.config.import.spool_dir.clone()
+        }
+    }
 }
 
 impl Config {
@@ -83,8 +140,8 @@ impl Config {
         if let Some(dir) = data_dir {
             config.storage.data_dir = dir.to_owned();
         }
-        let invalid = |section: &str, (key, expected): (&str, String)| ConfigError::Invalid {
-            line: line_of(&text, key)
+        let invalid = |section: &str, (key, expected): (String, String)| ConfigError::Invalid {
+            line: line_of(&text, key.rsplit('.').next().unwrap_or(&key))
                 .map(|n| format!(", line {n}"))
                 .unwrap_or_default(),
             path: shown.clone(),
@@ -94,9 +151,36 @@ impl Config {
         config
             .storage
             .validate()
-            .map_err(|e| invalid("storage", e))?;
-        let timezone = config.syslog.validate().map_err(|e| invalid("syslog", e))?;
-        Ok(Checked { config, timezone })
+            .map_err(|(k, e)| invalid("storage", (k.to_owned(), e)))?;
+        let (timezone, sources) = config.syslog.validate().map_err(|e| invalid("syslog", e))?;
+        let ehr = ingest::ehr::EhrMapping::new(&config.ehr).map_err(|e| invalid("ehr", e))?;
+        if config.http.max_body_bytes < 1024 {
+            return Err(invalid(
+                "http",
+                ("max_body_bytes".into(), "at least 1024".into()),
+            ));
+        }
+        if config.http.ingest_tokens.iter().any(|t| t.len() < 16) {
+            return Err(invalid(
+                "http",
+                (
+                    "ingest_tokens".into(),
+                    "tokens of at least 16 characters (use e.g. `openssl rand -hex 24`)".into(),
+                ),
+            ));
+        }
+        if config.import.spool_poll_secs == 0 {
+            return Err(invalid(
+                "import",
+                ("spool_poll_secs".into(), "at least 1".into()),
+            ));
+        }
+        Ok(Checked {
+            config,
+            timezone,
+            sources,
+            ehr,
+        })
     }
 }
 

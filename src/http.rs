@@ -1,15 +1,16 @@
-//! The HTTP API: search, metrics, health.
+//! The HTTP API: search, ingest, metrics, health.
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
+use ingest::import::{Format, Importer};
 use store::{EventIndex, SearchRequest, StoreError, parse_time_bound};
 use tracing::error;
 
@@ -21,6 +22,10 @@ const DEFAULT_LIMIT: usize = 100;
 pub struct AppState {
     pub index: EventIndex,
     pub registry: prometheus::Registry,
+    /// Present when the store is writable (not for a read-only search server).
+    pub importer: Option<Arc<Importer>>,
+    pub ingest_tokens: Arc<Vec<String>>,
+    pub max_body_bytes: usize,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -28,6 +33,9 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/search", get(search))
+        .route("/api/v1/ingest", post(ingest))
+        // The body limit is enforced in the handler (with a 413 that says so).
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(Arc::new(state))
 }
 
@@ -35,6 +43,12 @@ pub fn router(state: AppState) -> Router {
 #[derive(Debug)]
 pub enum ApiError {
     BadRequest { code: &'static str, message: String },
+    /// Any other client error with its status (401, 403, 413, ...).
+    Status {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     Internal(String),
 }
 
@@ -46,6 +60,11 @@ impl IntoResponse for ApiError {
                 Json(json!({ "code": code, "message": message })),
             )
                 .into_response(),
+            ApiError::Status {
+                status,
+                code,
+                message,
+            } => (status, Json(json!({ "code": code, "message": message }))).into_response(),
             ApiError::Internal(detail) => {
                 error!(error = %detail, "request failed");
                 (
@@ -173,4 +192,143 @@ pub fn search_request(
         to,
         limit,
     })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestParams {
+    format: Option<String>,
+}
+
+/// Per-record errors listed in an ingest answer, at most.
+const MAX_LISTED_ERRORS: usize = 1000;
+
+/// Compares without stopping at the first differing byte.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a
+            .bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// `POST /api/v1/ingest?format=ndjson|json|csv|xml|<any import format>`: the body's records are
+/// imported as `mimamori import` would, and the answer comes once they are durable.
+async fn ingest(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<IngestParams>, axum::extract::rejection::QueryRejection>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = |status, code, message: String| ApiError::Status {
+        status,
+        code,
+        message,
+    };
+    let Some(importer) = state.importer.clone() else {
+        return Err(status(StatusCode::FORBIDDEN, "read_only", "this server does not store events".into()));
+    };
+    if state.ingest_tokens.is_empty() {
+        return Err(status(
+            StatusCode::FORBIDDEN,
+            "ingest_disabled",
+            "HTTP ingest is off: set http.ingest_tokens in the config".into(),
+        ));
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !state.ingest_tokens.iter().any(|t| same_token(t, token.trim())) {
+        return Err(status(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid `Authorization: Bearer <token>` header is required".into(),
+        ));
+    }
+    let Query(params) = params.map_err(|e| ApiError::BadRequest {
+        code: "bad_parameter",
+        message: e.body_text(),
+    })?;
+    let format = match params.format.as_deref().unwrap_or("auto") {
+        "ndjson" | "json" => Format::Json,
+        "csv" => Format::EhrCsv,
+        "xml" => Format::Auto,
+        other => other.parse::<Format>().map_err(|message| ApiError::BadRequest {
+            code: "bad_parameter",
+            message: format!("format: {message}, ndjson, json, csv, xml"),
+        })?,
+    };
+    let max = state.max_body_bytes;
+    let too_large = move |what: &str| ApiError::Status {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        code: "too_large",
+        message: format!("the {what} is over the limit of {max} bytes (http.max_body_bytes)"),
+    };
+    let bytes = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| too_large("request body"))?;
+    let gzip = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
+        || bytes.starts_with(&[0x1f, 0x8b]);
+    let started = std::time::Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        use std::io::Read;
+        let body: Vec<u8> = if gzip {
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(&bytes[..])
+                .take(max as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| ApiError::BadRequest {
+                    code: "bad_gzip",
+                    message: format!("the gzip body does not decompress: {e}"),
+                })?;
+            if out.len() > max {
+                return Err(too_large("decompressed body"));
+            }
+            out
+        } else {
+            bytes.to_vec()
+        };
+        let mut rejects = Vec::new();
+        let report = importer
+            .import_stream(format, &mut &body[..], "http", Some(&mut rejects))
+            .map_err(|e| {
+                if e.contains("store") {
+                    ApiError::Status {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        code: "store_unavailable",
+                        message: e,
+                    }
+                } else {
+                    ApiError::BadRequest {
+                        code: "bad_body",
+                        message: e,
+                    }
+                }
+            })?;
+        Ok((report, rejects))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (report, rejects) = outcome?;
+    let errors: Vec<&str> = std::str::from_utf8(&rejects)
+        .unwrap_or("")
+        .lines()
+        .take(MAX_LISTED_ERRORS)
+        .map(|l| l.strip_prefix("http: ").unwrap_or(l))
+        .collect();
+    Ok(Json(json!({
+        "accepted": report.accepted,
+        "rejected": report.rejected,
+        "duplicates": report.duplicates,
+        "filtered": report.filtered.values().sum::<u64>(),
+        "gaps": report.gaps,
+        "errors": errors,
+        "took_ms": started.elapsed().as_secs_f64() * 1000.0,
+    })))
 }

@@ -5,7 +5,9 @@
 mod bench;
 mod config;
 mod http;
+mod import;
 mod serve;
+mod spool;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +56,22 @@ enum Command {
         #[arg(long)]
         original: bool,
     },
+    /// Import log files or directories (`.gz` too): EVTX, Windows event XML, Winlogbeat and
+    /// NXLog JSON, EHR CSV and JSON lines, FHIR AuditEvent, IHE ATNA, syslog. Records already
+    /// stored are skipped. Exit code 3 when records were rejected (unless --allow-rejects).
+    Import {
+        /// auto, evtx, winxml, winlogbeat, nxlog, ehr-csv, ehr-jsonl, fhir, atna, syslog.
+        #[arg(long, default_value = "auto")]
+        format: String,
+        /// Exit 0 even when some records were rejected.
+        #[arg(long)]
+        allow_rejects: bool,
+        /// Where to write every rejected record (default: <data_dir>/import-reports/).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -78,7 +96,8 @@ enum ConfigCommand {
     Check,
 }
 
-/// Exit codes: 0 ok, 1 failure at run time, 2 bad usage, configuration or query.
+/// Exit codes: 0 ok, 1 failure at run time, 2 bad usage, configuration or query, 3 an import
+/// that rejected records.
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
@@ -119,6 +138,22 @@ fn main() -> ExitCode {
                     );
                     Ok(())
                 }
+                Command::Import {
+                    format,
+                    allow_rejects,
+                    report,
+                    paths,
+                } => match format.parse() {
+                    Err(message) => Err(Failure::Usage(format!("--format: {message}"))),
+                    Ok(format) => {
+                        let options = import::Options {
+                            format,
+                            allow_rejects,
+                            report,
+                        };
+                        import::run(&checked, &paths, options)
+                    }
+                },
                 Command::Bench { events, searches } => {
                     bench::run(events, searches).map_err(Failure::Runtime)
                 }
@@ -138,6 +173,10 @@ fn main() -> ExitCode {
             eprintln!("mimamori: {e:#}");
             ExitCode::from(1)
         }
+        Err(Failure::Rejected(message)) => {
+            eprintln!("mimamori: {message}");
+            ExitCode::from(3)
+        }
     }
 }
 
@@ -147,4 +186,6 @@ pub enum Failure {
     Usage(String),
     /// Something failed at run time: exit 1.
     Runtime(anyhow::Error),
+    /// An import finished but refused some records: exit 3.
+    Rejected(String),
 }

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use ingest::{IngestMetrics, SyslogContext, SyslogParser, TcpSyslogListener, UdpSyslogListener};
+use ingest::import::Importer;
+use ingest::{IngestMetrics, SyslogContext, TcpSyslogListener, UdpSyslogListener, tls_acceptor};
 use store::{EventIndex, Store, StoreError, StoreMetrics};
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -19,6 +20,7 @@ use crate::http::{AppState, event_json, router, search_request};
 /// A running service.
 pub struct Running {
     pub tcp_addrs: Vec<SocketAddr>,
+    pub tls_addrs: Vec<SocketAddr>,
     pub udp_addrs: Vec<SocketAddr>,
     pub http_addr: SocketAddr,
     store: Store,
@@ -34,14 +36,22 @@ pub async fn start(checked: &Checked, registry: prometheus::Registry) -> anyhow:
     let store = tokio::task::spawn_blocking(move || Store::open(&store_config, store_metrics))
         .await?
         .context("cannot open the store")?;
-    let context = Arc::new(SyslogContext {
-        parser: SyslogParser::new(checked.timezone),
-        max_message_bytes: config.syslog.max_message_bytes,
-        metrics: IngestMetrics::new(&registry)?,
-        events_tx: store.sender(),
-    });
+    let metrics = IngestMetrics::new(&registry)?;
+    let context = Arc::new(SyslogContext::new(
+        checked.syslog_parser(),
+        config.syslog.max_message_bytes,
+        metrics.clone(),
+        store.sender(),
+        config.windows.filter(),
+    ));
+    let importer = Arc::new(Importer::new(
+        Arc::new(checked.parsers()),
+        store.handle(),
+        metrics,
+    ));
     let mut running = Running {
         tcp_addrs: Vec::new(),
+        tls_addrs: Vec::new(),
         udp_addrs: Vec::new(),
         http_addr: config.http.listen,
         store,
@@ -50,7 +60,7 @@ pub async fn start(checked: &Checked, registry: prometheus::Registry) -> anyhow:
         udp_threads: Vec::new(),
     };
     // From here a failure must still stop what was started: collect, then clean up on error.
-    match bind_all(checked, &registry, context, &mut running).await {
+    match bind_all(checked, &registry, context, importer, &mut running).await {
         Ok(()) => Ok(running),
         Err(e) => {
             running.shutdown().await.ok();
@@ -63,9 +73,29 @@ async fn bind_all(
     checked: &Checked,
     registry: &prometheus::Registry,
     context: Arc<SyslogContext>,
+    importer: Arc<Importer>,
     running: &mut Running,
 ) -> anyhow::Result<()> {
     let syslog = &checked.config.syslog;
+    if let (false, Some(cert), Some(key)) = (
+        syslog.tls_listen.is_empty(),
+        syslog.tls_cert.as_deref(),
+        syslog.tls_key.as_deref(),
+    ) {
+        let acceptor = tls_acceptor(cert, key).map_err(|e| anyhow::anyhow!("syslog TLS: {e}"))?;
+        for addr in &syslog.tls_listen {
+            let listener = TcpSyslogListener::bind(
+                *addr,
+                context.clone(),
+                syslog.max_connections,
+                Duration::from_secs(syslog.idle_timeout_secs),
+            )
+            .await?
+            .with_tls(acceptor.clone());
+            running.tls_addrs.push(listener.local_addr()?);
+            running.tasks.push(tokio::spawn(listener.run()));
+        }
+    }
     for addr in &syslog.tcp_listen {
         let listener = TcpSyslogListener::bind(
             *addr,
@@ -93,9 +123,18 @@ async fn bind_all(
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", checked.config.http.listen))?;
     running.http_addr = listener.local_addr()?;
+    let spool = crate::spool::Spool::new(
+        checked.spool_dir(),
+        Duration::from_secs(checked.config.import.spool_poll_secs),
+        Duration::from_secs(checked.config.import.spool_settle_secs),
+    )?;
+    running.tasks.push(tokio::spawn(spool.run(importer.clone())));
     let app = router(AppState {
         index: running.store.index().clone(),
         registry: registry.clone(),
+        importer: Some(importer),
+        ingest_tokens: Arc::new(checked.config.http.ingest_tokens.clone()),
+        max_body_bytes: checked.config.http.max_body_bytes,
     });
     running.tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
@@ -105,6 +144,7 @@ async fn bind_all(
     info!(
         http = %running.http_addr,
         tcp = ?running.tcp_addrs,
+        tls = ?running.tls_addrs,
         udp = ?running.udp_addrs,
         data_dir = %checked.config.storage.data_dir.display(),
         "mimamori is running"

@@ -4,20 +4,23 @@
 //! counted, not hidden.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use socket2::{Domain, Protocol, Socket, Type};
 use store::{Batch, Event};
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio_rustls::TlsAcceptor;
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
 use crate::error::IngestError;
+use crate::gaps::LiveGaps;
+use crate::windows::NoiseFilter;
 use crate::framing::{Frame, FrameFlaw, Framer, FramingError};
 use crate::metrics::IngestMetrics;
 use crate::syslog::{Origin, PARSE_FAILURE_TAG, SyslogParser};
@@ -31,9 +34,59 @@ pub struct SyslogContext {
     pub max_message_bytes: usize,
     pub metrics: IngestMetrics,
     pub events_tx: mpsc::Sender<Batch>,
+    pub filter: NoiseFilter,
+    pub gaps: Mutex<LiveGaps>,
 }
 
 impl SyslogContext {
+    pub fn new(
+        parser: SyslogParser,
+        max_message_bytes: usize,
+        metrics: IngestMetrics,
+        events_tx: mpsc::Sender<Batch>,
+        filter: NoiseFilter,
+    ) -> SyslogContext {
+        SyslogContext {
+            parser,
+            max_message_bytes,
+            metrics,
+            events_tx,
+            filter,
+            gaps: Mutex::new(LiveGaps::default()),
+        }
+    }
+
+    /// Parses a frame and adds what it yields to `out`: its event (unless it is noise) and a
+    /// gap event when the sender's record numbering jumped.
+    fn push_events(&self, frame: &Frame, origin: &Origin, out: &mut Vec<Event>) {
+        let event = self.event(frame, origin);
+        if let (Some(n), Some(channel)) = (
+            event.labels.get("winlog.record_id").and_then(|n| n.parse::<u64>().ok()),
+            event.labels.get("winlog.channel"),
+        ) {
+            let source = format!("{}/{channel}", event.host.as_deref().unwrap_or("-"));
+            let gap = self
+                .gaps
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .see(&source, n, event.host.as_deref());
+            if let Some(gap) = gap {
+                self.metrics.sequence_gaps.with_label_values(&[&source]).inc();
+                self.metrics
+                    .missing_records
+                    .with_label_values(&[&source])
+                    .inc_by(gap.missing());
+                let via = origin.address.as_deref().unwrap_or(origin.transport);
+                out.push(gap.event(event.timestamp, event.ingested, &format!("syslog from {via}")));
+            }
+        }
+        if let Some(reason) = self.filter.reason(&event) {
+            self.metrics.filtered.with_label_values(&[reason]).inc();
+            return;
+        }
+        out.push(event);
+    }
+
     fn event(&self, frame: &Frame, origin: &Origin) -> Event {
         let transport = origin.transport;
         self.metrics.received.with_label_values(&[transport]).inc();
@@ -72,6 +125,7 @@ pub struct TcpSyslogListener {
     context: Arc<SyslogContext>,
     max_connections: usize,
     idle_timeout: Duration,
+    tls: Option<TlsAcceptor>,
 }
 
 impl TcpSyslogListener {
@@ -93,7 +147,14 @@ impl TcpSyslogListener {
             context,
             max_connections,
             idle_timeout,
+            tls: None,
         })
+    }
+
+    /// Makes this a syslog-over-TLS (RFC 5425) listener.
+    pub fn with_tls(mut self, acceptor: TlsAcceptor) -> TcpSyslogListener {
+        self.tls = Some(acceptor);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -103,7 +164,8 @@ impl TcpSyslogListener {
     pub async fn run(self) {
         let slots = Arc::new(Semaphore::new(self.max_connections));
         let mut connections = JoinSet::new();
-        info!(addr = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), "syslog tcp listening");
+        let transport = if self.tls.is_some() { "tls" } else { "tcp" };
+        info!(addr = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), transport, "syslog listening");
         loop {
             // Reap finished connections so the set does not grow.
             while connections.try_join_next().is_some() {}
@@ -124,9 +186,34 @@ impl TcpSyslogListener {
             };
             let context = self.context.clone();
             let idle_timeout = self.idle_timeout;
+            let tls = self.tls.clone();
             connections.spawn(async move {
                 context.metrics.tcp_connections.inc();
-                read_connection(stream, peer, &context, idle_timeout).await;
+                match tls {
+                    None => read_connection(stream, peer, "tcp", &context, idle_timeout).await,
+                    Some(acceptor) => {
+                        // A client that never finishes the handshake holds a slot no longer than
+                        // it may idle.
+                        let handshake = tokio::time::timeout(
+                            idle_timeout.min(Duration::from_secs(30)),
+                            acceptor.accept(stream),
+                        )
+                        .await;
+                        match handshake {
+                            Ok(Ok(tls_stream)) => {
+                                read_connection(tls_stream, peer, "tls", &context, idle_timeout).await;
+                            }
+                            Ok(Err(e)) => {
+                                context.metrics.tls_handshake_failures.inc();
+                                debug!(peer = %peer, error = %e, "syslog TLS handshake failed");
+                            }
+                            Err(_) => {
+                                context.metrics.tls_handshake_failures.inc();
+                                debug!(peer = %peer, "syslog TLS handshake timed out");
+                            }
+                        }
+                    }
+                }
                 context.metrics.tcp_connections.dec();
                 drop(slot);
             });
@@ -134,16 +221,17 @@ impl TcpSyslogListener {
     }
 }
 
-async fn read_connection(
-    mut stream: TcpStream,
+async fn read_connection<S: AsyncRead + Unpin>(
+    mut stream: S,
     peer: SocketAddr,
+    transport: &'static str,
     context: &SyslogContext,
     idle_timeout: Duration,
 ) {
     let origin = Origin {
-        transport: "tcp",
+        transport,
         peer_ip: Some(peer.ip().to_canonical().to_string()),
-        address: Some(format!("tcp://{peer}")),
+        address: Some(format!("{transport}://{peer}")),
     };
     let mut framer = Framer::new(context.max_message_bytes);
     let mut chunk = vec![0u8; 16 << 10];
@@ -194,10 +282,13 @@ async fn send_frames(
     }
     while !frames.is_empty() {
         let take = frames.len().min(BATCH_EVENTS);
-        let events: Vec<Event> = frames
-            .drain(..take)
-            .map(|f| context.event(&f, origin))
-            .collect();
+        let mut events = Vec::with_capacity(take);
+        for frame in frames.drain(..take) {
+            context.push_events(&frame, origin, &mut events);
+        }
+        if events.is_empty() {
+            continue;
+        }
         let n = events.len() as u64;
         if context.events_tx.send(Batch::new(events)).await.is_err() {
             context.reject(origin.transport, "store_closed", n);
@@ -275,7 +366,7 @@ impl UdpSyslogListener {
                         peer_ip: Some(peer.ip().to_canonical().to_string()),
                         address: Some(format!("udp://{peer}")),
                     };
-                    events.push(context.event(&frame, &origin));
+                    context.push_events(&frame, &origin, &mut events);
                     if events.len() < BATCH_EVENTS {
                         continue;
                     }

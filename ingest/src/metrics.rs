@@ -18,6 +18,15 @@ pub struct IngestMetrics {
     pub tcp_idle_closed: IntCounter,
     /// Datagrams the kernel dropped on our UDP sockets (from /proc/net/udp).
     pub udp_kernel_drops: IntCounter,
+    /// Events left out as noise (machine and service accounts), by reason.
+    pub filtered: IntCounterVec,
+    /// Imported records the store already held (re-imports).
+    pub duplicates: IntCounter,
+    /// Jumps in a source's record numbering, and records missing in them, by source.
+    pub sequence_gaps: IntCounterVec,
+    pub missing_records: IntCounterVec,
+    /// TLS handshakes that failed (bad client, wrong protocol).
+    pub tls_handshake_failures: IntCounter,
 }
 
 impl IngestMetrics {
@@ -68,6 +77,29 @@ impl IngestMetrics {
             udp_kernel_drops: counter(
                 "mimamori_udp_kernel_drops_total",
                 "Datagrams the kernel dropped on the syslog UDP sockets (receive buffer full)",
+            )?,
+            filtered: vec(
+                "mimamori_events_filtered_total",
+                "Events left out as noise ([windows] filter), by reason",
+                &["reason"],
+            )?,
+            duplicates: counter(
+                "mimamori_import_duplicates_total",
+                "Imported records skipped because the store already held them",
+            )?,
+            sequence_gaps: vec(
+                "mimamori_sequence_gaps_total",
+                "Jumps in a source's record numbering (records that never arrived), by source",
+                &["source"],
+            )?,
+            missing_records: vec(
+                "mimamori_sequence_missing_records_total",
+                "Records missing in the gaps of a source's numbering, by source",
+                &["source"],
+            )?,
+            tls_handshake_failures: counter(
+                "mimamori_tls_handshake_failures_total",
+                "Syslog TLS connections closed because the handshake failed",
             )?,
         })
     }

@@ -124,7 +124,7 @@ pub fn apply_key_values(event: &mut Event, kv: &KeyValues) {
     }
 }
 
-fn outcome(word: &str) -> Outcome {
+pub(crate) fn outcome(word: &str) -> Outcome {
     match word.to_ascii_lowercase().as_str() {
         "ok" | "success" | "succeeded" | "allowed" | "allow" | "accept" | "accepted" | "pass"
         | "true" | "0" => Outcome::Success,

@@ -9,7 +9,10 @@ use regex::Regex;
 use store::{Event, Outcome};
 use syslog_loose::{IncompleteDate, Message, Protocol, Variant};
 
+use crate::config::{SourceRule, SyslogFormat};
+use crate::ehr::atna;
 use crate::normalize::{KeyValues, apply_key_values};
+use crate::windows::{self, snare};
 
 /// Most labels kept from one message (structured-data params plus syslog header fields).
 pub const MAX_LABELS: usize = 64;
@@ -35,30 +38,136 @@ impl Origin {
     }
 }
 
-/// Parses syslog lines for one clinic time zone.
+/// Parses syslog lines: RFC 3164 and 5424, with Snare (`MSWinEventLog`) and IHE ATNA payloads
+/// recognised, each sender with its own time zone and format when `sources` names it.
 #[derive(Debug, Clone)]
 pub struct SyslogParser {
-    /// Zone for RFC 3164 timestamps, which carry none.
+    /// Zone for RFC 3164 timestamps, which carry none, from senders not in `sources`.
     pub timezone: Tz,
+    pub sources: Vec<SourceRule>,
 }
 
 pub const PARSE_FAILURE_TAG: &str = "syslog_parse_failure";
+pub const SNARE_FAILURE_TAG: &str = "snare_parse_failure";
+pub const ATNA_FAILURE_TAG: &str = "atna_parse_failure";
 
 impl SyslogParser {
     pub fn new(timezone: Tz) -> SyslogParser {
-        SyslogParser { timezone }
+        SyslogParser {
+            timezone,
+            sources: Vec::new(),
+        }
+    }
+
+    pub fn with_sources(timezone: Tz, sources: Vec<SourceRule>) -> SyslogParser {
+        SyslogParser { timezone, sources }
+    }
+
+    fn rule_for_address(&self, ip: Option<&str>) -> Option<&SourceRule> {
+        let ip: std::net::IpAddr = ip?.parse().ok()?;
+        self.sources
+            .iter()
+            .find(|r| r.addresses.iter().any(|c| c.contains(ip)))
+    }
+
+    fn rule_for_host(&self, host: Option<&str>) -> Option<&SourceRule> {
+        let host = host?;
+        self.sources
+            .iter()
+            .find(|r| r.hostnames.iter().any(|g| g.matches(host)))
     }
 
     /// Turns one frame into an event. Never fails: input that is not syslog is kept as text.
     pub fn parse(&self, raw: &[u8], origin: &Origin, received: DateTime<Utc>) -> Event {
         let text = String::from_utf8_lossy(raw);
         let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let mut rule = self.rule_for_address(origin.peer_ip.as_deref());
+        let zone = rule.map_or(self.timezone, |r| r.timezone);
+        let mut event = self.parse_in(text, origin, received, zone);
+        if rule.is_none() {
+            rule = self.rule_for_host(event.host.as_deref());
+            if let Some(r) = rule
+                && r.timezone != zone
+            {
+                event = self.parse_in(text, origin, received, r.timezone);
+            }
+        }
+        let format = rule.map_or(SyslogFormat::Auto, |r| r.format);
+        let zone = rule.map_or(self.timezone, |r| r.timezone);
+        let snare = match format {
+            SyslogFormat::Snare => true,
+            SyslogFormat::Auto => event.message.contains(snare::TAG) || text.contains("MSWinEventLog\t"),
+            _ => false,
+        };
+        let atna = match format {
+            SyslogFormat::Atna => true,
+            SyslogFormat::Auto => event.message.contains("<AuditMessage"),
+            _ => false,
+        };
+        if snare {
+            event = self.snare(event, text, origin, received, zone);
+        } else if atna {
+            event = self.atna(event, origin, received);
+        }
+        if let Some(r) = rule {
+            event.labels.insert("log.source.name".into(), r.name.clone());
+        }
+        event
+    }
+
+    fn snare(&self, syslog: Event, text: &str, origin: &Origin, received: DateTime<Utc>, zone: Tz) -> Event {
+        match windows::snare::parse(text, zone) {
+            Ok(record) => {
+                let mut event =
+                    windows::normalize(&record, &origin.source_key(), syslog.original, received);
+                event.log_source = syslog.log_source;
+                if event.host.is_none() {
+                    event.host = syslog.host;
+                }
+                for (k, v) in syslog.labels {
+                    if k.starts_with("syslog.") {
+                        event.labels.insert(k, v);
+                    }
+                }
+                event
+            }
+            Err(_) => {
+                let mut event = syslog;
+                event.tags.push(SNARE_FAILURE_TAG.to_owned());
+                event
+            }
+        }
+    }
+
+    fn atna(&self, mut syslog: Event, origin: &Origin, received: DateTime<Utc>) -> Event {
+        let Some(start) = syslog.message.find("<AuditMessage") else {
+            syslog.tags.push(ATNA_FAILURE_TAG.to_owned());
+            return syslog;
+        };
+        match atna::event(&syslog.message[start..], &origin.source_key(), received) {
+            Ok(mut event) => {
+                event.original = syslog.original;
+                event.id = syslog.id;
+                event.log_source = syslog.log_source;
+                if event.host.is_none() {
+                    event.host = syslog.host;
+                }
+                for (k, v) in syslog.labels {
+                    event.labels.entry(k).or_insert(v);
+                }
+                event
+            }
+            Err(_) => {
+                syslog.tags.push(ATNA_FAILURE_TAG.to_owned());
+                syslog
+            }
+        }
+    }
+
+    fn parse_in(&self, text: &str, origin: &Origin, received: DateTime<Utc>, zone: Tz) -> Event {
         let mut event = Event::new(&origin.source_key(), "syslog", text.to_owned(), received);
         event.log_source = origin.address.clone();
-        let offset = self
-            .timezone
-            .offset_from_utc_datetime(&received.naive_utc())
-            .fix();
+        let offset = zone.offset_from_utc_datetime(&received.naive_utc()).fix();
         let local_now = received.with_timezone(&offset);
         let year = |date: IncompleteDate| infer_year(date.0, local_now.year(), local_now.month());
         // syslog_loose's "either" tries 5424 first; a leading digit run after the PRI decides.

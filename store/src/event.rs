@@ -56,6 +56,14 @@ pub struct Event {
         skip_serializing_if = "Option::is_none"
     )]
     pub patient: Option<String>,
+    /// The kind of record touched, where the source says: `demographics`, `clinical_notes`,
+    /// `prescriptions`, `appointments`, `billing`, or the source's own word.
+    #[serde(
+        rename = "record.category",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub category: Option<String>,
     /// How many records one action touched (an export of 500 charts says 500).
     #[serde(
         rename = "record.count",
@@ -113,6 +121,7 @@ impl Event {
             host: None,
             site: None,
             patient: None,
+            category: None,
             record_count: None,
             process: None,
             log_source: None,

@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tantivy::collector::{Count, TopDocs};
@@ -33,6 +33,8 @@ pub struct EventIndex {
     reader: IndexReader,
     schema: Arc<EventSchema>,
     metrics: Option<StoreMetrics>,
+    /// The last log record the committed index holds, for [`EventIndex::wait_committed`].
+    committed: Arc<(Mutex<u64>, Condvar)>,
 }
 
 /// Opens the index in `dir`, creating it when `create` is set.
@@ -85,7 +87,33 @@ impl EventIndex {
             reader,
             schema: Arc::new(EventSchema::new()),
             metrics,
+            committed: Arc::new((Mutex::new(0), Condvar::new())),
         })
+    }
+
+    pub(crate) fn set_committed(&self, seq: u64) {
+        let (lock, changed) = &*self.committed;
+        *lock.lock().expect("committed lock") = seq;
+        changed.notify_all();
+    }
+
+    /// Waits until the index holds log record `seq`; false when `timeout` passed first.
+    pub fn wait_committed(&self, seq: u64, timeout: Duration) -> bool {
+        let (lock, changed) = &*self.committed;
+        let guard = lock.lock().expect("committed lock");
+        let (guard, _) = changed
+            .wait_timeout_while(guard, timeout, |committed| *committed < seq)
+            .expect("committed lock");
+        *guard >= seq
+    }
+
+    /// Whether an event with this id is already searchable.
+    pub fn contains_id(&self, id: &str) -> bool {
+        let term = Term::from_field_text(self.schema.id, id);
+        self.reader
+            .searcher()
+            .doc_freq(&term)
+            .is_ok_and(|n| n > 0)
     }
 
     /// Opens an index another process writes, for searching only.
@@ -220,7 +248,7 @@ impl Indexer {
                 Some(t) => self.commit_interval.saturating_sub(t.elapsed()),
                 None => Duration::from_secs(3600),
             };
-            let (until, closed) = self.durable.wait_beyond(last_indexed, wait);
+            let (until, closed) = self.durable.wait_beyond(last_indexed, last_committed, wait);
             let mut num_added = 0u64;
             loop {
                 match reader.next(until) {
@@ -259,8 +287,9 @@ impl Indexer {
             }
             self.metrics.index_documents.inc_by(num_added);
             let caught_up = reader.next_seq() > until;
+            let flush_asked = self.durable.flush_to() > last_committed && caught_up;
             if last_indexed > last_committed
-                && (self.commit_due(first_uncommitted) || (closed && caught_up))
+                && (self.commit_due(first_uncommitted) || (closed && caught_up) || flush_asked)
             {
                 let started = Instant::now();
                 let mut prepared = self.writer.prepare_commit()?;
@@ -271,6 +300,7 @@ impl Indexer {
                     .observe(started.elapsed().as_secs_f64());
                 self.index.reload()?;
                 last_committed = last_indexed;
+                self.index.set_committed(last_committed);
                 first_uncommitted = None;
             }
             self.metrics

@@ -103,13 +103,22 @@ impl Batch {
     }
 }
 
-/// The last synced sequence number, shared by the WAL writer and the indexer.
+/// The last synced sequence number, shared by the WAL writer and the indexer; and the record a
+/// caller wants committed to the index without waiting for the commit interval.
 pub(crate) struct Durable {
-    state: Mutex<(u64, bool)>,
+    /// (durable, closed, flush_to)
+    state: Mutex<(u64, bool, u64)>,
     changed: Condvar,
 }
 
 impl Durable {
+    fn new(durable: u64) -> Durable {
+        Durable {
+            state: Mutex::new((durable, false, 0)),
+            changed: Condvar::new(),
+        }
+    }
+
     fn publish(&self, seq: u64) {
         let mut state = self.state.lock().expect("durable lock");
         state.0 = seq;
@@ -121,22 +130,61 @@ impl Durable {
         self.changed.notify_all();
     }
 
-    /// Waits until something beyond `seq` is durable, the log is closed, or `timeout` passes.
-    pub(crate) fn wait_beyond(&self, seq: u64, timeout: Duration) -> (u64, bool) {
+    fn request_flush(&self, seq: u64) {
+        let mut state = self.state.lock().expect("durable lock");
+        state.2 = state.2.max(seq);
+        self.changed.notify_all();
+    }
+
+    /// The record a caller wants committed now (0: none).
+    pub(crate) fn flush_to(&self) -> u64 {
+        self.state.lock().expect("durable lock").2
+    }
+
+    /// Waits until something beyond `seq` is durable, the log is closed, a flush beyond
+    /// `committed` is asked for, or `timeout` passes.
+    pub(crate) fn wait_beyond(&self, seq: u64, committed: u64, timeout: Duration) -> (u64, bool) {
         let state = self.state.lock().expect("durable lock");
         let (state, _) = self
             .changed
-            .wait_timeout_while(state, timeout, |(durable, closed)| {
-                *durable <= seq && !*closed
+            .wait_timeout_while(state, timeout, |(durable, closed, flush_to)| {
+                *durable <= seq && !*closed && (*flush_to <= committed || *flush_to > *durable)
             })
             .expect("durable lock");
-        *state
+        (state.0, state.1)
+    }
+}
+
+/// What producers hold: the queue into the log, the index, and a way to make what they sent
+/// searchable now. Cheap to clone.
+#[derive(Clone)]
+pub struct StoreHandle {
+    sender: mpsc::Sender<Batch>,
+    index: EventIndex,
+    durable: Arc<Durable>,
+}
+
+impl StoreHandle {
+    pub fn sender(&self) -> &mpsc::Sender<Batch> {
+        &self.sender
+    }
+
+    pub fn index(&self) -> &EventIndex {
+        &self.index
+    }
+
+    /// Blocks until every record up to `seq` is committed to the index (asking the indexer
+    /// to commit at once), or `timeout` passes; true when it is.
+    pub fn flush(&self, seq: u64, timeout: Duration) -> bool {
+        self.durable.request_flush(seq);
+        self.index.wait_committed(seq, timeout)
     }
 }
 
 /// The store: owns the write-ahead log and the index. Hand it events through [`Store::sender`];
 /// search through [`Store::index`].
 pub struct Store {
+    durable: Arc<Durable>,
     events_tx: Option<mpsc::Sender<Batch>>,
     index: EventIndex,
     wal_thread: Option<JoinHandle<()>>,
@@ -186,11 +234,9 @@ impl Store {
             indexed, "store opened; replaying the difference into the index"
         );
         metrics.wal_bytes.set(wal.total_bytes() as i64);
-        let durable = Arc::new(Durable {
-            state: Mutex::new((durable_seq, false)),
-            changed: Condvar::new(),
-        });
+        let durable = Arc::new(Durable::new(durable_seq));
         let event_index = EventIndex::new(index, Some(metrics.clone()))?;
+        event_index.set_committed(indexed);
         let indexer = Indexer {
             writer,
             index: event_index.clone(),
@@ -209,10 +255,12 @@ impl Store {
                 result
             })?;
         let (events_tx, events_rx) = mpsc::channel(config.queue_batches);
+        let wal_durable = durable.clone();
         let wal_thread = std::thread::Builder::new()
             .name("wal-writer".into())
             .spawn(move || write_ahead(wal, events_rx, &durable, &metrics))?;
         Ok(Store {
+            durable: wal_durable,
             events_tx: Some(events_tx),
             index: event_index,
             wal_thread: Some(wal_thread),
@@ -229,6 +277,14 @@ impl Store {
 
     pub fn index(&self) -> &EventIndex {
         &self.index
+    }
+
+    pub fn handle(&self) -> StoreHandle {
+        StoreHandle {
+            sender: self.sender(),
+            index: self.index.clone(),
+            durable: self.durable.clone(),
+        }
     }
 
     /// Drains and stops: waits for every producer's sender to be dropped, syncs the log and

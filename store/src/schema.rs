@@ -27,6 +27,7 @@ pub const DEFAULT_FIELDS: &[&str] = &[
     "host.name",
     "source.ip",
     "patient.id",
+    "process.name",
 ];
 
 /// Handles to every field, resolved once.
@@ -46,6 +47,7 @@ pub struct EventSchema {
     pub host: Field,
     pub site: Field,
     pub patient: Field,
+    pub category: Field,
     pub record_count: Field,
     pub process: Field,
     pub log_source: Field,
@@ -77,6 +79,7 @@ impl EventSchema {
         let host = kw("host.name");
         let site = kw("site");
         let patient = kw("patient.id");
+        let category = kw("record.category");
         let process = kw("process.name");
         let log_source = kw("log.source.address");
         let tags = kw("tags");
@@ -107,6 +110,7 @@ impl EventSchema {
             host,
             site,
             patient,
+            category,
             record_count,
             process,
             log_source,
@@ -153,6 +157,7 @@ impl EventSchema {
             (self.host, &event.host),
             (self.site, &event.site),
             (self.patient, &event.patient),
+            (self.category, &event.category),
             (self.process, &event.process),
             (self.log_source, &event.log_source),
         ];

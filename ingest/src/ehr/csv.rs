@@ -1,0 +1,238 @@
+//! CSV exports with a header row. The encoding is UTF-8 (a BOM is skipped) or Shift_JIS/CP932,
+//! decided from the first 64 KiB; a row in the other encoding is still read (and tagged
+//! `encoding_mismatch`). Rows with too few or too many fields are kept and tagged
+//! `csv_ragged_row`; a row without a readable time is rejected with its line number.
+
+use std::io::{BufRead, BufReader, Read};
+
+use chrono::{DateTime, Utc};
+use encoding_rs::{SHIFT_JIS, UTF_8};
+use store::Event;
+
+use super::{EhrMapping, Field};
+
+/// Unmapped columns kept as labels, at most.
+const MAX_EXTRA_COLUMNS: usize = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    ShiftJis,
+}
+
+impl Encoding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "UTF-8",
+            Encoding::ShiftJis => "Shift_JIS",
+        }
+    }
+
+    fn decode(self, bytes: &[u8]) -> Option<String> {
+        let encoding = match self {
+            Encoding::Utf8 => UTF_8,
+            Encoding::ShiftJis => SHIFT_JIS,
+        };
+        encoding
+            .decode_without_bom_handling_and_without_replacement(bytes)
+            .map(|s| s.into_owned())
+    }
+
+    fn other(self) -> Encoding {
+        match self {
+            Encoding::Utf8 => Encoding::ShiftJis,
+            Encoding::ShiftJis => Encoding::Utf8,
+        }
+    }
+}
+
+/// UTF-8 when the sample is valid UTF-8 (a character cut at the end of the sample is allowed),
+/// else Shift_JIS.
+pub fn detect_encoding(sample: &[u8]) -> Encoding {
+    match std::str::from_utf8(sample) {
+        Ok(_) => Encoding::Utf8,
+        Err(e) if e.error_len().is_none() && sample.len() - e.valid_up_to() < 4 => Encoding::Utf8,
+        Err(_) => Encoding::ShiftJis,
+    }
+}
+
+/// A row that became an event, or why it did not.
+pub type Row = Result<(u64, Event), (u64, String)>;
+
+/// Rows of one CSV export.
+pub struct CsvRows<'m, R: Read> {
+    reader: csv::Reader<BufReader<R>>,
+    mapping: &'m EhrMapping,
+    columns: Vec<Option<Field>>,
+    headers: Vec<String>,
+    pub encoding: Encoding,
+    source_key: String,
+    ingested: DateTime<Utc>,
+    record: csv::ByteRecord,
+    done: bool,
+}
+
+impl<'m, R: Read> CsvRows<'m, R> {
+    /// Reads the header row. Fails (naming what is missing) when there is no time column.
+    pub fn new(
+        input: R,
+        mapping: &'m EhrMapping,
+        source_key: &str,
+        ingested: DateTime<Utc>,
+    ) -> Result<CsvRows<'m, R>, String> {
+        let mut input = BufReader::with_capacity(64 << 10, input);
+        let sample = input.fill_buf().map_err(|e| format!("read failed: {e}"))?;
+        let bom = sample.starts_with(b"\xEF\xBB\xBF");
+        let encoding = if bom {
+            Encoding::Utf8
+        } else {
+            detect_encoding(sample)
+        };
+        if bom {
+            input.consume(3);
+        }
+        let delimiter = {
+            let sample = input.fill_buf().unwrap_or(&[]);
+            let first_line = sample.split(|&b| b == b'\n').next().unwrap_or(&[]);
+            let count = |d: u8| first_line.iter().filter(|&&b| b == d).count();
+            if count(b'\t') > count(b',') { b'\t' } else { b',' }
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .flexible(true)
+            .has_headers(true)
+            .from_reader(input);
+        let header = reader
+            .byte_headers()
+            .map_err(|e| format!("cannot read the header row: {e}"))?
+            .clone();
+        let headers: Vec<String> = header
+            .iter()
+            .map(|h| {
+                encoding
+                    .decode(h)
+                    .or_else(|| encoding.other().decode(h))
+                    .unwrap_or_else(|| String::from_utf8_lossy(h).into_owned())
+                    .trim()
+                    .to_owned()
+            })
+            .collect();
+        let columns: Vec<Option<Field>> = headers.iter().map(|h| mapping.field_of(h)).collect();
+        if !columns.contains(&Some(Field::Timestamp)) {
+            return Err(format!(
+                "the header row ({}) has no time column; expected one named {} (or add the name under [ehr.columns] timestamp)",
+                headers.join(","),
+                mapping.names_of(Field::Timestamp)
+            ));
+        }
+        Ok(CsvRows {
+            reader,
+            mapping,
+            columns,
+            headers,
+            encoding,
+            source_key: source_key.to_owned(),
+            ingested,
+            record: csv::ByteRecord::new(),
+            done: false,
+        })
+    }
+
+    fn row(&self, line: u64) -> Result<Event, String> {
+        let record = &self.record;
+        let mut tags = Vec::new();
+        let mut text = Vec::with_capacity(record.len());
+        for field in record.iter() {
+            let decoded = match self.encoding.decode(field) {
+                Some(s) => s,
+                None => match self.encoding.other().decode(field) {
+                    Some(s) => {
+                        if !tags.contains(&"encoding_mismatch") {
+                            tags.push("encoding_mismatch");
+                        }
+                        s
+                    }
+                    None => {
+                        return Err(format!(
+                            "a field is neither {} nor {}",
+                            self.encoding.name(),
+                            self.encoding.other().name()
+                        ));
+                    }
+                },
+            };
+            text.push(decoded);
+        }
+        if record.len() != self.headers.len() {
+            tags.push("csv_ragged_row");
+        }
+        let get = |f: Field| {
+            self.columns
+                .iter()
+                .position(|c| *c == Some(f))
+                .and_then(|i| text.get(i))
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let original = text.join(",");
+        let mut event = self
+            .mapping
+            .event(&get, &self.source_key, "ehr.audit", original, self.ingested)
+            .map_err(|e| {
+                if tags.contains(&"csv_ragged_row") {
+                    format!("{e} (the row has {} fields, the header {})", record.len(), self.headers.len())
+                } else {
+                    e
+                }
+            })?;
+        let mut extra = 0;
+        for (i, value) in text.iter().enumerate() {
+            if self.columns.get(i).copied().flatten().is_some() || value.trim().is_empty() {
+                continue;
+            }
+            extra += 1;
+            if extra > MAX_EXTRA_COLUMNS {
+                break;
+            }
+            let name = self.headers.get(i).map_or_else(|| format!("column{}", i + 1), Clone::clone);
+            event.labels.insert(format!("csv.{name}"), value.trim().to_owned());
+        }
+        event.labels.insert("log.file.line".into(), line.to_string());
+        event.tags.extend(tags.into_iter().map(str::to_owned));
+        Ok(event)
+    }
+}
+
+impl<R: Read> Iterator for CsvRows<'_, R> {
+    type Item = Row;
+
+    fn next(&mut self) -> Option<Row> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let mut record = std::mem::take(&mut self.record);
+            let read = self.reader.read_byte_record(&mut record);
+            self.record = record;
+            let line = self.record.position().map_or(0, |p| p.line());
+            match read {
+                Ok(false) => return None,
+                Ok(true) => {
+                    if self.record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+                        continue; // blank line
+                    }
+                    return Some(self.row(line).map(|e| (line, e)).map_err(|e| (line, e)));
+                }
+                Err(e) => {
+                    let line = e.position().map_or(line, |p| p.line());
+                    if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                        // The input itself failed (cut-off gzip, over-long line): stop here.
+                        self.done = true;
+                        return Some(Err((line, format!("input ends in error: {e}"))));
+                    }
+                    return Some(Err((line, format!("unreadable CSV: {e}"))));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,963 @@
+//! Files into events: format detection, decompression, streaming readers for every format,
+//! and the importer that skips what the store already holds, counts what it filters, reports
+//! what it rejects (with file and line) and records gaps in the sources' numbering.
+//!
+//! Everything streams: a 2 GB file is read a record at a time. The only whole-document reads
+//! are a pretty-printed JSON document (FHIR Bundle) and a gzip-compressed EVTX file, both
+//! bounded by [`MAX_DOCUMENT_BYTES`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+use store::{Ack, Batch, Event, StoreHandle};
+use tokio::sync::oneshot;
+
+use crate::ehr::{self, EhrMapping, csv::CsvRows};
+use crate::framing::{Frame, Framer, FramingError};
+use crate::gaps::FileGaps;
+use crate::metrics::IngestMetrics;
+use crate::syslog::{Origin, SyslogParser};
+use crate::windows::{self, NoiseFilter};
+use crate::xml::XmlElements;
+
+/// Largest single record (line, XML element, CSV row) read.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+/// Largest whole document read into memory (pretty-printed JSON, gzip-compressed EVTX).
+pub const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
+/// Events sent to the store at once.
+const BATCH_EVENTS: usize = 1024;
+/// Batches sent but not yet acknowledged, at most.
+const IN_FLIGHT: usize = 8;
+/// First rejects kept in the report (all go to the report file).
+const FIRST_REJECTS: usize = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Auto,
+    Evtx,
+    WinXml,
+    Winlogbeat,
+    Nxlog,
+    EhrCsv,
+    EhrJsonl,
+    Fhir,
+    Atna,
+    Syslog,
+    /// JSON whose kind is decided per record (FHIR, Windows or EHR JSON lines).
+    Json,
+}
+
+pub const FORMAT_NAMES: &str =
+    "auto, evtx, winxml, winlogbeat, nxlog, ehr-csv, ehr-jsonl, fhir, atna, syslog";
+
+impl FromStr for Format {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Format, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "auto" => Format::Auto,
+            "evtx" => Format::Evtx,
+            "winxml" | "xml" => Format::WinXml,
+            "winlogbeat" => Format::Winlogbeat,
+            "nxlog" => Format::Nxlog,
+            "ehr-csv" | "csv" => Format::EhrCsv,
+            "ehr-jsonl" | "jsonl" | "ndjson" => Format::EhrJsonl,
+            "fhir" => Format::Fhir,
+            "atna" => Format::Atna,
+            "syslog" => Format::Syslog,
+            "json" => Format::Json,
+            other => return Err(format!("unknown format {other:?}; expected one of {FORMAT_NAMES}")),
+        })
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Auto => "auto",
+            Format::Evtx => "evtx",
+            Format::WinXml => "winxml",
+            Format::Winlogbeat => "winlogbeat",
+            Format::Nxlog => "nxlog",
+            Format::EhrCsv => "ehr-csv",
+            Format::EhrJsonl => "ehr-jsonl",
+            Format::Fhir => "fhir",
+            Format::Atna => "atna",
+            Format::Syslog => "syslog",
+            Format::Json => "json",
+        })
+    }
+}
+
+/// Decides the format from the first bytes (already decompressed) and the file name.
+pub fn detect(head: &[u8], name: &str, mapping: &EhrMapping) -> Result<Format, String> {
+    if head.starts_with(b"ElfFile\0") {
+        return Ok(Format::Evtx);
+    }
+    let text = String::from_utf8_lossy(head);
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    let name = name.to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    if name.ends_with(".evtx") {
+        return Err("the file is named .evtx but does not start with the EVTX signature".into());
+    }
+    if text.is_empty() {
+        return Ok(Format::Syslog);
+    }
+    if text.starts_with('<') && !text[1..].starts_with(|c: char| c.is_ascii_digit()) {
+        if text.contains("<AuditMessage") {
+            return Ok(Format::Atna);
+        }
+        if text.contains("<Event") {
+            return Ok(Format::WinXml);
+        }
+        return Err("XML that holds neither Windows <Event> nor ATNA <AuditMessage> elements".into());
+    }
+    if text.starts_with('{') || text.starts_with('[') {
+        return Ok(Format::Json);
+    }
+    let first_line = text.lines().next().unwrap_or("");
+    let header_like = |sep: char| {
+        first_line.contains(sep)
+            && first_line
+                .split(sep)
+                .any(|h| mapping.field_of(h.trim_matches('"')) == Some(ehr::Field::Timestamp))
+    };
+    if name.ends_with(".csv") || name.ends_with(".tsv") || header_like(',') || header_like('\t') {
+        return Ok(Format::EhrCsv);
+    }
+    Ok(Format::Syslog)
+}
+
+/// The parsers and settings every import uses.
+pub struct Parsers {
+    pub syslog: SyslogParser,
+    pub ehr: EhrMapping,
+    pub filter: NoiseFilter,
+    /// Zone for Windows times written without one (NXLog `EventTime`).
+    pub zone: Tz,
+}
+
+/// One thing read from an input.
+pub enum Item {
+    Record {
+        event: Event,
+        location: String,
+        /// (source, number) where the source numbers its records.
+        sequence: Option<(String, u64)>,
+    },
+    Reject {
+        location: String,
+        reason: String,
+    },
+}
+
+/// Counts bytes read through it, for progress.
+pub struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Lines of at most [`MAX_RECORD_BYTES`]; a longer one is skipped and reported.
+struct Lines<R> {
+    reader: R,
+    line: u64,
+    done: bool,
+}
+
+impl<R> Lines<R> {
+    fn new(reader: R) -> Lines<R> {
+        Lines { reader, line: 0, done: false }
+    }
+}
+
+impl<R: BufRead> Iterator for Lines<R> {
+    type Item = (u64, Result<Vec<u8>, String>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut buf = Vec::new();
+        let limit = MAX_RECORD_BYTES as u64 + 1;
+        match self.reader.by_ref().take(limit).read_until(b'\n', &mut buf) {
+            Ok(0) => None,
+            Ok(_) => {
+                self.line += 1;
+                if buf.len() as u64 >= limit && !buf.ends_with(b"\n") {
+                    // Skip the rest of the line.
+                    loop {
+                        let mut rest = Vec::new();
+                        match self.reader.by_ref().take(1 << 16).read_until(b'\n', &mut rest) {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) if rest.ends_with(b"\n") => break,
+                            Ok(_) => {}
+                        }
+                    }
+                    return Some((
+                        self.line,
+                        Err(format!("line longer than {MAX_RECORD_BYTES} bytes; skipped")),
+                    ));
+                }
+                while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    buf.pop();
+                }
+                Some((self.line, Ok(buf)))
+            }
+            Err(e) => {
+                // A cut-off gzip stream or a failing disk: report it and stop.
+                self.line += 1;
+                self.done = true;
+                Some((self.line, Err(format!("input ends in error: {e}"))))
+            }
+        }
+    }
+}
+
+impl Parsers {
+    /// Reads a stream of `format` (not `Auto` or `Evtx`), handing every record to `sink`.
+    /// `received` dates what carries no date; `label` names the input in events.
+    pub fn read_stream(
+        &self,
+        format: Format,
+        input: &mut dyn BufRead,
+        received: DateTime<Utc>,
+        label: &str,
+        sink: &mut dyn FnMut(Item),
+    ) -> Result<(), String> {
+        match format {
+            Format::Syslog => {
+                self.read_syslog(input, received, label, sink);
+                Ok(())
+            }
+            Format::WinXml | Format::Atna => {
+                self.read_xml(format, input, received, sink);
+                Ok(())
+            }
+            Format::EhrCsv => self.read_csv(input, received, sink),
+            Format::Json | Format::Fhir | Format::Winlogbeat | Format::Nxlog | Format::EhrJsonl => {
+                self.read_json(format, input, received, sink)
+            }
+            Format::Auto | Format::Evtx => Err(format!("{format} is not a stream format")),
+        }
+    }
+
+    fn read_syslog(&self, input: &mut dyn BufRead, received: DateTime<Utc>, label: &str, sink: &mut dyn FnMut(Item)) {
+        let origin = Origin {
+            transport: "file",
+            peer_ip: None,
+            address: Some(label.to_owned()),
+        };
+        if starts_octet_counted(input) {
+            self.read_octet_counted(input, received, &origin, sink);
+            return;
+        }
+        for (line, text) in Lines::new(input) {
+            let location = format!("line {line}");
+            match text {
+                Ok(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => {}
+                Ok(bytes) => {
+                    let event = self.syslog.parse(&bytes, &origin, received);
+                    let sequence = windows_sequence(&event);
+                    sink(Item::Record { event, location, sequence });
+                }
+                Err(reason) => sink(Item::Reject { location, reason }),
+            }
+        }
+    }
+
+    /// A capture of an RFC 6587 octet-counted TCP stream (`16 <1>2 ...17 <4>11 ...`).
+    fn read_octet_counted(&self, input: &mut dyn BufRead, received: DateTime<Utc>, origin: &Origin, sink: &mut dyn FnMut(Item)) {
+        let mut framer = Framer::new(MAX_RECORD_BYTES);
+        let (mut frames, mut errors) = (Vec::new(), Vec::new());
+        let mut buf = vec![0u8; 64 << 10];
+        let mut n_frame = 0u64;
+        let mut emit = |frames: &mut Vec<Frame>, errors: &mut Vec<FramingError>, sink: &mut dyn FnMut(Item)| {
+            for error in errors.drain(..) {
+                if error == FramingError::BadOctetCount {
+                    sink(Item::Reject { location: format!("message {}", n_frame + 1), reason: "bad octet count; the rest is read as lines".into() });
+                }
+            }
+            for frame in frames.drain(..) {
+                n_frame += 1;
+                let mut event = self.syslog.parse(&frame.bytes, origin, received);
+                if frame.flaw.is_some() {
+                    event.tags.push("truncated".into());
+                }
+                sink(Item::Record { event, location: format!("message {n_frame}"), sequence: None });
+            }
+        };
+        loop {
+            match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    framer.push(&buf[..n], &mut frames, &mut errors);
+                    emit(&mut frames, &mut errors, sink);
+                }
+                Err(e) => {
+                    sink(Item::Reject { location: "end".into(), reason: format!("input ends in error: {e}") });
+                    break;
+                }
+            }
+        }
+        framer.finish(&mut frames);
+        emit(&mut frames, &mut errors, sink);
+    }
+
+    fn read_xml(&self, format: Format, input: &mut dyn BufRead, received: DateTime<Utc>, sink: &mut dyn FnMut(Item)) {
+        let tag = if format == Format::Atna { "AuditMessage" } else { "Event" };
+        for element in XmlElements::new(input, tag, MAX_RECORD_BYTES) {
+            match element {
+                Ok(element) => {
+                    let location = format!("line {}", element.line);
+                    let parsed = if format == Format::Atna {
+                        ehr::atna::event(&element.text, "atna", received).map(|e| (e, None))
+                    } else {
+                        windows::xml::parse_event(&element.text).map(|record| {
+                            let sequence = record.record_id.map(|n| (record.sequence_source(), n));
+                            (windows::normalize(&record, "windows", element.text.clone(), received), sequence)
+                        })
+                    };
+                    match parsed {
+                        Ok((event, sequence)) => sink(Item::Record { event, location, sequence }),
+                        Err(reason) => sink(Item::Reject { location, reason }),
+                    }
+                }
+                Err((line, reason)) => sink(Item::Reject {
+                    location: format!("line {line}"),
+                    reason,
+                }),
+            }
+        }
+    }
+
+    fn read_csv(&self, input: &mut dyn BufRead, received: DateTime<Utc>, sink: &mut dyn FnMut(Item)) -> Result<(), String> {
+        let rows = CsvRows::new(LineLimit::new(input), &self.ehr, "ehr-csv", received)?;
+        for row in rows {
+            match row {
+                Ok((line, event)) => {
+                    let sequence = event
+                        .labels
+                        .get("record.id")
+                        .and_then(|id| id.trim().parse::<u64>().ok())
+                        .map(|n| ("ehr-csv".to_owned(), n));
+                    sink(Item::Record { event, location: format!("line {line}"), sequence });
+                }
+                Err((line, reason)) => sink(Item::Reject { location: format!("line {line}"), reason }),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_json(&self, format: Format, input: &mut dyn BufRead, received: DateTime<Utc>, sink: &mut dyn FnMut(Item)) -> Result<(), String> {
+        let mut lines = Lines::new(input);
+        let mut first = true;
+        while let Some((line, text)) = lines.next() {
+            let location = format!("line {line}");
+            let bytes = match text {
+                Ok(b) if b.iter().all(u8::is_ascii_whitespace) => continue,
+                Ok(b) => b,
+                Err(reason) => {
+                    sink(Item::Reject { location, reason });
+                    continue;
+                }
+            };
+            let value = match serde_json::from_slice::<Value>(&bytes) {
+                Ok(v) => v,
+                Err(e) if first && e.is_eof() => {
+                    // A pretty-printed document: read it whole (bounded).
+                    let mut doc = bytes;
+                    doc.push(b'\n');
+                    for (_, rest) in lines.by_ref() {
+                        let rest = rest?;
+                        doc.extend_from_slice(&rest);
+                        doc.push(b'\n');
+                        if doc.len() as u64 > MAX_DOCUMENT_BYTES {
+                            return Err(format!(
+                                "a JSON document over {MAX_DOCUMENT_BYTES} bytes that is not one record per line; write it as JSON lines"
+                            ));
+                        }
+                    }
+                    let value: Value = serde_json::from_slice(&doc)
+                        .map_err(|e| format!("not valid JSON: {e}"))?;
+                    let records: Vec<Value> = match value {
+                        Value::Array(items) => items,
+                        other => vec![other],
+                    };
+                    for (i, v) in records.iter().enumerate() {
+                        let location = if records.len() > 1 { format!("item {}", i + 1) } else { "document".to_owned() };
+                        let original = serde_json::to_string(v).unwrap_or_default();
+                        self.json_value(format, v, original, location, received, sink);
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    sink(Item::Reject { location, reason: format!("not valid JSON: {e}") });
+                    first = false;
+                    continue;
+                }
+            };
+            first = false;
+            let original = String::from_utf8_lossy(&bytes).into_owned();
+            self.json_value(format, &value, original, location, received, sink);
+        }
+        Ok(())
+    }
+
+    fn json_value(&self, format: Format, v: &Value, original: String, location: String, received: DateTime<Utc>, sink: &mut dyn FnMut(Item)) {
+        let kind = match format {
+            Format::Json if v.get("resourceType").is_some() => Format::Fhir,
+            Format::Json if windows::json::is_windows(v) => Format::Winlogbeat,
+            Format::Json => Format::EhrJsonl,
+            Format::Nxlog => Format::Winlogbeat,
+            other => other,
+        };
+        match kind {
+            Format::Fhir => match ehr::fhir::audit_events(v) {
+                Ok(resources) => {
+                    let many = resources.len() > 1;
+                    for (i, r) in resources.into_iter().enumerate() {
+                        let location = if many { format!("{location} entry {}", i + 1) } else { location.clone() };
+                        match ehr::fhir::event(r, "fhir", received) {
+                            Ok(event) => sink(Item::Record { event, location, sequence: None }),
+                            Err(reason) => sink(Item::Reject { location, reason }),
+                        }
+                    }
+                }
+                Err(reason) => sink(Item::Reject { location, reason }),
+            },
+            Format::Winlogbeat => match windows::json::parse(v, self.zone) {
+                Ok(record) => {
+                    let sequence = record.record_id.map(|n| (record.sequence_source(), n));
+                    let event = windows::normalize(&record, "windows", original, received);
+                    sink(Item::Record { event, location, sequence });
+                }
+                Err(reason) => sink(Item::Reject { location, reason }),
+            },
+            _ => match ehr::jsonl_event(&self.ehr, v, "ehr-jsonl", original, received) {
+                Ok(event) => {
+                    let sequence = event
+                        .labels
+                        .get("record.id")
+                        .and_then(|id| id.parse::<u64>().ok())
+                        .map(|n| ("ehr-jsonl".to_owned(), n));
+                    sink(Item::Record { event, location, sequence });
+                }
+                Err(reason) => sink(Item::Reject { location, reason }),
+            },
+        }
+    }
+
+    /// Reads an EVTX file. A damaged chunk is reported and the others are read; a file cut
+    /// short (the EVTX crate silently drops a partial last chunk) is reported too.
+    pub fn read_evtx<R: Read + Seek>(&self, input: R, len: u64, received: DateTime<Utc>, sink: &mut dyn FnMut(Item)) -> Result<(), String> {
+        const HEADER: u64 = 4096;
+        const CHUNK: u64 = 65_536;
+        let mut parser = evtx::EvtxParser::from_read_seek(input)
+            .map_err(|e| format!("not a readable EVTX file: {e}"))?
+            .with_configuration(evtx::ParserSettings::new().num_threads(1));
+        let declared = u64::from(parser.header().chunk_count);
+        let whole_chunks = len.saturating_sub(HEADER) / CHUNK;
+        let partial = len.saturating_sub(HEADER) % CHUNK;
+        for record in parser.records() {
+            match record {
+                Ok(r) => {
+                    let location = format!("record {}", r.event_record_id);
+                    match windows::xml::parse_event(&r.data) {
+                        Ok(mut win) => {
+                            win.record_id.get_or_insert(r.event_record_id);
+                            let sequence = win.record_id.map(|n| (win.sequence_source(), n));
+                            let event = windows::normalize(&win, "windows", r.data, received);
+                            sink(Item::Record { event, location, sequence });
+                        }
+                        Err(reason) => sink(Item::Reject { location, reason }),
+                    }
+                }
+                Err(e) => sink(Item::Reject {
+                    location: "chunk".to_owned(),
+                    reason: format!("damaged EVTX data skipped: {e}"),
+                }),
+            }
+        }
+        if partial != 0 {
+            sink(Item::Reject {
+                location: format!("chunk {}", whole_chunks + 1),
+                reason: format!(
+                    "the file is cut off: its last chunk has {partial} of {CHUNK} bytes, and the records in it are lost"
+                ),
+            });
+        } else if declared > whole_chunks {
+            sink(Item::Reject {
+                location: format!("chunk {}", whole_chunks + 1),
+                reason: format!(
+                    "the file is cut off: its header declares {declared} chunks but only {whole_chunks} are present"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Does the input start like `123 <PRI>`?
+fn starts_octet_counted(input: &mut dyn BufRead) -> bool {
+    let head = input.fill_buf().unwrap_or(&[]);
+    let digits = head.iter().take_while(|b| b.is_ascii_digit()).count();
+    (1..=9).contains(&digits) && head.get(digits) == Some(&b' ') && head.get(digits + 1) == Some(&b'<')
+}
+
+fn windows_sequence(event: &Event) -> Option<(String, u64)> {
+    let n = event.labels.get("winlog.record_id")?.parse().ok()?;
+    let channel = event.labels.get("winlog.channel")?;
+    Some((format!("{}/{channel}", event.host.as_deref().unwrap_or("-")), n))
+}
+
+/// Fails a read once a line (between newlines) grows past [`MAX_RECORD_BYTES`], so a CSV with
+/// no line breaks cannot fill memory.
+pub struct LineLimit<R> {
+    inner: R,
+    run: usize,
+}
+
+impl<R> LineLimit<R> {
+    pub fn new(inner: R) -> LineLimit<R> {
+        LineLimit { inner, run: 0 }
+    }
+}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                self.run = 0;
+            } else {
+                self.run += 1;
+            }
+        }
+        if self.run > MAX_RECORD_BYTES {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line longer than {MAX_RECORD_BYTES} bytes"),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+/// A rejected record, where it was and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub file: String,
+    pub location: String,
+    pub reason: String,
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.file, self.location, self.reason)
+    }
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub files: u64,
+    pub bytes: u64,
+    /// Records read (events made, filtered, duplicates and rejects).
+    pub read: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub filtered: BTreeMap<String, u64>,
+    pub rejected: u64,
+    pub first_rejects: Vec<Reject>,
+    /// Gaps found in the sources' numbering, and records missing in them.
+    pub gaps: u64,
+    pub missing_records: u64,
+    /// Formats detected, per file.
+    pub formats: Vec<(String, Format)>,
+    /// Kept events tagged as read in part (`encoding_mismatch`, `csv_ragged_row`, ...).
+    pub warnings: BTreeMap<String, u64>,
+}
+
+impl Report {
+    pub fn merge(&mut self, other: Report) {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.read += other.read;
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        for (k, v) in other.filtered {
+            *self.filtered.entry(k).or_default() += v;
+        }
+        self.rejected += other.rejected;
+        for r in other.first_rejects {
+            if self.first_rejects.len() < FIRST_REJECTS {
+                self.first_rejects.push(r);
+            }
+        }
+        self.gaps += other.gaps;
+        self.missing_records += other.missing_records;
+        self.formats.extend(other.formats);
+        for (k, v) in other.warnings {
+            *self.warnings.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// Tags that mean "kept, but read in part"; counted in the report.
+const WARNING_TAGS: &[&str] = &[
+    "encoding_mismatch",
+    "csv_ragged_row",
+    "syslog_parse_failure",
+    "snare_parse_failure",
+    "atna_parse_failure",
+    "labels_truncated",
+];
+
+/// Shared counters a progress display reads.
+#[derive(Default)]
+pub struct Progress {
+    pub bytes: AtomicU64,
+    pub events: AtomicU64,
+}
+
+/// Imports files into the store, one at a time.
+pub struct Importer {
+    pub parsers: Arc<Parsers>,
+    store: StoreHandle,
+    metrics: IngestMetrics,
+    /// Imports run one at a time, so each sees what the previous one stored.
+    running: Mutex<()>,
+}
+
+/// Where all rejects are written, one per line.
+pub type RejectLog<'a> = Option<&'a mut dyn std::io::Write>;
+
+/// Shortens a reject log's lifetime to a session's.
+fn reborrow<'s>(log: &'s mut RejectLog<'_>) -> RejectLog<'s> {
+    match log {
+        Some(w) => Some(&mut **w),
+        None => None,
+    }
+}
+
+impl Importer {
+    pub fn new(parsers: Arc<Parsers>, store: StoreHandle, metrics: IngestMetrics) -> Importer {
+        Importer {
+            parsers,
+            store,
+            metrics,
+            running: Mutex::new(()),
+        }
+    }
+
+    /// Files under `path` (itself when it is a file), sorted; hidden files are skipped.
+    pub fn expand(path: &Path) -> Result<Vec<PathBuf>, String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if meta.is_file() {
+            return Ok(vec![path.to_owned()]);
+        }
+        let mut files = Vec::new();
+        let mut dirs = vec![path.to_owned()];
+        while let Some(dir) = dirs.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            for entry in entries.flatten() {
+                let p = entry.path();
+                if entry.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                match entry.file_type() {
+                    Ok(t) if t.is_dir() => dirs.push(p),
+                    Ok(t) if t.is_file() => files.push(p),
+                    _ => {}
+                }
+            }
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Imports one file. Fails only when the file cannot be read at all or the store refuses.
+    pub fn import_file(
+        &self,
+        path: &Path,
+        format: Format,
+        progress: &Progress,
+        mut rejects: RejectLog<'_>,
+    ) -> Result<Report, String> {
+        let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let shown = path.display().to_string();
+        let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let mtime: DateTime<Utc> = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(DateTime::<Utc>::from)
+            .unwrap_or_else(|_| Utc::now());
+        let count = Arc::new(AtomicU64::new(0));
+        let counting = Counting { inner: file, count: count.clone() };
+        let mut raw = BufReader::with_capacity(256 << 10, counting);
+        let gz = raw.fill_buf().map_err(|e| format!("{shown}: {e}"))?.starts_with(&[0x1f, 0x8b]);
+        let mut input: Box<dyn BufRead> = if gz {
+            Box::new(BufReader::with_capacity(256 << 10, flate2::bufread::MultiGzDecoder::new(raw)))
+        } else {
+            Box::new(raw)
+        };
+        let head = input.fill_buf().map_err(|e| format!("{shown}: {e}"))?.to_vec();
+        let format = match format {
+            Format::Auto => detect(&head, &shown, &self.parsers.ehr).map_err(|e| format!("{shown}: {e}"))?,
+            f => f,
+        };
+        let mut session = Session::new(self, &shown, progress, reborrow(&mut rejects));
+        session.report.formats.push((shown.clone(), format));
+        session.report.files = 1;
+        let base = progress.bytes.load(Ordering::Relaxed);
+        let result = if format == Format::Evtx {
+            if gz {
+                let mut buf = Vec::new();
+                (&mut input)
+                    .take(MAX_DOCUMENT_BYTES + 1)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| format!("{shown}: {e}"))?;
+                if buf.len() as u64 > MAX_DOCUMENT_BYTES {
+                    return Err(format!("{shown}: a gzip-compressed EVTX over {MAX_DOCUMENT_BYTES} bytes; decompress it first"));
+                }
+                let n = buf.len() as u64;
+                self.parsers.read_evtx(std::io::Cursor::new(buf), n, mtime, &mut |item| session.take(item))
+            } else {
+                drop(input);
+                let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+                self.parsers.read_evtx(file, len, mtime, &mut |item| {
+                    session.take(item);
+                })
+            }
+        } else {
+            let mut tick = 0u32;
+            self.parsers.read_stream(format, &mut input, mtime, &shown, &mut |item| {
+                session.take(item);
+                tick += 1;
+                if tick.is_multiple_of(256) {
+                    progress.bytes.store(base + count.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            })
+        };
+        if let Err(reason) = result {
+            session.reject("file".to_owned(), reason);
+        }
+        progress.bytes.store(base + len, Ordering::Relaxed);
+        let mut report = session.finish()?;
+        report.bytes = len;
+        Ok(report)
+    }
+
+    /// Imports events already read (an HTTP body): same dedup, filtering and durability.
+    pub fn import_stream(
+        &self,
+        format: Format,
+        input: &mut dyn BufRead,
+        label: &str,
+        mut rejects: RejectLog<'_>,
+    ) -> Result<Report, String> {
+        let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let progress = Progress::default();
+        let mut session = Session::new(self, label, &progress, reborrow(&mut rejects));
+        let now = Utc::now();
+        let format = match format {
+            Format::Auto => {
+                let head = input.fill_buf().map_err(|e| e.to_string())?.to_vec();
+                detect(&head, label, &self.parsers.ehr)?
+            }
+            f => f,
+        };
+        let result = if format == Format::Evtx {
+            let mut buf = Vec::new();
+            input.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+            let n = buf.len() as u64;
+            self.parsers.read_evtx(std::io::Cursor::new(buf), n, now, &mut |item| session.take(item))
+        } else {
+            self.parsers.read_stream(format, input, now, label, &mut |item| session.take(item))
+        };
+        if let Err(reason) = result {
+            session.reject("body".to_owned(), reason);
+        }
+        session.report.formats.push((label.to_owned(), format));
+        session.finish()
+    }
+}
+
+/// One file's import in progress.
+struct Session<'a> {
+    importer: &'a Importer,
+    file: String,
+    progress: &'a Progress,
+    rejects: RejectLog<'a>,
+    report: Report,
+    batch: Vec<Event>,
+    in_flight: VecDeque<(u64, oneshot::Receiver<Ack>)>,
+    last_seq: u64,
+    gaps: FileGaps,
+    latest: Option<DateTime<Utc>>,
+    failed: Option<String>,
+    now: DateTime<Utc>,
+}
+
+impl<'a> Session<'a> {
+    fn new(importer: &'a Importer, file: &str, progress: &'a Progress, rejects: RejectLog<'a>) -> Session<'a> {
+        Session {
+            importer,
+            file: file.to_owned(),
+            progress,
+            rejects,
+            report: Report::default(),
+            batch: Vec::with_capacity(BATCH_EVENTS),
+            in_flight: VecDeque::new(),
+            last_seq: 0,
+            gaps: FileGaps::default(),
+            latest: None,
+            failed: None,
+            now: Utc::now(),
+        }
+    }
+
+    fn reject(&mut self, location: String, reason: String) {
+        self.report.read += 1;
+        self.report.rejected += 1;
+        self.importer.metrics.rejected.with_label_values(&["import", "unreadable"]).inc();
+        let reject = Reject { file: self.file.clone(), location, reason };
+        if let Some(log) = self.rejects.as_mut() {
+            let _ = writeln!(log, "{reject}");
+        }
+        if self.report.first_rejects.len() < FIRST_REJECTS {
+            self.report.first_rejects.push(reject);
+        }
+    }
+
+    fn take(&mut self, item: Item) {
+        if self.failed.is_some() {
+            return;
+        }
+        match item {
+            Item::Reject { location, reason } => self.reject(location, reason),
+            Item::Record { mut event, sequence, .. } => {
+                self.report.read += 1;
+                // Parsers date undated lines by the file's time; arrival is now.
+                event.ingested = self.now;
+                if let Some((source, n)) = &sequence {
+                    self.gaps.see(source, *n, event.host.as_deref());
+                }
+                self.latest = Some(self.latest.map_or(event.timestamp, |t| t.max(event.timestamp)));
+                if let Some(reason) = self.importer.parsers.filter.reason(&event) {
+                    *self.report.filtered.entry(reason.to_owned()).or_default() += 1;
+                    self.importer.metrics.filtered.with_label_values(&[reason]).inc();
+                    return;
+                }
+                self.keep(event);
+            }
+        }
+    }
+
+    fn keep(&mut self, event: Event) {
+        if self.importer.store.index().contains_id(event.id.as_str()) {
+            self.report.duplicates += 1;
+            self.importer.metrics.duplicates.inc();
+            return;
+        }
+        for tag in &event.tags {
+            if WARNING_TAGS.contains(&tag.as_str()) {
+                *self.report.warnings.entry(tag.clone()).or_default() += 1;
+            }
+        }
+        self.importer.metrics.received.with_label_values(&["import"]).inc();
+        self.batch.push(event);
+        self.progress.events.fetch_add(1, Ordering::Relaxed);
+        if self.batch.len() >= BATCH_EVENTS {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let events = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_EVENTS));
+        let n = events.len() as u64;
+        let (batch, ack) = Batch::with_ack(events);
+        if self.importer.store.sender().blocking_send(batch).is_err() {
+            self.failed = Some("the store has shut down".into());
+            return;
+        }
+        self.in_flight.push_back((n, ack));
+        while self.in_flight.len() > IN_FLIGHT {
+            self.settle_one();
+        }
+    }
+
+    fn settle_one(&mut self) {
+        let Some((n, ack)) = self.in_flight.pop_front() else {
+            return;
+        };
+        match ack.blocking_recv() {
+            Ok(Ok(range)) => {
+                self.report.accepted += n;
+                self.last_seq = self.last_seq.max(*range.end());
+            }
+            Ok(Err(e)) => self.failed = Some(format!("the store refused the events: {e}")),
+            Err(_) => self.failed = Some("the store has shut down".into()),
+        }
+    }
+
+    /// Sends what is left, records gaps, and waits until it is all searchable.
+    fn finish(mut self) -> Result<Report, String> {
+        let gaps = std::mem::take(&mut self.gaps).finish();
+        let at = self.latest.unwrap_or_else(Utc::now);
+        let mut gap_events = 0;
+        for gap in gaps {
+            self.report.gaps += 1;
+            self.report.missing_records += gap.missing();
+            self.importer.metrics.sequence_gaps.with_label_values(&[&gap.source]).inc();
+            self.importer.metrics.missing_records.with_label_values(&[&gap.source]).inc_by(gap.missing());
+            let event = gap.event(at, self.now, &format!("import of {}", self.file));
+            // Reported again on a re-import, stored once.
+            if !self.importer.store.index().contains_id(event.id.as_str()) {
+                gap_events += 1;
+                self.batch.push(event);
+            }
+        }
+        self.send();
+        while !self.in_flight.is_empty() {
+            self.settle_one();
+        }
+        if let Some(failure) = self.failed {
+            return Err(failure);
+        }
+        // Gap events are stored like records but are not records of the input.
+        self.report.accepted = self.report.accepted.saturating_sub(gap_events);
+        if self.last_seq > 0 && !self.importer.store.flush(self.last_seq, Duration::from_secs(300)) {
+            return Err("the events are durable but the index did not take them within 5 minutes".into());
+        }
+        Ok(self.report)
+    }
+}
+
+use std::io::Write as _;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+//! The spool directory: an EHR that can only export files drops them here; `serve` imports each
+//! once it has stopped growing, then moves it to `done/` (with a `.rejects` file beside it when
+//! some records were refused) or to `failed/` with a `.error` file that says why.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use ingest::import::{Format, Importer, Progress, Report};
+use tracing::{info, warn};
+
+pub struct Spool {
+    dir: PathBuf,
+    poll: Duration,
+    settle: Duration,
+}
+
+impl Spool {
+    pub fn new(dir: PathBuf, poll: Duration, settle: Duration) -> anyhow::Result<Spool> {
+        for sub in ["", "done", "failed"] {
+            let d = dir.join(sub);
+            std::fs::create_dir_all(&d)
+                .with_context(|| format!("cannot create the spool directory {}", d.display()))?;
+        }
+        Ok(Spool { dir, poll, settle })
+    }
+
+    pub async fn run(self, importer: Arc<Importer>) {
+        info!(dir = %self.dir.display(), "watching the spool directory");
+        // path -> (size, since when it has had that size)
+        let mut seen: HashMap<PathBuf, (u64, Instant)> = HashMap::new();
+        loop {
+            let ready = self.ready_files(&mut seen);
+            for path in ready {
+                seen.remove(&path);
+                let importer = importer.clone();
+                let dir = self.dir.clone();
+                let done = tokio::task::spawn_blocking(move || take_file(&dir, &path, &importer)).await;
+                if let Err(e) = done {
+                    warn!(error = %e, "spool import task failed");
+                }
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+
+    /// Files whose size has not changed for `settle`.
+    fn ready_files(&self, seen: &mut HashMap<PathBuf, (u64, Instant)>) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut ready = Vec::new();
+        let mut present = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() || name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp") {
+                continue;
+            }
+            let path = entry.path();
+            present.push(path.clone());
+            let now = Instant::now();
+            match seen.get(&path) {
+                Some(&(size, since)) if size == meta.len() => {
+                    if now.duration_since(since) >= self.settle {
+                        ready.push(path);
+                    }
+                }
+                _ => {
+                    seen.insert(path, (meta.len(), now));
+                }
+            }
+        }
+        seen.retain(|p, _| present.contains(p));
+        ready.sort();
+        ready
+    }
+}
+
+/// Imports one spooled file and moves it out of the way.
+fn take_file(dir: &Path, path: &Path, importer: &Importer) {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut rejects = Vec::new();
+    let result = importer.import_file(path, Format::Auto, &Progress::default(), Some(&mut rejects));
+    let (target, note): (&str, Option<(String, String)>) = match &result {
+        Ok(report) if report.accepted == 0 && report.rejected > 0 => (
+            "failed",
+            Some(("error".into(), failure_text(report, &rejects))),
+        ),
+        Ok(report) if report.rejected > 0 => (
+            "done",
+            Some(("rejects".into(), String::from_utf8_lossy(&rejects).into_owned())),
+        ),
+        Ok(_) => ("done", None),
+        Err(e) => ("failed", Some(("error".into(), format!("{e}\n")))),
+    };
+    match &result {
+        Ok(r) => info!(file = %name, accepted = r.accepted, duplicates = r.duplicates, rejected = r.rejected,
+            filtered = r.filtered.values().sum::<u64>(), to = target, "spool file imported"),
+        Err(e) => warn!(file = %name, error = %e, "spool file could not be imported"),
+    }
+    let destination = free_name(&dir.join(target), &name);
+    if let Err(e) = std::fs::rename(path, &destination) {
+        warn!(file = %name, error = %e, "cannot move the spool file; it will be imported again (duplicates are skipped)");
+        return;
+    }
+    if let Some((ext, text)) = note {
+        let mut note_path = destination.into_os_string();
+        note_path.push(format!(".{ext}"));
+        if let Err(e) = std::fs::write(&note_path, text) {
+            warn!(error = %e, "cannot write the spool note");
+        }
+    }
+}
+
+fn failure_text(report: &Report, rejects: &[u8]) -> String {
+    format!(
+        "nothing in this file could be imported: {} record(s) rejected\n{}",
+        report.rejected,
+        String::from_utf8_lossy(rejects)
+    )
+}
+
+/// `dir/name`, or `dir/name.2`, `.3`, ... when taken.
+fn free_name(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (2..)
+        .map(|n| dir.join(format!("{name}.{n}")))
+        .find(|p| !p.exists())
+        .expect("some name is free")
+}
