@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
+use ingest::import::{Format, Importer};
 use serde::Deserialize;
 use serde_json::json;
-use ingest::import::{Format, Importer};
 use store::{EventIndex, SearchRequest, StoreError, parse_time_bound};
 use tracing::error;
 
@@ -42,7 +42,10 @@ pub fn router(state: AppState) -> Router {
 /// An error as the API reports it: `{"code": "bad_query", "message": "..."}`.
 #[derive(Debug)]
 pub enum ApiError {
-    BadRequest { code: &'static str, message: String },
+    BadRequest {
+        code: &'static str,
+        message: String,
+    },
     /// Any other client error with its status (401, 403, 413, ...).
     Status {
         status: StatusCode,
@@ -206,8 +209,7 @@ const MAX_LISTED_ERRORS: usize = 1000;
 /// Compares without stopping at the first differing byte.
 fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -227,7 +229,11 @@ async fn ingest(
         message,
     };
     let Some(importer) = state.importer.clone() else {
-        return Err(status(StatusCode::FORBIDDEN, "read_only", "this server does not store events".into()));
+        return Err(status(
+            StatusCode::FORBIDDEN,
+            "read_only",
+            "this server does not store events".into(),
+        ));
     };
     if state.ingest_tokens.is_empty() {
         return Err(status(
@@ -241,7 +247,11 @@ async fn ingest(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !state.ingest_tokens.iter().any(|t| same_token(t, token.trim())) {
+    if !state
+        .ingest_tokens
+        .iter()
+        .any(|t| same_token(t, token.trim()))
+    {
         return Err(status(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -256,10 +266,12 @@ async fn ingest(
         "ndjson" | "json" => Format::Json,
         "csv" => Format::EhrCsv,
         "xml" => Format::Auto,
-        other => other.parse::<Format>().map_err(|message| ApiError::BadRequest {
-            code: "bad_parameter",
-            message: format!("format: {message}, ndjson, json, csv, xml"),
-        })?,
+        other => other
+            .parse::<Format>()
+            .map_err(|message| ApiError::BadRequest {
+                code: "bad_parameter",
+                message: format!("format: {message}, ndjson, json, csv, xml"),
+            })?,
     };
     let max = state.max_body_bytes;
     let too_large = move |what: &str| ApiError::Status {

@@ -50,10 +50,15 @@ pub fn run(checked: &Checked, paths: &[PathBuf], options: Options) -> Result<(),
         IngestMetrics::new(&registry).map_err(|e| runtime(e.into()))?,
     );
     let report_path = options.report.clone().unwrap_or_else(|| {
-        checked.config.storage.data_dir.join("import-reports").join(format!(
-            "import-{}.rejects.txt",
-            chrono::Local::now().format("%Y%m%d-%H%M%S")
-        ))
+        checked
+            .config
+            .storage
+            .data_dir
+            .join("import-reports")
+            .join(format!(
+                "import-{}.rejects.txt",
+                chrono::Local::now().format("%Y%m%d-%H%M%S")
+            ))
     });
     let mut reject_log = RejectFile::new(report_path);
     let total_bytes: u64 = files
@@ -209,7 +214,10 @@ impl Write for RejectFile {
             match opened {
                 Ok(f) => self.file = Some(std::io::BufWriter::new(f)),
                 Err(e) => {
-                    eprintln!("mimamori: cannot write the reject report {}: {e}", self.path.display());
+                    eprintln!(
+                        "mimamori: cannot write the reject report {}: {e}",
+                        self.path.display()
+                    );
                     self.failed = true;
                 }
             }

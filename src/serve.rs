@@ -128,7 +128,9 @@ async fn bind_all(
         Duration::from_secs(checked.config.import.spool_poll_secs),
         Duration::from_secs(checked.config.import.spool_settle_secs),
     )?;
-    running.tasks.push(tokio::spawn(spool.run(importer.clone())));
+    running
+        .tasks
+        .push(tokio::spawn(spool.run(importer.clone())));
     let app = router(AppState {
         index: running.store.index().clone(),
         registry: registry.clone(),

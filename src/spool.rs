@@ -37,7 +37,8 @@ impl Spool {
                 seen.remove(&path);
                 let importer = importer.clone();
                 let dir = self.dir.clone();
-                let done = tokio::task::spawn_blocking(move || take_file(&dir, &path, &importer)).await;
+                let done =
+                    tokio::task::spawn_blocking(move || take_file(&dir, &path, &importer)).await;
                 if let Err(e) = done {
                     warn!(error = %e, "spool import task failed");
                 }
@@ -56,7 +57,11 @@ impl Spool {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Ok(meta) = entry.metadata() else { continue };
-            if !meta.is_file() || name.starts_with('.') || name.ends_with(".part") || name.ends_with(".tmp") {
+            if !meta.is_file()
+                || name.starts_with('.')
+                || name.ends_with(".part")
+                || name.ends_with(".tmp")
+            {
                 continue;
             }
             let path = entry.path();
@@ -81,7 +86,10 @@ impl Spool {
 
 /// Imports one spooled file and moves it out of the way.
 fn take_file(dir: &Path, path: &Path, importer: &Importer) {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut rejects = Vec::new();
     let result = importer.import_file(path, Format::Auto, &Progress::default(), Some(&mut rejects));
     let (target, note): (&str, Option<(String, String)>) = match &result {
@@ -91,14 +99,19 @@ fn take_file(dir: &Path, path: &Path, importer: &Importer) {
         ),
         Ok(report) if report.rejected > 0 => (
             "done",
-            Some(("rejects".into(), String::from_utf8_lossy(&rejects).into_owned())),
+            Some((
+                "rejects".into(),
+                String::from_utf8_lossy(&rejects).into_owned(),
+            )),
         ),
         Ok(_) => ("done", None),
         Err(e) => ("failed", Some(("error".into(), format!("{e}\n")))),
     };
     match &result {
-        Ok(r) => info!(file = %name, accepted = r.accepted, duplicates = r.duplicates, rejected = r.rejected,
-            filtered = r.filtered.values().sum::<u64>(), to = target, "spool file imported"),
+        Ok(r) => {
+            info!(file = %name, accepted = r.accepted, duplicates = r.duplicates, rejected = r.rejected,
+            filtered = r.filtered.values().sum::<u64>(), to = target, "spool file imported")
+        }
         Err(e) => warn!(file = %name, error = %e, "spool file could not be imported"),
     }
     let destination = free_name(&dir.join(target), &name);

@@ -41,74 +41,217 @@ const FIELDS: &[(Field, &str, &[&str])] = &[
         Field::Timestamp,
         "timestamp",
         &[
-            "timestamp", "@timestamp", "time", "datetime", "date_time", "date", "event_time",
-            "日時", "日付時刻", "操作日時", "アクセス日時", "記録日時", "発生日時", "タイムスタンプ",
+            "timestamp",
+            "@timestamp",
+            "time",
+            "datetime",
+            "date_time",
+            "date",
+            "event_time",
+            "日時",
+            "日付時刻",
+            "操作日時",
+            "アクセス日時",
+            "記録日時",
+            "発生日時",
+            "タイムスタンプ",
         ],
     ),
     (
         Field::User,
         "user",
         &[
-            "user", "user.name", "user_id", "userid", "login", "login_id", "account", "staff_id",
-            "operator", "利用者id", "利用者ｉｄ", "ユーザーid", "ユーザid", "職員id", "職員番号",
-            "操作者id", "ログインid",
+            "user",
+            "user.name",
+            "user_id",
+            "userid",
+            "login",
+            "login_id",
+            "account",
+            "staff_id",
+            "operator",
+            "利用者id",
+            "利用者ｉｄ",
+            "ユーザーid",
+            "ユーザid",
+            "職員id",
+            "職員番号",
+            "操作者id",
+            "ログインid",
         ],
     ),
     (
         Field::UserName,
         "user_name",
-        &["user_name", "username", "user.full_name", "full_name", "利用者名", "ユーザー名", "職員名", "操作者名", "氏名"],
+        &[
+            "user_name",
+            "username",
+            "user.full_name",
+            "full_name",
+            "利用者名",
+            "ユーザー名",
+            "職員名",
+            "操作者名",
+            "氏名",
+        ],
     ),
     (
         Field::Role,
         "role",
-        &["role", "roles", "user.roles", "job", "profession", "職種", "役割", "権限", "ロール"],
+        &[
+            "role",
+            "roles",
+            "user.roles",
+            "job",
+            "profession",
+            "職種",
+            "役割",
+            "権限",
+            "ロール",
+        ],
     ),
     (
         Field::Host,
         "host",
-        &["host", "host.name", "hostname", "terminal", "workstation", "端末", "端末名", "端末id", "ホスト名", "pc名"],
+        &[
+            "host",
+            "host.name",
+            "hostname",
+            "terminal",
+            "workstation",
+            "端末",
+            "端末名",
+            "端末id",
+            "ホスト名",
+            "pc名",
+        ],
     ),
     (
         Field::Ip,
         "ip",
-        &["ip", "source.ip", "ip_address", "ipaddress", "client_ip", "src_ip", "ipアドレス", "ｉｐアドレス", "接続元ip"],
+        &[
+            "ip",
+            "source.ip",
+            "ip_address",
+            "ipaddress",
+            "client_ip",
+            "src_ip",
+            "ipアドレス",
+            "ｉｐアドレス",
+            "接続元ip",
+        ],
     ),
     (
         Field::Patient,
         "patient",
-        &["patient", "patient.id", "patient_id", "patientid", "mrn", "患者id", "患者番号", "カルテ番号", "患者ｉｄ"],
+        &[
+            "patient",
+            "patient.id",
+            "patient_id",
+            "patientid",
+            "mrn",
+            "患者id",
+            "患者番号",
+            "カルテ番号",
+            "患者ｉｄ",
+        ],
     ),
     (
         Field::Action,
         "action",
-        &["action", "event.action", "operation", "activity", "event", "操作", "操作内容", "処理", "処理内容", "機能"],
+        &[
+            "action",
+            "event.action",
+            "operation",
+            "activity",
+            "event",
+            "操作",
+            "操作内容",
+            "処理",
+            "処理内容",
+            "機能",
+        ],
     ),
     (
         Field::Count,
         "count",
-        &["count", "record.count", "records", "record_count", "rows", "件数", "出力件数", "対象件数"],
+        &[
+            "count",
+            "record.count",
+            "records",
+            "record_count",
+            "rows",
+            "件数",
+            "出力件数",
+            "対象件数",
+        ],
     ),
     (
         Field::Outcome,
         "outcome",
-        &["outcome", "event.outcome", "result", "status", "結果", "処理結果", "成否"],
+        &[
+            "outcome",
+            "event.outcome",
+            "result",
+            "status",
+            "結果",
+            "処理結果",
+            "成否",
+        ],
     ),
     (
         Field::Category,
         "category",
-        &["category", "record.category", "record_type", "resource", "data_type", "種別", "データ種別", "記録種別", "対象", "対象データ", "画面"],
+        &[
+            "category",
+            "record.category",
+            "record_type",
+            "resource",
+            "data_type",
+            "種別",
+            "データ種別",
+            "記録種別",
+            "対象",
+            "対象データ",
+            "画面",
+        ],
     ),
     (
         Field::RecordId,
         "record_id",
-        &["record_id", "row_id", "seq", "sequence", "lineid", "log_id", "no", "連番", "通番", "ログid", "ログ番号"],
+        &[
+            "record_id",
+            "row_id",
+            "seq",
+            "sequence",
+            "lineid",
+            "log_id",
+            "no",
+            "連番",
+            "通番",
+            "ログid",
+            "ログ番号",
+        ],
     ),
-    (Field::Site, "site", &["site", "facility", "施設", "拠点", "施設名"]),
+    (
+        Field::Site,
+        "site",
+        &["site", "facility", "施設", "拠点", "施設名"],
+    ),
     (
         Field::Message,
         "message",
-        &["message", "content", "detail", "details", "description", "内容", "詳細", "備考", "メッセージ"],
+        &[
+            "message",
+            "content",
+            "detail",
+            "details",
+            "description",
+            "内容",
+            "詳細",
+            "備考",
+            "メッセージ",
+        ],
     ),
 ];
 
@@ -158,15 +301,48 @@ pub const VOCABULARY: &[&str] = &[
 const CATEGORIES: &[(&str, &[&str])] = &[
     (
         "demographics",
-        &["患者基本", "基本情報", "患者情報", "患者属性", "demograph", "patient info", "profile"],
+        &[
+            "患者基本",
+            "基本情報",
+            "患者情報",
+            "患者属性",
+            "demograph",
+            "patient info",
+            "profile",
+        ],
     ),
     (
         "clinical_notes",
-        &["カルテ", "診療録", "経過", "記事", "所見", "サマリ", "clinical", "note", "chart", "progress"],
+        &[
+            "カルテ",
+            "診療録",
+            "経過",
+            "記事",
+            "所見",
+            "サマリ",
+            "clinical",
+            "note",
+            "chart",
+            "progress",
+        ],
     ),
-    ("prescriptions", &["処方", "薬", "prescri", "medication", "rx"]),
+    (
+        "prescriptions",
+        &["処方", "薬", "prescri", "medication", "rx"],
+    ),
     ("appointments", &["予約", "appoint", "schedul"]),
-    ("billing", &["会計", "請求", "レセプト", "billing", "payment", "invoice", "claim"]),
+    (
+        "billing",
+        &[
+            "会計",
+            "請求",
+            "レセプト",
+            "billing",
+            "payment",
+            "invoice",
+            "claim",
+        ],
+    ),
 ];
 
 /// Field names and action words, checked.
@@ -252,7 +428,11 @@ impl EhrMapping {
 
     pub fn action(&self, word: &str, outcome: Outcome) -> String {
         let lower = word.to_lowercase();
-        if let Some((_, action)) = self.actions.iter().find(|(w, _)| lower.contains(w.as_str())) {
+        if let Some((_, action)) = self
+            .actions
+            .iter()
+            .find(|(w, _)| lower.contains(w.as_str()))
+        {
             if action == "login" && outcome == Outcome::Failure {
                 return "login_failed".to_owned();
             }
@@ -322,7 +502,10 @@ pub fn category(word: &str) -> String {
 
 pub fn outcome(word: &str) -> Outcome {
     let w = word.trim();
-    if ["成功", "正常", "完了", "許可"].iter().any(|s| w.contains(s)) {
+    if ["成功", "正常", "完了", "許可"]
+        .iter()
+        .any(|s| w.contains(s))
+    {
         return Outcome::Success;
     }
     if ["失敗", "エラー", "異常", "拒否", "不可", "ng", "NG"]
@@ -368,7 +551,10 @@ pub fn parse_local_time(value: &str, zone: Tz) -> Option<DateTime<Utc>> {
 /// `20171223-22:15:35:11`: milliseconds written as a number without padding (11 ms).
 fn compact_millis(value: &str) -> Option<NaiveDateTime> {
     let (head, millis) = value.rsplit_once(':')?;
-    let millis: u32 = millis.parse().ok().filter(|m| *m < 1000 && millis.len() <= 3)?;
+    let millis: u32 = millis
+        .parse()
+        .ok()
+        .filter(|m| *m < 1000 && millis.len() <= 3)?;
     let t = NaiveDateTime::parse_from_str(head, "%Y%m%d-%H:%M:%S").ok()?;
     t.checked_add_signed(chrono::Duration::milliseconds(i64::from(millis)))
 }
@@ -455,18 +641,30 @@ mod tests {
             "2026-11-24T09:15:02+09:00",
             "2026年11月24日 09:15:02",
         ] {
-            assert_eq!(parse_local_time(v, tokyo).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true), want, "{v}");
+            assert_eq!(
+                parse_local_time(v, tokyo)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                want,
+                "{v}"
+            );
         }
         assert_eq!(
-            parse_local_time("2026/11/24 09:15", tokyo).unwrap().to_rfc3339(),
+            parse_local_time("2026/11/24 09:15", tokyo)
+                .unwrap()
+                .to_rfc3339(),
             "2026-11-24T00:15:00+00:00"
         );
         assert_eq!(
-            parse_local_time("20171223-22:15:29:606", chrono_tz::UTC).unwrap().to_rfc3339(),
+            parse_local_time("20171223-22:15:29:606", chrono_tz::UTC)
+                .unwrap()
+                .to_rfc3339(),
             "2017-12-23T22:15:29.606+00:00"
         );
         assert_eq!(
-            parse_local_time("20171223-22:15:35:11", chrono_tz::UTC).unwrap().to_rfc3339(),
+            parse_local_time("20171223-22:15:35:11", chrono_tz::UTC)
+                .unwrap()
+                .to_rfc3339(),
             "2017-12-23T22:15:35.011+00:00"
         );
         assert!(parse_local_time("24/11/2026", tokyo).is_none());
@@ -491,8 +689,12 @@ mod tests {
     #[test]
     fn config_extends_and_is_checked() {
         let mut config = EhrConfig::default();
-        config.columns.insert("user".into(), vec!["担当者コード".into()]);
-        config.actions.insert("カルテ閲覧".into(), "record.view".into());
+        config
+            .columns
+            .insert("user".into(), vec!["担当者コード".into()]);
+        config
+            .actions
+            .insert("カルテ閲覧".into(), "record.view".into());
         let m = EhrMapping::new(&config).unwrap();
         assert_eq!(m.field_of("担当者コード"), Some(Field::User));
         config.actions.insert("謎".into(), "record.peek".into());

@@ -89,7 +89,13 @@ impl Gap {
             .ranges
             .iter()
             .take(MAX_RANGES_SHOWN)
-            .map(|(a, b)| if a == b { a.to_string() } else { format!("{a}-{b}") })
+            .map(|(a, b)| {
+                if a == b {
+                    a.to_string()
+                } else {
+                    format!("{a}-{b}")
+                }
+            })
             .collect();
         let more = self.ranges.len().saturating_sub(MAX_RANGES_SHOWN);
         let mut message = format!(
@@ -115,7 +121,9 @@ impl Gap {
         event.host = self.host.clone();
         event.record_count = Some(self.missing());
         event.tags.push("sequence_gap".to_owned());
-        event.labels.insert("gap.source".into(), self.source.clone());
+        event
+            .labels
+            .insert("gap.source".into(), self.source.clone());
         event.message = message;
         event
     }
@@ -192,7 +200,11 @@ mod tests {
         assert_eq!(gaps[0].missing(), 3);
         let e = gaps[0].event(Utc::now(), Utc::now(), "file x.evtx");
         assert_eq!(e.action, "sequence_gap");
-        assert!(e.message.contains("3 record(s) missing from pc/Security"), "{}", e.message);
+        assert!(
+            e.message.contains("3 record(s) missing from pc/Security"),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("6, 8, 11"));
     }
 

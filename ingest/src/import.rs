@@ -76,7 +76,11 @@ impl FromStr for Format {
             "atna" => Format::Atna,
             "syslog" => Format::Syslog,
             "json" => Format::Json,
-            other => return Err(format!("unknown format {other:?}; expected one of {FORMAT_NAMES}")),
+            other => {
+                return Err(format!(
+                    "unknown format {other:?}; expected one of {FORMAT_NAMES}"
+                ));
+            }
         })
     }
 }
@@ -121,7 +125,9 @@ pub fn detect(head: &[u8], name: &str, mapping: &EhrMapping) -> Result<Format, S
         if text.contains("<Event") {
             return Ok(Format::WinXml);
         }
-        return Err("XML that holds neither Windows <Event> nor ATNA <AuditMessage> elements".into());
+        return Err(
+            "XML that holds neither Windows <Event> nor ATNA <AuditMessage> elements".into(),
+        );
     }
     if text.starts_with('{') || text.starts_with('[') {
         return Ok(Format::Json);
@@ -185,7 +191,11 @@ struct Lines<R> {
 
 impl<R> Lines<R> {
     fn new(reader: R) -> Lines<R> {
-        Lines { reader, line: 0, done: false }
+        Lines {
+            reader,
+            line: 0,
+            done: false,
+        }
     }
 }
 
@@ -206,7 +216,12 @@ impl<R: BufRead> Iterator for Lines<R> {
                     // Skip the rest of the line.
                     loop {
                         let mut rest = Vec::new();
-                        match self.reader.by_ref().take(1 << 16).read_until(b'\n', &mut rest) {
+                        match self
+                            .reader
+                            .by_ref()
+                            .take(1 << 16)
+                            .read_until(b'\n', &mut rest)
+                        {
                             Ok(0) | Err(_) => break,
                             Ok(_) if rest.ends_with(b"\n") => break,
                             Ok(_) => {}
@@ -214,7 +229,9 @@ impl<R: BufRead> Iterator for Lines<R> {
                     }
                     return Some((
                         self.line,
-                        Err(format!("line longer than {MAX_RECORD_BYTES} bytes; skipped")),
+                        Err(format!(
+                            "line longer than {MAX_RECORD_BYTES} bytes; skipped"
+                        )),
                     ));
                 }
                 while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -260,7 +277,13 @@ impl Parsers {
         }
     }
 
-    fn read_syslog(&self, input: &mut dyn BufRead, received: DateTime<Utc>, label: &str, sink: &mut dyn FnMut(Item)) {
+    fn read_syslog(
+        &self,
+        input: &mut dyn BufRead,
+        received: DateTime<Utc>,
+        label: &str,
+        sink: &mut dyn FnMut(Item),
+    ) {
         let origin = Origin {
             transport: "file",
             peer_ip: None,
@@ -277,7 +300,11 @@ impl Parsers {
                 Ok(bytes) => {
                     let event = self.syslog.parse(&bytes, &origin, received);
                     let sequence = windows_sequence(&event);
-                    sink(Item::Record { event, location, sequence });
+                    sink(Item::Record {
+                        event,
+                        location,
+                        sequence,
+                    });
                 }
                 Err(reason) => sink(Item::Reject { location, reason }),
             }
@@ -285,15 +312,26 @@ impl Parsers {
     }
 
     /// A capture of an RFC 6587 octet-counted TCP stream (`16 <1>2 ...17 <4>11 ...`).
-    fn read_octet_counted(&self, input: &mut dyn BufRead, received: DateTime<Utc>, origin: &Origin, sink: &mut dyn FnMut(Item)) {
+    fn read_octet_counted(
+        &self,
+        input: &mut dyn BufRead,
+        received: DateTime<Utc>,
+        origin: &Origin,
+        sink: &mut dyn FnMut(Item),
+    ) {
         let mut framer = Framer::new(MAX_RECORD_BYTES);
         let (mut frames, mut errors) = (Vec::new(), Vec::new());
         let mut buf = vec![0u8; 64 << 10];
         let mut n_frame = 0u64;
-        let mut emit = |frames: &mut Vec<Frame>, errors: &mut Vec<FramingError>, sink: &mut dyn FnMut(Item)| {
+        let mut emit = |frames: &mut Vec<Frame>,
+                        errors: &mut Vec<FramingError>,
+                        sink: &mut dyn FnMut(Item)| {
             for error in errors.drain(..) {
                 if error == FramingError::BadOctetCount {
-                    sink(Item::Reject { location: format!("message {}", n_frame + 1), reason: "bad octet count; the rest is read as lines".into() });
+                    sink(Item::Reject {
+                        location: format!("message {}", n_frame + 1),
+                        reason: "bad octet count; the rest is read as lines".into(),
+                    });
                 }
             }
             for frame in frames.drain(..) {
@@ -302,7 +340,11 @@ impl Parsers {
                 if frame.flaw.is_some() {
                     event.tags.push("truncated".into());
                 }
-                sink(Item::Record { event, location: format!("message {n_frame}"), sequence: None });
+                sink(Item::Record {
+                    event,
+                    location: format!("message {n_frame}"),
+                    sequence: None,
+                });
             }
         };
         loop {
@@ -313,7 +355,10 @@ impl Parsers {
                     emit(&mut frames, &mut errors, sink);
                 }
                 Err(e) => {
-                    sink(Item::Reject { location: "end".into(), reason: format!("input ends in error: {e}") });
+                    sink(Item::Reject {
+                        location: "end".into(),
+                        reason: format!("input ends in error: {e}"),
+                    });
                     break;
                 }
             }
@@ -322,8 +367,18 @@ impl Parsers {
         emit(&mut frames, &mut errors, sink);
     }
 
-    fn read_xml(&self, format: Format, input: &mut dyn BufRead, received: DateTime<Utc>, sink: &mut dyn FnMut(Item)) {
-        let tag = if format == Format::Atna { "AuditMessage" } else { "Event" };
+    fn read_xml(
+        &self,
+        format: Format,
+        input: &mut dyn BufRead,
+        received: DateTime<Utc>,
+        sink: &mut dyn FnMut(Item),
+    ) {
+        let tag = if format == Format::Atna {
+            "AuditMessage"
+        } else {
+            "Event"
+        };
         for element in XmlElements::new(input, tag, MAX_RECORD_BYTES) {
             match element {
                 Ok(element) => {
@@ -333,11 +388,23 @@ impl Parsers {
                     } else {
                         windows::xml::parse_event(&element.text).map(|record| {
                             let sequence = record.record_id.map(|n| (record.sequence_source(), n));
-                            (windows::normalize(&record, "windows", element.text.clone(), received), sequence)
+                            (
+                                windows::normalize(
+                                    &record,
+                                    "windows",
+                                    element.text.clone(),
+                                    received,
+                                ),
+                                sequence,
+                            )
                         })
                     };
                     match parsed {
-                        Ok((event, sequence)) => sink(Item::Record { event, location, sequence }),
+                        Ok((event, sequence)) => sink(Item::Record {
+                            event,
+                            location,
+                            sequence,
+                        }),
                         Err(reason) => sink(Item::Reject { location, reason }),
                     }
                 }
@@ -349,7 +416,12 @@ impl Parsers {
         }
     }
 
-    fn read_csv(&self, input: &mut dyn BufRead, received: DateTime<Utc>, sink: &mut dyn FnMut(Item)) -> Result<(), String> {
+    fn read_csv(
+        &self,
+        input: &mut dyn BufRead,
+        received: DateTime<Utc>,
+        sink: &mut dyn FnMut(Item),
+    ) -> Result<(), String> {
         let rows = CsvRows::new(LineLimit::new(input), &self.ehr, "ehr-csv", received)?;
         for row in rows {
             match row {
@@ -359,15 +431,28 @@ impl Parsers {
                         .get("record.id")
                         .and_then(|id| id.trim().parse::<u64>().ok())
                         .map(|n| ("ehr-csv".to_owned(), n));
-                    sink(Item::Record { event, location: format!("line {line}"), sequence });
+                    sink(Item::Record {
+                        event,
+                        location: format!("line {line}"),
+                        sequence,
+                    });
                 }
-                Err((line, reason)) => sink(Item::Reject { location: format!("line {line}"), reason }),
+                Err((line, reason)) => sink(Item::Reject {
+                    location: format!("line {line}"),
+                    reason,
+                }),
             }
         }
         Ok(())
     }
 
-    fn read_json(&self, format: Format, input: &mut dyn BufRead, received: DateTime<Utc>, sink: &mut dyn FnMut(Item)) -> Result<(), String> {
+    fn read_json(
+        &self,
+        format: Format,
+        input: &mut dyn BufRead,
+        received: DateTime<Utc>,
+        sink: &mut dyn FnMut(Item),
+    ) -> Result<(), String> {
         let mut lines = Lines::new(input);
         let mut first = true;
         while let Some((line, text)) = lines.next() {
@@ -396,21 +481,28 @@ impl Parsers {
                             ));
                         }
                     }
-                    let value: Value = serde_json::from_slice(&doc)
-                        .map_err(|e| format!("not valid JSON: {e}"))?;
+                    let value: Value =
+                        serde_json::from_slice(&doc).map_err(|e| format!("not valid JSON: {e}"))?;
                     let records: Vec<Value> = match value {
                         Value::Array(items) => items,
                         other => vec![other],
                     };
                     for (i, v) in records.iter().enumerate() {
-                        let location = if records.len() > 1 { format!("item {}", i + 1) } else { "document".to_owned() };
+                        let location = if records.len() > 1 {
+                            format!("item {}", i + 1)
+                        } else {
+                            "document".to_owned()
+                        };
                         let original = serde_json::to_string(v).unwrap_or_default();
                         self.json_value(format, v, original, location, received, sink);
                     }
                     return Ok(());
                 }
                 Err(e) => {
-                    sink(Item::Reject { location, reason: format!("not valid JSON: {e}") });
+                    sink(Item::Reject {
+                        location,
+                        reason: format!("not valid JSON: {e}"),
+                    });
                     first = false;
                     continue;
                 }
@@ -422,7 +514,15 @@ impl Parsers {
         Ok(())
     }
 
-    fn json_value(&self, format: Format, v: &Value, original: String, location: String, received: DateTime<Utc>, sink: &mut dyn FnMut(Item)) {
+    fn json_value(
+        &self,
+        format: Format,
+        v: &Value,
+        original: String,
+        location: String,
+        received: DateTime<Utc>,
+        sink: &mut dyn FnMut(Item),
+    ) {
         let kind = match format {
             Format::Json if v.get("resourceType").is_some() => Format::Fhir,
             Format::Json if windows::json::is_windows(v) => Format::Winlogbeat,
@@ -435,9 +535,17 @@ impl Parsers {
                 Ok(resources) => {
                     let many = resources.len() > 1;
                     for (i, r) in resources.into_iter().enumerate() {
-                        let location = if many { format!("{location} entry {}", i + 1) } else { location.clone() };
+                        let location = if many {
+                            format!("{location} entry {}", i + 1)
+                        } else {
+                            location.clone()
+                        };
                         match ehr::fhir::event(r, "fhir", received) {
-                            Ok(event) => sink(Item::Record { event, location, sequence: None }),
+                            Ok(event) => sink(Item::Record {
+                                event,
+                                location,
+                                sequence: None,
+                            }),
                             Err(reason) => sink(Item::Reject { location, reason }),
                         }
                     }
@@ -448,7 +556,11 @@ impl Parsers {
                 Ok(record) => {
                     let sequence = record.record_id.map(|n| (record.sequence_source(), n));
                     let event = windows::normalize(&record, "windows", original, received);
-                    sink(Item::Record { event, location, sequence });
+                    sink(Item::Record {
+                        event,
+                        location,
+                        sequence,
+                    });
                 }
                 Err(reason) => sink(Item::Reject { location, reason }),
             },
@@ -459,7 +571,11 @@ impl Parsers {
                         .get("record.id")
                         .and_then(|id| id.parse::<u64>().ok())
                         .map(|n| ("ehr-jsonl".to_owned(), n));
-                    sink(Item::Record { event, location, sequence });
+                    sink(Item::Record {
+                        event,
+                        location,
+                        sequence,
+                    });
                 }
                 Err(reason) => sink(Item::Reject { location, reason }),
             },
@@ -468,7 +584,13 @@ impl Parsers {
 
     /// Reads an EVTX file. A damaged chunk is reported and the others are read; a file cut
     /// short (the EVTX crate silently drops a partial last chunk) is reported too.
-    pub fn read_evtx<R: Read + Seek>(&self, input: R, len: u64, received: DateTime<Utc>, sink: &mut dyn FnMut(Item)) -> Result<(), String> {
+    pub fn read_evtx<R: Read + Seek>(
+        &self,
+        input: R,
+        len: u64,
+        received: DateTime<Utc>,
+        sink: &mut dyn FnMut(Item),
+    ) -> Result<(), String> {
         const HEADER: u64 = 4096;
         const CHUNK: u64 = 65_536;
         let mut parser = evtx::EvtxParser::from_read_seek(input)
@@ -486,7 +608,11 @@ impl Parsers {
                             win.record_id.get_or_insert(r.event_record_id);
                             let sequence = win.record_id.map(|n| (win.sequence_source(), n));
                             let event = windows::normalize(&win, "windows", r.data, received);
-                            sink(Item::Record { event, location, sequence });
+                            sink(Item::Record {
+                                event,
+                                location,
+                                sequence,
+                            });
                         }
                         Err(reason) => sink(Item::Reject { location, reason }),
                     }
@@ -520,13 +646,18 @@ impl Parsers {
 fn starts_octet_counted(input: &mut dyn BufRead) -> bool {
     let head = input.fill_buf().unwrap_or(&[]);
     let digits = head.iter().take_while(|b| b.is_ascii_digit()).count();
-    (1..=9).contains(&digits) && head.get(digits) == Some(&b' ') && head.get(digits + 1) == Some(&b'<')
+    (1..=9).contains(&digits)
+        && head.get(digits) == Some(&b' ')
+        && head.get(digits + 1) == Some(&b'<')
 }
 
 fn windows_sequence(event: &Event) -> Option<(String, u64)> {
     let n = event.labels.get("winlog.record_id")?.parse().ok()?;
     let channel = event.labels.get("winlog.channel")?;
-    Some((format!("{}/{channel}", event.host.as_deref().unwrap_or("-")), n))
+    Some((
+        format!("{}/{channel}", event.host.as_deref().unwrap_or("-")),
+        n,
+    ))
 }
 
 /// Fails a read once a line (between newlines) grows past [`MAX_RECORD_BYTES`], so a CSV with
@@ -713,17 +844,31 @@ impl Importer {
             .map(DateTime::<Utc>::from)
             .unwrap_or_else(|_| Utc::now());
         let count = Arc::new(AtomicU64::new(0));
-        let counting = Counting { inner: file, count: count.clone() };
+        let counting = Counting {
+            inner: file,
+            count: count.clone(),
+        };
         let mut raw = BufReader::with_capacity(256 << 10, counting);
-        let gz = raw.fill_buf().map_err(|e| format!("{shown}: {e}"))?.starts_with(&[0x1f, 0x8b]);
+        let gz = raw
+            .fill_buf()
+            .map_err(|e| format!("{shown}: {e}"))?
+            .starts_with(&[0x1f, 0x8b]);
         let mut input: Box<dyn BufRead> = if gz {
-            Box::new(BufReader::with_capacity(256 << 10, flate2::bufread::MultiGzDecoder::new(raw)))
+            Box::new(BufReader::with_capacity(
+                256 << 10,
+                flate2::bufread::MultiGzDecoder::new(raw),
+            ))
         } else {
             Box::new(raw)
         };
-        let head = input.fill_buf().map_err(|e| format!("{shown}: {e}"))?.to_vec();
+        let head = input
+            .fill_buf()
+            .map_err(|e| format!("{shown}: {e}"))?
+            .to_vec();
         let format = match format {
-            Format::Auto => detect(&head, &shown, &self.parsers.ehr).map_err(|e| format!("{shown}: {e}"))?,
+            Format::Auto => {
+                detect(&head, &shown, &self.parsers.ehr).map_err(|e| format!("{shown}: {e}"))?
+            }
             f => f,
         };
         let mut session = Session::new(self, &shown, progress, reborrow(&mut rejects));
@@ -738,10 +883,15 @@ impl Importer {
                     .read_to_end(&mut buf)
                     .map_err(|e| format!("{shown}: {e}"))?;
                 if buf.len() as u64 > MAX_DOCUMENT_BYTES {
-                    return Err(format!("{shown}: a gzip-compressed EVTX over {MAX_DOCUMENT_BYTES} bytes; decompress it first"));
+                    return Err(format!(
+                        "{shown}: a gzip-compressed EVTX over {MAX_DOCUMENT_BYTES} bytes; decompress it first"
+                    ));
                 }
                 let n = buf.len() as u64;
-                self.parsers.read_evtx(std::io::Cursor::new(buf), n, mtime, &mut |item| session.take(item))
+                self.parsers
+                    .read_evtx(std::io::Cursor::new(buf), n, mtime, &mut |item| {
+                        session.take(item)
+                    })
             } else {
                 drop(input);
                 let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
@@ -751,13 +901,16 @@ impl Importer {
             }
         } else {
             let mut tick = 0u32;
-            self.parsers.read_stream(format, &mut input, mtime, &shown, &mut |item| {
-                session.take(item);
-                tick += 1;
-                if tick.is_multiple_of(256) {
-                    progress.bytes.store(base + count.load(Ordering::Relaxed), Ordering::Relaxed);
-                }
-            })
+            self.parsers
+                .read_stream(format, &mut input, mtime, &shown, &mut |item| {
+                    session.take(item);
+                    tick += 1;
+                    if tick.is_multiple_of(256) {
+                        progress
+                            .bytes
+                            .store(base + count.load(Ordering::Relaxed), Ordering::Relaxed);
+                    }
+                })
         };
         if let Err(reason) = result {
             session.reject("file".to_owned(), reason);
@@ -791,9 +944,13 @@ impl Importer {
             let mut buf = Vec::new();
             input.read_to_end(&mut buf).map_err(|e| e.to_string())?;
             let n = buf.len() as u64;
-            self.parsers.read_evtx(std::io::Cursor::new(buf), n, now, &mut |item| session.take(item))
+            self.parsers
+                .read_evtx(std::io::Cursor::new(buf), n, now, &mut |item| {
+                    session.take(item)
+                })
         } else {
-            self.parsers.read_stream(format, input, now, label, &mut |item| session.take(item))
+            self.parsers
+                .read_stream(format, input, now, label, &mut |item| session.take(item))
         };
         if let Err(reason) = result {
             session.reject("body".to_owned(), reason);
@@ -820,7 +977,12 @@ struct Session<'a> {
 }
 
 impl<'a> Session<'a> {
-    fn new(importer: &'a Importer, file: &str, progress: &'a Progress, rejects: RejectLog<'a>) -> Session<'a> {
+    fn new(
+        importer: &'a Importer,
+        file: &str,
+        progress: &'a Progress,
+        rejects: RejectLog<'a>,
+    ) -> Session<'a> {
         Session {
             importer,
             file: file.to_owned(),
@@ -840,8 +1002,16 @@ impl<'a> Session<'a> {
     fn reject(&mut self, location: String, reason: String) {
         self.report.read += 1;
         self.report.rejected += 1;
-        self.importer.metrics.rejected.with_label_values(&["import", "unreadable"]).inc();
-        let reject = Reject { file: self.file.clone(), location, reason };
+        self.importer
+            .metrics
+            .rejected
+            .with_label_values(&["import", "unreadable"])
+            .inc();
+        let reject = Reject {
+            file: self.file.clone(),
+            location,
+            reason,
+        };
         if let Some(log) = self.rejects.as_mut() {
             let _ = writeln!(log, "{reject}");
         }
@@ -856,17 +1026,28 @@ impl<'a> Session<'a> {
         }
         match item {
             Item::Reject { location, reason } => self.reject(location, reason),
-            Item::Record { mut event, sequence, .. } => {
+            Item::Record {
+                mut event,
+                sequence,
+                ..
+            } => {
                 self.report.read += 1;
                 // Parsers date undated lines by the file's time; arrival is now.
                 event.ingested = self.now;
                 if let Some((source, n)) = &sequence {
                     self.gaps.see(source, *n, event.host.as_deref());
                 }
-                self.latest = Some(self.latest.map_or(event.timestamp, |t| t.max(event.timestamp)));
+                self.latest = Some(
+                    self.latest
+                        .map_or(event.timestamp, |t| t.max(event.timestamp)),
+                );
                 if let Some(reason) = self.importer.parsers.filter.reason(&event) {
                     *self.report.filtered.entry(reason.to_owned()).or_default() += 1;
-                    self.importer.metrics.filtered.with_label_values(&[reason]).inc();
+                    self.importer
+                        .metrics
+                        .filtered
+                        .with_label_values(&[reason])
+                        .inc();
                     return;
                 }
                 self.keep(event);
@@ -885,7 +1066,11 @@ impl<'a> Session<'a> {
                 *self.report.warnings.entry(tag.clone()).or_default() += 1;
             }
         }
-        self.importer.metrics.received.with_label_values(&["import"]).inc();
+        self.importer
+            .metrics
+            .received
+            .with_label_values(&["import"])
+            .inc();
         self.batch.push(event);
         self.progress.events.fetch_add(1, Ordering::Relaxed);
         if self.batch.len() >= BATCH_EVENTS {
@@ -932,8 +1117,16 @@ impl<'a> Session<'a> {
         for gap in gaps {
             self.report.gaps += 1;
             self.report.missing_records += gap.missing();
-            self.importer.metrics.sequence_gaps.with_label_values(&[&gap.source]).inc();
-            self.importer.metrics.missing_records.with_label_values(&[&gap.source]).inc_by(gap.missing());
+            self.importer
+                .metrics
+                .sequence_gaps
+                .with_label_values(&[&gap.source])
+                .inc();
+            self.importer
+                .metrics
+                .missing_records
+                .with_label_values(&[&gap.source])
+                .inc_by(gap.missing());
             let event = gap.event(at, self.now, &format!("import of {}", self.file));
             // Reported again on a re-import, stored once.
             if !self.importer.store.index().contains_id(event.id.as_str()) {
@@ -950,8 +1143,15 @@ impl<'a> Session<'a> {
         }
         // Gap events are stored like records but are not records of the input.
         self.report.accepted = self.report.accepted.saturating_sub(gap_events);
-        if self.last_seq > 0 && !self.importer.store.flush(self.last_seq, Duration::from_secs(300)) {
-            return Err("the events are durable but the index did not take them within 5 minutes".into());
+        if self.last_seq > 0
+            && !self
+                .importer
+                .store
+                .flush(self.last_seq, Duration::from_secs(300))
+        {
+            return Err(
+                "the events are durable but the index did not take them within 5 minutes".into(),
+            );
         }
         Ok(self.report)
     }

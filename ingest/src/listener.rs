@@ -4,26 +4,26 @@
 //! counted, not hidden.
 
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use socket2::{Domain, Protocol, Socket, Type};
 use store::{Batch, Event};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio_rustls::TlsAcceptor;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::error::IngestError;
-use crate::gaps::LiveGaps;
-use crate::windows::NoiseFilter;
 use crate::framing::{Frame, FrameFlaw, Framer, FramingError};
+use crate::gaps::LiveGaps;
 use crate::metrics::IngestMetrics;
 use crate::syslog::{Origin, PARSE_FAILURE_TAG, SyslogParser};
+use crate::windows::NoiseFilter;
 
 /// Events sent to the store at once, at most.
 const BATCH_EVENTS: usize = 512;
@@ -61,23 +61,33 @@ impl SyslogContext {
     fn push_events(&self, frame: &Frame, origin: &Origin, out: &mut Vec<Event>) {
         let event = self.event(frame, origin);
         if let (Some(n), Some(channel)) = (
-            event.labels.get("winlog.record_id").and_then(|n| n.parse::<u64>().ok()),
+            event
+                .labels
+                .get("winlog.record_id")
+                .and_then(|n| n.parse::<u64>().ok()),
             event.labels.get("winlog.channel"),
         ) {
             let source = format!("{}/{channel}", event.host.as_deref().unwrap_or("-"));
-            let gap = self
-                .gaps
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .see(&source, n, event.host.as_deref());
+            let gap = self.gaps.lock().unwrap_or_else(|e| e.into_inner()).see(
+                &source,
+                n,
+                event.host.as_deref(),
+            );
             if let Some(gap) = gap {
-                self.metrics.sequence_gaps.with_label_values(&[&source]).inc();
+                self.metrics
+                    .sequence_gaps
+                    .with_label_values(&[&source])
+                    .inc();
                 self.metrics
                     .missing_records
                     .with_label_values(&[&source])
                     .inc_by(gap.missing());
                 let via = origin.address.as_deref().unwrap_or(origin.transport);
-                out.push(gap.event(event.timestamp, event.ingested, &format!("syslog from {via}")));
+                out.push(gap.event(
+                    event.timestamp,
+                    event.ingested,
+                    &format!("syslog from {via}"),
+                ));
             }
         }
         if let Some(reason) = self.filter.reason(&event) {
@@ -201,7 +211,8 @@ impl TcpSyslogListener {
                         .await;
                         match handshake {
                             Ok(Ok(tls_stream)) => {
-                                read_connection(tls_stream, peer, "tls", &context, idle_timeout).await;
+                                read_connection(tls_stream, peer, "tls", &context, idle_timeout)
+                                    .await;
                             }
                             Ok(Err(e)) => {
                                 context.metrics.tls_handshake_failures.inc();

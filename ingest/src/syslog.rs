@@ -96,7 +96,9 @@ impl SyslogParser {
         let zone = rule.map_or(self.timezone, |r| r.timezone);
         let snare = match format {
             SyslogFormat::Snare => true,
-            SyslogFormat::Auto => event.message.contains(snare::TAG) || text.contains("MSWinEventLog\t"),
+            SyslogFormat::Auto => {
+                event.message.contains(snare::TAG) || text.contains("MSWinEventLog\t")
+            }
             _ => false,
         };
         let atna = match format {
@@ -110,12 +112,21 @@ impl SyslogParser {
             event = self.atna(event, origin, received);
         }
         if let Some(r) = rule {
-            event.labels.insert("log.source.name".into(), r.name.clone());
+            event
+                .labels
+                .insert("log.source.name".into(), r.name.clone());
         }
         event
     }
 
-    fn snare(&self, syslog: Event, text: &str, origin: &Origin, received: DateTime<Utc>, zone: Tz) -> Event {
+    fn snare(
+        &self,
+        syslog: Event,
+        text: &str,
+        origin: &Origin,
+        received: DateTime<Utc>,
+        zone: Tz,
+    ) -> Event {
         match windows::snare::parse(text, zone) {
             Ok(record) => {
                 let mut event =

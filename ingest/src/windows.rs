@@ -202,7 +202,13 @@ pub fn normalize(
         }
     }
     let ip = record
-        .first(&["IpAddress", "Address", "Param3", "SourceAddress", "ClientAddress"])
+        .first(&[
+            "IpAddress",
+            "Address",
+            "Param3",
+            "SourceAddress",
+            "ClientAddress",
+        ])
         .map(|ip| ip.trim_start_matches("::ffff:"))
         .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok());
     event.source_ip = ip.map(str::to_owned);
@@ -358,10 +364,7 @@ impl NoiseFilter {
                 .is_some_and(|p| p.eq_ignore_ascii_case(prefix)),
             None => user.eq_ignore_ascii_case(pattern),
         };
-        self.users
-            .iter()
-            .any(matches)
-            .then_some("service_account")
+        self.users.iter().any(matches).then_some("service_account")
     }
 }
 

@@ -90,9 +90,12 @@ pub fn parse_tree(xml: &str) -> Result<Node, String> {
         Ok(node)
     };
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| format!("not well-formed XML at byte {}: {e}", reader.error_position()))?;
+        let event = reader.read_event().map_err(|e| {
+            format!(
+                "not well-formed XML at byte {}: {e}",
+                reader.error_position()
+            )
+        })?;
         match event {
             XmlEvent::DocType(_) => {
                 return Err("a document type declaration (<!DOCTYPE>) is refused: entity definitions are not accepted".into());
@@ -131,7 +134,10 @@ pub fn parse_tree(xml: &str) -> Result<Node, String> {
                 let c = match r.resolve_char_ref() {
                     Ok(Some(c)) => c,
                     Ok(None) => predefined(&r).ok_or_else(|| {
-                        format!("unknown entity &{};: only the XML predefined entities are accepted", &*r)
+                        format!(
+                            "unknown entity &{};: only the XML predefined entities are accepted",
+                            &*r
+                        )
                     })?,
                     Err(e) => return Err(format!("bad character reference: {e}")),
                 };
@@ -273,7 +279,10 @@ impl<R: BufRead> Iterator for XmlElements<R> {
                         self.consume(end);
                         return Some(Err((
                             line,
-                            format!("<{}> element longer than {} bytes; skipped", self.tag, self.max_bytes),
+                            format!(
+                                "<{}> element longer than {} bytes; skipped",
+                                self.tag, self.max_bytes
+                            ),
                         )));
                     }
                     let text = self.buf[..end].to_owned();
@@ -286,7 +295,10 @@ impl<R: BufRead> Iterator for XmlElements<R> {
                     self.consume(1);
                     return Some(Err((
                         line,
-                        format!("<{}> element longer than {} bytes; skipped", self.tag, self.max_bytes),
+                        format!(
+                            "<{}> element longer than {} bytes; skipped",
+                            self.tag, self.max_bytes
+                        ),
                     )));
                 }
             } else if self.buf.len() > self.tag.len() + 2 {
@@ -304,7 +316,10 @@ impl<R: BufRead> Iterator for XmlElements<R> {
                     if self.find_start().is_some() {
                         let line = self.line;
                         self.buf.clear();
-                        return Some(Err((line, format!("<{}> element cut off by the end of the input", self.tag))));
+                        return Some(Err((
+                            line,
+                            format!("<{}> element cut off by the end of the input", self.tag),
+                        )));
                     }
                     return None;
                 }
@@ -341,7 +356,11 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert!(got[0].as_ref().unwrap_err().1.contains("DOCTYPE"));
         assert!(parse_tree(bomb).unwrap_err().contains("DOCTYPE"));
-        assert!(parse_tree("<Event>&lol;</Event>").unwrap_err().contains("unknown entity"));
+        assert!(
+            parse_tree("<Event>&lol;</Event>")
+                .unwrap_err()
+                .contains("unknown entity")
+        );
         let t = parse_tree("<a x='&lt;1&#x41;'>&amp;&#66;<![CDATA[<c>]]></a>").unwrap();
         assert_eq!(t.attr("x"), Some("<1A"));
         assert_eq!(t.text, "&B<c>");
@@ -349,12 +368,19 @@ mod tests {
 
     #[test]
     fn cut_off_and_oversized_elements_are_reported() {
-        let got: Vec<_> = XmlElements::new("<Event><x>1</x>".as_bytes(), "Event", 1 << 20).collect();
+        let got: Vec<_> =
+            XmlElements::new("<Event><x>1</x>".as_bytes(), "Event", 1 << 20).collect();
         assert!(got[0].as_ref().unwrap_err().1.contains("cut off"));
         let big = format!("<Event>{}</Event><Event>ok</Event>", "x".repeat(5000));
         let got: Vec<_> = XmlElements::new(big.as_bytes(), "Event", 1000).collect();
-        assert!(got.iter().any(|r| r.as_ref().is_err_and(|e| e.1.contains("longer"))));
-        assert!(got.iter().any(|r| r.as_ref().is_ok_and(|e| e.text == "<Event>ok</Event>")));
+        assert!(
+            got.iter()
+                .any(|r| r.as_ref().is_err_and(|e| e.1.contains("longer")))
+        );
+        assert!(
+            got.iter()
+                .any(|r| r.as_ref().is_ok_and(|e| e.text == "<Event>ok</Event>"))
+        );
     }
 
     proptest::proptest! {

@@ -110,10 +110,7 @@ impl EventIndex {
     /// Whether an event with this id is already searchable.
     pub fn contains_id(&self, id: &str) -> bool {
         let term = Term::from_field_text(self.schema.id, id);
-        self.reader
-            .searcher()
-            .doc_freq(&term)
-            .is_ok_and(|n| n > 0)
+        self.reader.searcher().doc_freq(&term).is_ok_and(|n| n > 0)
     }
 
     /// Opens an index another process writes, for searching only.

@@ -38,6 +38,12 @@ fn free_udp_port() -> u16 {
 impl Server {
     /// Starts a server; `extra` is appended to the `[syslog]` section.
     pub fn start(extra_syslog: &str) -> Server {
+        Server::start_full(extra_syslog, "", "")
+    }
+
+    /// Starts a server with lines added to `[syslog]` and `[http]`, and `tail` (more sections)
+    /// at the end of the config file.
+    pub fn start_full(extra_syslog: &str, extra_http: &str, tail: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let (tcp, udp, http) = (free_tcp_port(), free_udp_port(), free_tcp_port());
         let config = dir.path().join("mimamori.toml");
@@ -46,7 +52,7 @@ impl Server {
             format!(
                 "[storage]\ndata_dir = \"{}\"\ncommit_interval_ms = 200\nindex_memory_budget_bytes = 67108864\n\
                  [syslog]\ntcp_listen = [\"127.0.0.1:{tcp}\"]\nudp_listen = [\"127.0.0.1:{udp}\"]\n{extra_syslog}\n\
-                 [http]\nlisten = \"127.0.0.1:{http}\"\n",
+                 [http]\nlisten = \"127.0.0.1:{http}\"\n{extra_http}\n{tail}\n",
                 dir.path().join("data").display()
             ),
         )
@@ -184,17 +190,46 @@ impl Drop for Server {
 
 /// A minimal HTTP/1.1 GET: (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_request(addr, "GET", path, &[], b"")
+}
+
+/// A minimal HTTP/1.1 POST with extra headers: (status, body).
+pub fn http_post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
+    http_request(addr, "POST", path, headers, body)
+}
+
+fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method != "GET" {
+        head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).ok()?;
+    // A server may answer (413) before reading the whole body; a failed write is not the end.
+    let _ = stream.write_all(body);
     let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
+    let _ = stream.read_to_end(&mut response);
+    if response.is_empty() {
+        return None;
+    }
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text.split(' ').nth(1)?.parse().ok()?;
     let body = text

@@ -46,7 +46,10 @@ pub fn event(xml: &str, source_key: &str, ingested: DateTime<Utc>) -> Result<Eve
     let letter = id.attr("EventActionCode").unwrap_or("");
     let event_id = id.child("EventID");
     let types: Vec<&str> = event_id.and_then(code).into_iter().collect();
-    let subtypes: Vec<&str> = id.children_named("EventTypeCode").filter_map(code).collect();
+    let subtypes: Vec<&str> = id
+        .children_named("EventTypeCode")
+        .filter_map(code)
+        .collect();
     event.action = fhir::action(&types, &subtypes, letter, event.outcome).to_owned();
     event.code = types.first().map(|c| (*c).to_owned());
     let kind: Vec<&str> = event_id
@@ -65,12 +68,18 @@ pub fn event(xml: &str, source_key: &str, ingested: DateTime<Utc>) -> Result<Eve
         .iter()
         .find(|p| p.attr("UserIsRequestor") != Some("false") && !is_system(p))
         .or_else(|| participants.iter().find(|p| !is_system(p)))
-        .or_else(|| participants.iter().find(|p| p.attr("UserIsRequestor") == Some("true")))
+        .or_else(|| {
+            participants
+                .iter()
+                .find(|p| p.attr("UserIsRequestor") == Some("true"))
+        })
         .copied();
     if let Some(p) = person {
         event.user = p.attr("UserID").map(str::to_owned);
         if let Some(name) = p.attr("UserName") {
-            event.labels.insert("user.full_name".into(), name.to_owned());
+            event
+                .labels
+                .insert("user.full_name".into(), name.to_owned());
         }
         event.roles = p
             .children_named("RoleIDCode")
@@ -97,14 +106,20 @@ pub fn event(xml: &str, source_key: &str, ingested: DateTime<Utc>) -> Result<Eve
     }
     if let Some(src) = root.child("AuditSourceIdentification") {
         if let Some(s) = src.attr("AuditSourceID") {
-            event.labels.insert("atna.audit_source".into(), s.to_owned());
+            event
+                .labels
+                .insert("atna.audit_source".into(), s.to_owned());
             event.process = Some(s.to_owned());
         }
         if let Some(s) = src.attr("AuditEnterpriseSiteID") {
-            event.labels.insert("atna.enterprise_site".into(), s.to_owned());
+            event
+                .labels
+                .insert("atna.enterprise_site".into(), s.to_owned());
         }
     }
-    let objects: Vec<&Node> = root.children_named("ParticipantObjectIdentification").collect();
+    let objects: Vec<&Node> = root
+        .children_named("ParticipantObjectIdentification")
+        .collect();
     let patient = objects.iter().find(|o| {
         o.attr("ParticipantObjectTypeCode") == Some("1")
             && o.attr("ParticipantObjectTypeCodeRole") == Some("1")

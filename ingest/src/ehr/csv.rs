@@ -46,13 +46,25 @@ impl Encoding {
     }
 }
 
-/// UTF-8 when the sample is valid UTF-8 (a character cut at the end of the sample is allowed),
-/// else Shift_JIS.
+/// The encoding most lines of the sample are in: each line with non-ASCII bytes votes UTF-8
+/// when it is valid UTF-8, else Shift_JIS (a line cut at the end of the sample does not vote).
 pub fn detect_encoding(sample: &[u8]) -> Encoding {
-    match std::str::from_utf8(sample) {
-        Ok(_) => Encoding::Utf8,
-        Err(e) if e.error_len().is_none() && sample.len() - e.valid_up_to() < 4 => Encoding::Utf8,
-        Err(_) => Encoding::ShiftJis,
+    let (mut utf8, mut sjis) = (0, 0);
+    let mut lines = sample.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        if line.is_ascii() || (lines.peek().is_none() && !sample.ends_with(b"\n")) {
+            continue;
+        }
+        if std::str::from_utf8(line).is_ok() {
+            utf8 += 1;
+        } else {
+            sjis += 1;
+        }
+    }
+    if sjis > utf8 {
+        Encoding::ShiftJis
+    } else {
+        Encoding::Utf8
     }
 }
 
@@ -95,7 +107,11 @@ impl<'m, R: Read> CsvRows<'m, R> {
             let sample = input.fill_buf().unwrap_or(&[]);
             let first_line = sample.split(|&b| b == b'\n').next().unwrap_or(&[]);
             let count = |d: u8| first_line.iter().filter(|&&b| b == d).count();
-            if count(b'\t') > count(b',') { b'\t' } else { b',' }
+            if count(b'\t') > count(b',') {
+                b'\t'
+            } else {
+                b','
+            }
         };
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -180,7 +196,11 @@ impl<'m, R: Read> CsvRows<'m, R> {
             .event(&get, &self.source_key, "ehr.audit", original, self.ingested)
             .map_err(|e| {
                 if tags.contains(&"csv_ragged_row") {
-                    format!("{e} (the row has {} fields, the header {})", record.len(), self.headers.len())
+                    format!(
+                        "{e} (the row has {} fields, the header {})",
+                        record.len(),
+                        self.headers.len()
+                    )
                 } else {
                     e
                 }
@@ -194,10 +214,17 @@ impl<'m, R: Read> CsvRows<'m, R> {
             if extra > MAX_EXTRA_COLUMNS {
                 break;
             }
-            let name = self.headers.get(i).map_or_else(|| format!("column{}", i + 1), Clone::clone);
-            event.labels.insert(format!("csv.{name}"), value.trim().to_owned());
+            let name = self
+                .headers
+                .get(i)
+                .map_or_else(|| format!("column{}", i + 1), Clone::clone);
+            event
+                .labels
+                .insert(format!("csv.{name}"), value.trim().to_owned());
         }
-        event.labels.insert("log.file.line".into(), line.to_string());
+        event
+            .labels
+            .insert("log.file.line".into(), line.to_string());
         event.tags.extend(tags.into_iter().map(str::to_owned));
         Ok(event)
     }
@@ -218,7 +245,11 @@ impl<R: Read> Iterator for CsvRows<'_, R> {
             match read {
                 Ok(false) => return None,
                 Ok(true) => {
-                    if self.record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
+                    if self
+                        .record
+                        .iter()
+                        .all(|f| f.iter().all(u8::is_ascii_whitespace))
+                    {
                         continue; // blank line
                     }
                     return Some(self.row(line).map(|e| (line, e)).map_err(|e| (line, e)));

@@ -20,13 +20,17 @@ pub fn audit_events(doc: &Value) -> Result<Vec<&Value>, String> {
             let mut events = Vec::new();
             for (i, entry) in entries.iter().enumerate() {
                 match entry.get("resource") {
-                    Some(r) if r.get("resourceType").and_then(Value::as_str) == Some("AuditEvent") => {
+                    Some(r)
+                        if r.get("resourceType").and_then(Value::as_str) == Some("AuditEvent") =>
+                    {
                         events.push(r);
                     }
                     Some(r) => {
                         return Err(format!(
                             "Bundle entry {i} is a {}, not an AuditEvent",
-                            r.get("resourceType").and_then(Value::as_str).unwrap_or("resource without resourceType")
+                            r.get("resourceType")
+                                .and_then(Value::as_str)
+                                .unwrap_or("resource without resourceType")
                         ));
                     }
                     None => return Err(format!("Bundle entry {i} has no resource")),
@@ -67,11 +71,7 @@ fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// One AuditEvent resource into an event.
-pub fn event(
-    resource: &Value,
-    source_key: &str,
-    ingested: DateTime<Utc>,
-) -> Result<Event, String> {
+pub fn event(resource: &Value, source_key: &str, ingested: DateTime<Utc>) -> Result<Event, String> {
     let original = serde_json::to_string(resource).map_err(|e| e.to_string())?;
     let mut event = Event::new(source_key, "ehr.fhir", original, ingested);
     let recorded = s(resource, &["recorded"])
@@ -101,7 +101,11 @@ pub fn event(
         .map(|c| (*c).to_owned());
     let display = |list: &[&Value]| {
         list.iter()
-            .filter_map(|c| c.get("display").and_then(Value::as_str).or_else(|| code_of(c)))
+            .filter_map(|c| {
+                c.get("display")
+                    .and_then(Value::as_str)
+                    .or_else(|| code_of(c))
+            })
             .collect::<Vec<_>>()
             .join("/")
     };
@@ -135,7 +139,11 @@ pub fn event(
             .map(|r| codings(Some(r)))
             .unwrap_or_default()
             .iter()
-            .filter_map(|c| c.get("display").and_then(Value::as_str).or_else(|| code_of(c)))
+            .filter_map(|c| {
+                c.get("display")
+                    .and_then(Value::as_str)
+                    .or_else(|| code_of(c))
+            })
             .map(str::to_owned)
             .collect();
     }
@@ -160,17 +168,25 @@ pub fn event(
         .find(|a| a.parse::<std::net::IpAddr>().is_err())
         .cloned()
         .or_else(|| s(resource, &["source", "observer", "display"]).map(str::to_owned));
-    if let Some(site) = s(resource, &["source", "site"]).or_else(|| s(resource, &["source", "site", "display"])) {
-        event.labels.insert("fhir.source.site".into(), site.to_owned());
+    if let Some(site) =
+        s(resource, &["source", "site"]).or_else(|| s(resource, &["source", "site", "display"]))
+    {
+        event
+            .labels
+            .insert("fhir.source.site".into(), site.to_owned());
     }
     if let Some(name) = full_name {
-        event.labels.insert("user.full_name".into(), name.to_owned());
+        event
+            .labels
+            .insert("user.full_name".into(), name.to_owned());
     }
     if let Some(id) = s(resource, &["id"]) {
         event.labels.insert("fhir.id".into(), id.to_owned());
     }
     if !action_letter.is_empty() {
-        event.labels.insert("fhir.action".into(), action_letter.to_owned());
+        event
+            .labels
+            .insert("fhir.action".into(), action_letter.to_owned());
     }
 
     let entities: Vec<&Value> = resource
@@ -180,7 +196,11 @@ pub fn event(
         .unwrap_or_default();
     event.patient = s(resource, &["patient", "reference"])
         .and_then(patient_ref)
-        .or_else(|| entities.iter().find_map(|e| s(e, &["what", "reference"]).and_then(patient_ref)))
+        .or_else(|| {
+            entities
+                .iter()
+                .find_map(|e| s(e, &["what", "reference"]).and_then(patient_ref))
+        })
         .or_else(|| {
             entities
                 .iter()
@@ -260,9 +280,12 @@ fn is_person(agent: &Value) -> bool {
         .into_iter()
         .filter_map(code_of)
         .collect();
-    let device = types
-        .iter()
-        .any(|t| matches!(*t, "110150" | "110151" | "110152" | "110153" | "DEV" | "application"));
+    let device = types.iter().any(|t| {
+        matches!(
+            *t,
+            "110150" | "110151" | "110152" | "110153" | "DEV" | "application"
+        )
+    });
     let reference = s(agent, &["who", "reference"]).unwrap_or("");
     !device && !reference.starts_with("Device/") && !reference.starts_with("Organization/")
 }

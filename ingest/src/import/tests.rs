@@ -48,22 +48,33 @@ impl Read {
 
 fn read_bytes(name: &str, bytes: &[u8]) -> Read {
     let p = parsers();
-    let format = detect(&bytes[..bytes.len().min(64 << 10)], name, &p.ehr).expect("format detected");
+    let format =
+        detect(&bytes[..bytes.len().min(64 << 10)], name, &p.ehr).expect("format detected");
     let mut read = Read {
         format,
         events: Vec::new(),
         rejects: Vec::new(),
     };
-    let received = DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z").unwrap().with_timezone(&Utc);
+    let received = DateTime::parse_from_rfc3339("2026-11-22T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
     let mut sink = |item: Item| match item {
-        Item::Record { event, sequence, .. } => read.events.push((event, sequence)),
+        Item::Record {
+            event, sequence, ..
+        } => read.events.push((event, sequence)),
         Item::Reject { location, reason } => read.rejects.push((location, reason)),
     };
     if format == Format::Evtx {
-        p.read_evtx(std::io::Cursor::new(bytes), bytes.len() as u64, received, &mut sink)
-            .unwrap();
+        p.read_evtx(
+            std::io::Cursor::new(bytes),
+            bytes.len() as u64,
+            received,
+            &mut sink,
+        )
+        .unwrap();
     } else {
-        p.read_stream(format, &mut &bytes[..], received, name, &mut sink).unwrap();
+        p.read_stream(format, &mut &bytes[..], received, name, &mut sink)
+            .unwrap();
     }
     read
 }
@@ -81,42 +92,234 @@ fn label<'a>(e: &'a Event, key: &str) -> &'a str {
 fn every_sample_file_is_read_with_the_exact_counts() {
     // (file, format, records, rejects, kept after the default noise filter)
     let table: &[(&str, Format, usize, usize, usize)] = &[
-        ("ehr/atna/openatna_msgs_application-login.xml", Format::Atna, 1, 0, 1),
-        ("ehr/atna/openatna_msgs_application-start.xml", Format::Atna, 1, 0, 1),
-        ("ehr/atna/openatna_msgs_create-patient-record.xml", Format::Atna, 1, 0, 1),
+        (
+            "ehr/atna/openatna_msgs_application-login.xml",
+            Format::Atna,
+            1,
+            0,
+            1,
+        ),
+        (
+            "ehr/atna/openatna_msgs_application-start.xml",
+            Format::Atna,
+            1,
+            0,
+            1,
+        ),
+        (
+            "ehr/atna/openatna_msgs_create-patient-record.xml",
+            Format::Atna,
+            1,
+            0,
+            1,
+        ),
         ("ehr/atna/openatna_msgs_partid.xml", Format::Atna, 1, 0, 1),
-        ("ehr/atna/openatna_www_samples_Registry-ITI-18.xml", Format::Atna, 1, 0, 1),
-        ("ehr/atna/openatna_www_samples_Repository-ITI-43.xml", Format::Atna, 1, 0, 1),
-        ("ehr/csv/loghub_HealthApp_2k.log_structured.csv", Format::EhrCsv, 2000, 0, 2000),
-        ("ehr/fhir/gematik_erp_1.5.2_AuditEvent-9361863d.json", Format::Json, 1, 0, 1),
-        ("ehr/fhir/gematik_erp_2025-01-15_07_response_getAuditEvent_bundle.json", Format::Json, 3, 0, 3),
+        (
+            "ehr/atna/openatna_www_samples_Registry-ITI-18.xml",
+            Format::Atna,
+            1,
+            0,
+            1,
+        ),
+        (
+            "ehr/atna/openatna_www_samples_Repository-ITI-43.xml",
+            Format::Atna,
+            1,
+            0,
+            1,
+        ),
+        (
+            "ehr/csv/loghub_HealthApp_2k.log_structured.csv",
+            Format::EhrCsv,
+            2000,
+            0,
+            2000,
+        ),
+        (
+            "ehr/fhir/gematik_erp_1.5.2_AuditEvent-9361863d.json",
+            Format::Json,
+            1,
+            0,
+            1,
+        ),
+        (
+            "ehr/fhir/gematik_erp_2025-01-15_07_response_getAuditEvent_bundle.json",
+            Format::Json,
+            3,
+            0,
+            3,
+        ),
         ("ehr/fhir/r4_auditevent-example.json", Format::Json, 1, 0, 1),
-        ("ehr/fhir/r5ballot_AuditEvent-example-disclosure.json", Format::Json, 1, 0, 1),
-        ("ehr/fhir/r5ballot_AuditEvent-example-login.json", Format::Json, 1, 0, 1),
-        ("ehr/fhir/r5ballot_AuditEvent-example-rest.json", Format::Json, 1, 0, 1),
-        ("syslog/rfc3164/loghub_Linux_2k.log", Format::Syslog, 2000, 0, 2000),
-        ("syslog/rfc3164/rsyslog_fuzz_rfc3164-basic.log", Format::Syslog, 1, 0, 1),
-        ("syslog/rfc3164/rsyslog_snare_sample-windows2025-security.log", Format::Syslog, 101, 0, 38),
-        ("syslog/rfc3164/telegraf_rfc3164_strict_udp.txt", Format::Syslog, 1, 0, 1),
-        ("syslog/rfc5424/rsyslog_fuzz_rfc5424-basic.log", Format::Syslog, 1, 0, 1),
-        ("syslog/rfc5424/rsyslog_fuzz_rfc5424-escaped-sd.log", Format::Syslog, 1, 0, 1),
-        ("syslog/rfc5424/telegraf_non_transparent_strict_tcp_1st_min_ok_2nd_min_ok.txt", Format::Syslog, 2, 0, 2),
-        ("syslog/rfc5424/telegraf_octet_counting_strict_tcp_1st_min_ok_2nd_min_ok.txt", Format::Syslog, 2, 0, 2),
-        ("syslog/rfc5424/telegraf_rfc5424_long_appname.txt", Format::Syslog, 1, 0, 1),
-        ("syslog/rfc5424/telegraf_rfc5424_strict_udp_average.txt", Format::Syslog, 1, 0, 1),
-        ("windows/evtx/CA_4624_4625_LogonType2_LogonProc_chrome.evtx", Format::Evtx, 4, 0, 3),
-        ("windows/evtx/LM_WMIC_4648_rpcss.evtx", Format::Evtx, 5, 0, 5),
-        ("windows/evtx/LM_WMI_4624_4688_TargetHost.evtx", Format::Evtx, 8, 0, 4),
-        ("windows/evtx/Runas_4624_4648_Webshell_CreateProcessAsUserA.evtx", Format::Evtx, 3, 0, 3),
-        ("windows/evtx/Security_short_selected.evtx", Format::Evtx, 7, 0, 5),
-        ("windows/evtx/Security_with_size_t.evtx", Format::Evtx, 636, 0, 160),
+        (
+            "ehr/fhir/r5ballot_AuditEvent-example-disclosure.json",
+            Format::Json,
+            1,
+            0,
+            1,
+        ),
+        (
+            "ehr/fhir/r5ballot_AuditEvent-example-login.json",
+            Format::Json,
+            1,
+            0,
+            1,
+        ),
+        (
+            "ehr/fhir/r5ballot_AuditEvent-example-rest.json",
+            Format::Json,
+            1,
+            0,
+            1,
+        ),
+        (
+            "syslog/rfc3164/loghub_Linux_2k.log",
+            Format::Syslog,
+            2000,
+            0,
+            2000,
+        ),
+        (
+            "syslog/rfc3164/rsyslog_fuzz_rfc3164-basic.log",
+            Format::Syslog,
+            1,
+            0,
+            1,
+        ),
+        (
+            "syslog/rfc3164/rsyslog_snare_sample-windows2025-security.log",
+            Format::Syslog,
+            101,
+            0,
+            38,
+        ),
+        (
+            "syslog/rfc3164/telegraf_rfc3164_strict_udp.txt",
+            Format::Syslog,
+            1,
+            0,
+            1,
+        ),
+        (
+            "syslog/rfc5424/rsyslog_fuzz_rfc5424-basic.log",
+            Format::Syslog,
+            1,
+            0,
+            1,
+        ),
+        (
+            "syslog/rfc5424/rsyslog_fuzz_rfc5424-escaped-sd.log",
+            Format::Syslog,
+            1,
+            0,
+            1,
+        ),
+        (
+            "syslog/rfc5424/telegraf_non_transparent_strict_tcp_1st_min_ok_2nd_min_ok.txt",
+            Format::Syslog,
+            2,
+            0,
+            2,
+        ),
+        (
+            "syslog/rfc5424/telegraf_octet_counting_strict_tcp_1st_min_ok_2nd_min_ok.txt",
+            Format::Syslog,
+            2,
+            0,
+            2,
+        ),
+        (
+            "syslog/rfc5424/telegraf_rfc5424_long_appname.txt",
+            Format::Syslog,
+            1,
+            0,
+            1,
+        ),
+        (
+            "syslog/rfc5424/telegraf_rfc5424_strict_udp_average.txt",
+            Format::Syslog,
+            1,
+            0,
+            1,
+        ),
+        (
+            "windows/evtx/CA_4624_4625_LogonType2_LogonProc_chrome.evtx",
+            Format::Evtx,
+            4,
+            0,
+            3,
+        ),
+        (
+            "windows/evtx/LM_WMIC_4648_rpcss.evtx",
+            Format::Evtx,
+            5,
+            0,
+            5,
+        ),
+        (
+            "windows/evtx/LM_WMI_4624_4688_TargetHost.evtx",
+            Format::Evtx,
+            8,
+            0,
+            4,
+        ),
+        (
+            "windows/evtx/Runas_4624_4648_Webshell_CreateProcessAsUserA.evtx",
+            Format::Evtx,
+            3,
+            0,
+            3,
+        ),
+        (
+            "windows/evtx/Security_short_selected.evtx",
+            Format::Evtx,
+            7,
+            0,
+            5,
+        ),
+        (
+            "windows/evtx/Security_with_size_t.evtx",
+            Format::Evtx,
+            636,
+            0,
+            160,
+        ),
         ("windows/evtx/new-user-security.evtx", Format::Evtx, 4, 0, 4),
-        ("windows/evtx/remote_task_update_4624_4702_same_logonid.evtx", Format::Evtx, 8, 0, 5),
-        ("windows/json-nxlog/covenant_copy_smb_CreateRequest_2020-09-22145302.jsonl", Format::Json, 506, 0, 87),
-        ("windows/json-other/cmd_bitsadmin_download_psh_script_2020-10-2302365189.jsonl", Format::Json, 424, 0, 365),
-        ("windows/json-winlogbeat/empire_enable_rdp_2019-05-18203650.security-excerpt.jsonl", Format::Json, 273, 0, 131),
+        (
+            "windows/evtx/remote_task_update_4624_4702_same_logonid.evtx",
+            Format::Evtx,
+            8,
+            0,
+            5,
+        ),
+        (
+            "windows/json-nxlog/covenant_copy_smb_CreateRequest_2020-09-22145302.jsonl",
+            Format::Json,
+            506,
+            0,
+            87,
+        ),
+        (
+            "windows/json-other/cmd_bitsadmin_download_psh_script_2020-10-2302365189.jsonl",
+            Format::Json,
+            424,
+            0,
+            365,
+        ),
+        (
+            "windows/json-winlogbeat/empire_enable_rdp_2019-05-18203650.security-excerpt.jsonl",
+            Format::Json,
+            273,
+            0,
+            131,
+        ),
         ("windows/xml/msdocs_event-4624.xml", Format::WinXml, 1, 0, 1),
-        ("windows/xml/winlogbeat_testdata_ec3and4.xml", Format::WinXml, 2, 0, 2),
+        (
+            "windows/xml/winlogbeat_testdata_ec3and4.xml",
+            Format::WinXml,
+            2,
+            0,
+            2,
+        ),
     ];
     let mut failures = Vec::new();
     for &(file, format, records, rejects, kept) in table {
@@ -136,8 +339,15 @@ fn every_sample_file_is_read_with_the_exact_counts() {
     let mut listed = 0;
     for dir in ["ehr", "syslog", "windows"] {
         for entry in walk(&samples().join(dir)) {
-            let rel = entry.strip_prefix(samples()).unwrap().to_string_lossy().into_owned();
-            assert!(table.iter().any(|t| t.0 == rel), "{rel} has no row in the table");
+            let rel = entry
+                .strip_prefix(samples())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            assert!(
+                table.iter().any(|t| t.0 == rel),
+                "{rel} has no row in the table"
+            );
             listed += 1;
         }
     }
@@ -163,9 +373,18 @@ fn the_holiday_list_is_refused_as_a_log_with_a_reason() {
     let bytes = std::fs::read(samples().join("calendar/syukujitsu.csv")).unwrap();
     assert_eq!(detect(&bytes, "syukujitsu.csv", &p.ehr), Ok(Format::EhrCsv));
     let err = p
-        .read_stream(Format::EhrCsv, &mut &bytes[..], Utc::now(), "x", &mut |_| {})
+        .read_stream(
+            Format::EhrCsv,
+            &mut &bytes[..],
+            Utc::now(),
+            "x",
+            &mut |_| {},
+        )
         .unwrap_err();
-    assert!(err.contains("no time column") && err.contains("国民の祝日"), "{err}");
+    assert!(
+        err.contains("no time column") && err.contains("国民の祝日"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -179,10 +398,14 @@ fn evtx_logons_keep_user_type_address_and_session() {
     assert_eq!(label(failed, "winlog.logon.type"), "2");
     assert_eq!(failed.dataset, "windows.security");
     let system = r.find(|e| e.user.as_deref() == Some("SYSTEM"));
-    assert_eq!(NoiseFilter::default().reason(system), Some("service_account"));
+    assert_eq!(
+        NoiseFilter::default().reason(system),
+        Some("service_account")
+    );
 
     let r = read("windows/evtx/LM_WMI_4624_4688_TargetHost.evtx");
-    let admin = r.find(|e| e.user.as_deref() == Some("Administrator") && e.code.as_deref() == Some("4624"));
+    let admin =
+        r.find(|e| e.user.as_deref() == Some("Administrator") && e.code.as_deref() == Some("4624"));
     assert_eq!(admin.source_ip.as_deref(), Some("10.0.2.17"));
     assert_eq!(label(admin, "winlog.logon.type_name"), "Network");
     assert_eq!(admin.host.as_deref(), Some("WIN-77LTAPHIQ1R.example.corp"));
@@ -192,7 +415,10 @@ fn evtx_logons_keep_user_type_address_and_session() {
     let logon = r.find(|e| e.user.as_deref() == Some("a-jbrown") && e.action == "login");
     assert_eq!(logon.source_ip.as_deref(), Some("172.16.66.142"));
     let task = r.find(|e| e.code.as_deref() == Some("4702"));
-    assert_eq!(label(task, "winlog.logon.id"), label(logon, "winlog.logon.id"));
+    assert_eq!(
+        label(task, "winlog.logon.id"),
+        label(logon, "winlog.logon.id")
+    );
     assert!(!label(logon, "winlog.logon.id").is_empty());
 
     let r = read("windows/evtx/new-user-security.evtx");
@@ -201,7 +427,11 @@ fn evtx_logons_keep_user_type_address_and_session() {
     assert_eq!(label(created, "winlog.event_data.TargetUserName"), "IEUser");
     assert_eq!(created.host.as_deref(), Some("IE8Win7"));
     // Record numbers are followed for gaps: 112, 113, 116, 117 in this file.
-    let numbers: Vec<u64> = r.events.iter().filter_map(|(_, s)| s.as_ref().map(|s| s.1)).collect();
+    let numbers: Vec<u64> = r
+        .events
+        .iter()
+        .filter_map(|(_, s)| s.as_ref().map(|s| s.1))
+        .collect();
     assert_eq!(numbers.len(), 4);
 }
 
@@ -209,7 +439,10 @@ fn evtx_logons_keep_user_type_address_and_session() {
 fn event_xml_in_both_layouts() {
     let r = read("windows/xml/msdocs_event-4624.xml");
     let e = &r.events[0].0;
-    assert_eq!(e.timestamp.to_rfc3339(), "2015-11-12T00:24:35.079785200+00:00");
+    assert_eq!(
+        e.timestamp.to_rfc3339(),
+        "2015-11-12T00:24:35.079785200+00:00"
+    );
     assert_eq!(e.user.as_deref(), Some("Administrator"));
     assert_eq!(e.source_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(e.host.as_deref(), Some("WIN-GG82ULGC9GO"));
@@ -217,7 +450,11 @@ fn event_xml_in_both_layouts() {
     assert_eq!(label(e, "winlog.logon.type"), "2");
     assert_eq!(label(e, "winlog.event_data.ElevatedToken"), "%%1842");
     let r = read("windows/xml/winlogbeat_testdata_ec3and4.xml");
-    let ids: Vec<&str> = r.events.iter().map(|(e, _)| label(e, "winlog.record_id")).collect();
+    let ids: Vec<&str> = r
+        .events
+        .iter()
+        .map(|(e, _)| label(e, "winlog.record_id"))
+        .collect();
     assert_eq!(ids, ["1414", "1413"]);
     assert_eq!(r.events[0].0.code.as_deref(), Some("5"));
     assert_eq!(r.events[0].0.dataset, "windows.system");
@@ -235,27 +472,47 @@ fn json_shapes_of_winlogbeat_nxlog_and_flat_collectors() {
     assert_eq!(label(logon, "winlog.logon.type"), "3");
     assert_eq!(label(logon, "winlog.record_id"), "933021");
     // Channel is written both "Security" and "security": one dataset.
-    assert!(r.events.iter().all(|(e, _)| e.dataset != "windows.Security"));
+    assert!(
+        r.events
+            .iter()
+            .all(|(e, _)| e.dataset != "windows.Security")
+    );
 
-    let r = read("windows/json-winlogbeat/empire_enable_rdp_2019-05-18203650.security-excerpt.jsonl");
+    let r =
+        read("windows/json-winlogbeat/empire_enable_rdp_2019-05-18203650.security-excerpt.jsonl");
     let first = r.find(|e| e.code.as_deref() == Some("4624"));
     assert_eq!(first.user.as_deref(), Some("HFDC01$"));
     assert_eq!(first.host.as_deref(), Some("HFDC01.shire.com"));
     assert_eq!(label(first, "winlog.record_id"), "12282494");
-    assert_eq!(first.timestamp.to_rfc3339(), "2019-05-18T20:37:03.375+00:00");
-    assert!(r.events.iter().any(|(e, _)| e.host.as_deref().is_some_and(|h| h.starts_with("HR001"))));
+    assert_eq!(
+        first.timestamp.to_rfc3339(),
+        "2019-05-18T20:37:03.375+00:00"
+    );
+    assert!(
+        r.events
+            .iter()
+            .any(|(e, _)| e.host.as_deref().is_some_and(|h| h.starts_with("HR001")))
+    );
 
     let r = read("windows/json-other/cmd_bitsadmin_download_psh_script_2020-10-2302365189.jsonl");
     let cleared = r.find(|e| e.code.as_deref() == Some("1102"));
     assert_eq!(cleared.action, "log.cleared");
     assert_eq!(cleared.host.as_deref(), Some("WORKSTATION5"));
-    assert_eq!(cleared.timestamp.to_rfc3339(), "2020-10-23T02:36:40.671+00:00");
+    assert_eq!(
+        cleared.timestamp.to_rfc3339(),
+        "2020-10-23T02:36:40.671+00:00"
+    );
 }
 
 #[test]
 fn snare_lines_become_the_same_windows_fields() {
     let r = read("syslog/rfc3164/rsyslog_snare_sample-windows2025-security.log");
-    assert!(r.events.iter().all(|(e, _)| e.dataset == "windows.security"), "every line is Snare");
+    assert!(
+        r.events
+            .iter()
+            .all(|(e, _)| e.dataset == "windows.security"),
+        "every line is Snare"
+    );
     let logoff = r.find(|e| e.code.as_deref() == Some("4647"));
     assert_eq!(logoff.action, "logout");
     assert_eq!(logoff.user.as_deref(), Some("al"));
@@ -268,8 +525,14 @@ fn snare_lines_become_the_same_windows_fields() {
     assert_eq!(logon.user.as_deref(), Some("SYSTEM"));
     assert_eq!(label(logon, "winlog.logon.type"), "5");
     let explicit = r.find(|e| e.code.as_deref() == Some("4648"));
-    assert_eq!(label(explicit, "winlog.event_data.TargetUserName"), "UMFD-1");
-    assert_eq!(label(explicit, "winlog.event_data.TargetServerName"), "localhost");
+    assert_eq!(
+        label(explicit, "winlog.event_data.TargetUserName"),
+        "UMFD-1"
+    );
+    assert_eq!(
+        label(explicit, "winlog.event_data.TargetServerName"),
+        "localhost"
+    );
 }
 
 #[test]
@@ -285,13 +548,23 @@ fn atna_messages() {
     let r = read("ehr/atna/openatna_msgs_partid.xml");
     let e = &r.events[0].0;
     assert_eq!(e.action, "record.export");
-    assert_eq!(e.user.as_deref(), Some("asaip"), "the person, not the source system");
+    assert_eq!(
+        e.user.as_deref(),
+        Some("asaip"),
+        "the person, not the source system"
+    );
     assert_eq!(e.roles, ["Physician"]);
-    assert_eq!(e.patient.as_deref(), Some("221325^^^&1.3.6.1.4.1.21367.2010.1.2.300&ISO"));
+    assert_eq!(
+        e.patient.as_deref(),
+        Some("221325^^^&1.3.6.1.4.1.21367.2010.1.2.300&ISO")
+    );
     assert_eq!(e.source_ip.as_deref(), Some("207.65.232.226"));
     assert_eq!(label(e, "atna.objects"), "EHR_ICA_SS04");
     let r = read("ehr/atna/openatna_msgs_create-patient-record.xml");
-    assert_eq!(r.events[0].0.patient.as_deref(), Some("101^^^IHENA&1.3.6.1.4.1.21367.2010.1.2.300&ISO^PI"));
+    assert_eq!(
+        r.events[0].0.patient.as_deref(),
+        Some("101^^^IHENA&1.3.6.1.4.1.21367.2010.1.2.300&ISO^PI")
+    );
     assert_eq!(r.events[0].0.action, "record.update");
 }
 
@@ -306,7 +579,11 @@ fn fhir_audit_events_r4_r5_and_bundles() {
     assert_eq!(e.timestamp.to_rfc3339(), "2013-06-20T23:41:23+00:00");
     let r = read("ehr/fhir/r4_auditevent-example.json");
     let e = &r.events[0].0;
-    assert_eq!(e.timestamp.to_rfc3339(), "2012-10-25T11:04:27+00:00", "+11:00 in the file");
+    assert_eq!(
+        e.timestamp.to_rfc3339(),
+        "2012-10-25T11:04:27+00:00",
+        "+11:00 in the file"
+    );
     assert_eq!(e.source_ip.as_deref(), Some("127.0.0.1"));
     assert!(e.message.contains("Grahame"));
     let r = read("ehr/fhir/r5ballot_AuditEvent-example-rest.json");
@@ -318,7 +595,11 @@ fn fhir_audit_events_r4_r5_and_bundles() {
     assert!(r.events[0].0.message.contains("Müller"));
     let wrong = read_bytes("p.json", br#"{"resourceType": "Patient", "id": "x"}"#);
     assert_eq!(wrong.events.len(), 0);
-    assert!(wrong.rejects[0].1.contains("\"Patient\""), "{:?}", wrong.rejects);
+    assert!(
+        wrong.rejects[0].1.contains("\"Patient\""),
+        "{:?}",
+        wrong.rejects
+    );
 }
 
 #[test]
@@ -329,7 +610,11 @@ fn ehr_csv_export() {
     assert_eq!(e.timestamp.to_rfc3339(), "2017-12-23T13:15:29.606+00:00");
     assert_eq!(label(e, "record.id"), "1");
     assert_eq!(label(e, "csv.Component"), "Step_LSC");
-    assert!(e.message.contains("onStandStepChanged 3579"), "{}", e.message);
+    assert!(
+        e.message.contains("onStandStepChanged 3579"),
+        "{}",
+        e.message
+    );
     let numbered = r.events.iter().filter(|(_, s)| s.is_some()).count();
     assert_eq!(numbered, 2000);
 }
@@ -337,8 +622,16 @@ fn ehr_csv_export() {
 #[test]
 fn syslog_files_framed_either_way() {
     let r = read("syslog/rfc5424/telegraf_octet_counting_strict_tcp_1st_min_ok_2nd_min_ok.txt");
-    let severities: Vec<&str> = r.events.iter().map(|(e, _)| label(e, "syslog.severity")).collect();
+    let severities: Vec<&str> = r
+        .events
+        .iter()
+        .map(|(e, _)| label(e, "syslog.severity"))
+        .collect();
     assert_eq!(severities, ["alert", "warning"]);
     let r = read("syslog/rfc3164/loghub_Linux_2k.log");
-    assert!(r.events.iter().all(|(e, _)| e.host.as_deref() == Some("combo")));
+    assert!(
+        r.events
+            .iter()
+            .all(|(e, _)| e.host.as_deref() == Some("combo"))
+    );
 }

@@ -7,8 +7,8 @@ use chrono_tz::Tz;
 use serde_json::{Map, Value};
 use store::Outcome;
 
-use super::{WinRecord, audit_bits};
 use super::xml::parse_system_time;
+use super::{WinRecord, audit_bits};
 
 /// Is this JSON object a Windows event in one of the shapes above?
 pub fn is_windows(v: &Value) -> bool {
@@ -215,7 +215,8 @@ fn nxlog_time(obj: &Map<String, Value>, zone: Tz) -> Option<DateTime<Utc>> {
             .and_then(|s| NaiveDateTime::parse_from_str(&s, "%Y-%m-%d %H:%M:%S%.f").ok())
     };
     let event_time = local("EventTime")?;
-    if let (Some(received), Some(stamp)) = (local("EventReceivedTime"), utc(str_of(obj, "@timestamp")))
+    if let (Some(received), Some(stamp)) =
+        (local("EventReceivedTime"), utc(str_of(obj, "@timestamp")))
     {
         let offset_secs = (received - stamp.naive_utc()).num_seconds();
         let quarter = 15 * 60;

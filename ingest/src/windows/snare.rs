@@ -20,9 +20,7 @@ pub const TAG: &str = "MSWinEventLog";
 /// Reads the part of a syslog message from `MSWinEventLog` on. `zone` is the sender's time zone
 /// (Snare writes local time without a zone).
 pub fn parse(text: &str, zone: Tz) -> Result<WinRecord, String> {
-    let start = text
-        .find(TAG)
-        .ok_or("no MSWinEventLog marker")?;
+    let start = text.find(TAG).ok_or("no MSWinEventLog marker")?;
     let fields: Vec<&str> = text[start + TAG.len()..]
         .trim_start_matches(['\t', ' '])
         .split('\t')

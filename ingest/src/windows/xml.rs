@@ -11,7 +11,10 @@ use crate::xml::{Node, parse_tree};
 pub fn parse_event(xml: &str) -> Result<WinRecord, String> {
     let root = parse_tree(xml)?;
     if root.name != "Event" {
-        return Err(format!("expected an <Event> element, found <{}>", root.name));
+        return Err(format!(
+            "expected an <Event> element, found <{}>",
+            root.name
+        ));
     }
     let system = root
         .child("System")
