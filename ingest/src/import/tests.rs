@@ -635,3 +635,33 @@ fn syslog_files_framed_either_way() {
             .all(|(e, _)| e.host.as_deref() == Some("combo"))
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+    /// Any bytes, read as any format: records or rejects, never a panic.
+    #[test]
+    fn any_bytes_in_any_format(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2000)) {
+        let p = parsers();
+        for format in [Format::Syslog, Format::WinXml, Format::Atna, Format::EhrCsv, Format::Json, Format::Fhir, Format::EhrJsonl] {
+            let _ = p.read_stream(format, &mut &bytes[..], Utc::now(), "fuzz", &mut |_| {});
+        }
+        let _ = p.read_evtx(std::io::Cursor::new(&bytes), bytes.len() as u64, Utc::now(), &mut |_| {});
+        let _ = detect(&bytes, "fuzz", &p.ehr);
+    }
+
+    /// FHIR-shaped JSON with random values where the mapping looks.
+    #[test]
+    fn fhir_shapes(action in "[CRUDEX]?", outcome in "[0-9]{0,2}", who in "\\PC{0,20}", recorded in "\\PC{0,30}") {
+        let doc = serde_json::json!({
+            "resourceType": "Bundle",
+            "entry": [{"resource": {
+                "resourceType": "AuditEvent", "action": action, "outcome": outcome, "recorded": recorded,
+                "agent": [{"who": {"identifier": {"value": who}}, "requestor": true, "network": {"address": who}}],
+                "entity": [{"what": {"reference": format!("Patient/{who}")}}]
+            }}]
+        });
+        let p = parsers();
+        let text = doc.to_string();
+        let _ = p.read_stream(Format::Json, &mut text.as_bytes(), Utc::now(), "fuzz", &mut |_| {});
+    }
+}
