@@ -137,7 +137,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-pub fn run(events: u64, searches: usize) -> anyhow::Result<()> {
+pub fn run(events: u64, searches: usize, import_mb: u64, big_file_mb: u64) -> anyhow::Result<()> {
     let work = tempfile_dir()?;
     let mut config = Config::default();
     config.storage.data_dir = work.join("data");
@@ -210,12 +210,15 @@ pub fn run(events: u64, searches: usize) -> anyhow::Result<()> {
     });
     let data = work.join("data");
     let (index_bytes, wal_bytes) = (dir_bytes(&data.join("index")), dir_bytes(&data.join("wal")));
+    // TCP and UDP events together.
+    let stored = store::EventIndex::open_read_only(&data).map_or(events, |i| i.num_events());
     println!(
-        "size:    index {:.0} bytes/event, write-ahead log {:.0} bytes/event",
-        index_bytes as f64 / events.max(1) as f64,
-        wal_bytes as f64 / events.max(1) as f64
+        "size:    index {:.0} bytes/event, write-ahead log {:.0} bytes/event ({stored} events)",
+        index_bytes as f64 / stored.max(1) as f64,
+        wal_bytes as f64 / stored.max(1) as f64
     );
     println!("memory:  peak RSS {:.0} MiB", peak_rss_mib());
+    let result = result.and_then(|()| crate::bench_import::run(&work, import_mb, big_file_mb));
     std::fs::remove_dir_all(&work).ok();
     result
 }

@@ -3,6 +3,7 @@
 //! configuration.
 
 mod bench;
+mod bench_import;
 mod config;
 mod http;
 mod import;
@@ -85,6 +86,12 @@ enum Command {
         /// Searches to time per query kind.
         #[arg(long, default_value_t = 500)]
         searches: usize,
+        /// Size of each generated import file (Winlogbeat JSON, EHR CSV, FHIR ndjson), MB.
+        #[arg(long, default_value_t = 64)]
+        import_mb: u64,
+        /// Also import one Winlogbeat file of this many MB and report its peak memory (e.g. 2048).
+        #[arg(long, default_value_t = 0)]
+        big_file_mb: u64,
     },
 }
 
@@ -154,9 +161,12 @@ fn main() -> ExitCode {
                         import::run(&checked, &paths, options)
                     }
                 },
-                Command::Bench { events, searches } => {
-                    bench::run(events, searches).map_err(Failure::Runtime)
-                }
+                Command::Bench {
+                    events,
+                    searches,
+                    import_mb,
+                    big_file_mb,
+                } => bench::run(events, searches, import_mb, big_file_mb).map_err(Failure::Runtime),
                 Command::Config {
                     command: ConfigCommand::Default,
                 } => unreachable!("handled above"),
