@@ -21,7 +21,11 @@ pub fn run(work: &Path, mb: u64, big_file_mb: u64) -> anyhow::Result<()> {
     let target = mb << 20;
     let files = [
         ("Winlogbeat JSON", "winlogbeat", winlogbeat(work, target)?),
-        ("EHR CSV (Shift_JIS)", "ehr-csv", ehr_csv(work, "ehr.csv", target)?),
+        (
+            "EHR CSV (Shift_JIS)",
+            "ehr-csv",
+            ehr_csv(work, "ehr.csv", target)?,
+        ),
         ("FHIR ndjson", "fhir", fhir(work, target)?),
     ];
     for (name, format, file) in files {
@@ -117,7 +121,10 @@ fn vm_hwm_kib(status: &str) -> Option<u64> {
 }
 
 fn writer(path: &Path) -> anyhow::Result<BufWriter<std::fs::File>> {
-    Ok(BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?))
+    Ok(BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(path)?,
+    ))
 }
 
 /// The real Winlogbeat lines again and again, each with its own record number and time.
@@ -126,14 +133,18 @@ fn winlogbeat(work: &Path, target: u64) -> anyhow::Result<PathBuf> {
     let sample = std::fs::read_to_string(samples().join(
         "windows/json-winlogbeat/empire_enable_rdp_2019-05-18203650.security-excerpt.jsonl",
     ))?;
-    let lines: Vec<Value> = sample.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let lines: Vec<Value> = sample
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
     let base = DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")?.with_timezone(&Utc);
     let mut out = writer(&path)?;
     let (mut written, mut i) = (0u64, 0u64);
     while written < target {
         let mut v = lines[(i % lines.len() as u64) as usize].clone();
         v["record_number"] = Value::String((i + 1).to_string());
-        v["@timestamp"] = Value::String((base + chrono::Duration::milliseconds(i as i64 * 37)).to_rfc3339());
+        v["@timestamp"] =
+            Value::String((base + chrono::Duration::milliseconds(i as i64 * 37)).to_rfc3339());
         let line = serde_json::to_string(&v)?;
         out.write_all(line.as_bytes())?;
         out.write_all(b"\n")?;
@@ -149,7 +160,16 @@ fn ehr_csv(work: &Path, name: &str, target: u64) -> anyhow::Result<PathBuf> {
     let path = work.join(name);
     let mut out = writer(&path)?;
     let header = "日時,利用者ID,利用者名,職種,端末,IPアドレス,患者ID,操作,件数,結果,種別\r\n";
-    let actions = ["カルテ参照", "カルテ更新", "処方入力", "予約参照", "印刷", "CSV出力", "ログイン", "ログアウト"];
+    let actions = [
+        "カルテ参照",
+        "カルテ更新",
+        "処方入力",
+        "予約参照",
+        "印刷",
+        "CSV出力",
+        "ログイン",
+        "ログアウト",
+    ];
     let roles = ["医師", "看護師", "受付", "事務"];
     let categories = ["診療録", "処方", "予約", "患者基本情報", "会計"];
     let mut written = 0u64;
@@ -196,7 +216,8 @@ fn fhir(work: &Path, target: u64) -> anyhow::Result<PathBuf> {
     while written < target {
         let mut v = sample.clone();
         v["id"] = Value::String(format!("bench-{i}"));
-        v["recorded"] = Value::String((base + chrono::Duration::milliseconds(i as i64 * 100)).to_rfc3339());
+        v["recorded"] =
+            Value::String((base + chrono::Duration::milliseconds(i as i64 * 100)).to_rfc3339());
         if let Some(e) = v.pointer_mut("/entity/0/what/reference") {
             *e = Value::String(format!("Patient/P{:07}/_history/1", i % 200_000));
         }
@@ -224,7 +245,12 @@ fn evtx_parse() -> anyhow::Result<()> {
     let mut records = 0u64;
     for _ in 0..rounds {
         parsers
-            .read_evtx(std::io::Cursor::new(&bytes), bytes.len() as u64, Utc::now(), &mut |_| records += 1)
+            .read_evtx(
+                std::io::Cursor::new(&bytes),
+                bytes.len() as u64,
+                Utc::now(),
+                &mut |_| records += 1,
+            )
             .map_err(anyhow::Error::msg)?;
     }
     let s = started.elapsed().as_secs_f64();

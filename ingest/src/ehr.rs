@@ -451,7 +451,12 @@ impl EhrMapping {
         ingested: DateTime<Utc>,
     ) -> Result<Event, String> {
         let mut event = Event::new(source_key, dataset, original, ingested);
-        let raw_time = get(Field::Timestamp).ok_or("no timestamp")?;
+        let raw_time = get(Field::Timestamp).ok_or_else(|| {
+            format!(
+                "no time: the record needs a field named one of {}",
+                self.names_of(Field::Timestamp)
+            )
+        })?;
         event.timestamp = parse_local_time(&raw_time, self.zone)
             .ok_or_else(|| format!("timestamp {raw_time:?} is not a date and time this reads (2026/11/24 09:15:02, 2026-11-24T09:15:02+09:00, ...)"))?;
         event.user = get(Field::User);

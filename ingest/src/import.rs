@@ -509,6 +509,21 @@ impl Parsers {
                 }
             };
             first = false;
+            if let Value::Array(items) = &value {
+                // A JSON array on one line (an HTTP body, an API dump): each item is a record.
+                for (i, v) in items.iter().enumerate() {
+                    let original = serde_json::to_string(v).unwrap_or_default();
+                    self.json_value(
+                        format,
+                        v,
+                        original,
+                        format!("{location} item {}", i + 1),
+                        received,
+                        sink,
+                    );
+                }
+                continue;
+            }
             let original = String::from_utf8_lossy(&bytes).into_owned();
             self.json_value(format, &value, original, location, received, sink);
         }

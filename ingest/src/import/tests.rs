@@ -603,6 +603,40 @@ fn fhir_audit_events_r4_r5_and_bundles() {
 }
 
 #[test]
+fn ehr_json_lines_and_arrays() {
+    let lines = "{\"timestamp\":\"2026-11-24T09:15:02+09:00\",\"user_id\":\"n002\",\"patient_id\":\"P1\",\"action\":\"VIEW_CHART\",\"role\":\"nurse\"}\n\
+                 [{\"日時\":\"2026/11/24 10:00\",\"利用者ID\":\"d001\",\"操作\":\"印刷\",\"件数\":\"30\"}, {\"user\":\"x\"}]\n";
+    let r = read_bytes("audit.jsonl", lines.as_bytes());
+    assert_eq!(r.format, Format::Json);
+    assert_eq!(r.events.len(), 2);
+    let view = &r.events[0].0;
+    assert_eq!(
+        (
+            view.action.as_str(),
+            view.user.as_deref(),
+            view.patient.as_deref()
+        ),
+        ("record.view", Some("n002"), Some("P1"))
+    );
+    assert_eq!(view.roles, ["nurse"]);
+    let print = &r.events[1].0;
+    assert_eq!(
+        (print.action.as_str(), print.record_count),
+        ("record.print", Some(30))
+    );
+    assert_eq!(print.timestamp.to_rfc3339(), "2026-11-24T01:00:00+00:00");
+    assert_eq!(r.rejects.len(), 1);
+    assert_eq!(r.rejects[0].0, "line 2 item 2");
+    assert!(
+        r.rejects[0]
+            .1
+            .contains("no time: the record needs a field named"),
+        "{:?}",
+        r.rejects
+    );
+}
+
+#[test]
 fn ehr_csv_export() {
     let r = read("ehr/csv/loghub_HealthApp_2k.log_structured.csv");
     let e = &r.events[0].0;
