@@ -3,6 +3,8 @@
 //! Only the public types exist so far; the clinic model and the detectors (off-hours logins,
 //! access outside role, concurrent multi-site sessions, bulk exports) come with their issue.
 
+pub mod holidays;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use store::EventId;
