@@ -31,7 +31,14 @@ fn named(y: i32) -> Vec<(NaiveDate, &'static str)> {
         (nth_monday(y, 1, 2), "成人の日"),
         (date(y, 2, 11), "建国記念の日"),
         (date(y, 3, equinox(y, 20.8431)), "春分の日"),
-        (date(y, 4, 29), if y >= 2007 { "昭和の日" } else { "みどりの日" }),
+        (
+            date(y, 4, 29),
+            if y >= 2007 {
+                "昭和の日"
+            } else {
+                "みどりの日"
+            },
+        ),
         (date(y, 5, 3), "憲法記念日"),
         (date(y, 5, 5), "こどもの日"),
         (nth_monday(y, 9, 3), "敬老の日"),
@@ -66,7 +73,11 @@ fn named(y: i32) -> Vec<(NaiveDate, &'static str)> {
             }
             h.push((
                 nth_monday(y, 10, 2),
-                if y >= 2020 { "スポーツの日" } else { "体育の日" },
+                if y >= 2020 {
+                    "スポーツの日"
+                } else {
+                    "体育の日"
+                },
             ));
         }
     }
@@ -127,7 +138,10 @@ mod tests {
 
     /// The Cabinet Office's list: 1955 to the year after next.
     fn official() -> Vec<NaiveDate> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/samples/calendar/syukujitsu.csv");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/samples/calendar/syukujitsu.csv"
+        );
         let text = std::fs::read(path).expect("the official holiday list in shared/samples");
         // UTF-8 today; it has been Shift_JIS before, and the date column is ASCII either way.
         String::from_utf8_lossy(&text)
@@ -163,7 +177,11 @@ mod tests {
         assert_eq!(holiday_name(date(2035, 3, 21)), Some("春分の日"));
         assert_eq!(holiday_name(date(2035, 9, 23)), Some("秋分の日"));
         assert_eq!(holiday_name(date(2032, 9, 22)), Some("秋分の日"));
-        assert_eq!(holiday_name(date(2032, 9, 21)), Some("休日"), "between 敬老の日 and 秋分の日");
+        assert_eq!(
+            holiday_name(date(2032, 9, 21)),
+            Some("休日"),
+            "between 敬老の日 and 秋分の日"
+        );
         assert!(!is_holiday(date(2026, 11, 24)));
     }
 }

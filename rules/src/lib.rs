@@ -1,9 +1,14 @@
 //! Evaluates the clinic's rules on accepted events and emits [`Alert`]s. Does no network I/O.
 //!
-//! Only the public types exist so far; the clinic model and the detectors (off-hours logins,
-//! access outside role, concurrent multi-site sessions, bulk exports) come with their issue.
+//! [`clinic::Clinic`] is the clinic model (hours, holidays, sites, roles, roster);
+//! [`engine::Engine`] runs the detections (off-hours logins, access outside role, concurrent
+//! multi-site sessions, bulk exports) on each event, on event time.
 
+pub mod clinic;
+pub mod engine;
 pub mod holidays;
+#[cfg(test)]
+mod tests;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

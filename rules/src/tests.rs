@@ -1,0 +1,215 @@
+//! The detections on hand-made events, with the confounders the issue names.
+
+use chrono::{DateTime, Utc};
+use store::{Event, Outcome};
+
+use crate::clinic::{
+    Clinic, ClinicConfig, RosterConfig, StaffConfig, default_roles, default_sites,
+};
+use crate::engine::{DetectionsConfig, Engine};
+
+fn staff(id: &str, roles: &[&str], flags: &[&str], end: Option<&str>) -> StaffConfig {
+    StaffConfig {
+        id: id.into(),
+        name: format!("Name of {id}"),
+        roles: roles.iter().map(|r| (*r).into()).collect(),
+        site: Some("main".into()),
+        start: Some("2020-04-01".into()),
+        end: end.map(Into::into),
+        flags: flags.iter().map(|f| (*f).into()).collect(),
+    }
+}
+
+fn engine() -> Engine {
+    let roster = RosterConfig {
+        file: None,
+        staff: vec![
+            staff("n002", &["nurse"], &[], None),
+            staff("d001", &["doctor"], &["on_call"], None),
+            staff("r001", &["reception"], &[], None),
+            staff("x009", &["nurse"], &[], Some("2026-10-31")),
+        ],
+    };
+    let clinic = Clinic::new(
+        &ClinicConfig::default(),
+        &default_sites(),
+        &default_roles(),
+        &roster,
+    )
+    .unwrap();
+    Engine::new(clinic, DetectionsConfig::default())
+}
+
+fn ev(t: &str, user: &str, action: &str, ip: &str) -> Event {
+    let mut e = Event::new(
+        "test",
+        "ehr.audit",
+        format!("{t}{user}{action}{ip}"),
+        Utc::now(),
+    );
+    e.timestamp = DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+    e.user = Some(user.into());
+    e.action = action.into();
+    e.outcome = Outcome::Success;
+    e.source_ip = Some(ip.into());
+    e
+}
+
+const MAIN: &str = "10.10.1.20";
+const ANNEX: &str = "10.10.2.20";
+
+fn rules(alerts: &[crate::Alert]) -> Vec<&str> {
+    alerts.iter().map(|a| a.rule.as_str()).collect()
+}
+
+#[test]
+fn off_hours_logins_with_their_confounders() {
+    let mut e = engine();
+    let a = e.process(&ev("2026-11-24T22:40:00+09:00", "n002", "login", MAIN));
+    assert_eq!(rules(&a), ["off_hours_login"]);
+    assert_eq!(
+        a[0].explanation,
+        "n002 (Name of n002) logged in at main at 22:40 on Tuesday 2026-11-24; the clinic is open 08:30-12:30, 14:00-18:30 that day"
+    );
+    assert!(
+        e.process(&ev("2026-11-24T23:10:00+09:00", "d001", "login", MAIN))
+            .is_empty(),
+        "on call"
+    );
+    assert!(
+        e.process(&ev("2026-11-24T08:05:00+09:00", "r001", "login", MAIN))
+            .is_empty(),
+        "grace margin"
+    );
+    let a = e.process(&ev("2026-11-23T10:00:00+09:00", "r001", "login", MAIN));
+    assert!(
+        a[0].explanation.contains("national holiday (勤労感謝の日)"),
+        "a holiday on a Monday"
+    );
+    let mut failed = ev("2026-11-24T23:00:00+09:00", "r001", "login", MAIN);
+    failed.outcome = Outcome::Failure;
+    failed.action = "login_failed".into();
+    assert!(rules(&e.process(&failed)).is_empty());
+    let mut network = ev("2026-11-24T23:00:00+09:00", "r001", "login", MAIN);
+    network.dataset = "windows.security".into();
+    network
+        .labels
+        .insert("winlog.logon.type".into(), "3".into());
+    assert!(
+        e.process(&network).is_empty(),
+        "a network logon is not a person at a desk"
+    );
+}
+
+#[test]
+fn access_outside_role_unknown_and_ended_accounts() {
+    let mut e = engine();
+    let mut view = ev("2026-11-24T10:00:00+09:00", "r001", "record.view", MAIN);
+    view.category = Some("clinical_notes".into());
+    let a = e.process(&view);
+    assert_eq!(rules(&a), ["access_outside_role"]);
+    assert!(
+        a[0].explanation
+            .contains("(reception) did record.view of clinical_notes"),
+        "{}",
+        a[0].explanation
+    );
+    let mut ok = ev("2026-11-24T10:01:00+09:00", "r001", "record.view", MAIN);
+    ok.category = Some("appointments".into());
+    assert!(e.process(&ok).is_empty());
+    let export = ev("2026-11-24T10:02:00+09:00", "r001", "record.export", MAIN);
+    assert_eq!(rules(&e.process(&export)), ["access_outside_role"]);
+    let mut nurse = ev("2026-11-24T10:03:00+09:00", "n002", "record.view", MAIN);
+    nurse.category = Some("clinical_notes".into());
+    assert!(e.process(&nurse).is_empty());
+    let a = e.process(&ev(
+        "2026-11-24T10:04:00+09:00",
+        "ghost",
+        "record.view",
+        MAIN,
+    ));
+    assert!(a[0].explanation.contains("not on the staff roster"));
+    let a = e.process(&ev("2026-11-24T10:05:00+09:00", "x009", "login", MAIN));
+    assert!(
+        a[0].explanation.contains("left on 2026-10-31"),
+        "{}",
+        a[0].explanation
+    );
+}
+
+#[test]
+fn concurrent_sessions_at_two_sites() {
+    let mut e = engine();
+    assert!(
+        e.process(&ev("2026-11-24T09:00:00+09:00", "n002", "login", MAIN))
+            .is_empty()
+    );
+    assert!(
+        e.process(&ev(
+            "2026-11-24T09:20:00+09:00",
+            "n002",
+            "record.view",
+            MAIN
+        ))
+        .is_empty()
+    );
+    let a = e.process(&ev("2026-11-24T09:30:00+09:00", "n002", "login", ANNEX));
+    assert_eq!(rules(&a), ["concurrent_sessions"]);
+    assert!(
+        a[0].explanation
+            .contains("still logged in at main (since 09:00, last activity 09:20)"),
+        "{}",
+        a[0].explanation
+    );
+    assert_eq!(a[0].evidence.len(), 2);
+
+    // A logout at one site and a login at the other is how it should be.
+    let mut e = engine();
+    e.process(&ev("2026-11-24T09:00:00+09:00", "n002", "login", MAIN));
+    e.process(&ev("2026-11-24T09:40:00+09:00", "n002", "logout", MAIN));
+    assert!(
+        e.process(&ev("2026-11-24T10:10:00+09:00", "n002", "login", ANNEX))
+            .is_empty()
+    );
+
+    // No logout, but idle past the session timeout and past travel time: fine.
+    let mut e = engine();
+    e.process(&ev("2026-11-24T09:00:00+09:00", "n002", "login", MAIN));
+    assert!(
+        e.process(&ev("2026-11-24T10:00:00+09:00", "n002", "login", ANNEX))
+            .is_empty()
+    );
+}
+
+#[test]
+fn bulk_exports_and_many_patients() {
+    let mut e = engine();
+    let mut small = ev("2026-11-24T10:00:00+09:00", "d001", "record.export", MAIN);
+    small.record_count = Some(12);
+    assert!(e.process(&small).is_empty(), "a small export");
+    let mut big = ev("2026-11-24T10:01:00+09:00", "d001", "record.export", MAIN);
+    big.record_count = Some(500);
+    let a = e.process(&big);
+    assert_eq!(rules(&a), ["bulk_export"]);
+    assert_eq!(
+        a[0].explanation,
+        "d001 (Name of d001) exported 500 records at once (the limit is 100)"
+    );
+    let mut fired = Vec::new();
+    for i in 0..60 {
+        let mut v = ev(
+            &format!("2026-11-24T11:{i:02}:00+09:00"),
+            "d001",
+            "record.view",
+            MAIN,
+        );
+        v.patient = Some(format!("P{i}"));
+        fired.extend(e.process(&v));
+    }
+    assert_eq!(rules(&fired), ["bulk_export"], "once per window");
+    assert!(
+        fired[0]
+            .explanation
+            .contains("50 different patients within 60 minutes")
+    );
+}
