@@ -11,7 +11,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use store::SearchRequest;
 
-use crate::config::{Checked, Config};
+use crate::config::Config;
 use crate::serve::{runtime, start};
 
 const USERS: u64 = 20_000;
@@ -139,18 +139,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 
 pub fn run(events: u64, searches: usize, import_mb: u64, big_file_mb: u64) -> anyhow::Result<()> {
     let work = tempfile_dir()?;
-    let mut config = Config::default();
-    config.storage.data_dir = work.join("data");
+    let mut checked = Config::load(None, Some(&work.join("data")))?;
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
-    config.syslog.tcp_listen = vec![any];
-    config.syslog.udp_listen = vec![any];
-    config.http.listen = any;
-    let checked = Checked {
-        config,
-        timezone: chrono_tz::Asia::Tokyo,
-        sources: Vec::new(),
-        ehr: ingest::ehr::EhrMapping::default(),
-    };
+    checked.config.syslog.tcp_listen = vec![any];
+    checked.config.syslog.udp_listen = vec![any];
+    checked.config.http.listen = any;
     let rt = runtime()?;
     let result = rt.block_on(async {
         let running = start(&checked, prometheus::Registry::new()).await?;

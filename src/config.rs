@@ -3,15 +3,21 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use ingest::import::Parsers;
 use ingest::{EhrConfig, SourceRule, SyslogConfig, SyslogParser, WindowsConfig};
+use rules::clinic::{
+    Clinic, ClinicConfig, RoleConfig, RosterConfig, SiteConfig, default_roles, default_sites,
+};
+use rules::engine::DetectionsConfig;
 use serde::Deserialize;
 use store::StoreConfig;
 
 /// The fully commented default configuration, as shipped in `deploy/mimamori.toml`.
 pub const DEFAULT_CONFIG: &str = include_str!("../deploy/mimamori.toml");
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub storage: StoreConfig,
@@ -20,6 +26,52 @@ pub struct Config {
     pub ehr: EhrConfig,
     pub import: ImportConfig,
     pub http: HttpConfig,
+    pub clinic: ClinicConfig,
+    pub sites: Vec<SiteConfig>,
+    pub roles: BTreeMap<String, RoleConfig>,
+    pub roster: RosterConfig,
+    pub detections: DetectionsConfig,
+    pub alerts: AlertsConfig,
+}
+
+impl Default for Config {
+    /// The demo clinic: two sites, the usual roles, an empty roster.
+    fn default() -> Self {
+        Config {
+            storage: StoreConfig::default(),
+            syslog: SyslogConfig::default(),
+            windows: WindowsConfig::default(),
+            ehr: EhrConfig::default(),
+            import: ImportConfig::default(),
+            http: HttpConfig::default(),
+            clinic: ClinicConfig::default(),
+            sites: default_sites(),
+            roles: default_roles(),
+            roster: RosterConfig::default(),
+            detections: DetectionsConfig::default(),
+            alerts: AlertsConfig::default(),
+        }
+    }
+}
+
+/// The alert database (`[alerts]`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// A condition seen again within this long continues its open alert instead of a new one.
+    pub dedup_window_minutes: u32,
+    /// At start, the rules re-read this many events before where they stopped, to rebuild their
+    /// windows (sessions, patients viewed) without raising those alerts again.
+    pub rebuild_events: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            dedup_window_minutes: 60,
+            rebuild_events: 200_000,
+        }
+    }
 }
 
 /// The web UI and API (`[http]`).
@@ -91,6 +143,7 @@ pub struct Checked {
     pub timezone: chrono_tz::Tz,
     pub sources: Vec<SourceRule>,
     pub ehr: ingest::ehr::EhrMapping,
+    pub clinic: Clinic,
 }
 
 impl Checked {
@@ -145,7 +198,11 @@ impl Config {
                 .map(|n| format!(", line {n}"))
                 .unwrap_or_default(),
             path: shown.clone(),
-            key: format!("{section}.{key}"),
+            key: if section.is_empty() {
+                key
+            } else {
+                format!("{section}.{key}")
+            },
             expected,
         };
         config
@@ -175,11 +232,15 @@ impl Config {
                 ("spool_poll_secs".into(), "at least 1".into()),
             ));
         }
+        let clinic = Clinic::new(&config.clinic, &config.sites, &config.roles, &config.roster)
+            .map_err(|e| invalid("", e))?;
+        config.detections.validate().map_err(|e| invalid("", e))?;
         Ok(Checked {
             config,
             timezone,
             sources,
             ehr,
+            clinic,
         })
     }
 }

@@ -26,6 +26,8 @@ pub struct AppState {
     pub importer: Option<Arc<Importer>>,
     pub ingest_tokens: Arc<Vec<String>>,
     pub max_body_bytes: usize,
+    /// The alert database, opened per request (readers do not block the rules).
+    pub alerts_db: Option<std::path::PathBuf>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -34,6 +36,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/search", get(search))
         .route("/api/v1/ingest", post(ingest))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/alerts/{id}", get(alert))
         // The body limit is enforced in the handler (with a 413 that says so).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(Arc::new(state))
@@ -343,4 +347,107 @@ async fn ingest(
         "errors": errors,
         "took_ms": started.elapsed().as_secs_f64() * 1000.0,
     })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertParams {
+    since: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Reads alerts the way `mimamori alerts` does: `since` as in search, `status` open,
+/// acknowledged or closed.
+pub fn alert_filter(
+    since: Option<&str>,
+    status: Option<&str>,
+    limit: Option<usize>,
+) -> Result<alerting::db::AlertFilter, String> {
+    let since = since
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| parse_time_bound(s, Utc::now()).map_err(|e| format!("since: {e}")))
+        .transpose()?;
+    if let Some(s) = status
+        && !["open", "acknowledged", "closed"].contains(&s)
+    {
+        return Err(format!(
+            "status must be open, acknowledged or closed, not {s:?}"
+        ));
+    }
+    Ok(alerting::db::AlertFilter {
+        since,
+        status: status.map(str::to_owned),
+        limit: limit.unwrap_or(1000).clamp(1, 100_000),
+    })
+}
+
+fn open_alerts(state: &AppState) -> Result<alerting::db::AlertDb, ApiError> {
+    let path = state
+        .alerts_db
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal("no alert database".into()))?;
+    alerting::db::AlertDb::open(path, chrono::Duration::hours(1))
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn alerts(
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<AlertParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::BadRequest {
+        code: "bad_parameter",
+        message: e.body_text(),
+    })?;
+    let filter = alert_filter(
+        params.since.as_deref(),
+        params.status.as_deref(),
+        params.limit,
+    )
+    .map_err(|message| ApiError::BadRequest {
+        code: "bad_parameter",
+        message,
+    })?;
+    let list = tokio::task::spawn_blocking(move || {
+        open_alerts(&state)?
+            .list(&filter)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(json!({ "alerts": list })))
+}
+
+async fn alert(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let found = match open_alerts(&state)?.get(id) {
+            Ok(a) => a,
+            Err(alerting::db::AlertDbError::NotFound(_)) => {
+                return Err(ApiError::Status {
+                    status: StatusCode::NOT_FOUND,
+                    code: "not_found",
+                    message: format!("no alert {id}"),
+                });
+            }
+            Err(e) => return Err(ApiError::Internal(e.to_string())),
+        };
+        let mut events = Vec::new();
+        for evidence in &found.alert.evidence {
+            let request = SearchRequest {
+                query: format!("event.id:{}", evidence.as_str()),
+                from: None,
+                to: None,
+                limit: 1,
+            };
+            if let Some(e) = state.index.search(&request)?.events.first() {
+                events.push(event_json(e, false));
+            }
+        }
+        Ok(Json(json!({ "alert": found, "events": events })))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
 }

@@ -44,6 +44,9 @@ pub fn run(checked: &Checked, paths: &[PathBuf], options: Options) -> Result<(),
         };
         Failure::Runtime(anyhow::anyhow!("cannot open the store: {e}{hint}"))
     })?;
+    // Imported events go through the rules like live ones.
+    let rules = crate::rules_runner::RulesRunner::start(checked, &store.handle(), &registry)
+        .map_err(runtime)?;
     let importer = Importer::new(
         Arc::new(checked.parsers()),
         store.handle(),
@@ -77,6 +80,9 @@ pub fn run(checked: &Checked, paths: &[PathBuf], options: Options) -> Result<(),
             Ok(r) => report.merge(r),
             Err(e) if e.contains("store") => {
                 bar.finish();
+                drop(importer);
+                let _ = store.shutdown();
+                rules.join();
                 return Err(Failure::Runtime(anyhow::anyhow!(e)));
             }
             Err(e) => {
@@ -102,6 +108,7 @@ pub fn run(checked: &Checked, paths: &[PathBuf], options: Options) -> Result<(),
         .shutdown()
         .context("the store did not shut down cleanly")
         .map_err(runtime)?;
+    rules.join();
     let elapsed = started.elapsed();
     print_summary(&report, elapsed, reject_log.path_if_written());
     if report.rejected > 0 && !options.allow_rejects {

@@ -2,11 +2,13 @@
 //! (in later releases) raises alerts. This binary wires the crates together: CLI, HTTP server,
 //! configuration.
 
+mod alerts;
 mod bench;
 mod bench_import;
 mod config;
 mod http;
 mod import;
+mod rules_runner;
 mod serve;
 mod spool;
 
@@ -73,6 +75,25 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// List alerts, newest first (works while the server runs).
+    Alerts {
+        /// Alerts seen since: RFC 3339, a date, or an age such as 24h, 7d.
+        #[arg(long)]
+        since: Option<String>,
+        /// open, acknowledged or closed.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// One JSON alert per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The rules: `check` validates the clinic model and detections in the config.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -93,6 +114,12 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         big_file_mb: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate the clinic model, roster and detections; print what they amount to.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -161,6 +188,18 @@ fn main() -> ExitCode {
                         import::run(&checked, &paths, options)
                     }
                 },
+                Command::Alerts {
+                    since,
+                    status,
+                    limit,
+                    json,
+                } => alerts::list(&checked, since.as_deref(), status.as_deref(), limit, json),
+                Command::Rules {
+                    command: RulesCommand::Check,
+                } => {
+                    alerts::print_rules(&checked);
+                    Ok(())
+                }
                 Command::Bench {
                     events,
                     searches,

@@ -16,6 +16,7 @@ use tracing::info;
 use crate::Failure;
 use crate::config::Checked;
 use crate::http::{AppState, event_json, router, search_request};
+use crate::rules_runner::{RulesRunner, alerts_db_path};
 
 /// A running service.
 pub struct Running {
@@ -24,6 +25,7 @@ pub struct Running {
     pub udp_addrs: Vec<SocketAddr>,
     pub http_addr: SocketAddr,
     store: Store,
+    rules: Option<RulesRunner>,
     tasks: Vec<JoinHandle<()>>,
     udp_stop: Arc<AtomicBool>,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
@@ -49,11 +51,13 @@ pub async fn start(checked: &Checked, registry: prometheus::Registry) -> anyhow:
         store.handle(),
         metrics,
     ));
+    let rules = RulesRunner::start(checked, &store.handle(), &registry)?;
     let mut running = Running {
         tcp_addrs: Vec::new(),
         tls_addrs: Vec::new(),
         udp_addrs: Vec::new(),
         http_addr: config.http.listen,
+        rules: Some(rules),
         store,
         tasks: Vec::new(),
         udp_stop: Arc::new(AtomicBool::new(false)),
@@ -136,6 +140,7 @@ async fn bind_all(
         registry: registry.clone(),
         importer: Some(importer),
         ingest_tokens: Arc::new(checked.config.http.ingest_tokens.clone()),
+        alerts_db: Some(alerts_db_path(&checked.config.storage.data_dir)),
         max_body_bytes: checked.config.http.max_body_bytes,
     });
     running.tasks.push(tokio::spawn(async move {
@@ -170,11 +175,17 @@ impl Running {
         self.udp_stop.store(true, Ordering::Relaxed);
         let store = self.store;
         let udp_threads = self.udp_threads;
+        let rules = self.rules;
         tokio::task::spawn_blocking(move || {
             for t in udp_threads {
                 let _ = t.join();
             }
-            store.shutdown()
+            let result = store.shutdown();
+            // The rules read to the end of the log, then stop.
+            if let Some(r) = rules {
+                r.join();
+            }
+            result
         })
         .await??;
         Ok(())

@@ -1,7 +1,9 @@
 //! Delivers [`rules::Alert`]s to people and to the SOC: email, chat, webhooks, with an outbox so
 //! nothing is lost while an endpoint is down.
 //!
-//! Only the public types exist so far; the channels come with their issue.
+//! [`db::AlertDb`] stores alerts (SQLite); the delivery channels come with their issue.
+
+pub mod db;
 
 use serde::{Deserialize, Serialize};
 

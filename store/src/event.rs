@@ -157,6 +157,11 @@ impl Outcome {
 pub struct EventId(String);
 
 impl EventId {
+    /// An id as stored elsewhere (the alert database's evidence lists).
+    pub fn from_hex(hex: String) -> EventId {
+        EventId(hex)
+    }
+
     /// `source_key` names where the input came from (a sender address, a file's dataset), so
     /// identical text from two machines stays two events while a re-import stays one.
     pub fn derive(source_key: &str, raw: &[u8]) -> EventId {

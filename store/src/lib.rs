@@ -21,7 +21,7 @@ pub use crate::error::StoreError;
 pub use crate::event::{Event, EventId, Outcome};
 pub use crate::index::{EventIndex, MAX_SEARCH_LIMIT};
 pub use crate::metrics::StoreMetrics;
-pub use crate::pipeline::{Ack, Batch, Store, StoreConfig, StoreHandle};
+pub use crate::pipeline::{Ack, Batch, Follower, Store, StoreConfig, StoreHandle};
 pub use crate::schema::{DEFAULT_FIELDS, EventSchema};
 pub use crate::search::{SearchRequest, SearchResults, parse_time_bound};
 

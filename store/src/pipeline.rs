@@ -17,7 +17,7 @@ use crate::error::StoreError;
 use crate::event::Event;
 use crate::index::{EventIndex, Indexer, checkpoint, open_index};
 use crate::metrics::StoreMetrics;
-use crate::wal::WalWriter;
+use crate::wal::{WalRead, WalReader, WalWriter};
 
 /// Storage settings (`[storage]` in the config file).
 ///
@@ -162,6 +162,55 @@ pub struct StoreHandle {
     sender: mpsc::Sender<Batch>,
     index: EventIndex,
     durable: Arc<Durable>,
+    wal_dir: PathBuf,
+}
+
+/// Reads accepted events in log order as they become durable: how the rules see each event
+/// without polling the index.
+pub struct Follower {
+    reader: WalReader,
+    durable: Arc<Durable>,
+    next: u64,
+}
+
+impl Follower {
+    /// The next accepted events (up to `max`) after the last ones returned, waiting up to
+    /// `timeout` for some; an empty batch when none came. `None` once the store is closed and
+    /// everything was read.
+    pub fn next_batch(
+        &mut self,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Option<Vec<(u64, Event)>>, StoreError> {
+        let (until, closed) = self.durable.wait_beyond(self.next - 1, u64::MAX, timeout);
+        let mut out = Vec::new();
+        while out.len() < max {
+            match self.reader.next(until)? {
+                WalRead::Record(seq, payload) => {
+                    self.next = seq + 1;
+                    if let Ok(event) = serde_json::from_slice::<Event>(&payload) {
+                        out.push((seq, event));
+                    }
+                }
+                WalRead::CaughtUp => break,
+                WalRead::Damaged(d) => {
+                    self.next = d.resumed_at.max(self.next);
+                    break;
+                }
+            }
+        }
+        if out.is_empty() && closed && self.next > until {
+            return Ok(None);
+        }
+        Ok(Some(out))
+    }
+
+    /// The last durable record, for progress.
+    pub fn durable(&self) -> u64 {
+        self.durable
+            .wait_beyond(u64::MAX, u64::MAX, Duration::ZERO)
+            .0
+    }
 }
 
 impl StoreHandle {
@@ -171,6 +220,16 @@ impl StoreHandle {
 
     pub fn index(&self) -> &EventIndex {
         &self.index
+    }
+
+    /// Follows the log from record `from` (1 = the beginning).
+    pub fn follow(&self, from: u64) -> Follower {
+        let from = from.max(1);
+        Follower {
+            reader: WalReader::new(&self.wal_dir, from),
+            durable: self.durable.clone(),
+            next: from,
+        }
     }
 
     /// Blocks until every record up to `seq` is committed to the index (asking the indexer
@@ -185,6 +244,7 @@ impl StoreHandle {
 /// search through [`Store::index`].
 pub struct Store {
     durable: Arc<Durable>,
+    wal_dir: PathBuf,
     events_tx: Option<mpsc::Sender<Batch>>,
     index: EventIndex,
     wal_thread: Option<JoinHandle<()>>,
@@ -261,6 +321,7 @@ impl Store {
             .spawn(move || write_ahead(wal, events_rx, &durable, &metrics))?;
         Ok(Store {
             durable: wal_durable,
+            wal_dir: data_dir.join("wal"),
             events_tx: Some(events_tx),
             index: event_index,
             wal_thread: Some(wal_thread),
@@ -284,6 +345,7 @@ impl Store {
             sender: self.sender(),
             index: self.index.clone(),
             durable: self.durable.clone(),
+            wal_dir: self.wal_dir.clone(),
         }
     }
 

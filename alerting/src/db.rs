@@ -1,0 +1,375 @@
+//! Alerts in an embedded SQLite database (`<data_dir>/alerts.db`): they survive restarts, a
+//! condition that continues updates its one open alert instead of adding more (same rule, user
+//! and site within the dedup window), and the position in the event log the rules have reached is
+//! kept beside them, so a restart neither misses nor repeats an alert.
+
+use std::path::Path;
+
+use chrono::{DateTime, Duration, Utc};
+use rules::{Alert, Severity};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use store::EventId;
+
+/// Evidence event ids kept per alert, at most.
+const MAX_EVIDENCE: usize = 100;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertDbError {
+    #[error("alert database {path}: {source}")]
+    Sqlite {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("no alert {0}")]
+    NotFound(i64),
+}
+
+/// An alert as stored: with its id and status.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredAlert {
+    pub id: i64,
+    #[serde(flatten)]
+    pub alert: Alert,
+    /// `open`, `acknowledged` or `closed`.
+    pub status: String,
+    pub status_reason: Option<String>,
+}
+
+pub struct AlertDb {
+    conn: Connection,
+    path: String,
+    /// An alert whose last event is older than this is not continued; a new one starts.
+    dedup_window: Duration,
+}
+
+fn severity_text(s: Severity) -> &'static str {
+    match s {
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
+fn severity_of(s: &str) -> Severity {
+    match s {
+        "low" => Severity::Low,
+        "high" => Severity::High,
+        "critical" => Severity::Critical,
+        _ => Severity::Medium,
+    }
+}
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub since: Option<DateTime<Utc>>,
+    pub status: Option<String>,
+    pub limit: usize,
+}
+
+impl AlertDb {
+    pub fn open(path: &Path, dedup_window: Duration) -> Result<AlertDb, AlertDbError> {
+        let shown = path.display().to_string();
+        let err = |source| AlertDbError::Sqlite {
+            path: shown.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA busy_timeout = 5000;
+             CREATE TABLE IF NOT EXISTS alerts (
+                 id INTEGER PRIMARY KEY,
+                 rule TEXT NOT NULL,
+                 severity TEXT NOT NULL,
+                 user TEXT,
+                 site TEXT,
+                 dedup_key TEXT NOT NULL,
+                 first_seen TEXT NOT NULL,
+                 last_seen TEXT NOT NULL,
+                 count INTEGER NOT NULL,
+                 explanation TEXT NOT NULL,
+                 evidence TEXT NOT NULL,
+                 status TEXT NOT NULL DEFAULT 'open',
+                 status_reason TEXT
+             );
+             CREATE INDEX IF NOT EXISTS alerts_key ON alerts (dedup_key, last_seen);
+             CREATE INDEX IF NOT EXISTS alerts_last ON alerts (last_seen);
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        )
+        .map_err(err)?;
+        Ok(AlertDb {
+            conn,
+            path: shown,
+            dedup_window,
+        })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> AlertDbError + '_ {
+        |source| AlertDbError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Stores an alert, or continues the open one with the same rule, user and site. Returns
+    /// its id and whether anything changed (an alert already holding this evidence is left as
+    /// it is: replays after a restart do not count twice).
+    pub fn record(&mut self, alert: &Alert) -> Result<(i64, bool), AlertDbError> {
+        let key = format!(
+            "{}|{}|{}",
+            alert.rule,
+            alert.user.as_deref().unwrap_or("").to_lowercase(),
+            alert.site.as_deref().unwrap_or("")
+        );
+        let since = (alert.first_seen - self.dedup_window).to_rfc3339();
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|source| AlertDbError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
+        let existing: Option<(i64, String, String, String, i64)> = tx
+            .query_row(
+                "SELECT id, evidence, first_seen, last_seen, count FROM alerts
+                 WHERE dedup_key = ?1 AND status != 'closed' AND last_seen >= ?2
+                 ORDER BY last_seen DESC LIMIT 1",
+                params![key, since],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(|source| AlertDbError::Sqlite {
+                path: self.path.clone(),
+                source,
+            })?;
+        let result = match existing {
+            Some((id, evidence, first, last, count)) => {
+                let mut ids: Vec<String> = serde_json::from_str(&evidence).unwrap_or_default();
+                let new: Vec<String> = alert
+                    .evidence
+                    .iter()
+                    .map(|e| e.as_str().to_owned())
+                    .filter(|e| !ids.contains(e))
+                    .collect();
+                if new.is_empty() {
+                    (id, false)
+                } else {
+                    for e in new {
+                        if ids.len() < MAX_EVIDENCE {
+                            ids.push(e);
+                        }
+                    }
+                    let first = first.min(alert.first_seen.to_rfc3339());
+                    let last = last.max(alert.last_seen.to_rfc3339());
+                    tx.execute(
+                        "UPDATE alerts SET evidence = ?2, first_seen = ?3, last_seen = ?4, count = ?5,
+                         explanation = ?6 WHERE id = ?1",
+                        params![
+                            id,
+                            serde_json::to_string(&ids).unwrap_or_default(),
+                            first,
+                            last,
+                            count + 1,
+                            alert.explanation
+                        ],
+                    )
+                    .map_err(|source| AlertDbError::Sqlite {
+                        path: self.path.clone(),
+                        source,
+                    })?;
+                    (id, true)
+                }
+            }
+            None => {
+                let evidence: Vec<&str> = alert.evidence.iter().map(EventId::as_str).collect();
+                tx.execute(
+                    "INSERT INTO alerts (rule, severity, user, site, dedup_key, first_seen, last_seen,
+                     count, explanation, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        alert.rule,
+                        severity_text(alert.severity),
+                        alert.user,
+                        alert.site,
+                        key,
+                        alert.first_seen.to_rfc3339(),
+                        alert.last_seen.to_rfc3339(),
+                        alert.count as i64,
+                        alert.explanation,
+                        serde_json::to_string(&evidence).unwrap_or_default()
+                    ],
+                )
+                .map_err(|source| AlertDbError::Sqlite {
+                    path: self.path.clone(),
+                    source,
+                })?;
+                (tx.last_insert_rowid(), true)
+            }
+        };
+        tx.commit().map_err(self.err())?;
+        Ok(result)
+    }
+
+    /// The event-log position the rules have processed (0: none).
+    pub fn checkpoint(&self) -> Result<u64, AlertDbError> {
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'rules_wal_seq'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())?;
+        Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    pub fn set_checkpoint(&self, seq: u64) -> Result<(), AlertDbError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES ('rules_wal_seq', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![seq.to_string()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
+        let time = |s: String| {
+            DateTime::parse_from_rfc3339(&s)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default()
+        };
+        let evidence: String = r.get(9)?;
+        let ids: Vec<String> = serde_json::from_str(&evidence).unwrap_or_default();
+        Ok(StoredAlert {
+            id: r.get(0)?,
+            alert: Alert {
+                rule: r.get(1)?,
+                severity: severity_of(&r.get::<_, String>(2)?),
+                user: r.get(3)?,
+                site: r.get(4)?,
+                first_seen: time(r.get(5)?),
+                last_seen: time(r.get(6)?),
+                count: r.get::<_, i64>(7)? as u64,
+                explanation: r.get(8)?,
+                evidence: ids.into_iter().map(EventId::from_hex).collect(),
+            },
+            status: r.get(10)?,
+            status_reason: r.get(11)?,
+        })
+    }
+
+    const COLUMNS: &'static str = "id, rule, severity, user, site, first_seen, last_seen, count, explanation, evidence, status, status_reason";
+
+    /// Alerts, newest last-seen first.
+    pub fn list(&self, filter: &AlertFilter) -> Result<Vec<StoredAlert>, AlertDbError> {
+        let since = filter.since.map(|t| t.to_rfc3339()).unwrap_or_default();
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT {} FROM alerts WHERE last_seen >= ?1 AND (?2 IS NULL OR status = ?2)
+                 ORDER BY last_seen DESC, id DESC LIMIT ?3",
+                Self::COLUMNS
+            ))
+            .map_err(self.err())?;
+        let limit = if filter.limit == 0 {
+            1000
+        } else {
+            filter.limit
+        } as i64;
+        let rows = stmt
+            .query_map(params![since, filter.status, limit], Self::row)
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    pub fn get(&self, id: i64) -> Result<StoredAlert, AlertDbError> {
+        self.conn
+            .query_row(
+                &format!("SELECT {} FROM alerts WHERE id = ?1", Self::COLUMNS),
+                params![id],
+                Self::row,
+            )
+            .optional()
+            .map_err(self.err())?
+            .ok_or(AlertDbError::NotFound(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(user: &str, at: &str, evidence: &str) -> Alert {
+        let t = DateTime::parse_from_rfc3339(at)
+            .unwrap()
+            .with_timezone(&Utc);
+        Alert {
+            rule: "off_hours_login".into(),
+            severity: Severity::Medium,
+            user: Some(user.into()),
+            site: Some("main".into()),
+            first_seen: t,
+            last_seen: t,
+            count: 1,
+            explanation: format!("{user} at {at}"),
+            evidence: vec![EventId::from_hex(evidence.into())],
+        }
+    }
+
+    #[test]
+    fn a_continuing_condition_updates_one_alert_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.db");
+        let mut db = AlertDb::open(&path, Duration::hours(1)).unwrap();
+        let (a, new) = db
+            .record(&alert("n002", "2026-11-24T22:40:00Z", "e1"))
+            .unwrap();
+        assert!(new);
+        let (b, changed) = db
+            .record(&alert("n002", "2026-11-24T23:10:00Z", "e2"))
+            .unwrap();
+        assert_eq!((a, changed), (b, true), "continued");
+        let (c, changed) = db
+            .record(&alert("n002", "2026-11-24T23:10:00Z", "e2"))
+            .unwrap();
+        assert_eq!(
+            (c, changed),
+            (a, false),
+            "the same evidence again changes nothing"
+        );
+        let (d, _) = db
+            .record(&alert("n002", "2026-11-25T05:00:00Z", "e3"))
+            .unwrap();
+        assert_ne!(d, a, "after the dedup window a new alert starts");
+        db.set_checkpoint(42).unwrap();
+        drop(db);
+        let db = AlertDb::open(&path, Duration::hours(1)).unwrap();
+        assert_eq!(db.checkpoint().unwrap(), 42);
+        let got = db.get(a).unwrap();
+        assert_eq!(got.alert.count, 2);
+        assert_eq!(got.alert.evidence.len(), 2);
+        assert_eq!(got.status, "open");
+        let all = db.list(&AlertFilter::default()).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].id, d, "newest first");
+        let since = DateTime::parse_from_rfc3339("2026-11-25T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            db.list(&AlertFilter {
+                since: Some(since),
+                ..Default::default()
+            })
+            .unwrap()
+            .len(),
+            1
+        );
+        assert!(matches!(db.get(999), Err(AlertDbError::NotFound(999))));
+    }
+}

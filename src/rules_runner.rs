@@ -1,0 +1,120 @@
+//! Runs the rules on every accepted event: follows the write-ahead log (so each event is seen as
+//! it becomes durable, not by polling the index), stores alerts in `<data_dir>/alerts.db`, and
+//! keeps its position there. After a restart it re-reads `alerts.rebuild_events` events before
+//! that position to rebuild its windows, without raising their alerts again.
+
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use alerting::db::AlertDb;
+use anyhow::Context;
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use rules::engine::Engine;
+use store::StoreHandle;
+use tracing::{error, info};
+
+use crate::config::Checked;
+
+pub fn alerts_db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("alerts.db")
+}
+
+#[derive(Clone)]
+struct RulesMetrics {
+    events: IntCounter,
+    alerts: IntCounterVec,
+}
+
+impl RulesMetrics {
+    fn new(registry: &Registry) -> prometheus::Result<RulesMetrics> {
+        let events = IntCounter::new(
+            "mimamori_rules_events_total",
+            "Accepted events the rules have evaluated",
+        )?;
+        let alerts = IntCounterVec::new(
+            Opts::new(
+                "mimamori_alerts_total",
+                "Alerts raised or continued, by rule",
+            ),
+            &["rule"],
+        )?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(alerts.clone()))?;
+        Ok(RulesMetrics { events, alerts })
+    }
+}
+
+/// The rules thread; it ends when the store closes.
+pub struct RulesRunner {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RulesRunner {
+    pub fn start(
+        checked: &Checked,
+        store: &StoreHandle,
+        registry: &Registry,
+    ) -> anyhow::Result<RulesRunner> {
+        let path = alerts_db_path(&checked.config.storage.data_dir);
+        let window =
+            chrono::Duration::minutes(i64::from(checked.config.alerts.dedup_window_minutes));
+        let mut db = AlertDb::open(&path, window).context("cannot open the alert database")?;
+        let checkpoint = db.checkpoint()?;
+        let rebuild_from = checkpoint
+            .saturating_sub(checked.config.alerts.rebuild_events)
+            .max(1);
+        let mut follower = store.follow(rebuild_from);
+        let mut engine = Engine::new(checked.clinic.clone(), checked.config.detections.clone());
+        let metrics = RulesMetrics::new(registry)?;
+        info!(checkpoint, rebuild_from, "rules following the event log");
+        let thread = std::thread::Builder::new()
+            .name("rules".into())
+            .spawn(move || {
+                loop {
+                    let batch = match follower.next_batch(1024, Duration::from_millis(500)) {
+                        Ok(Some(batch)) => batch,
+                        Ok(None) => break,
+                        Err(e) => {
+                            error!(error = %e, "rules cannot read the event log; stopped");
+                            break;
+                        }
+                    };
+                    let Some(&(last, _)) = batch.last() else {
+                        continue;
+                    };
+                    for (seq, event) in &batch {
+                        metrics.events.inc();
+                        let alerts = engine.process(event);
+                        if *seq <= checkpoint {
+                            continue; // rebuilding state: these were raised before
+                        }
+                        for alert in alerts {
+                            match db.record(&alert) {
+                                Ok((_, true)) => {
+                                    metrics.alerts.with_label_values(&[&alert.rule]).inc()
+                                }
+                                Ok((_, false)) => {}
+                                Err(e) => error!(error = %e, "alert not stored"),
+                            }
+                        }
+                    }
+                    if last > checkpoint
+                        && let Err(e) = db.set_checkpoint(last)
+                    {
+                        error!(error = %e, "rules position not saved");
+                    }
+                }
+            })?;
+        Ok(RulesRunner {
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits for the thread (after the store has been shut down).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

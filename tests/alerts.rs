@@ -1,0 +1,242 @@
+//! The rules end to end: events imported as files (and received live) raise alerts that are
+//! stored, listed by `mimamori alerts` and the API, not repeated on re-import, and detections
+//! that span a restart still fire.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{BIN, Server, http_get};
+
+const ROSTER: &str = r#"
+[[roster.staff]]
+id = "n002"
+name = "山田花子"
+roles = ["nurse"]
+site = "main"
+[[roster.staff]]
+id = "d001"
+name = "佐藤一郎"
+roles = ["doctor"]
+flags = ["on_call"]
+[[roster.staff]]
+id = "r001"
+name = "受付一郎"
+roles = ["reception"]
+[[roster.staff]]
+id = "x009"
+roles = ["nurse"]
+end = "2026-10-31"
+"#;
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--config")
+        .arg(dir.join("m.toml"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn alerts(dir: &Path) -> Vec<serde_json::Value> {
+    let out = run(dir, &["alerts", "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn csv(dir: &Path, name: &str, rows: &[&str]) -> String {
+    let mut text = String::from("日時,利用者ID,端末,IPアドレス,患者ID,操作,件数,種別\n");
+    for r in rows {
+        text.push_str(r);
+        text.push('\n');
+    }
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn imported_events_raise_explained_alerts_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("m.toml"), ROSTER).unwrap();
+    let file = csv(
+        d,
+        "day.csv",
+        &[
+            // Off hours (Tuesday 22:40) and the confounders: on call, grace margin.
+            "2026/11/24 22:40:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,",
+            "2026/11/24 23:10:00,d001,MAIN-PC01,10.10.1.11,,ログイン,,",
+            "2026/11/24 08:10:00,r001,MAIN-PC02,10.10.1.12,,ログイン,,",
+            // Reception reading clinical notes; reception reading appointments is fine.
+            "2026/11/24 10:00:00,r001,MAIN-PC02,10.10.1.12,P000123,カルテ参照,1,診療録",
+            "2026/11/24 10:01:00,r001,MAIN-PC02,10.10.1.12,P000124,予約参照,1,予約",
+            // A big export and a small one.
+            "2026/11/24 11:00:00,d001,MAIN-PC01,10.10.1.11,,CSV出力,500,患者基本情報",
+            "2026/11/24 11:05:00,d001,MAIN-PC01,10.10.1.11,,CSV出力,12,患者基本情報",
+            // A departed nurse; an account nobody knows.
+            "2026/11/24 10:30:00,x009,MAIN-PC03,10.10.1.23,,ログイン,,",
+            "2026/11/24 10:31:00,ghost,MAIN-PC03,10.10.1.23,P000125,カルテ参照,1,診療録",
+        ],
+    );
+    let out = run(d, &["import", &file]);
+    assert!(out.status.success(), "{}", text(&out));
+    let found = alerts(d);
+    let mut rules: Vec<(&str, &str)> = found
+        .iter()
+        .map(|a| (a["rule"].as_str().unwrap(), a["user"].as_str().unwrap()))
+        .collect();
+    rules.sort();
+    assert_eq!(
+        rules,
+        [
+            ("access_outside_role", "ghost"),
+            ("access_outside_role", "r001"),
+            ("access_outside_role", "x009"),
+            ("bulk_export", "d001"),
+            ("off_hours_login", "n002"),
+        ],
+        "{found:#?}"
+    );
+    let off = found
+        .iter()
+        .find(|a| a["rule"] == "off_hours_login")
+        .unwrap();
+    assert_eq!(
+        off["explanation"],
+        "n002 (山田花子) logged in at main at 22:40 on Tuesday 2026-11-24; the clinic is open 08:30-12:30, 14:00-18:30 that day"
+    );
+    assert_eq!(off["status"], "open");
+    assert_eq!(off["evidence"].as_array().unwrap().len(), 1);
+
+    // Importing the same file again raises nothing new.
+    let out = run(d, &["import", &file]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(alerts(d), found);
+
+    // A session that spans two imports (two processes): login at main, then at the annex.
+    let first = csv(
+        d,
+        "a.csv",
+        &["2026/11/25 09:00:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,"],
+    );
+    assert!(run(d, &["import", &first]).status.success());
+    let second = csv(
+        d,
+        "b.csv",
+        &["2026/11/25 09:10:00,n002,ANNEX-PC01,10.10.2.31,,ログイン,,"],
+    );
+    assert!(run(d, &["import", &second]).status.success());
+    let concurrent: Vec<_> = alerts(d)
+        .into_iter()
+        .filter(|a| a["rule"] == "concurrent_sessions")
+        .collect();
+    assert_eq!(concurrent.len(), 1);
+    let why = concurrent[0]["explanation"].as_str().unwrap();
+    assert!(
+        why.contains("logged in at annex at 09:10") && why.contains("still logged in at main"),
+        "{why}"
+    );
+    assert_eq!(concurrent[0]["evidence"].as_array().unwrap().len(), 2);
+
+    // Filters, and a bad one.
+    let out = run(d, &["alerts", "--status", "closed"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("0 alert(s)"),
+        "{}",
+        text(&out)
+    );
+    let out = run(d, &["alerts", "--status", "done"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("open, acknowledged or closed"));
+}
+
+#[test]
+fn live_events_raise_alerts_served_over_http_with_their_evidence() {
+    let server = Server::start_full("", "", ROSTER);
+    let mut tcp = std::net::TcpStream::connect(server.tcp).unwrap();
+    use std::io::Write;
+    // RFC 5424 with the EHR's key=value pairs: reception exports 300 records.
+    let msg = "<134>1 2026-11-24T10:00:00+09:00 ehr01 ehr - - - user=r001 action=EXPORT count=300 src=10.10.1.12";
+    writeln!(tcp, "{msg}").unwrap();
+    drop(tcp);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let list = loop {
+        let (status, body) = http_get(server.http, "/api/v1/alerts").unwrap();
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if v["alerts"].as_array().unwrap().len() >= 2 || std::time::Instant::now() > deadline {
+            break v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let alerts = list["alerts"].as_array().unwrap();
+    let mut rules: Vec<&str> = alerts.iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    rules.sort();
+    assert_eq!(rules, ["access_outside_role", "bulk_export"], "{list:#}");
+    let id = alerts[0]["id"].as_i64().unwrap();
+    // The rules see an event as soon as it is durable; its evidence is searchable once the
+    // index has committed it (within commit_interval_ms).
+    let one = loop {
+        let (status, body) = http_get(server.http, &format!("/api/v1/alerts/{id}")).unwrap();
+        assert_eq!(status, 200, "{body}");
+        let one: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if !one["events"].as_array().unwrap().is_empty() || std::time::Instant::now() > deadline {
+            break one;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(one["events"][0]["user.name"], "r001");
+    assert_eq!(one["events"][0]["record.count"], 300);
+    let (status, _) = http_get(server.http, "/api/v1/alerts/99999").unwrap();
+    assert_eq!(status, 404);
+    assert!(server.metric("mimamori_alerts_total") >= 2.0);
+}
+
+#[test]
+fn bad_rules_are_named_by_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let check = |toml: &str| {
+        std::fs::write(d.join("m.toml"), toml).unwrap();
+        let out = run(d, &["rules", "check"]);
+        (out.status.code(), text(&out))
+    };
+    let (code, err) = check("[clinic.hours]\nmon = [\"18:00-09:00\"]\n");
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("clinic.hours.mon") && err.contains("inverted") && err.contains("line 2"),
+        "{err}"
+    );
+    let (_, err) = check("[clinic]\ntimezone = \"Mars/Olympus\"\n");
+    assert!(err.contains("clinic.timezone"), "{err}");
+    let (_, err) = check("[roles.reception]\nallow = [\"recrod.view\"]\n");
+    assert!(
+        err.contains("roles.reception.allow") && err.contains("matches none"),
+        "{err}"
+    );
+    let (_, err) = check("[[roster.staff]]\nid = \"n1\"\nroles = [\"janitor\"]\n");
+    assert!(
+        err.contains("roster.staff[0].roles") && err.contains("janitor"),
+        "{err}"
+    );
+    let (_, err) = check("[[roster.staff]]\nid = \"n1\"\nstart = \"2026-13-01\"\n");
+    assert!(err.contains("roster.staff[0].start"), "{err}");
+    let (code, out) = check(ROSTER);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("staff on the roster: 4"), "{out}");
+}
