@@ -10,7 +10,7 @@ use ingest::{EhrConfig, SourceRule, SyslogConfig, SyslogParser, WindowsConfig};
 use rules::clinic::{
     Clinic, ClinicConfig, RoleConfig, RosterConfig, SiteConfig, default_roles, default_sites,
 };
-use rules::engine::DetectionsConfig;
+use rules::engine::{CustomRule, CustomRuleConfig, DetectionsConfig, Engine};
 use serde::Deserialize;
 use store::StoreConfig;
 
@@ -32,6 +32,7 @@ pub struct Config {
     pub roster: RosterConfig,
     pub detections: DetectionsConfig,
     pub alerts: AlertsConfig,
+    pub custom_rules: Vec<CustomRuleConfig>,
 }
 
 impl Default for Config {
@@ -50,6 +51,7 @@ impl Default for Config {
             roster: RosterConfig::default(),
             detections: DetectionsConfig::default(),
             alerts: AlertsConfig::default(),
+            custom_rules: Vec::new(),
         }
     }
 }
@@ -144,6 +146,7 @@ pub struct Checked {
     pub sources: Vec<SourceRule>,
     pub ehr: ingest::ehr::EhrMapping,
     pub clinic: Clinic,
+    pub custom_rules: Vec<CustomRule>,
 }
 
 impl Checked {
@@ -158,6 +161,12 @@ impl Checked {
             filter: self.config.windows.filter(),
             zone: self.ehr.zone,
         }
+    }
+
+    /// A fresh rule engine for this configuration.
+    pub fn engine(&self) -> Engine {
+        Engine::new(self.clinic.clone(), self.config.detections.clone())
+            .with_custom_rules(self.custom_rules.clone())
     }
 
     pub fn spool_dir(&self) -> PathBuf {
@@ -235,12 +244,20 @@ impl Config {
         let clinic = Clinic::new(&config.clinic, &config.sites, &config.roles, &config.roster)
             .map_err(|e| invalid("", e))?;
         config.detections.validate().map_err(|e| invalid("", e))?;
+        let custom_rules = config
+            .custom_rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| CustomRule::new(i, r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("", e))?;
         Ok(Checked {
             config,
             timezone,
             sources,
             ehr,
             clinic,
+            custom_rules,
         })
     }
 }

@@ -120,6 +120,25 @@ enum Command {
 enum RulesCommand {
     /// Validate the clinic model, roster and detections; print what they amount to.
     Check,
+    /// Run the rules over a file of events offline: which fire and why, and which came close.
+    /// Nothing is stored.
+    Test {
+        /// A log file in any import format.
+        #[arg(long)]
+        events: PathBuf,
+        #[arg(long, default_value = "auto")]
+        format: String,
+    },
+    /// Replay the rules (or one rule) over the stored history and list what they would have
+    /// raised, before a new or changed rule is switched on. Nothing is stored.
+    Backtest {
+        /// How far back: an age (90d) or a date.
+        #[arg(long, default_value = "90d")]
+        from: String,
+        /// Only this rule (a detection name or a custom rule's name).
+        #[arg(long)]
+        rule: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -200,6 +219,15 @@ fn main() -> ExitCode {
                     alerts::print_rules(&checked);
                     Ok(())
                 }
+                Command::Rules {
+                    command: RulesCommand::Test { events, format },
+                } => match format.parse() {
+                    Err(message) => Err(Failure::Usage(format!("--format: {message}"))),
+                    Ok(format) => alerts::test(&checked, &events, format),
+                },
+                Command::Rules {
+                    command: RulesCommand::Backtest { from, rule },
+                } => alerts::backtest(&checked, &from, rule.as_deref()),
                 Command::Bench {
                     events,
                     searches,

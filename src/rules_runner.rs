@@ -10,7 +10,6 @@ use std::time::Duration;
 use alerting::db::AlertDb;
 use anyhow::Context;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
-use rules::engine::Engine;
 use store::StoreHandle;
 use tracing::{error, info};
 
@@ -65,7 +64,7 @@ impl RulesRunner {
             .saturating_sub(checked.config.alerts.rebuild_events)
             .max(1);
         let mut follower = store.follow(rebuild_from);
-        let mut engine = Engine::new(checked.clinic.clone(), checked.config.detections.clone());
+        let mut engine = checked.engine();
         let metrics = RulesMetrics::new(registry)?;
         info!(checkpoint, rebuild_from, "rules following the event log");
         let thread = std::thread::Builder::new()

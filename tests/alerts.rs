@@ -240,3 +240,70 @@ fn bad_rules_are_named_by_key() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("staff on the roster: 4"), "{out}");
 }
+
+#[test]
+fn rules_test_and_backtest_show_what_would_fire() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = format!(
+        "{ROSTER}\n[[custom_rules]]\nname = \"many_views\"\nfilter = \"event.action:record.view\"\ngroup_by = [\"user.name\"]\nthreshold = 3\nwindow_minutes = 10\n"
+    );
+    std::fs::write(d.join("m.toml"), config).unwrap();
+    let file = csv(
+        d,
+        "t.csv",
+        &[
+            "2026/11/24 11:00:00,d001,MAIN-PC01,10.10.1.11,,CSV出力,80,患者基本情報",
+            "2026/11/24 22:40:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,",
+            "2026/11/24 10:00:00,n002,MAIN-PC03,10.10.1.23,P1,カルテ参照,1,診療録",
+            "2026/11/24 10:01:00,n002,MAIN-PC03,10.10.1.23,P2,カルテ参照,1,診療録",
+            "2026/11/24 10:02:00,n002,MAIN-PC03,10.10.1.23,P3,カルテ参照,1,診療録",
+        ],
+    );
+    let out = run(d, &["rules", "test", "--events", &file]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("FIRES  off_hours_login") && t.contains("22:40"),
+        "{t}"
+    );
+    assert!(
+        t.contains("FIRES  many_views") && t.contains("3 events matching"),
+        "{t}"
+    );
+    assert!(
+        t.contains("CLOSE  bulk_export (records at once) reached 80 of 100"),
+        "{t}"
+    );
+    assert!(t.contains("5 events (ehr-csv), 2 alert(s)"), "{t}");
+    assert!(!d.join("data/alerts.db").exists(), "a test stores nothing");
+
+    // Stored history, replayed with one rule.
+    assert!(run(d, &["import", &file]).status.success());
+    let out = run(
+        d,
+        &[
+            "rules",
+            "backtest",
+            "--from",
+            "2026-11-01",
+            "--rule",
+            "many_views",
+        ],
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("5 stored events since 2026-11-01")
+            && t.contains(": 1 alert(s) would have been raised by many_views"),
+        "{t}"
+    );
+    assert!(
+        !t.contains("CLOSE  many_views"),
+        "a rule that fired is not a near miss: {t}"
+    );
+    assert!(!t.contains("off_hours_login"), "{t}");
+    let out = run(d, &["rules", "backtest", "--rule", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("no rule named \"nope\""));
+}

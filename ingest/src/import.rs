@@ -169,6 +169,15 @@ pub enum Item {
     },
 }
 
+/// What [`Parsers::read_file`] did.
+pub struct FileRead {
+    pub format: Format,
+    /// Bytes on disk.
+    pub len: u64,
+    /// A failure part-way through (a cut-off gzip stream, an unreadable CSV header).
+    pub result: Result<(), String>,
+}
+
 /// Counts bytes read through it, for progress.
 pub struct Counting<R> {
     inner: R,
@@ -598,6 +607,81 @@ impl Parsers {
         }
     }
 
+    /// Reads a file (gzip-compressed or not) of `format` (or the detected one), handing every
+    /// record to `sink`; `count` follows the bytes read from disk. Fails when the file cannot be
+    /// opened or its format is unknown; a failure part-way is in the returned `result`.
+    pub fn read_file(
+        &self,
+        path: &Path,
+        format: Format,
+        count: &Arc<AtomicU64>,
+        sink: &mut dyn FnMut(Item),
+    ) -> Result<FileRead, String> {
+        let shown = path.display().to_string();
+        let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // Lines without a date are dated by the file's time, and RFC 3164 years inferred from it.
+        let mtime: DateTime<Utc> = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .map(DateTime::<Utc>::from)
+            .unwrap_or_else(|_| Utc::now());
+        let counting = Counting {
+            inner: file,
+            count: count.clone(),
+        };
+        let mut raw = BufReader::with_capacity(256 << 10, counting);
+        let gz = raw
+            .fill_buf()
+            .map_err(|e| format!("{shown}: {e}"))?
+            .starts_with(&[0x1f, 0x8b]);
+        let mut input: Box<dyn BufRead> = if gz {
+            Box::new(BufReader::with_capacity(
+                256 << 10,
+                flate2::bufread::MultiGzDecoder::new(raw),
+            ))
+        } else {
+            Box::new(raw)
+        };
+        let head = input
+            .fill_buf()
+            .map_err(|e| format!("{shown}: {e}"))?
+            .to_vec();
+        let format = match format {
+            Format::Auto => {
+                detect(&head, &shown, &self.ehr).map_err(|e| format!("{shown}: {e}"))?
+            }
+            f => f,
+        };
+        let result = if format == Format::Evtx {
+            if gz {
+                let mut buf = Vec::new();
+                (&mut input)
+                    .take(MAX_DOCUMENT_BYTES + 1)
+                    .read_to_end(&mut buf)
+                    .map_err(|e| format!("{shown}: {e}"))?;
+                if buf.len() as u64 > MAX_DOCUMENT_BYTES {
+                    return Err(format!(
+                        "{shown}: a gzip-compressed EVTX over {MAX_DOCUMENT_BYTES} bytes; decompress it first"
+                    ));
+                }
+                let n = buf.len() as u64;
+                self.read_evtx(std::io::Cursor::new(buf), n, mtime, sink)
+            } else {
+                drop(input);
+                let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+                self.read_evtx(file, len, mtime, sink)
+            }
+        } else {
+            self.read_stream(format, &mut input, mtime, &shown, sink)
+        };
+        Ok(FileRead {
+            format,
+            len,
+            result,
+        })
+    }
+
     /// Reads an EVTX file. A damaged chunk is reported and the others are read; a file cut
     /// short (the EVTX crate silently drops a partial last chunk) is reported too.
     pub fn read_evtx<R: Read + Seek>(
@@ -852,88 +936,27 @@ impl Importer {
     ) -> Result<Report, String> {
         let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let shown = path.display().to_string();
-        let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let mtime: DateTime<Utc> = file
-            .metadata()
-            .and_then(|m| m.modified())
-            .map(DateTime::<Utc>::from)
-            .unwrap_or_else(|_| Utc::now());
         let count = Arc::new(AtomicU64::new(0));
-        let counting = Counting {
-            inner: file,
-            count: count.clone(),
-        };
-        let mut raw = BufReader::with_capacity(256 << 10, counting);
-        let gz = raw
-            .fill_buf()
-            .map_err(|e| format!("{shown}: {e}"))?
-            .starts_with(&[0x1f, 0x8b]);
-        let mut input: Box<dyn BufRead> = if gz {
-            Box::new(BufReader::with_capacity(
-                256 << 10,
-                flate2::bufread::MultiGzDecoder::new(raw),
-            ))
-        } else {
-            Box::new(raw)
-        };
-        let head = input
-            .fill_buf()
-            .map_err(|e| format!("{shown}: {e}"))?
-            .to_vec();
-        let format = match format {
-            Format::Auto => {
-                detect(&head, &shown, &self.parsers.ehr).map_err(|e| format!("{shown}: {e}"))?
-            }
-            f => f,
-        };
-        let mut session = Session::new(self, &shown, progress, reborrow(&mut rejects));
-        session.report.formats.push((shown.clone(), format));
-        session.report.files = 1;
         let base = progress.bytes.load(Ordering::Relaxed);
-        let result = if format == Format::Evtx {
-            if gz {
-                let mut buf = Vec::new();
-                (&mut input)
-                    .take(MAX_DOCUMENT_BYTES + 1)
-                    .read_to_end(&mut buf)
-                    .map_err(|e| format!("{shown}: {e}"))?;
-                if buf.len() as u64 > MAX_DOCUMENT_BYTES {
-                    return Err(format!(
-                        "{shown}: a gzip-compressed EVTX over {MAX_DOCUMENT_BYTES} bytes; decompress it first"
-                    ));
-                }
-                let n = buf.len() as u64;
-                self.parsers
-                    .read_evtx(std::io::Cursor::new(buf), n, mtime, &mut |item| {
-                        session.take(item)
-                    })
-            } else {
-                drop(input);
-                let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
-                self.parsers.read_evtx(file, len, mtime, &mut |item| {
-                    session.take(item);
-                })
+        let mut session = Session::new(self, &shown, progress, reborrow(&mut rejects));
+        let mut tick = 0u32;
+        let read = self.parsers.read_file(path, format, &count, &mut |item| {
+            session.take(item);
+            tick += 1;
+            if tick.is_multiple_of(256) {
+                progress
+                    .bytes
+                    .store(base + count.load(Ordering::Relaxed), Ordering::Relaxed);
             }
-        } else {
-            let mut tick = 0u32;
-            self.parsers
-                .read_stream(format, &mut input, mtime, &shown, &mut |item| {
-                    session.take(item);
-                    tick += 1;
-                    if tick.is_multiple_of(256) {
-                        progress
-                            .bytes
-                            .store(base + count.load(Ordering::Relaxed), Ordering::Relaxed);
-                    }
-                })
-        };
-        if let Err(reason) = result {
+        })?;
+        session.report.formats.push((shown, read.format));
+        session.report.files = 1;
+        if let Err(reason) = read.result {
             session.reject("file".to_owned(), reason);
         }
-        progress.bytes.store(base + len, Ordering::Relaxed);
+        progress.bytes.store(base + read.len, Ordering::Relaxed);
         let mut report = session.finish()?;
-        report.bytes = len;
+        report.bytes = read.len;
         Ok(report)
     }
 

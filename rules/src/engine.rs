@@ -8,6 +8,7 @@ use serde::Deserialize;
 use store::{Event, Outcome};
 
 use crate::clinic::{Clinic, Closed, Invalid};
+use crate::filter::{FIELDS, Filter};
 use crate::{Alert, Severity};
 
 /// `[detections.off_hours_login]`
@@ -137,6 +138,79 @@ impl DetectionsConfig {
     }
 }
 
+/// `[[custom_rules]]`: rules admins write without code — a filter in the search query
+/// language, counted (or distinct values counted) over a sliding window per group.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomRuleConfig {
+    pub name: String,
+    pub filter: String,
+    /// Fields whose values make a group (`user.name`, `host.name`, ...); none: one group.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Count distinct values of this field instead of events (`patient.id`).
+    #[serde(default)]
+    pub distinct: Option<String>,
+    pub threshold: usize,
+    pub window_minutes: u32,
+    #[serde(default = "medium")]
+    pub severity: Severity,
+    /// What the alert says; `{count}`, `{group}` and `{window}` are filled in.
+    #[serde(default)]
+    pub explanation: Option<String>,
+}
+
+fn medium() -> Severity {
+    Severity::Medium
+}
+
+/// A custom rule, checked.
+#[derive(Debug, Clone)]
+pub struct CustomRule {
+    pub config: CustomRuleConfig,
+    filter: Filter,
+}
+
+impl CustomRule {
+    pub fn new(i: usize, config: &CustomRuleConfig) -> Result<CustomRule, Invalid> {
+        let key = |k: &str| format!("custom_rules[{i}].{k}");
+        let filter = Filter::parse(&config.filter).map_err(|e| {
+            (
+                key("filter"),
+                format!("a query in the search language: {e}"),
+            )
+        })?;
+        for f in config.group_by.iter().chain(config.distinct.iter()) {
+            if !FIELDS.contains(&f.as_str()) && !f.starts_with("labels.") {
+                return Err((
+                    key("group_by"),
+                    format!("fields among {}; {f:?} is not one", FIELDS.join(", ")),
+                ));
+            }
+        }
+        if config.threshold == 0 || config.window_minutes == 0 {
+            return Err((
+                key("threshold"),
+                "a threshold and window_minutes of at least 1".into(),
+            ));
+        }
+        Ok(CustomRule {
+            config: config.clone(),
+            filter,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Window {
+    /// (time, distinct value or "", event id)
+    seen: VecDeque<(DateTime<Utc>, String, store::EventId)>,
+    alerted_until: Option<DateTime<Utc>>,
+}
+
+/// Groups followed per custom rule, at most.
+const MAX_GROUPS: usize = 50_000;
+
 /// Where a user was last seen at one site.
 #[derive(Debug, Clone)]
 struct Presence {
@@ -162,6 +236,41 @@ pub struct Engine {
     pub clinic: Clinic,
     pub config: DetectionsConfig,
     users: HashMap<String, UserState>,
+    custom: Vec<(CustomRule, HashMap<String, Window>)>,
+    /// The highest value each threshold rule reached without firing: what came close.
+    pub near_misses: BTreeMap<String, NearMiss>,
+}
+
+/// The closest a threshold rule came to firing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NearMiss {
+    pub value: u64,
+    pub threshold: u64,
+    pub what: String,
+}
+
+fn note_near_miss(
+    map: &mut BTreeMap<String, NearMiss>,
+    rule: &str,
+    value: u64,
+    threshold: u64,
+    what: String,
+) {
+    if value >= threshold {
+        return;
+    }
+    let entry = map.entry(rule.to_owned()).or_insert(NearMiss {
+        value: 0,
+        threshold,
+        what: String::new(),
+    });
+    if value > entry.value {
+        *entry = NearMiss {
+            value,
+            threshold,
+            what,
+        };
+    }
 }
 
 /// Windows logon types that mean a person at a keyboard or a remote desktop.
@@ -173,19 +282,125 @@ impl Engine {
             clinic,
             config,
             users: HashMap::new(),
+            custom: Vec::new(),
+            near_misses: BTreeMap::new(),
         }
+    }
+
+    pub fn with_custom_rules(mut self, rules: Vec<CustomRule>) -> Engine {
+        self.custom = rules.into_iter().map(|r| (r, HashMap::new())).collect();
+        self
+    }
+
+    fn custom_rules(&mut self, event: &Event) -> Vec<Alert> {
+        let mut out = Vec::new();
+        for (rule, groups) in &mut self.custom {
+            if !rule.filter.matches(event) {
+                continue;
+            }
+            let c = &rule.config;
+            let field = |f: &str| crate::filter::field_text(event, f).unwrap_or_else(|| "-".into());
+            let group = c
+                .group_by
+                .iter()
+                .map(|f| format!("{f}={}", field(f)))
+                .collect::<Vec<_>>()
+                .join(" ");
+            if !groups.contains_key(&group) && groups.len() >= MAX_GROUPS {
+                continue;
+            }
+            let w = groups.entry(group.clone()).or_default();
+            let t = event.timestamp;
+            let window = Duration::minutes(i64::from(c.window_minutes));
+            let value = c.distinct.as_deref().map(field).unwrap_or_default();
+            w.seen.push_back((t, value, event.id.clone()));
+            while w.seen.front().is_some_and(|(x, _, _)| *x < t - window) {
+                w.seen.pop_front();
+            }
+            while w.seen.len() > c.threshold * 20 {
+                w.seen.pop_front();
+            }
+            if w.alerted_until.is_some_and(|u| t < u) {
+                continue;
+            }
+            let count = if c.distinct.is_some() {
+                w.seen
+                    .iter()
+                    .map(|(_, v, _)| v)
+                    .collect::<std::collections::HashSet<_>>()
+                    .len()
+            } else {
+                w.seen.len()
+            };
+            if count < c.threshold {
+                let who = if group.is_empty() {
+                    "all events".to_owned()
+                } else {
+                    group.clone()
+                };
+                note_near_miss(
+                    &mut self.near_misses,
+                    &c.name,
+                    count as u64,
+                    c.threshold as u64,
+                    who,
+                );
+                continue;
+            }
+            w.alerted_until = Some(t + window);
+            let what = match &c.distinct {
+                Some(f) => format!("{count} different {f}"),
+                None => format!("{count} events"),
+            };
+            let explanation = match &c.explanation {
+                Some(text) => text
+                    .replace("{count}", &count.to_string())
+                    .replace("{group}", &group)
+                    .replace("{window}", &c.window_minutes.to_string()),
+                None => format!(
+                    "{what} matching `{}` within {} minutes{} (the threshold is {})",
+                    c.filter,
+                    c.window_minutes,
+                    if group.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" for {group}")
+                    },
+                    c.threshold
+                ),
+            };
+            let first = w.seen.front().map_or(t, |(x, _, _)| *x);
+            out.push(Alert {
+                rule: c.name.clone(),
+                severity: c.severity,
+                user: event.user.clone(),
+                site: event.site.clone(),
+                first_seen: first,
+                last_seen: t,
+                count: 1,
+                explanation,
+                evidence: w
+                    .seen
+                    .iter()
+                    .rev()
+                    .take(20)
+                    .map(|(_, _, id)| id.clone())
+                    .collect(),
+            });
+        }
+        out
     }
 
     /// The alerts this event raises (often none).
     pub fn process(&mut self, event: &Event) -> Vec<Alert> {
+        let mut alerts = self.custom_rules(event);
         let Some(user) = event.user.as_deref().map(str::to_lowercase) else {
-            return Vec::new();
+            return alerts;
         };
         if event.dataset == "mimamori.gap" {
-            return Vec::new();
+            return alerts;
         }
         let site = self.clinic.site_of(event);
-        let mut alerts = Vec::new();
         if self.config.off_hours_login.enabled {
             alerts.extend(self.off_hours(event, &user, site.as_deref()));
         }
@@ -448,8 +663,17 @@ impl Engine {
         if matches!(event.action.as_str(), "record.export" | "record.print")
             && event.outcome != Outcome::Failure
             && let Some(n) = event.record_count
-            && n >= cfg.max_records
         {
+            if n < cfg.max_records {
+                note_near_miss(
+                    &mut self.near_misses,
+                    "bulk_export (records at once)",
+                    n,
+                    cfg.max_records,
+                    who,
+                );
+                return None;
+            }
             let verb = if event.action == "record.export" {
                 "exported"
             } else {
@@ -487,6 +711,14 @@ impl Engine {
         let distinct: std::collections::HashSet<&String> =
             state.views.iter().map(|(_, p)| p).collect();
         if distinct.len() < cfg.distinct_patients {
+            let n = distinct.len() as u64;
+            note_near_miss(
+                &mut self.near_misses,
+                "bulk_export (patients in window)",
+                n,
+                cfg.distinct_patients as u64,
+                who,
+            );
             return None;
         }
         let n = distinct.len();

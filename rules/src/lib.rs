@@ -6,6 +6,7 @@
 
 pub mod clinic;
 pub mod engine;
+pub mod filter;
 pub mod holidays;
 #[cfg(test)]
 mod tests;

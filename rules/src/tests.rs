@@ -213,3 +213,83 @@ fn bulk_exports_and_many_patients() {
             .contains("50 different patients within 60 minutes")
     );
 }
+
+#[test]
+fn custom_rules_count_and_distinct_over_a_window() {
+    use crate::engine::{CustomRule, CustomRuleConfig};
+    let failures = CustomRuleConfig {
+        name: "repeated_login_failures".into(),
+        filter: "event.action:login_failed".into(),
+        group_by: vec!["user.name".into()],
+        distinct: None,
+        threshold: 3,
+        window_minutes: 10,
+        severity: crate::Severity::Medium,
+        explanation: None,
+    };
+    let hosts = CustomRuleConfig {
+        name: "one_user_many_hosts".into(),
+        filter: "event.action:login".into(),
+        group_by: vec!["user.name".into()],
+        distinct: Some("host.name".into()),
+        threshold: 3,
+        window_minutes: 60,
+        severity: crate::Severity::Low,
+        explanation: Some("{group}: {count} hosts in {window} min".into()),
+    };
+    let mut e = engine().with_custom_rules(vec![
+        CustomRule::new(0, &failures).unwrap(),
+        CustomRule::new(1, &hosts).unwrap(),
+    ]);
+    let mut fired = Vec::new();
+    for (i, minute) in [0, 2, 30, 31, 33].iter().enumerate() {
+        let mut f = ev(
+            &format!("2026-11-24T10:{minute:02}:00+09:00"),
+            "n002",
+            "login_failed",
+            MAIN,
+        );
+        f.outcome = Outcome::Failure;
+        f.message = format!("attempt {i}");
+        fired.extend(e.process(&f));
+    }
+    assert_eq!(
+        rules(&fired),
+        ["repeated_login_failures"],
+        "3 within 10 min, once"
+    );
+    assert!(
+        fired[0].explanation.contains(
+            "3 events matching `event.action:login_failed` within 10 minutes for user.name=n002"
+        ),
+        "{}",
+        fired[0].explanation
+    );
+    let mut fired = Vec::new();
+    for (i, host) in ["MAIN-PC01", "MAIN-PC01", "MAIN-PC02", "MAIN-PC03"]
+        .iter()
+        .enumerate()
+    {
+        let mut l = ev(
+            &format!("2026-11-24T10:{:02}:00+09:00", 40 + i),
+            "d001",
+            "login",
+            MAIN,
+        );
+        l.host = Some((*host).into());
+        fired.extend(
+            e.process(&l)
+                .into_iter()
+                .filter(|a| a.rule == "one_user_many_hosts"),
+        );
+    }
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].explanation, "user.name=d001: 3 hosts in 60 min");
+    let bad = CustomRuleConfig {
+        filter: "usr.name:x".into(),
+        ..failures
+    };
+    let (key, why) = CustomRule::new(4, &bad).unwrap_err();
+    assert_eq!(key, "custom_rules[4].filter");
+    assert!(why.contains("unknown field"), "{why}");
+}
