@@ -147,6 +147,8 @@ pub struct Checked {
     pub ehr: ingest::ehr::EhrMapping,
     pub clinic: Clinic,
     pub custom_rules: Vec<CustomRule>,
+    /// Where it was read from (config file, --data-dir), to read it again on reload.
+    pub origin: (Option<PathBuf>, Option<PathBuf>),
 }
 
 impl Checked {
@@ -258,6 +260,7 @@ impl Config {
             ehr,
             clinic,
             custom_rules,
+            origin: (path.map(Path::to_owned), data_dir.map(Path::to_owned)),
         })
     }
 }

@@ -28,6 +28,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The alert database, opened per request (readers do not block the rules).
     pub alerts_db: Option<std::path::PathBuf>,
+    pub reloader: Option<Arc<crate::rules_runner::Reloader>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/search", get(search))
         .route("/api/v1/ingest", post(ingest))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/rules/reload", post(reload))
         .route("/api/v1/alerts/{id}", get(alert))
         // The body limit is enforced in the handler (with a 413 that says so).
         .layer(axum::extract::DefaultBodyLimit::disable())
@@ -217,6 +219,56 @@ fn same_token(a: &str, b: &str) -> bool {
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
+}
+
+/// Writes through the API need a bearer token from `http.ingest_tokens`.
+fn authorized(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    if state.ingest_tokens.is_empty() {
+        return Err(ApiError::Status {
+            status: StatusCode::FORBIDDEN,
+            code: "ingest_disabled",
+            message: "writes over HTTP are off: set http.ingest_tokens in the config".into(),
+        });
+    }
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !state
+        .ingest_tokens
+        .iter()
+        .any(|t| same_token(t, token.trim()))
+    {
+        return Err(ApiError::Status {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: "a valid `Authorization: Bearer <token>` header is required".into(),
+        });
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/rules/reload`: reads the config file again (roster, clinic model, rules).
+async fn reload(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorized(&state, &headers)?;
+    let reloader = state
+        .reloader
+        .clone()
+        .ok_or_else(|| ApiError::Internal("no rules".into()))?;
+    match tokio::task::spawn_blocking(move || reloader.reload())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+    {
+        Ok(summary) => Ok(Json(json!({ "status": "reloaded", "message": summary }))),
+        Err(message) => Err(ApiError::BadRequest {
+            code: "bad_config",
+            message: format!("{message} (the previous rules stay in force)"),
+        }),
+    }
 }
 
 /// `POST /api/v1/ingest?format=ndjson|json|csv|xml|<any import format>`: the body's records are

@@ -4,16 +4,18 @@
 //! that position to rebuild its windows, without raising their alerts again.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use alerting::db::AlertDb;
 use anyhow::Context;
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use rules::engine::Engine;
 use store::StoreHandle;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
-use crate::config::Checked;
+use crate::config::{Checked, Config};
 
 pub fn alerts_db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("alerts.db")
@@ -47,6 +49,44 @@ impl RulesMetrics {
 /// The rules thread; it ends when the store closes.
 pub struct RulesRunner {
     thread: Option<JoinHandle<()>>,
+    pub reloader: Arc<Reloader>,
+}
+
+/// Reads the configuration again and hands the rules their new model, or says why not (and
+/// the old one stays).
+pub struct Reloader {
+    origin: (Option<PathBuf>, Option<PathBuf>),
+    tx: Mutex<std::sync::mpsc::SyncSender<Engine>>,
+    reloads: IntCounterVec,
+}
+
+impl Reloader {
+    pub fn reload(&self) -> Result<String, String> {
+        let (path, data_dir) = (&self.origin.0, &self.origin.1);
+        let checked = match Config::load(path.as_deref(), data_dir.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                self.reloads.with_label_values(&["refused"]).inc();
+                warn!(error = %e, "rules reload refused; the previous rules stay in force");
+                return Err(e.to_string());
+            }
+        };
+        let summary = format!(
+            "rules reloaded: {} staff, {} roles, {} sites, {} custom rules (other settings take effect at restart)",
+            checked.clinic.staff.len(),
+            checked.clinic.roles.len(),
+            checked.clinic.sites.len(),
+            checked.custom_rules.len()
+        );
+        self.tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(checked.engine())
+            .map_err(|_| "the rules have stopped".to_owned())?;
+        self.reloads.with_label_values(&["ok"]).inc();
+        info!("{summary}");
+        Ok(summary)
+    }
 }
 
 impl RulesRunner {
@@ -66,11 +106,28 @@ impl RulesRunner {
         let mut follower = store.follow(rebuild_from);
         let mut engine = checked.engine();
         let metrics = RulesMetrics::new(registry)?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "mimamori_rules_reloads_total",
+                "Rule reloads (SIGHUP or API), by result",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(reloads.clone()))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Engine>(1);
+        let reloader = Arc::new(Reloader {
+            origin: checked.origin.clone(),
+            tx: Mutex::new(tx),
+            reloads,
+        });
         info!(checkpoint, rebuild_from, "rules following the event log");
         let thread = std::thread::Builder::new()
             .name("rules".into())
             .spawn(move || {
                 loop {
+                    if let Ok(new) = rx.try_recv() {
+                        engine.reconfigure(new);
+                    }
                     let batch = match follower.next_batch(1024, Duration::from_millis(500)) {
                         Ok(Some(batch)) => batch,
                         Ok(None) => break,
@@ -107,6 +164,7 @@ impl RulesRunner {
             })?;
         Ok(RulesRunner {
             thread: Some(thread),
+            reloader,
         })
     }
 

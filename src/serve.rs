@@ -141,6 +141,7 @@ async fn bind_all(
         importer: Some(importer),
         ingest_tokens: Arc::new(checked.config.http.ingest_tokens.clone()),
         alerts_db: Some(alerts_db_path(&checked.config.storage.data_dir)),
+        reloader: running.rules.as_ref().map(|r| r.reloader.clone()),
         max_body_bytes: checked.config.http.max_body_bytes,
     });
     running.tasks.push(tokio::spawn(async move {
@@ -212,6 +213,18 @@ pub fn serve(checked: Checked) -> anyhow::Result<()> {
     init_tracing();
     runtime()?.block_on(async {
         let running = start(&checked, prometheus::Registry::new()).await?;
+        // SIGHUP reloads the roster and the rules; a bad file keeps the old ones.
+        if let (Some(reloader), Ok(mut hup)) = (
+            running.rules.as_ref().map(|r| r.reloader.clone()),
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
+        ) {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    let r = reloader.clone();
+                    let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                }
+            });
+        }
         shutdown_signal().await;
         info!("stopping: draining accepted events into the log and the index");
         running.shutdown().await?;

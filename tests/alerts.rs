@@ -307,3 +307,96 @@ fn rules_test_and_backtest_show_what_would_fire() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).contains("no rule named \"nope\""));
 }
+
+#[test]
+fn the_roster_reloads_on_sighup_and_through_the_api_and_a_bad_file_keeps_the_old_one() {
+    let token = "reload-token-0123456789";
+    let server = Server::start_full("", &format!("ingest_tokens = [\"{token}\"]\n"), ROSTER);
+    let send = |user: &str, minute: u32| {
+        use std::io::Write;
+        let mut tcp = std::net::TcpStream::connect(server.tcp).unwrap();
+        writeln!(tcp, "<134>1 2026-11-24T10:{minute:02}:00+09:00 ehr01 ehr - - - user={user} action=VIEW_CHART patient=P{minute}").unwrap();
+    };
+    let alerts_for = |user: &str| -> Vec<serde_json::Value> {
+        let (_, body) = http_get(server.http, "/api/v1/alerts").unwrap();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["user"] == user)
+            .cloned()
+            .collect()
+    };
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !f() {
+            assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    send("k777", 1);
+    wait("k777 unknown", &|| alerts_for("k777").len() == 1);
+    assert!(
+        alerts_for("k777")[0]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("not on the staff roster")
+    );
+
+    // k777 joins the roster; SIGHUP.
+    let original = std::fs::read_to_string(&server.config).unwrap();
+    std::fs::write(
+        &server.config,
+        format!("{original}\n[[roster.staff]]\nid = \"k777\"\nroles = [\"nurse\"]\n"),
+    )
+    .unwrap();
+    let pid = server.child.as_ref().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait("the reload", &|| {
+        server.metric("mimamori_rules_reloads_total{result=\"ok\"}") >= 1.0
+    });
+    send("k777", 2);
+    send("k888", 3);
+    wait("k888 unknown", &|| alerts_for("k888").len() == 1);
+    assert_eq!(
+        alerts_for("k777")[0]["evidence"].as_array().unwrap().len(),
+        1,
+        "k777 is known now"
+    );
+
+    // A bad file is refused with the reason; the rules in force stay.
+    std::fs::write(
+        &server.config,
+        format!("{original}\n[[roster.staff]]\nid = \"k999\"\nroles = [\"janitor\"]\n"),
+    )
+    .unwrap();
+    let auth = format!("Bearer {token}");
+    let (status, body) = common::http_post(
+        server.http,
+        "/api/v1/rules/reload",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("janitor") && body.contains("previous rules stay"),
+        "{body}"
+    );
+    let (status, _) = common::http_post(server.http, "/api/v1/rules/reload", &[], b"").unwrap();
+    assert_eq!(status, 401);
+    send("k777", 4);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(
+        alerts_for("k777")[0]["evidence"].as_array().unwrap().len(),
+        1,
+        "still known"
+    );
+}

@@ -287,6 +287,24 @@ impl Engine {
         }
     }
 
+    /// Takes the model and rules of `new`, keeping what has been learnt (sessions, windows of
+    /// custom rules whose definition did not change).
+    pub fn reconfigure(&mut self, new: Engine) {
+        self.clinic = new.clinic;
+        self.config = new.config;
+        let mut old: Vec<(CustomRule, HashMap<String, Window>)> = std::mem::take(&mut self.custom);
+        self.custom = new
+            .custom
+            .into_iter()
+            .map(
+                |(rule, fresh)| match old.iter().position(|(r, _)| r.config == rule.config) {
+                    Some(i) => old.swap_remove(i),
+                    None => (rule, fresh),
+                },
+            )
+            .collect();
+    }
+
     pub fn with_custom_rules(mut self, rules: Vec<CustomRule>) -> Engine {
         self.custom = rules.into_iter().map(|r| (r, HashMap::new())).collect();
         self
