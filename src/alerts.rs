@@ -9,6 +9,31 @@ use crate::config::Checked;
 use crate::http::alert_filter;
 use crate::rules_runner::alerts_db_path;
 
+fn open_db(checked: &Checked) -> Result<AlertDb, Failure> {
+    let path = alerts_db_path(&checked.config.storage.data_dir);
+    if !path.exists() {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "no alert database at {}: start `mimamori serve` (or import) with this data directory first",
+            path.display()
+        )));
+    }
+    AlertDb::open(&path, chrono::Duration::hours(1)).map_err(|e| Failure::Runtime(e.into()))
+}
+
+pub fn set_status(checked: &Checked, id: i64, status: &str, reason: Option<&str>) -> Result<(), Failure> {
+    if reason.is_some_and(|r| r.trim().is_empty()) {
+        return Err(Failure::Usage("--reason must say why the alert is closed".into()));
+    }
+    match open_db(checked)?.set_status(id, status, reason) {
+        Ok(a) => {
+            println!("alert #{} is {}: {}", a.id, a.status, a.alert.explanation);
+            Ok(())
+        }
+        Err(alerting::db::AlertDbError::NotFound(id)) => Err(Failure::Usage(format!("no alert #{id}"))),
+        Err(e) => Err(Failure::Runtime(e.into())),
+    }
+}
+
 pub fn list(
     checked: &Checked,
     since: Option<&str>,

@@ -75,8 +75,10 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
-    /// List alerts, newest first (works while the server runs).
+    /// List alerts, newest first (works while the server runs); `ack` and `close` change one.
     Alerts {
+        #[command(subcommand)]
+        change: Option<AlertChange>,
         /// Alerts seen since: RFC 3339, a date, or an age such as 24h, 7d.
         #[arg(long)]
         since: Option<String>,
@@ -114,6 +116,20 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         big_file_mb: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum AlertChange {
+    /// Someone is looking at it.
+    Ack { id: i64 },
+    /// Done with it: say why (kept with the alert for the access review).
+    Close {
+        id: i64,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Open it again.
+    Reopen { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -208,6 +224,18 @@ fn main() -> ExitCode {
                     }
                 },
                 Command::Alerts {
+                    change: Some(change),
+                    ..
+                } => {
+                    let (id, status, reason) = match change {
+                        AlertChange::Ack { id } => (id, "acknowledged", None),
+                        AlertChange::Close { id, reason } => (id, "closed", Some(reason)),
+                        AlertChange::Reopen { id } => (id, "open", None),
+                    };
+                    alerts::set_status(&checked, id, status, reason.as_deref())
+                }
+                Command::Alerts {
+                    change: None,
                     since,
                     status,
                     limit,

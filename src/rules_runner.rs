@@ -125,9 +125,6 @@ impl RulesRunner {
             .name("rules".into())
             .spawn(move || {
                 loop {
-                    if let Ok(new) = rx.try_recv() {
-                        engine.reconfigure(new);
-                    }
                     let batch = match follower.next_batch(1024, Duration::from_millis(500)) {
                         Ok(Some(batch)) => batch,
                         Ok(None) => break,
@@ -136,6 +133,10 @@ impl RulesRunner {
                             break;
                         }
                     };
+                    // A reload applies to every event accepted after it was answered.
+                    if let Ok(new) = rx.try_recv() {
+                        engine.reconfigure(new);
+                    }
                     let Some(&(last, _)) = batch.last() else {
                         continue;
                     };

@@ -288,6 +288,21 @@ impl AlertDb {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
+    /// Acknowledges or closes an alert (`closed` needs a reason), or opens it again.
+    pub fn set_status(&self, id: i64, status: &str, reason: Option<&str>) -> Result<StoredAlert, AlertDbError> {
+        let n = self
+            .conn
+            .execute(
+                "UPDATE alerts SET status = ?2, status_reason = ?3 WHERE id = ?1",
+                params![id, status, reason],
+            )
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(AlertDbError::NotFound(id));
+        }
+        self.get(id)
+    }
+
     pub fn get(&self, id: i64) -> Result<StoredAlert, AlertDbError> {
         self.conn
             .query_row(
@@ -371,5 +386,11 @@ mod tests {
             1
         );
         assert!(matches!(db.get(999), Err(AlertDbError::NotFound(999))));
+        let closed = db.set_status(a, "closed", Some("night duty swap, approved")).unwrap();
+        assert_eq!(closed.status_reason.as_deref(), Some("night duty swap, approved"));
+        drop(db);
+        let mut db = AlertDb::open(&path, Duration::hours(1)).unwrap();
+        let (e, _) = db.record(&alert("n002", "2026-11-24T23:20:00Z", "e9")).unwrap();
+        assert_ne!(e, a, "a closed alert is not continued");
     }
 }
