@@ -20,16 +20,25 @@ fn open_db(checked: &Checked) -> Result<AlertDb, Failure> {
     AlertDb::open(&path, chrono::Duration::hours(1)).map_err(|e| Failure::Runtime(e.into()))
 }
 
-pub fn set_status(checked: &Checked, id: i64, status: &str, reason: Option<&str>) -> Result<(), Failure> {
+pub fn set_status(
+    checked: &Checked,
+    id: i64,
+    status: &str,
+    reason: Option<&str>,
+) -> Result<(), Failure> {
     if reason.is_some_and(|r| r.trim().is_empty()) {
-        return Err(Failure::Usage("--reason must say why the alert is closed".into()));
+        return Err(Failure::Usage(
+            "--reason must say why the alert is closed".into(),
+        ));
     }
     match open_db(checked)?.set_status(id, status, reason) {
         Ok(a) => {
             println!("alert #{} is {}: {}", a.id, a.status, a.alert.explanation);
             Ok(())
         }
-        Err(alerting::db::AlertDbError::NotFound(id)) => Err(Failure::Usage(format!("no alert #{id}"))),
+        Err(alerting::db::AlertDbError::NotFound(id)) => {
+            Err(Failure::Usage(format!("no alert #{id}")))
+        }
         Err(e) => Err(Failure::Runtime(e.into())),
     }
 }

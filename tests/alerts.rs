@@ -79,18 +79,18 @@ fn imported_events_raise_explained_alerts_once() {
         "day.csv",
         &[
             // Off hours (Tuesday 22:40) and the confounders: on call, grace margin.
-            "2026/11/24 22:40:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,",
-            "2026/11/24 23:10:00,d001,MAIN-PC01,10.10.1.11,,ログイン,,",
-            "2026/11/24 08:10:00,r001,MAIN-PC02,10.10.1.12,,ログイン,,",
+            "2026/11/17 22:40:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,",
+            "2026/11/17 23:10:00,d001,MAIN-PC01,10.10.1.11,,ログイン,,",
+            "2026/11/17 08:10:00,r001,MAIN-PC02,10.10.1.12,,ログイン,,",
             // Reception reading clinical notes; reception reading appointments is fine.
-            "2026/11/24 10:00:00,r001,MAIN-PC02,10.10.1.12,P000123,カルテ参照,1,診療録",
-            "2026/11/24 10:01:00,r001,MAIN-PC02,10.10.1.12,P000124,予約参照,1,予約",
+            "2026/11/17 10:00:00,r001,MAIN-PC02,10.10.1.12,P000123,カルテ参照,1,診療録",
+            "2026/11/17 10:01:00,r001,MAIN-PC02,10.10.1.12,P000124,予約参照,1,予約",
             // A big export and a small one.
-            "2026/11/24 11:00:00,d001,MAIN-PC01,10.10.1.11,,CSV出力,500,患者基本情報",
-            "2026/11/24 11:05:00,d001,MAIN-PC01,10.10.1.11,,CSV出力,12,患者基本情報",
+            "2026/11/17 11:00:00,d001,MAIN-PC01,10.10.1.11,,CSV出力,500,患者基本情報",
+            "2026/11/17 11:05:00,d001,MAIN-PC01,10.10.1.11,,CSV出力,12,患者基本情報",
             // A departed nurse; an account nobody knows.
-            "2026/11/24 10:30:00,x009,MAIN-PC03,10.10.1.23,,ログイン,,",
-            "2026/11/24 10:31:00,ghost,MAIN-PC03,10.10.1.23,P000125,カルテ参照,1,診療録",
+            "2026/11/17 10:30:00,x009,MAIN-PC03,10.10.1.23,,ログイン,,",
+            "2026/11/17 10:31:00,ghost,MAIN-PC03,10.10.1.23,P000125,カルテ参照,1,診療録",
         ],
     );
     let out = run(d, &["import", &file]);
@@ -118,7 +118,7 @@ fn imported_events_raise_explained_alerts_once() {
         .unwrap();
     assert_eq!(
         off["explanation"],
-        "n002 (山田花子) logged in at main at 22:40 on Tuesday 2026-11-24; the clinic is open 08:30-12:30, 14:00-18:30 that day"
+        "n002 (山田花子) logged in at main at 22:40 on Tuesday 2026-11-17; the clinic is open 08:30-12:30, 14:00-18:30 that day"
     );
     assert_eq!(off["status"], "open");
     assert_eq!(off["evidence"].as_array().unwrap().len(), 1);
@@ -132,13 +132,13 @@ fn imported_events_raise_explained_alerts_once() {
     let first = csv(
         d,
         "a.csv",
-        &["2026/11/25 09:00:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,"],
+        &["2026/11/18 09:00:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,"],
     );
     assert!(run(d, &["import", &first]).status.success());
     let second = csv(
         d,
         "b.csv",
-        &["2026/11/25 09:10:00,n002,ANNEX-PC01,10.10.2.31,,ログイン,,"],
+        &["2026/11/18 09:10:00,n002,ANNEX-PC01,10.10.2.31,,ログイン,,"],
     );
     assert!(run(d, &["import", &second]).status.success());
     let concurrent: Vec<_> = alerts(d)
@@ -171,7 +171,9 @@ fn live_events_raise_alerts_served_over_http_with_their_evidence() {
     let mut tcp = std::net::TcpStream::connect(server.tcp).unwrap();
     use std::io::Write;
     // RFC 5424 with the EHR's key=value pairs: reception exports 300 records.
-    let msg = "<134>1 2026-11-24T10:00:00+09:00 ehr01 ehr - - - user=r001 action=EXPORT count=300 src=10.10.1.12";
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let msg =
+        format!("<134>1 {now} ehr01 ehr - - - user=r001 action=EXPORT count=300 src=10.10.1.12");
     writeln!(tcp, "{msg}").unwrap();
     drop(tcp);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -253,11 +255,11 @@ fn rules_test_and_backtest_show_what_would_fire() {
         d,
         "t.csv",
         &[
-            "2026/11/24 11:00:00,d001,MAIN-PC01,10.10.1.11,,CSV出力,80,患者基本情報",
-            "2026/11/24 22:40:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,",
-            "2026/11/24 10:00:00,n002,MAIN-PC03,10.10.1.23,P1,カルテ参照,1,診療録",
-            "2026/11/24 10:01:00,n002,MAIN-PC03,10.10.1.23,P2,カルテ参照,1,診療録",
-            "2026/11/24 10:02:00,n002,MAIN-PC03,10.10.1.23,P3,カルテ参照,1,診療録",
+            "2026/11/17 11:00:00,d001,MAIN-PC01,10.10.1.11,,CSV出力,80,患者基本情報",
+            "2026/11/17 22:40:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,",
+            "2026/11/17 10:00:00,n002,MAIN-PC03,10.10.1.23,P1,カルテ参照,1,診療録",
+            "2026/11/17 10:01:00,n002,MAIN-PC03,10.10.1.23,P2,カルテ参照,1,診療録",
+            "2026/11/17 10:02:00,n002,MAIN-PC03,10.10.1.23,P3,カルテ参照,1,診療録",
         ],
     );
     let out = run(d, &["rules", "test", "--events", &file]);
@@ -315,7 +317,13 @@ fn the_roster_reloads_on_sighup_and_through_the_api_and_a_bad_file_keeps_the_old
     let send = |user: &str, minute: u32| {
         use std::io::Write;
         let mut tcp = std::net::TcpStream::connect(server.tcp).unwrap();
-        writeln!(tcp, "<134>1 2026-11-24T10:{minute:02}:00+09:00 ehr01 ehr - - - user={user} action=VIEW_CHART patient=P{minute}").unwrap();
+        let at = (chrono::Utc::now() + chrono::Duration::seconds(i64::from(minute)))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        writeln!(
+            tcp,
+            "<134>1 {at} ehr01 ehr - - - user={user} action=VIEW_CHART patient=P{minute}"
+        )
+        .unwrap();
     };
     let alerts_for = |user: &str| -> Vec<serde_json::Value> {
         let (_, body) = http_get(server.http, "/api/v1/alerts").unwrap();

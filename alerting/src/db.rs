@@ -289,7 +289,12 @@ impl AlertDb {
     }
 
     /// Acknowledges or closes an alert (`closed` needs a reason), or opens it again.
-    pub fn set_status(&self, id: i64, status: &str, reason: Option<&str>) -> Result<StoredAlert, AlertDbError> {
+    pub fn set_status(
+        &self,
+        id: i64,
+        status: &str,
+        reason: Option<&str>,
+    ) -> Result<StoredAlert, AlertDbError> {
         let n = self
             .conn
             .execute(
@@ -386,11 +391,18 @@ mod tests {
             1
         );
         assert!(matches!(db.get(999), Err(AlertDbError::NotFound(999))));
-        let closed = db.set_status(a, "closed", Some("night duty swap, approved")).unwrap();
-        assert_eq!(closed.status_reason.as_deref(), Some("night duty swap, approved"));
+        let closed = db
+            .set_status(a, "closed", Some("night duty swap, approved"))
+            .unwrap();
+        assert_eq!(
+            closed.status_reason.as_deref(),
+            Some("night duty swap, approved")
+        );
         drop(db);
         let mut db = AlertDb::open(&path, Duration::hours(1)).unwrap();
-        let (e, _) = db.record(&alert("n002", "2026-11-24T23:20:00Z", "e9")).unwrap();
+        let (e, _) = db
+            .record(&alert("n002", "2026-11-24T23:20:00Z", "e9"))
+            .unwrap();
         assert_ne!(e, a, "a closed alert is not continued");
     }
 }

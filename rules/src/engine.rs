@@ -237,6 +237,8 @@ pub struct Engine {
     pub config: DetectionsConfig,
     users: HashMap<String, UserState>,
     custom: Vec<(CustomRule, HashMap<String, Window>)>,
+    /// The latest arrival time seen, to notice the appliance's clock going back.
+    last_ingested: Option<DateTime<Utc>>,
     /// The highest value each threshold rule reached without firing: what came close.
     pub near_misses: BTreeMap<String, NearMiss>,
 }
@@ -273,6 +275,16 @@ fn note_near_miss(
     }
 }
 
+fn human(d: Duration) -> String {
+    if d >= Duration::days(2) {
+        format!("{} days", d.num_days())
+    } else if d >= Duration::hours(2) {
+        format!("{} hours", d.num_hours())
+    } else {
+        format!("{} minutes", d.num_minutes())
+    }
+}
+
 /// Windows logon types that mean a person at a keyboard or a remote desktop.
 const INTERACTIVE_LOGONS: &[&str] = &["2", "7", "10", "11", "12", "13"];
 
@@ -283,6 +295,7 @@ impl Engine {
             config,
             users: HashMap::new(),
             custom: Vec::new(),
+            last_ingested: None,
             near_misses: BTreeMap::new(),
         }
     }
@@ -411,7 +424,12 @@ impl Engine {
 
     /// The alerts this event raises (often none).
     pub fn process(&mut self, event: &Event) -> Vec<Alert> {
-        let mut alerts = self.custom_rules(event);
+        let mut alerts = self.clocks(event);
+        if event.timestamp > event.ingested + Duration::days(1) {
+            // A date from the future would poison every window; the clock alert says so.
+            return alerts;
+        }
+        alerts.extend(self.custom_rules(event));
         let Some(user) = event.user.as_deref().map(str::to_lowercase) else {
             return alerts;
         };
@@ -465,6 +483,52 @@ impl Engine {
             }
             _ => event.user.clone().unwrap_or_default(),
         }
+    }
+
+    /// Clocks that are wrong: a live sender whose times are far from when its events arrive,
+    /// and the appliance's own clock going back.
+    fn clocks(&mut self, event: &Event) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let live = event.log_source.as_deref().is_some_and(|s| {
+            s.starts_with("udp://") || s.starts_with("tcp://") || s.starts_with("tls://")
+        });
+        let skew = event.timestamp - event.ingested;
+        if live && (skew > Duration::minutes(10) || skew < -Duration::days(1)) {
+            let host = event.host.as_deref().unwrap_or("an unnamed sender");
+            let how = if skew > Duration::zero() {
+                format!("{} ahead", human(skew))
+            } else {
+                format!("{} behind", human(-skew))
+            };
+            let mut a = self.alert("clock_check", Severity::Low, event, self.clinic.site_of(event).as_deref(), format!(
+                "{host} sends times {how} of when its events arrive (event dated {}, received {}); its clock needs setting, and its events' times cannot be trusted",
+                self.clinic.local(event.timestamp).format("%Y-%m-%d %H:%M"),
+                self.clinic.local(event.ingested).format("%Y-%m-%d %H:%M"),
+            ));
+            a.user = None;
+            a.first_seen = event.ingested;
+            a.last_seen = event.ingested;
+            out.push(a);
+        }
+        if let Some(last) = self.last_ingested
+            && event.ingested < last - Duration::minutes(5)
+        {
+            let mut a = self.alert("clock_check", Severity::Medium, event, None, format!(
+                "this appliance's clock went back {} (from {} to {}); check its time source (NTP)",
+                human(last - event.ingested),
+                self.clinic.local(last).format("%Y-%m-%d %H:%M"),
+                self.clinic.local(event.ingested).format("%Y-%m-%d %H:%M"),
+            ));
+            a.user = None;
+            a.first_seen = event.ingested;
+            a.last_seen = event.ingested;
+            out.push(a);
+        }
+        self.last_ingested = Some(
+            self.last_ingested
+                .map_or(event.ingested, |l| l.max(event.ingested)),
+        );
+        out
     }
 
     fn is_person_login(event: &Event) -> bool {

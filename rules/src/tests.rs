@@ -48,6 +48,10 @@ fn ev(t: &str, user: &str, action: &str, ip: &str) -> Event {
         Utc::now(),
     );
     e.timestamp = DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+    // Imported together: one arrival time for all.
+    e.ingested = DateTime::parse_from_rfc3339("2026-11-24T23:59:00+09:00")
+        .unwrap()
+        .with_timezone(&Utc);
     e.user = Some(user.into());
     e.action = action.into();
     e.outcome = Outcome::Success;
@@ -292,4 +296,52 @@ fn custom_rules_count_and_distinct_over_a_window() {
     let (key, why) = CustomRule::new(4, &bad).unwrap_err();
     assert_eq!(key, "custom_rules[4].filter");
     assert!(why.contains("unknown field"), "{why}");
+}
+
+#[test]
+fn wrong_clocks_are_reported_and_future_events_stay_out_of_the_windows() {
+    let mut e = engine();
+    let mut future = ev("2026-11-30T22:40:00+09:00", "n002", "login", MAIN);
+    future.ingested = DateTime::parse_from_rfc3339("2026-11-24T10:00:00+09:00")
+        .unwrap()
+        .with_timezone(&Utc);
+    future.log_source = Some("udp://10.10.1.23:514".into());
+    future.host = Some("MAIN-PC03".into());
+    let a = e.process(&future);
+    assert_eq!(
+        rules(&a),
+        ["clock_check"],
+        "no off-hours alert from a bad clock"
+    );
+    assert!(
+        a[0].explanation
+            .contains("MAIN-PC03 sends times 6 days ahead"),
+        "{}",
+        a[0].explanation
+    );
+    // An imported file of old events is history, not a bad clock.
+    let mut old = ev("2019-11-24T10:00:00+09:00", "n002", "record.view", MAIN);
+    old.ingested = future.ingested;
+    assert!(e.process(&old).is_empty());
+    // The appliance's clock going back an hour.
+    let mut a1 = ev("2026-11-24T10:00:00+09:00", "n002", "record.view", MAIN);
+    a1.ingested = DateTime::parse_from_rfc3339("2026-11-24T11:00:00+09:00")
+        .unwrap()
+        .with_timezone(&Utc);
+    let mut a2 = a1.clone();
+    a2.ingested = DateTime::parse_from_rfc3339("2026-11-24T10:00:00+09:00")
+        .unwrap()
+        .with_timezone(&Utc);
+    let mut e = engine();
+    assert!(e.process(&a1).is_empty());
+    let a = e.process(&a2);
+    assert!(
+        a[0].explanation.contains("clock went back 60 minutes"),
+        "{}",
+        a[0].explanation
+    );
+    // No user: nothing user-based, and no panic.
+    let mut nobody = ev("2026-11-24T22:00:00+09:00", "x", "login", MAIN);
+    nobody.user = None;
+    assert!(engine().process(&nobody).is_empty());
 }
