@@ -211,7 +211,9 @@ pub fn run(events: u64, searches: usize, import_mb: u64, big_file_mb: u64) -> an
         wal_bytes as f64 / stored.max(1) as f64
     );
     println!("memory:  peak RSS {:.0} MiB", peak_rss_mib());
-    let result = result.and_then(|()| crate::bench_import::run(&work, import_mb, big_file_mb));
+    let result = result
+        .and_then(|()| crate::bench_import::run(&work, import_mb, big_file_mb))
+        .and_then(|()| crate::bench_rules::run(&work));
     std::fs::remove_dir_all(&work).ok();
     result
 }

@@ -5,6 +5,7 @@
 mod alerts;
 mod bench;
 mod bench_import;
+mod bench_rules;
 mod config;
 mod http;
 mod import;
