@@ -10,7 +10,7 @@ use ingest::{EhrConfig, SourceRule, SyslogConfig, SyslogParser, WindowsConfig};
 use rules::clinic::{
     Clinic, ClinicConfig, RoleConfig, RosterConfig, SiteConfig, default_roles, default_sites,
 };
-use rules::engine::{CustomRule, CustomRuleConfig, DetectionsConfig, Engine};
+use rules::engine::{Appointments, CustomRule, CustomRuleConfig, DetectionsConfig, Engine};
 use serde::Deserialize;
 use store::StoreConfig;
 
@@ -147,6 +147,7 @@ pub struct Checked {
     pub ehr: ingest::ehr::EhrMapping,
     pub clinic: Clinic,
     pub custom_rules: Vec<CustomRule>,
+    pub appointments: Option<Appointments>,
     /// Where it was read from (config file, --data-dir), to read it again on reload.
     pub origin: (Option<PathBuf>, Option<PathBuf>),
 }
@@ -169,6 +170,7 @@ impl Checked {
     pub fn engine(&self) -> Engine {
         Engine::new(self.clinic.clone(), self.config.detections.clone())
             .with_custom_rules(self.custom_rules.clone())
+            .with_appointments(self.appointments.clone())
     }
 
     pub fn spool_dir(&self) -> PathBuf {
@@ -253,6 +255,14 @@ impl Config {
             .map(|(i, r)| CustomRule::new(i, r))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid("", e))?;
+        let appointments = config
+            .detections
+            .treatment_relationship
+            .appointments_file
+            .as_deref()
+            .map(Appointments::load)
+            .transpose()
+            .map_err(|e| invalid("", e))?;
         Ok(Checked {
             config,
             timezone,
@@ -260,6 +270,7 @@ impl Config {
             ehr,
             clinic,
             custom_rules,
+            appointments,
             origin: (path.map(Path::to_owned), data_dir.map(Path::to_owned)),
         })
     }

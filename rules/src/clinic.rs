@@ -186,6 +186,9 @@ pub struct StaffConfig {
     /// `on_call`, `night_shift`, ...
     #[serde(default)]
     pub flags: Vec<String>,
+    /// The staff member's own patient id, if they are a patient here too.
+    #[serde(default)]
+    pub patient_id: Option<String>,
 }
 
 /// One person on the roster, checked.
@@ -198,6 +201,7 @@ pub struct Staff {
     pub start: Option<NaiveDate>,
     pub end: Option<NaiveDate>,
     pub flags: Vec<String>,
+    pub patient_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -493,6 +497,7 @@ impl Clinic {
                     roles: s.roles,
                     site: s.site,
                     flags: s.flags,
+                    patient_id: s.patient_id,
                 },
             );
         }
@@ -597,7 +602,7 @@ fn read_roster_csv(path: &std::path::Path) -> Result<Vec<(String, StaffConfig)>,
         return invalid(
             key,
             format!(
-                "{}: a header with the columns id,name,roles,site,start,end,flags",
+                "{}: a header with the columns id,name,roles,site,start,end,flags[,patient_id]",
                 path.display()
             ),
         );
@@ -627,6 +632,7 @@ fn read_roster_csv(path: &std::path::Path) -> Result<Vec<(String, StaffConfig)>,
                 start: get("start").map(str::to_owned),
                 end: get("end").map(str::to_owned),
                 flags: list("flags"),
+                patient_id: get("patient_id").map(str::to_owned),
             },
         ));
     }
@@ -739,6 +745,7 @@ mod tests {
                 start: None,
                 end: None,
                 flags: vec![],
+                patient_id: None,
             }],
         };
         let e = Clinic::new(&ClinicConfig::default(), &[], &default_roles(), &roster).unwrap_err();

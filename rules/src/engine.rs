@@ -104,6 +104,91 @@ impl Default for BulkConfig {
     }
 }
 
+/// `[detections.login_failures]`: a successful login after repeated failures.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailuresConfig {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub failures: usize,
+    pub window_minutes: u32,
+}
+
+impl Default for FailuresConfig {
+    fn default() -> Self {
+        FailuresConfig {
+            enabled: true,
+            severity: Severity::Medium,
+            failures: 5,
+            window_minutes: 10,
+        }
+    }
+}
+
+/// `[detections.new_workstation]`: a login from a machine that person has never used, once
+/// they have an established pattern.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NewWorkstationConfig {
+    pub enabled: bool,
+    pub severity: Severity,
+    /// Logins seen before a new machine is worth saying something about.
+    pub learning_logins: u32,
+}
+
+impl Default for NewWorkstationConfig {
+    fn default() -> Self {
+        NewWorkstationConfig {
+            enabled: true,
+            severity: Severity::Low,
+            learning_logins: 20,
+        }
+    }
+}
+
+/// `[detections.sensitive_records]`: any access to a record flagged VIP, or to a staff
+/// member's own record (the roster's `patient_id`) by someone else.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SensitiveConfig {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub vip_patients: Vec<String>,
+}
+
+impl Default for SensitiveConfig {
+    fn default() -> Self {
+        SensitiveConfig {
+            enabled: true,
+            severity: Severity::High,
+            vip_patients: Vec::new(),
+        }
+    }
+}
+
+/// `[detections.treatment_relationship]`: a chart opened for a patient with no appointment or
+/// visit at that site within `days` (needs the clinic's schedule: a CSV of
+/// `patient_id,date,site,doctor`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TreatmentConfig {
+    pub enabled: bool,
+    pub severity: Severity,
+    pub appointments_file: Option<std::path::PathBuf>,
+    pub days: u32,
+}
+
+impl Default for TreatmentConfig {
+    fn default() -> Self {
+        TreatmentConfig {
+            enabled: true,
+            severity: Severity::Medium,
+            appointments_file: None,
+            days: 30,
+        }
+    }
+}
+
 /// `[detections]`
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -112,6 +197,83 @@ pub struct DetectionsConfig {
     pub access_outside_role: RoleCheckConfig,
     pub concurrent_sessions: ConcurrentConfig,
     pub bulk_export: BulkConfig,
+    pub login_failures: FailuresConfig,
+    pub new_workstation: NewWorkstationConfig,
+    pub sensitive_records: SensitiveConfig,
+    pub treatment_relationship: TreatmentConfig,
+}
+
+/// The clinic's schedule: patient -> (date, site) of appointments and visits.
+#[derive(Debug, Clone, Default)]
+pub struct Appointments {
+    by_patient: HashMap<String, Vec<(chrono::NaiveDate, String)>>,
+}
+
+impl Appointments {
+    /// Reads `patient_id,date,site[,doctor]` with a header row; dates 2026-11-24 or 2026/11/24.
+    pub fn load(path: &std::path::Path) -> Result<Appointments, Invalid> {
+        let key = "detections.treatment_relationship.appointments_file".to_owned();
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_path(path)
+            .map_err(|e| {
+                (
+                    key.clone(),
+                    format!("a readable CSV file; {}: {e}", path.display()),
+                )
+            })?;
+        let mut by_patient: HashMap<String, Vec<(chrono::NaiveDate, String)>> = HashMap::new();
+        for (i, row) in reader.records().enumerate() {
+            let line = i + 2;
+            let row =
+                row.map_err(|e| (key.clone(), format!("{} line {line}: {e}", path.display())))?;
+            let (Some(patient), Some(date)) = (row.get(0), row.get(1)) else {
+                return Err((
+                    key,
+                    format!(
+                        "{} line {line}: patient_id,date,site columns",
+                        path.display()
+                    ),
+                ));
+            };
+            let date = chrono::NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d")
+                .or_else(|_| chrono::NaiveDate::parse_from_str(date.trim(), "%Y/%m/%d"))
+                .map_err(|_| {
+                    (
+                        key.clone(),
+                        format!(
+                            "{} line {line}: a date like 2026-11-24, not {date:?}",
+                            path.display()
+                        ),
+                    )
+                })?;
+            let site = row.get(2).unwrap_or("").trim().to_owned();
+            by_patient
+                .entry(patient.trim().to_lowercase())
+                .or_default()
+                .push((date, site));
+        }
+        Ok(Appointments { by_patient })
+    }
+
+    /// Is there an appointment or visit for the patient at the site (any site when the event
+    /// has none) within `days` of `day`?
+    fn related(
+        &self,
+        patient: &str,
+        site: Option<&str>,
+        day: chrono::NaiveDate,
+        days: i64,
+    ) -> bool {
+        self.by_patient
+            .get(&patient.to_lowercase())
+            .is_some_and(|list| {
+                list.iter().any(|(d, s)| {
+                    (*d - day).num_days().abs() <= days
+                        && (site.is_none() || s.is_empty() || Some(s.as_str()) == site)
+                })
+            })
+    }
 }
 
 impl DetectionsConfig {
@@ -223,6 +385,11 @@ struct Presence {
 #[derive(Default)]
 struct UserState {
     sites: BTreeMap<String, Presence>,
+    /// Failed logins within the window, oldest first.
+    failures: VecDeque<DateTime<Utc>>,
+    /// Machines logged in from, and how many logins were seen.
+    hosts: Vec<String>,
+    logins: u32,
     /// (time, patient) viewed, oldest first, within the window.
     views: VecDeque<(DateTime<Utc>, String)>,
     bulk_alerted_until: Option<DateTime<Utc>>,
@@ -235,6 +402,7 @@ const MAX_USERS: usize = 100_000;
 pub struct Engine {
     pub clinic: Clinic,
     pub config: DetectionsConfig,
+    pub appointments: Option<Appointments>,
     users: HashMap<String, UserState>,
     custom: Vec<(CustomRule, HashMap<String, Window>)>,
     /// The latest arrival time seen, to notice the appliance's clock going back.
@@ -293,6 +461,7 @@ impl Engine {
         Engine {
             clinic,
             config,
+            appointments: None,
             users: HashMap::new(),
             custom: Vec::new(),
             last_ingested: None,
@@ -305,6 +474,7 @@ impl Engine {
     pub fn reconfigure(&mut self, new: Engine) {
         self.clinic = new.clinic;
         self.config = new.config;
+        self.appointments = new.appointments;
         let mut old: Vec<(CustomRule, HashMap<String, Window>)> = std::mem::take(&mut self.custom);
         self.custom = new
             .custom
@@ -316,6 +486,11 @@ impl Engine {
                 },
             )
             .collect();
+    }
+
+    pub fn with_appointments(mut self, appointments: Option<Appointments>) -> Engine {
+        self.appointments = appointments;
+        self
     }
 
     pub fn with_custom_rules(mut self, rules: Vec<CustomRule>) -> Engine {
@@ -449,6 +624,8 @@ impl Engine {
         if self.config.bulk_export.enabled {
             alerts.extend(self.bulk(event, &user, site.as_deref()));
         }
+        alerts.extend(self.logins(event, &user, site.as_deref()));
+        alerts.extend(self.records(event, &user, site.as_deref()));
         if self.users.len() > MAX_USERS {
             self.prune(event.timestamp);
         }
@@ -815,6 +992,144 @@ impl Engine {
                 cfg.window_minutes, cfg.distinct_patients
             ),
         ))
+    }
+
+    /// Repeated failures then a success; a machine the person has never used.
+    fn logins(&mut self, event: &Event, user: &str, site: Option<&str>) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let failures_cfg = self.config.login_failures.clone();
+        let new_cfg = self.config.new_workstation.clone();
+        let who = self.who(user, event);
+        let t = event.timestamp;
+        let state = self.users.entry(user.to_owned()).or_default();
+        let window = Duration::minutes(i64::from(failures_cfg.window_minutes));
+        while state.failures.front().is_some_and(|f| *f < t - window) {
+            state.failures.pop_front();
+        }
+        if event.action == "login_failed"
+            || (event.action == "login" && event.outcome == Outcome::Failure)
+        {
+            state.failures.push_back(t);
+            if state.failures.len() > failures_cfg.failures * 10 {
+                state.failures.pop_front();
+            }
+            return out;
+        }
+        if !Self::is_person_login(event) {
+            return out;
+        }
+        let failed = state.failures.len();
+        let first_failure = state.failures.front().copied();
+        state.failures.clear();
+        let host = event.host.as_deref().map(str::to_lowercase);
+        let known = host.as_ref().is_none_or(|h| state.hosts.contains(h));
+        let experienced = state.logins >= new_cfg.learning_logins;
+        state.logins = state.logins.saturating_add(1);
+        if let Some(h) = &host
+            && !known
+            && state.hosts.len() < 256
+        {
+            state.hosts.push(h.clone());
+        }
+        if failures_cfg.enabled && failed >= failures_cfg.failures {
+            let since = first_failure
+                .map(|f| self.clinic.local(f).format("%H:%M").to_string())
+                .unwrap_or_default();
+            out.push(self.alert(
+                "login_failures",
+                failures_cfg.severity,
+                event,
+                site,
+                format!(
+                    "{who} logged in at {} after {failed} failed attempts since {since}",
+                    self.clinic.local(t).format("%H:%M on %Y-%m-%d")
+                ),
+            ));
+        }
+        if new_cfg.enabled && !known && experienced {
+            out.push(self.alert(
+                "new_workstation",
+                new_cfg.severity,
+                event,
+                site,
+                format!(
+                    "{who} logged in on {}, a machine they have not used before (after {} logins elsewhere)",
+                    event.host.as_deref().unwrap_or("-"),
+                    new_cfg.learning_logins
+                ),
+            ));
+        }
+        out
+    }
+
+    /// A VIP's or a staff member's own record; a chart with no treatment relationship.
+    fn records(&self, event: &Event, user: &str, site: Option<&str>) -> Vec<Alert> {
+        let mut out = Vec::new();
+        if !event.action.starts_with("record.") || event.outcome == Outcome::Failure {
+            return out;
+        }
+        let Some(patient) = event.patient.as_deref() else {
+            return out;
+        };
+        let who = self.who(user, event);
+        let sensitive = &self.config.sensitive_records;
+        if sensitive.enabled {
+            if sensitive
+                .vip_patients
+                .iter()
+                .any(|v| v.eq_ignore_ascii_case(patient))
+            {
+                out.push(self.alert(
+                    "sensitive_records",
+                    sensitive.severity,
+                    event,
+                    site,
+                    format!(
+                        "{who} did {} on the record of patient {patient}, who is flagged VIP",
+                        event.action
+                    ),
+                ));
+            } else if let Some(staff) = self.clinic.staff.values().find(|s| {
+                s.patient_id
+                    .as_deref()
+                    .is_some_and(|p| p.eq_ignore_ascii_case(patient))
+            }) && staff.id.to_lowercase() != user
+            {
+                let name = if staff.name.is_empty() {
+                    &staff.id
+                } else {
+                    &staff.name
+                };
+                out.push(self.alert(
+                    "sensitive_records",
+                    sensitive.severity,
+                    event,
+                    site,
+                    format!("{who} did {} on the record of patient {patient}, who is staff member {name}", event.action),
+                ));
+            }
+        }
+        let treatment = &self.config.treatment_relationship;
+        if treatment.enabled
+            && event.action == "record.view"
+            && let Some(appointments) = &self.appointments
+        {
+            let day = self.clinic.local(event.timestamp).date_naive();
+            if !appointments.related(patient, site, day, i64::from(treatment.days)) {
+                let place = site.map(|s| format!(" at {s}")).unwrap_or_default();
+                out.push(self.alert(
+                    "treatment_relationship",
+                    treatment.severity,
+                    event,
+                    site,
+                    format!(
+                        "{who} opened the chart of patient {patient}, who has no appointment or visit{place} within {} days",
+                        treatment.days
+                    ),
+                ));
+            }
+        }
+        out
     }
 
     fn prune(&mut self, now: DateTime<Utc>) {

@@ -17,6 +17,7 @@ fn staff(id: &str, roles: &[&str], flags: &[&str], end: Option<&str>) -> StaffCo
         start: Some("2020-04-01".into()),
         end: end.map(Into::into),
         flags: flags.iter().map(|f| (*f).into()).collect(),
+        patient_id: None,
     }
 }
 
@@ -344,4 +345,111 @@ fn wrong_clocks_are_reported_and_future_events_stay_out_of_the_windows() {
     let mut nobody = ev("2026-11-24T22:00:00+09:00", "x", "login", MAIN);
     nobody.user = None;
     assert!(engine().process(&nobody).is_empty());
+}
+
+#[test]
+fn failures_then_success_new_machines_sensitive_records_and_no_treatment_relationship() {
+    let mut e = engine();
+    for minute in 0..5 {
+        let mut f = ev(
+            &format!("2026-11-24T10:0{minute}:00+09:00"),
+            "n002",
+            "login_failed",
+            MAIN,
+        );
+        f.outcome = Outcome::Failure;
+        assert!(e.process(&f).is_empty());
+    }
+    let a = e.process(&ev("2026-11-24T10:06:00+09:00", "n002", "login", MAIN));
+    assert_eq!(rules(&a), ["login_failures"]);
+    assert!(
+        a[0].explanation
+            .contains("after 5 failed attempts since 10:00"),
+        "{}",
+        a[0].explanation
+    );
+    assert!(
+        e.process(&ev("2026-11-24T10:07:00+09:00", "n002", "login", MAIN))
+            .is_empty(),
+        "counted once"
+    );
+
+    // Twenty logins on MAIN-PC03, then one on another machine.
+    let mut e = engine();
+    for i in 0..20 {
+        let mut l = ev(
+            &format!("2026-11-24T09:{i:02}:00+09:00"),
+            "n002",
+            "login",
+            MAIN,
+        );
+        l.host = Some("MAIN-PC03".into());
+        assert!(e.process(&l).is_empty());
+    }
+    let mut l = ev("2026-11-24T10:30:00+09:00", "n002", "login", MAIN);
+    l.host = Some("MAIN-PC09".into());
+    let a = e.process(&l);
+    assert_eq!(rules(&a), ["new_workstation"]);
+    assert!(
+        a[0].explanation
+            .contains("MAIN-PC09, a machine they have not used before")
+    );
+
+    // VIP and a colleague's own record.
+    let mut cfg = crate::engine::DetectionsConfig::default();
+    cfg.sensitive_records.vip_patients = vec!["P999".into()];
+    let mut staff_n002 = staff("n002", &["nurse"], &[], None);
+    staff_n002.patient_id = Some("P555".into());
+    let roster = RosterConfig {
+        file: None,
+        staff: vec![staff_n002, staff("d001", &["doctor"], &[], None)],
+    };
+    let clinic = Clinic::new(
+        &ClinicConfig::default(),
+        &default_sites(),
+        &default_roles(),
+        &roster,
+    )
+    .unwrap();
+    let mut e = Engine::new(clinic, cfg);
+    let mut v = ev("2026-11-24T10:00:00+09:00", "d001", "record.view", MAIN);
+    v.patient = Some("P999".into());
+    assert!(e.process(&v)[0].explanation.contains("flagged VIP"));
+    v.patient = Some("P555".into());
+    assert!(
+        e.process(&v)[0]
+            .explanation
+            .contains("staff member Name of n002")
+    );
+    let mut own = ev("2026-11-24T10:05:00+09:00", "n002", "record.view", MAIN);
+    own.patient = Some("P555".into());
+    assert!(
+        e.process(&own).is_empty(),
+        "one's own record is not a colleague's"
+    );
+
+    // The schedule: P1 has an appointment at main on 11/20, P2 only at the annex.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("appointments.csv");
+    std::fs::write(
+        &path,
+        "patient_id,date,site,doctor\nP1,2026-11-20,main,d001\nP2,2026/11/24,annex,d001\n",
+    )
+    .unwrap();
+    let appointments = crate::engine::Appointments::load(&path).unwrap();
+    let mut e = engine().with_appointments(Some(appointments));
+    let mut v = ev("2026-11-24T10:00:00+09:00", "d001", "record.view", MAIN);
+    v.patient = Some("P1".into());
+    assert!(e.process(&v).is_empty());
+    v.patient = Some("P2".into());
+    let a = e.process(&v);
+    assert_eq!(rules(&a), ["treatment_relationship"]);
+    assert!(
+        a[0].explanation
+            .contains("no appointment or visit at main within 30 days")
+    );
+    std::fs::write(&path, "patient_id,date,site\nP1,yesterday,main\n").unwrap();
+    let (key, why) = crate::engine::Appointments::load(&path).unwrap_err();
+    assert_eq!(key, "detections.treatment_relationship.appointments_file");
+    assert!(why.contains("line 2"), "{why}");
 }
