@@ -11,6 +11,7 @@ mod http;
 mod import;
 mod rules_runner;
 mod serve;
+mod simulate;
 mod spool;
 
 use std::path::PathBuf;
@@ -97,6 +98,16 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Write a synthetic two-site clinic (roster, config, logs in the real formats) with
+    /// injected incidents listed in labels.csv, for trying the rules and measuring them.
+    Simulate {
+        #[arg(long, default_value_t = 28)]
+        days: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -176,6 +187,9 @@ fn main() -> ExitCode {
         } => {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(())
+        }
+        Command::Simulate { days, seed, out } => {
+            simulate::run(days, seed, &out).map_err(Failure::Runtime)
         }
         command => match Config::load(cli.config.as_deref(), cli.data_dir.as_deref()) {
             Err(e) => Err(Failure::Usage(e.to_string())),
@@ -265,7 +279,8 @@ fn main() -> ExitCode {
                 } => bench::run(events, searches, import_mb, big_file_mb).map_err(Failure::Runtime),
                 Command::Config {
                     command: ConfigCommand::Default,
-                } => unreachable!("handled above"),
+                }
+                | Command::Simulate { .. } => unreachable!("handled above"),
             },
         },
     };

@@ -956,6 +956,16 @@ impl Engine {
         let window = Duration::minutes(i64::from(cfg.window_minutes));
         let t = event.timestamp;
         let state = self.users.entry(user.to_owned()).or_default();
+        // An event from well before the window (an older file read after a newer one) starts
+        // the window again rather than counting against days it has nothing to do with.
+        if state
+            .views
+            .back()
+            .is_some_and(|(last, _)| t < *last - window)
+        {
+            state.views.clear();
+            state.bulk_alerted_until = None;
+        }
         state.views.push_back((t, patient));
         while state.views.front().is_some_and(|(v, _)| *v < t - window) {
             state.views.pop_front();

@@ -303,8 +303,15 @@ impl WalReader {
                 }
                 ReadOutcome::End => {
                     // This segment is done; the next one starts at next_seq.
+                    let current = path.clone();
                     self.reader = None;
                     let next = self.dir.join(segment_name(self.next_seq));
+                    let later = segments(&self.dir)?.into_iter().any(|(_, p)| p > current);
+                    if next == current || !later {
+                        // Everything written so far has been read (the log may be empty, or
+                        // the writer may still be appending to this segment).
+                        return Ok(WalRead::CaughtUp);
+                    }
                     if !next.exists() {
                         return Ok(WalRead::Damaged(
                             self.skip_to_next_segment("segment ends early".into())?,
@@ -390,6 +397,21 @@ mod tests {
             tail.iter().map(|r| r.0).collect::<Vec<_>>(),
             [37, 38, 39, 40]
         );
+    }
+
+    #[test]
+    fn reading_an_empty_or_finished_log_to_no_bound_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = WalWriter::open(dir.path(), 1 << 20).unwrap();
+        let mut reader = WalReader::new(dir.path(), 1);
+        assert!(matches!(reader.next(u64::MAX).unwrap(), WalRead::CaughtUp));
+        wal.append(b"one").unwrap();
+        wal.sync().unwrap();
+        assert!(matches!(
+            reader.next(u64::MAX).unwrap(),
+            WalRead::Record(1, _)
+        ));
+        assert!(matches!(reader.next(u64::MAX).unwrap(), WalRead::CaughtUp));
     }
 
     #[test]

@@ -208,6 +208,11 @@ pub fn event(resource: &Value, source_key: &str, ingested: DateTime<Utc>) -> Res
                 .and_then(|e| s(e, &["what", "identifier", "value"]).or_else(|| s(e, &["name"])))
                 .map(str::to_owned)
         });
+    event.category = entities
+        .iter()
+        .filter_map(|e| s(e, &["what", "reference"]))
+        .find_map(resource_category)
+        .map(str::to_owned);
     let mut what = Vec::new();
     for e in &entities {
         if let Some(w) = s(e, &["what", "identifier", "value"])
@@ -252,6 +257,29 @@ pub fn event(resource: &Value, source_key: &str, ingested: DateTime<Utc>) -> Res
     }
     event.message = m;
     Ok(event)
+}
+
+/// The kind of record a FHIR resource type is, for role checks.
+fn resource_category(reference: &str) -> Option<&'static str> {
+    let kind = reference
+        .split('/')
+        .collect::<Vec<_>>()
+        .windows(2)
+        .find(|w| w[0].chars().next().is_some_and(|c| c.is_ascii_uppercase()) && !w[1].is_empty())
+        .map(|w| w[0])?;
+    Some(match kind {
+        "Patient" | "RelatedPerson" | "Coverage" => "demographics",
+        "Appointment" | "Schedule" | "Slot" | "Encounter" => "appointments",
+        "MedicationRequest" | "MedicationDispense" | "MedicationStatement" | "Medication" => {
+            "prescriptions"
+        }
+        "Claim" | "Invoice" | "Account" | "ChargeItem" | "ExplanationOfBenefit" => "billing",
+        "Observation" | "Condition" | "Composition" | "DocumentReference" | "DiagnosticReport"
+        | "Procedure" | "AllergyIntolerance" | "CarePlan" | "ClinicalImpression" => {
+            "clinical_notes"
+        }
+        _ => return None,
+    })
 }
 
 fn patient_ref(reference: &str) -> Option<String> {
