@@ -140,21 +140,23 @@ impl RulesRunner {
                     let Some(&(last, _)) = batch.last() else {
                         continue;
                     };
+                    let mut raised = Vec::new();
                     for (seq, event) in &batch {
                         metrics.events.inc();
                         let alerts = engine.process(event);
-                        if *seq <= checkpoint {
-                            continue; // rebuilding state: these were raised before
-                        }
-                        for alert in alerts {
-                            match db.record(&alert) {
-                                Ok((_, true)) => {
-                                    metrics.alerts.with_label_values(&[&alert.rule]).inc()
+                        if *seq > checkpoint {
+                            raised.extend(alerts);
+                        } // else rebuilding state: these were raised before
+                    }
+                    match db.record_all(&raised) {
+                        Ok(results) => {
+                            for (alert, (_, changed)) in raised.iter().zip(results) {
+                                if changed {
+                                    metrics.alerts.with_label_values(&[&alert.rule]).inc();
                                 }
-                                Ok((_, false)) => {}
-                                Err(e) => error!(error = %e, "alert not stored"),
                             }
                         }
+                        Err(e) => error!(error = %e, "alerts not stored"),
                     }
                     if last > checkpoint
                         && let Err(e) = db.set_checkpoint(last)
@@ -179,7 +181,7 @@ impl RulesRunner {
 
 /// Events the import's rule pass sorts at once; more are taken a chunk at a time (each chunk
 /// in time order), so memory stays bounded on huge imports.
-const SORT_CHUNK: usize = 500_000;
+const SORT_CHUNK: usize = 100_000;
 
 /// After `mimamori import`: runs the rules over everything the log holds beyond their position,
 /// in event-time order. Files are imported one after another (a month of EHR export, then a
@@ -204,13 +206,15 @@ pub fn catch_up_sorted(checked: &Checked) -> anyhow::Result<u64> {
                      db: &mut AlertDb|
      -> anyhow::Result<()> {
         chunk.sort_by_key(|(seq, e)| (e.timestamp, *seq));
+        let mut alerts = Vec::new();
         for (_, event) in chunk.drain(..) {
-            for alert in engine.process(&event) {
-                if db.record(&alert)?.1 {
-                    raised += 1;
-                }
-            }
+            alerts.extend(engine.process(&event));
         }
+        raised += db
+            .record_all(&alerts)?
+            .iter()
+            .filter(|(_, changed)| *changed)
+            .count() as u64;
         Ok(())
     };
     loop {
@@ -223,7 +227,8 @@ pub fn catch_up_sorted(checked: &Checked) -> anyhow::Result<u64> {
                     engine.process(&event); // rebuilding windows; these were raised before
                     continue;
                 }
-                event.original = String::new(); // not needed by the rules; halves the memory
+                // Not needed by the rules; the raw input is most of an event's memory.
+                event.original = String::new();
                 chunk.push((seq, event));
                 last = seq;
                 if chunk.len() >= SORT_CHUNK {

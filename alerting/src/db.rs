@@ -119,98 +119,27 @@ impl AlertDb {
     /// its id and whether anything changed (an alert already holding this evidence is left as
     /// it is: replays after a restart do not count twice).
     pub fn record(&mut self, alert: &Alert) -> Result<(i64, bool), AlertDbError> {
-        let key = format!(
-            "{}|{}|{}",
-            alert.rule,
-            alert.user.as_deref().unwrap_or("").to_lowercase(),
-            alert.site.as_deref().unwrap_or("")
-        );
-        let since = (alert.first_seen - self.dedup_window).to_rfc3339();
+        Ok(self.record_all(std::slice::from_ref(alert))?[0])
+    }
+
+    /// [`AlertDb::record`] for several alerts in one transaction (one sync).
+    pub fn record_all(&mut self, alerts: &[Alert]) -> Result<Vec<(i64, bool)>, AlertDbError> {
+        let path = self.path.clone();
+        let window = self.dedup_window;
         let tx = self
             .conn
             .transaction()
             .map_err(|source| AlertDbError::Sqlite {
-                path: self.path.clone(),
+                path: path.clone(),
                 source,
             })?;
-        let existing: Option<(i64, String, String, String, i64)> = tx
-            .query_row(
-                "SELECT id, evidence, first_seen, last_seen, count FROM alerts
-                 WHERE dedup_key = ?1 AND status != 'closed' AND last_seen >= ?2
-                 ORDER BY last_seen DESC LIMIT 1",
-                params![key, since],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()
-            .map_err(|source| AlertDbError::Sqlite {
-                path: self.path.clone(),
-                source,
-            })?;
-        let result = match existing {
-            Some((id, evidence, first, last, count)) => {
-                let mut ids: Vec<String> = serde_json::from_str(&evidence).unwrap_or_default();
-                let new: Vec<String> = alert
-                    .evidence
-                    .iter()
-                    .map(|e| e.as_str().to_owned())
-                    .filter(|e| !ids.contains(e))
-                    .collect();
-                if new.is_empty() {
-                    (id, false)
-                } else {
-                    for e in new {
-                        if ids.len() < MAX_EVIDENCE {
-                            ids.push(e);
-                        }
-                    }
-                    let first = first.min(alert.first_seen.to_rfc3339());
-                    let last = last.max(alert.last_seen.to_rfc3339());
-                    tx.execute(
-                        "UPDATE alerts SET evidence = ?2, first_seen = ?3, last_seen = ?4, count = ?5,
-                         explanation = ?6 WHERE id = ?1",
-                        params![
-                            id,
-                            serde_json::to_string(&ids).unwrap_or_default(),
-                            first,
-                            last,
-                            count + 1,
-                            alert.explanation
-                        ],
-                    )
-                    .map_err(|source| AlertDbError::Sqlite {
-                        path: self.path.clone(),
-                        source,
-                    })?;
-                    (id, true)
-                }
-            }
-            None => {
-                let evidence: Vec<&str> = alert.evidence.iter().map(EventId::as_str).collect();
-                tx.execute(
-                    "INSERT INTO alerts (rule, severity, user, site, dedup_key, first_seen, last_seen,
-                     count, explanation, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                    params![
-                        alert.rule,
-                        severity_text(alert.severity),
-                        alert.user,
-                        alert.site,
-                        key,
-                        alert.first_seen.to_rfc3339(),
-                        alert.last_seen.to_rfc3339(),
-                        alert.count as i64,
-                        alert.explanation,
-                        serde_json::to_string(&evidence).unwrap_or_default()
-                    ],
-                )
-                .map_err(|source| AlertDbError::Sqlite {
-                    path: self.path.clone(),
-                    source,
-                })?;
-                (tx.last_insert_rowid(), true)
-            }
-        };
-        tx.commit().map_err(self.err())?;
-        Ok(result)
+        let mut out = Vec::with_capacity(alerts.len());
+        for alert in alerts {
+            out.push(record_in(&tx, &path, window, alert)?);
+        }
+        tx.commit()
+            .map_err(|source| AlertDbError::Sqlite { path, source })?;
+        Ok(out)
     }
 
     /// The event-log position the rules have processed (0: none).
@@ -319,6 +248,99 @@ impl AlertDb {
             .map_err(self.err())?
             .ok_or(AlertDbError::NotFound(id))
     }
+}
+
+/// One alert, inside the caller's transaction.
+fn record_in(
+    tx: &rusqlite::Transaction<'_>,
+    path: &str,
+    dedup_window: Duration,
+    alert: &Alert,
+) -> Result<(i64, bool), AlertDbError> {
+    let key = format!(
+        "{}|{}|{}",
+        alert.rule,
+        alert.user.as_deref().unwrap_or("").to_lowercase(),
+        alert.site.as_deref().unwrap_or("")
+    );
+    let since = (alert.first_seen - dedup_window).to_rfc3339();
+    let existing: Option<(i64, String, String, String, i64)> = tx
+        .query_row(
+            "SELECT id, evidence, first_seen, last_seen, count FROM alerts
+                 WHERE dedup_key = ?1 AND status != 'closed' AND last_seen >= ?2
+                 ORDER BY last_seen DESC LIMIT 1",
+            params![key, since],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()
+        .map_err(|source| AlertDbError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })?;
+    let result = match existing {
+        Some((id, evidence, first, last, count)) => {
+            let mut ids: Vec<String> = serde_json::from_str(&evidence).unwrap_or_default();
+            let new: Vec<String> = alert
+                .evidence
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .filter(|e| !ids.contains(e))
+                .collect();
+            if new.is_empty() {
+                (id, false)
+            } else {
+                for e in new {
+                    if ids.len() < MAX_EVIDENCE {
+                        ids.push(e);
+                    }
+                }
+                let first = first.min(alert.first_seen.to_rfc3339());
+                let last = last.max(alert.last_seen.to_rfc3339());
+                tx.execute(
+                    "UPDATE alerts SET evidence = ?2, first_seen = ?3, last_seen = ?4, count = ?5,
+                         explanation = ?6 WHERE id = ?1",
+                    params![
+                        id,
+                        serde_json::to_string(&ids).unwrap_or_default(),
+                        first,
+                        last,
+                        count + 1,
+                        alert.explanation
+                    ],
+                )
+                .map_err(|source| AlertDbError::Sqlite {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                (id, true)
+            }
+        }
+        None => {
+            let evidence: Vec<&str> = alert.evidence.iter().map(EventId::as_str).collect();
+            tx.execute(
+                    "INSERT INTO alerts (rule, severity, user, site, dedup_key, first_seen, last_seen,
+                     count, explanation, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    params![
+                        alert.rule,
+                        severity_text(alert.severity),
+                        alert.user,
+                        alert.site,
+                        key,
+                        alert.first_seen.to_rfc3339(),
+                        alert.last_seen.to_rfc3339(),
+                        alert.count as i64,
+                        alert.explanation,
+                        serde_json::to_string(&evidence).unwrap_or_default()
+                    ],
+                )
+                .map_err(|source| AlertDbError::Sqlite {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            (tx.last_insert_rowid(), true)
+        }
+    };
+    Ok(result)
 }
 
 #[cfg(test)]
