@@ -105,6 +105,9 @@ impl RulesRunner {
             .max(1);
         let mut follower = store.follow(rebuild_from);
         let mut engine = checked.engine();
+        for (user, at) in db.activity()? {
+            engine.remember_active(&user, at);
+        }
         let metrics = RulesMetrics::new(registry)?;
         let reloads = IntCounterVec::new(
             Opts::new(
@@ -158,6 +161,9 @@ impl RulesRunner {
                         }
                         Err(e) => error!(error = %e, "alerts not stored"),
                     }
+                    if let Err(e) = db.save_activity(&engine.take_changed_activity()) {
+                        error!(error = %e, "last activity not saved");
+                    }
                     if last > checkpoint
                         && let Err(e) = db.set_checkpoint(last)
                     {
@@ -197,6 +203,9 @@ pub fn catch_up_sorted(checked: &Checked) -> anyhow::Result<u64> {
         .saturating_sub(checked.config.alerts.rebuild_events)
         .max(1);
     let mut engine = checked.engine();
+    for (user, at) in db.activity()? {
+        engine.remember_active(&user, at);
+    }
     let mut reader = store::wal::WalReader::new(&data_dir.join("wal"), rebuild_from);
     let mut chunk: Vec<(u64, store::Event)> = Vec::new();
     let mut last = checkpoint;

@@ -98,7 +98,8 @@ impl AlertDb {
              );
              CREATE INDEX IF NOT EXISTS alerts_key ON alerts (dedup_key, last_seen);
              CREATE INDEX IF NOT EXISTS alerts_last ON alerts (last_seen);
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS activity (user TEXT PRIMARY KEY, last_active TEXT NOT NULL);",
         )
         .map_err(err)?;
         Ok(AlertDb {
@@ -140,6 +141,49 @@ impl AlertDb {
         tx.commit()
             .map_err(|source| AlertDbError::Sqlite { path, source })?;
         Ok(out)
+    }
+
+    /// When each account was last active, as the rules last saved it (for dormant accounts).
+    pub fn activity(&self) -> Result<Vec<(String, DateTime<Utc>)>, AlertDbError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT user, last_active FROM activity")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (user, at) = row.map_err(self.err())?;
+            if let Ok(t) = DateTime::parse_from_rfc3339(&at) {
+                out.push((user, t.with_timezone(&Utc)));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn save_activity(
+        &mut self,
+        changed: &[(String, DateTime<Utc>)],
+    ) -> Result<(), AlertDbError> {
+        if changed.is_empty() {
+            return Ok(());
+        }
+        let path = self.path.clone();
+        let err = |source| AlertDbError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        for (user, at) in changed {
+            tx.execute(
+                "INSERT INTO activity (user, last_active) VALUES (?1, ?2)
+                 ON CONFLICT(user) DO UPDATE SET last_active = max(last_active, excluded.last_active)",
+                params![user, at.to_rfc3339()],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)
     }
 
     /// The event-log position the rules have processed (0: none).
@@ -413,6 +457,19 @@ mod tests {
             1
         );
         assert!(matches!(db.get(999), Err(AlertDbError::NotFound(999))));
+        let t = DateTime::parse_from_rfc3339("2026-06-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut db2 = AlertDb::open(&path, Duration::hours(1)).unwrap();
+        db2.save_activity(&[("n002".into(), t)]).unwrap();
+        db2.save_activity(&[("n002".into(), t - Duration::days(3))])
+            .unwrap();
+        assert_eq!(
+            db2.activity().unwrap(),
+            [("n002".to_owned(), t)],
+            "only ever later"
+        );
+        drop(db2);
         let closed = db
             .set_status(a, "closed", Some("night duty swap, approved"))
             .unwrap();

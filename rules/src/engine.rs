@@ -43,6 +43,8 @@ pub struct RoleCheckConfig {
     pub unknown_accounts: bool,
     /// Activity after a staff member's employment end date.
     pub ended_staff: bool,
+    /// Activity of an account idle for at least this many days (0: off).
+    pub dormant_days: u32,
 }
 
 impl Default for RoleCheckConfig {
@@ -52,6 +54,7 @@ impl Default for RoleCheckConfig {
             severity: Severity::High,
             unknown_accounts: true,
             ended_staff: true,
+            dormant_days: 90,
         }
     }
 }
@@ -405,6 +408,11 @@ pub struct Engine {
     pub appointments: Option<Appointments>,
     users: HashMap<String, UserState>,
     custom: Vec<(CustomRule, HashMap<String, Window>)>,
+    /// When each account was last active (event time), for dormant accounts; saved by the
+    /// caller across restarts (`last_active` / `remember_active`).
+    last_active: HashMap<String, DateTime<Utc>>,
+    /// Accounts whose last activity changed since `take_changed_activity`.
+    changed_activity: Vec<String>,
     /// The latest arrival time seen, to notice the appliance's clock going back.
     last_ingested: Option<DateTime<Utc>>,
     /// The highest value each threshold rule reached without firing: what came close.
@@ -464,6 +472,8 @@ impl Engine {
             appointments: None,
             users: HashMap::new(),
             custom: Vec::new(),
+            last_active: HashMap::new(),
+            changed_activity: Vec::new(),
             last_ingested: None,
             near_misses: BTreeMap::new(),
         }
@@ -486,6 +496,60 @@ impl Engine {
                 },
             )
             .collect();
+    }
+
+    /// Last activity known from before (the alert database keeps it across restarts).
+    pub fn remember_active(&mut self, user: &str, at: DateTime<Utc>) {
+        let e = self.last_active.entry(user.to_lowercase()).or_insert(at);
+        *e = (*e).max(at);
+    }
+
+    /// Accounts whose last activity moved since the last call, with it.
+    pub fn take_changed_activity(&mut self) -> Vec<(String, DateTime<Utc>)> {
+        let mut users = std::mem::take(&mut self.changed_activity);
+        users.sort();
+        users.dedup();
+        users
+            .into_iter()
+            .filter_map(|u| self.last_active.get(&u).map(|t| (u, *t)))
+            .collect()
+    }
+
+    /// An account idle for `dormant_days` that acts again.
+    fn dormant(&mut self, event: &Event, user: &str, site: Option<&str>) -> Option<Alert> {
+        if event.outcome == Outcome::Failure {
+            return None;
+        }
+        let t = event.timestamp;
+        let previous = self.last_active.get(user).copied();
+        if previous.is_none_or(|p| t > p)
+            && (previous.is_some() || self.last_active.len() < MAX_USERS)
+        {
+            self.last_active.insert(user.to_owned(), t);
+            self.changed_activity.push(user.to_owned());
+        }
+        let cfg = &self.config.access_outside_role;
+        let previous = previous?;
+        let idle = t - previous;
+        if !cfg.enabled
+            || cfg.dormant_days == 0
+            || idle < Duration::days(i64::from(cfg.dormant_days))
+        {
+            return None;
+        }
+        Some(self.alert(
+            "access_outside_role",
+            cfg.severity,
+            event,
+            site,
+            format!(
+                "{} was last active on {} and is active again after {} days (dormant accounts are flagged after {})",
+                self.who(user, event),
+                self.clinic.local(previous).format("%Y-%m-%d"),
+                idle.num_days(),
+                cfg.dormant_days
+            ),
+        ))
     }
 
     pub fn with_appointments(mut self, appointments: Option<Appointments>) -> Engine {
@@ -615,9 +679,14 @@ impl Engine {
         if self.config.off_hours_login.enabled {
             alerts.extend(self.off_hours(event, &user, site.as_deref()));
         }
-        if self.config.access_outside_role.enabled {
-            alerts.extend(self.outside_role(event, &user, site.as_deref()));
-        }
+        let role_alert = if self.config.access_outside_role.enabled {
+            self.outside_role(event, &user, site.as_deref())
+        } else {
+            None
+        };
+        let dormant = self.dormant(event, &user, site.as_deref());
+        // One access_outside_role alert per event: the role reason first.
+        alerts.extend(role_alert.or(dormant));
         if self.config.concurrent_sessions.enabled {
             alerts.extend(self.concurrent(event, &user, site.as_deref()));
         }

@@ -453,3 +453,40 @@ fn failures_then_success_new_machines_sensitive_records_and_no_treatment_relatio
     assert_eq!(key, "detections.treatment_relationship.appointments_file");
     assert!(why.contains("line 2"), "{why}");
 }
+
+#[test]
+fn a_dormant_account_that_acts_again() {
+    let mut e = engine();
+    e.remember_active(
+        "n002",
+        DateTime::parse_from_rfc3339("2026-06-01T10:00:00+09:00")
+            .unwrap()
+            .with_timezone(&Utc),
+    );
+    let a = e.process(&ev(
+        "2026-11-24T10:00:00+09:00",
+        "n002",
+        "record.view",
+        MAIN,
+    ));
+    assert_eq!(rules(&a), ["access_outside_role"]);
+    assert!(
+        a[0].explanation
+            .contains("last active on 2026-06-01 and is active again after 176 days"),
+        "{}",
+        a[0].explanation
+    );
+    assert!(
+        e.process(&ev(
+            "2026-11-24T10:05:00+09:00",
+            "n002",
+            "record.view",
+            MAIN
+        ))
+        .is_empty()
+    );
+    let changed = e.take_changed_activity();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0].0, "n002");
+    assert!(e.take_changed_activity().is_empty());
+}
