@@ -93,6 +93,12 @@ pub struct BulkConfig {
     /// At least this many distinct patients viewed by one user within `window_minutes`.
     pub distinct_patients: usize,
     pub window_minutes: u32,
+    /// A day's record accesses above this many times the person's own daily average over
+    /// the previous `baseline_days` (0: off) ...
+    pub baseline_factor: f64,
+    pub baseline_days: u32,
+    /// ... and above this many, so quiet people do not fire.
+    pub baseline_floor: u64,
 }
 
 impl Default for BulkConfig {
@@ -103,6 +109,9 @@ impl Default for BulkConfig {
             max_records: 100,
             distinct_patients: 50,
             window_minutes: 60,
+            baseline_factor: 4.0,
+            baseline_days: 14,
+            baseline_floor: 200,
         }
     }
 }
@@ -396,6 +405,9 @@ struct UserState {
     /// (time, patient) viewed, oldest first, within the window.
     views: VecDeque<(DateTime<Utc>, String)>,
     bulk_alerted_until: Option<DateTime<Utc>>,
+    /// Record accesses per local day, oldest first (the baseline), and the day already alerted.
+    daily: VecDeque<(chrono::NaiveDate, u64)>,
+    baseline_alerted: Option<chrono::NaiveDate>,
 }
 
 /// Most users followed at once; the least recently seen are dropped beyond it.
@@ -1002,6 +1014,12 @@ impl Engine {
                 );
                 return None;
             }
+            // One bulk alert a day is enough: the day's volume is explained by this export.
+            let day = self.clinic.local(event.timestamp).date_naive();
+            self.users
+                .entry(user.to_owned())
+                .or_default()
+                .baseline_alerted = Some(day);
             let verb = if event.action == "record.export" {
                 "exported"
             } else {
@@ -1017,6 +1035,9 @@ impl Engine {
                     cfg.max_records
                 ),
             ));
+        }
+        if let Some(alert) = self.baseline(event, user, site, &cfg, &who) {
+            return Some(alert);
         }
         if event.action != "record.view" {
             return None;
@@ -1061,6 +1082,7 @@ impl Engine {
         }
         let n = distinct.len();
         state.bulk_alerted_until = Some(t + window);
+        state.baseline_alerted = Some(self.clinic.local(t).date_naive());
         Some(self.alert(
             "bulk_export",
             cfg.severity,
@@ -1209,6 +1231,57 @@ impl Engine {
             }
         }
         out
+    }
+
+    /// A day's volume far above the person's own recent days.
+    fn baseline(
+        &mut self,
+        event: &Event,
+        user: &str,
+        site: Option<&str>,
+        cfg: &BulkConfig,
+        who: &str,
+    ) -> Option<Alert> {
+        if cfg.baseline_days == 0
+            || !event.action.starts_with("record.")
+            || event.outcome == Outcome::Failure
+        {
+            return None;
+        }
+        let day = self.clinic.local(event.timestamp).date_naive();
+        let state = self.users.entry(user.to_owned()).or_default();
+        let n = event.record_count.unwrap_or(1).max(1);
+        match state.daily.back_mut() {
+            Some((d, count)) if *d == day => *count += n,
+            Some((d, _)) if *d > day => return None, // an older day read late: not counted
+            _ => state.daily.push_back((day, n)),
+        }
+        let horizon = day - Duration::days(i64::from(cfg.baseline_days));
+        while state.daily.front().is_some_and(|(d, _)| *d < horizon) {
+            state.daily.pop_front();
+        }
+        let today = state.daily.back().map_or(0, |(_, c)| *c);
+        let previous: Vec<u64> = state.daily.iter().rev().skip(1).map(|(_, c)| *c).collect();
+        // A baseline needs a few days behind it.
+        if previous.len() < 5 || state.baseline_alerted == Some(day) || today < cfg.baseline_floor {
+            return None;
+        }
+        let average = previous.iter().sum::<u64>() as f64 / previous.len() as f64;
+        if (today as f64) < average * cfg.baseline_factor {
+            return None;
+        }
+        state.baseline_alerted = Some(day);
+        Some(self.alert(
+            "bulk_export",
+            cfg.severity,
+            event,
+            site,
+            format!(
+                "{who} has accessed {today} records today, {:.0} times their daily average of {average:.0} over the previous {} working days",
+                today as f64 / average.max(1.0),
+                previous.len()
+            ),
+        ))
     }
 
     fn prune(&mut self, now: DateTime<Utc>) {

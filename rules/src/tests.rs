@@ -490,3 +490,46 @@ fn a_dormant_account_that_acts_again() {
     assert_eq!(changed[0].0, "n002");
     assert!(e.take_changed_activity().is_empty());
 }
+
+#[test]
+fn a_day_far_above_the_persons_own_baseline() {
+    let mut e = engine();
+    let mut fired = Vec::new();
+    // Ten ordinary days of ~40 chart views, spread over the morning.
+    for day in 10..20 {
+        for i in 0..40 {
+            let mut v = ev(
+                &format!(
+                    "2026-11-{day:02}T{:02}:{:02}:00+09:00",
+                    9 + i / 20,
+                    (i % 20) * 3
+                ),
+                "n002",
+                "record.view",
+                MAIN,
+            );
+            v.patient = Some(format!("P{}", i % 30));
+            fired.extend(e.process(&v));
+        }
+    }
+    assert!(rules(&fired).is_empty(), "{fired:?}");
+    // Then a day of 250, none in a burst that the hourly check would catch.
+    for i in 0..250 {
+        let mut v = ev(
+            &format!("2026-11-20T{:02}:{:02}:00+09:00", 8 + i / 25, (i % 25) * 2),
+            "n002",
+            "record.view",
+            MAIN,
+        );
+        v.patient = Some(format!("P{}", i % 40));
+        fired.extend(e.process(&v));
+    }
+    assert_eq!(rules(&fired), ["bulk_export"], "once that day");
+    assert!(
+        fired[0]
+            .explanation
+            .contains("their daily average of 40 over the previous 10 working days"),
+        "{}",
+        fired[0].explanation
+    );
+}
