@@ -243,6 +243,8 @@ impl StoreHandle {
 /// The store: owns the write-ahead log and the index. Hand it events through [`Store::sender`];
 /// search through [`Store::index`].
 pub struct Store {
+    /// Held for the store's lifetime.
+    _lock: std::fs::File,
     durable: Arc<Durable>,
     wal_dir: PathBuf,
     events_tx: Option<mpsc::Sender<Batch>>,
@@ -259,6 +261,7 @@ impl Store {
             source,
         })?;
         probe_writable(data_dir)?;
+        let lock = lock_data_dir(data_dir)?;
         let index = open_index(&data_dir.join("index"), true)?;
         // The writer takes tantivy's lock: a second server on the same directory stops here.
         let writer = index
@@ -320,6 +323,7 @@ impl Store {
             .name("wal-writer".into())
             .spawn(move || write_ahead(wal, events_rx, &durable, &metrics))?;
         Ok(Store {
+            _lock: lock,
             durable: wal_durable,
             wal_dir: data_dir.join("wal"),
             events_tx: Some(events_tx),
@@ -366,8 +370,31 @@ impl Store {
     }
 }
 
+/// One writer per data directory: an exclusive lock on `<data_dir>/.lock`, held while the
+/// store is open (the kernel drops it when the process ends, however it ends).
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+    let error = |source| StoreError::DataDir {
+        path: dir.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(".lock"))
+        .map_err(error)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(error(std::io::Error::other(
+            "in use by another running mimamori",
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(error(e)),
+    }
+}
+
 fn probe_writable(dir: &Path) -> Result<(), StoreError> {
-    let probe = dir.join(".write-probe");
+    // Named per process: two processes probing at once must not remove each other's file.
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
     std::fs::write(&probe, b"ok")
         .and_then(|()| std::fs::remove_file(&probe))
         .map_err(|source| StoreError::DataDir {
