@@ -162,8 +162,9 @@ fn a_restart_replays_what_the_index_missed_exactly_once() {
         // Simulate a crash: leak the store so neither thread gets to commit.
         std::mem::forget(store);
     }
-    // The leaked writer still holds tantivy's lock in this process; a real crash frees it.
+    // The leaked store still holds its locks in this process; a real crash frees them.
     std::fs::remove_file(dir.path().join("index/.tantivy-writer.lock")).ok();
+    std::fs::remove_file(dir.path().join(".lock")).ok();
     let store = open(dir.path());
     wait_for(store.index(), u64::from(total));
     let hits = store
