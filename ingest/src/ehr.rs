@@ -283,19 +283,8 @@ const ACTIONS: &[(&str, &str)] = &[
     ("検索", "record.view"),
 ];
 
-/// The actions a mapping may name.
-pub const VOCABULARY: &[&str] = &[
-    "login",
-    "logout",
-    "login_failed",
-    "record.view",
-    "record.update",
-    "record.delete",
-    "record.print",
-    "record.export",
-    "record.emergency_access",
-    "other",
-];
+/// The actions a mapping may name: the normalized vocabulary.
+pub use store::ACTIONS as VOCABULARY;
 
 /// Record kinds and words that say them.
 const CATEGORIES: &[(&str, &[&str])] = &[

@@ -250,19 +250,8 @@ pub struct Role {
     pub deny: Vec<Permission>,
 }
 
-/// Actions a role pattern can name.
-pub const ACTIONS: &[&str] = &[
-    "login",
-    "logout",
-    "login_failed",
-    "record.view",
-    "record.update",
-    "record.delete",
-    "record.print",
-    "record.export",
-    "record.emergency_access",
-    "other",
-];
+/// Actions a role pattern can name: the normalized vocabulary.
+pub use store::ACTIONS;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Interval {

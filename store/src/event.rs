@@ -9,6 +9,21 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// The normalized actions sources map to (besides source-specific ones such as `windows.4688`);
+/// EHR action mappings and role patterns are checked against this list.
+pub const ACTIONS: &[&str] = &[
+    "login",
+    "logout",
+    "login_failed",
+    "record.view",
+    "record.update",
+    "record.delete",
+    "record.print",
+    "record.export",
+    "record.emergency_access",
+    "other",
+];
+
 /// One access-log event, normalized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

@@ -18,7 +18,7 @@ mod tokenizer;
 pub mod wal;
 
 pub use crate::error::StoreError;
-pub use crate::event::{Event, EventId, Outcome};
+pub use crate::event::{ACTIONS, Event, EventId, Outcome};
 pub use crate::index::{EventIndex, MAX_SEARCH_LIMIT};
 pub use crate::metrics::StoreMetrics;
 pub use crate::pipeline::{Ack, Batch, Follower, Store, StoreConfig, StoreHandle};
