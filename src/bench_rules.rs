@@ -95,6 +95,9 @@ pub fn run(work: &Path) -> anyhow::Result<()> {
     checked.config.syslog.udp_listen = Vec::new();
     checked.config.http.listen = any;
     checked.config.storage.commit_interval_ms = 1000;
+    // The pipeline's own latency; live, an event alone also waits detections.lateness_seconds.
+    let lateness = checked.config.detections.lateness_seconds;
+    checked.config.detections.lateness_seconds = 0;
     let rt = runtime()?;
     rt.block_on(async {
         let running = start(&checked, prometheus::Registry::new()).await?;
@@ -106,7 +109,7 @@ pub fn run(work: &Path) -> anyhow::Result<()> {
         l.sort();
         let pct = |p: f64| l[((l.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0;
         println!(
-            "alerts:  event sent until its alert is stored: p50 {:.1} ms  p95 {:.1} ms  ({} alerts)",
+            "alerts:  event sent until its alert is stored: p50 {:.1} ms  p95 {:.1} ms  ({} alerts; with lateness 0, the default {lateness} s adds up to that much)",
             pct(0.5),
             pct(0.95),
             l.len()

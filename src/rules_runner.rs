@@ -1,17 +1,19 @@
 //! Runs the rules on every accepted event: follows the write-ahead log (so each event is seen as
 //! it becomes durable, not by polling the index), stores alerts in `<data_dir>/alerts.db`, and
-//! keeps its position there. After a restart it re-reads `alerts.rebuild_events` events before
+//! keeps its position there. Live events are held for `detections.lateness_seconds` and
+//! evaluated in event-time order ([`rules::reorder`]). After a restart it re-reads `alerts.rebuild_events` events before
 //! that position to rebuild its windows, without raising their alerts again.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alerting::db::AlertDb;
 use anyhow::Context;
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use rules::engine::Engine;
+use rules::reorder::Reorder;
 use store::StoreHandle;
 use tracing::{error, info, warn};
 
@@ -25,6 +27,8 @@ pub fn alerts_db_path(data_dir: &Path) -> PathBuf {
 struct RulesMetrics {
     events: IntCounter,
     alerts: IntCounterVec,
+    late: IntCounter,
+    held: IntGauge,
 }
 
 impl RulesMetrics {
@@ -40,9 +44,24 @@ impl RulesMetrics {
             ),
             &["rule"],
         )?;
+        let late = IntCounter::new(
+            "mimamori_rules_late_events_total",
+            "Events that arrived after a later event had been evaluated (beyond detections.lateness_seconds); evaluated out of order",
+        )?;
+        let held = IntGauge::new(
+            "mimamori_rules_held_events",
+            "Events held to be evaluated in event-time order",
+        )?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(alerts.clone()))?;
-        Ok(RulesMetrics { events, alerts })
+        registry.register(Box::new(late.clone()))?;
+        registry.register(Box::new(held.clone()))?;
+        Ok(RulesMetrics {
+            events,
+            alerts,
+            late,
+            held,
+        })
     }
 }
 
@@ -98,7 +117,7 @@ impl RulesRunner {
         let path = alerts_db_path(&checked.config.storage.data_dir);
         let window =
             chrono::Duration::minutes(i64::from(checked.config.alerts.dedup_window_minutes));
-        let mut db = AlertDb::open(&path, window).context("cannot open the alert database")?;
+        let db = AlertDb::open(&path, window).context("cannot open the alert database")?;
         let checkpoint = db.checkpoint()?;
         let rebuild_from = checkpoint
             .saturating_sub(checked.config.alerts.rebuild_events)
@@ -124,11 +143,25 @@ impl RulesRunner {
             reloads,
         });
         info!(checkpoint, rebuild_from, "rules following the event log");
+        let lateness = Duration::from_secs(checked.config.detections.lateness_seconds.into());
         let thread = std::thread::Builder::new()
             .name("rules".into())
             .spawn(move || {
+                let mut pass = Pass {
+                    engine,
+                    db,
+                    metrics,
+                    checkpoint,
+                    saved: checkpoint,
+                    read: checkpoint,
+                    reorder: Reorder::new(lateness, REORDER_CAPACITY),
+                };
                 loop {
-                    let batch = match follower.next_batch(1024, Duration::from_millis(500)) {
+                    let wait = pass
+                        .reorder
+                        .due_in(Instant::now())
+                        .map_or(POLL, |due| due.min(POLL));
+                    let batch = match follower.next_batch(1024, wait) {
                         Ok(Some(batch)) => batch,
                         Ok(None) => break,
                         Err(e) => {
@@ -138,38 +171,12 @@ impl RulesRunner {
                     };
                     // A reload applies to every event accepted after it was answered.
                     if let Ok(new) = rx.try_recv() {
-                        engine.reconfigure(new);
+                        pass.engine.reconfigure(new);
                     }
-                    let Some(&(last, _)) = batch.last() else {
-                        continue;
-                    };
-                    let mut raised = Vec::new();
-                    for (seq, event) in &batch {
-                        metrics.events.inc();
-                        let alerts = engine.process(event);
-                        if *seq > checkpoint {
-                            raised.extend(alerts);
-                        } // else rebuilding state: these were raised before
-                    }
-                    match db.record_all(&raised) {
-                        Ok(results) => {
-                            for (alert, (_, changed)) in raised.iter().zip(results) {
-                                if changed {
-                                    metrics.alerts.with_label_values(&[&alert.rule]).inc();
-                                }
-                            }
-                        }
-                        Err(e) => error!(error = %e, "alerts not stored"),
-                    }
-                    if let Err(e) = db.save_activity(&engine.take_changed_activity()) {
-                        error!(error = %e, "last activity not saved");
-                    }
-                    if last > checkpoint
-                        && let Err(e) = db.set_checkpoint(last)
-                    {
-                        error!(error = %e, "rules position not saved");
-                    }
+                    pass.step(batch, false);
                 }
+                // The store has closed: nothing more will arrive, so nothing need wait.
+                pass.step(Vec::new(), true);
             })?;
         Ok(RulesRunner {
             thread: Some(thread),
@@ -181,6 +188,81 @@ impl RulesRunner {
     pub fn join(mut self) {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// How often the rules thread looks for new events when none are held.
+const POLL: Duration = Duration::from_millis(500);
+
+/// Most events held for reordering; beyond it the oldest are evaluated at once.
+const REORDER_CAPACITY: usize = 100_000;
+
+/// The live rules' state between batches.
+struct Pass {
+    engine: Engine,
+    db: AlertDb,
+    metrics: RulesMetrics,
+    /// Where the rules stood at start: events at or before it only rebuild state.
+    checkpoint: u64,
+    /// The position last saved.
+    saved: u64,
+    /// The last log position read.
+    read: u64,
+    reorder: Reorder,
+}
+
+impl Pass {
+    /// Takes a batch from the log, evaluates what is due (everything when `flush`), stores the
+    /// alerts, and saves the position: the last event read, or just before the oldest still
+    /// held, so a crash replays what was held (the alert store ignores evidence it has).
+    fn step(&mut self, batch: Vec<(u64, store::Event)>, flush: bool) {
+        let now = Instant::now();
+        let mut raised = Vec::new();
+        for (seq, mut event) in batch {
+            let alerts = self.engine.arrived(&event);
+            if seq > self.checkpoint {
+                raised.extend(alerts);
+            }
+            // Not needed by the rules; the raw input is most of an event's memory.
+            event.original = String::new();
+            if self.reorder.push(seq, event, now) {
+                self.metrics.late.inc();
+            }
+            self.read = seq;
+        }
+        let due: Vec<_> = if flush {
+            self.reorder.drain()
+        } else {
+            std::iter::from_fn(|| self.reorder.pop(now)).collect()
+        };
+        for (seq, event) in &due {
+            self.metrics.events.inc();
+            let alerts = self.engine.evaluate(event);
+            if *seq > self.checkpoint {
+                raised.extend(alerts);
+            } // else rebuilding state: these were raised before
+        }
+        self.metrics.held.set(self.reorder.len() as i64);
+        match self.db.record_all(&raised) {
+            Ok(results) => {
+                for (alert, (_, changed)) in raised.iter().zip(results) {
+                    if changed {
+                        self.metrics.alerts.with_label_values(&[&alert.rule]).inc();
+                    }
+                }
+            }
+            Err(e) => error!(error = %e, "alerts not stored"),
+        }
+        if let Err(e) = self.db.save_activity(&self.engine.take_changed_activity()) {
+            error!(error = %e, "last activity not saved");
+        }
+        let position = self.reorder.oldest_seq().map_or(self.read, |held| held - 1);
+        if position > self.saved {
+            match self.db.set_checkpoint(position) {
+                Ok(()) => self.saved = position,
+                Err(e) => error!(error = %e, "rules position not saved"),
+            }
         }
     }
 }

@@ -202,9 +202,12 @@ impl Default for TreatmentConfig {
 }
 
 /// `[detections]`
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectionsConfig {
+    /// How long a live event is held so that events arriving out of order are evaluated in
+    /// event-time order (see [`crate::reorder`]); alerts come this much later. Read at start.
+    pub lateness_seconds: u32,
     pub off_hours_login: OffHoursConfig,
     pub access_outside_role: RoleCheckConfig,
     pub concurrent_sessions: ConcurrentConfig,
@@ -288,8 +291,34 @@ impl Appointments {
     }
 }
 
+impl Default for DetectionsConfig {
+    fn default() -> Self {
+        DetectionsConfig {
+            lateness_seconds: 10,
+            off_hours_login: OffHoursConfig::default(),
+            access_outside_role: RoleCheckConfig::default(),
+            concurrent_sessions: ConcurrentConfig::default(),
+            bulk_export: BulkConfig::default(),
+            login_failures: FailuresConfig::default(),
+            new_workstation: NewWorkstationConfig::default(),
+            sensitive_records: SensitiveConfig::default(),
+            treatment_relationship: TreatmentConfig::default(),
+        }
+    }
+}
+
+/// Longest `detections.lateness_seconds`: alerts come this much later, and events are held in
+/// memory meanwhile.
+pub const MAX_LATENESS_SECONDS: u32 = 3600;
+
 impl DetectionsConfig {
     pub fn validate(&self) -> Result<(), Invalid> {
+        if self.lateness_seconds > MAX_LATENESS_SECONDS {
+            return Err((
+                "detections.lateness_seconds".into(),
+                format!("at most {MAX_LATENESS_SECONDS} (alerts are held this long)"),
+            ));
+        }
         if self.bulk_export.max_records == 0 {
             return Err((
                 "detections.bulk_export.max_records".into(),
@@ -673,9 +702,23 @@ impl Engine {
         out
     }
 
-    /// The alerts this event raises (often none).
+    /// The alerts this event raises (often none): [`Engine::arrived`] then
+    /// [`Engine::evaluate`], for a caller that takes events in arrival order.
     pub fn process(&mut self, event: &Event) -> Vec<Alert> {
-        let mut alerts = self.clocks(event);
+        let mut alerts = self.arrived(event);
+        alerts.extend(self.evaluate(event));
+        alerts
+    }
+
+    /// The checks on arrival, in arrival order: senders' clocks and the appliance's own.
+    pub fn arrived(&mut self, event: &Event) -> Vec<Alert> {
+        self.clocks(event)
+    }
+
+    /// The detections on event time; a caller that reorders events calls this in event-time
+    /// order, after [`Engine::arrived`] in arrival order.
+    pub fn evaluate(&mut self, event: &Event) -> Vec<Alert> {
+        let mut alerts = Vec::new();
         if event.timestamp > event.ingested + Duration::days(1) {
             // A date from the future would poison every window; the clock alert says so.
             return alerts;

@@ -8,6 +8,7 @@ pub mod clinic;
 pub mod engine;
 pub mod filter;
 pub mod holidays;
+pub mod reorder;
 #[cfg(test)]
 mod tests;
 
