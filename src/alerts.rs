@@ -20,27 +20,76 @@ fn open_db(checked: &Checked) -> Result<AlertDb, Failure> {
     AlertDb::open(&path, chrono::Duration::hours(1)).map_err(|e| Failure::Runtime(e.into()))
 }
 
+/// Who changes an alert from the command line: the login name (the one behind sudo).
+fn operator() -> String {
+    let name = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("{name} (cli)")
+}
+
+fn db_failure(e: alerting::db::AlertDbError) -> Failure {
+    match e {
+        alerting::db::AlertDbError::NotFound(id) => Failure::Usage(format!("no alert #{id}")),
+        alerting::db::AlertDbError::Invalid(m) => Failure::Usage(m),
+        e => Failure::Runtime(e.into()),
+    }
+}
+
 pub fn set_status(
     checked: &Checked,
     id: i64,
     status: &str,
     reason: Option<&str>,
 ) -> Result<(), Failure> {
-    if reason.is_some_and(|r| r.trim().is_empty()) {
-        return Err(Failure::Usage(
-            "--reason must say why the alert is closed".into(),
-        ));
+    let a = open_db(checked)?
+        .set_status(id, status, reason, &operator())
+        .map_err(db_failure)?;
+    println!("alert #{} is {}: {}", a.id, a.status, a.alert.explanation);
+    Ok(())
+}
+
+/// `mimamori alerts show ID`.
+pub fn show(checked: &Checked, id: i64, json: bool) -> Result<(), Failure> {
+    let a = open_db(checked)?.get(id).map_err(db_failure)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
+        return Ok(());
     }
-    match open_db(checked)?.set_status(id, status, reason) {
-        Ok(a) => {
-            println!("alert #{} is {}: {}", a.id, a.status, a.alert.explanation);
-            Ok(())
-        }
-        Err(alerting::db::AlertDbError::NotFound(id)) => {
-            Err(Failure::Usage(format!("no alert #{id}")))
-        }
-        Err(e) => Err(Failure::Runtime(e.into())),
+    let zone = checked.clinic.zone;
+    let local = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&zone).format("%Y-%m-%d %H:%M");
+    println!(
+        "alert #{}: {} ({}), {}",
+        a.id,
+        a.alert.rule,
+        format!("{:?}", a.alert.severity).to_lowercase(),
+        a.status
+    );
+    println!("  {}", a.alert.explanation);
+    println!(
+        "  user {}, site {}, seen {} time(s) from {} to {} ({zone})",
+        a.alert.user.as_deref().unwrap_or("-"),
+        a.alert.site.as_deref().unwrap_or("-"),
+        a.alert.count,
+        local(a.alert.first_seen),
+        local(a.alert.last_seen)
+    );
+    for e in &a.alert.evidence {
+        println!("  evidence: mimamori search event.id:{}", e.as_str());
     }
+    for c in &a.history {
+        println!(
+            "  {} {} by {}{}",
+            local(c.at),
+            c.status,
+            c.by,
+            c.reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 pub fn list(
@@ -51,15 +100,7 @@ pub fn list(
     json: bool,
 ) -> Result<(), Failure> {
     let filter = alert_filter(since, status, Some(limit)).map_err(Failure::Usage)?;
-    let path = alerts_db_path(&checked.config.storage.data_dir);
-    if !path.exists() {
-        return Err(Failure::Runtime(anyhow::anyhow!(
-            "no alert database at {}: start `mimamori serve` (or import) with this data directory first",
-            path.display()
-        )));
-    }
-    let db =
-        AlertDb::open(&path, chrono::Duration::hours(1)).map_err(|e| Failure::Runtime(e.into()))?;
+    let db = open_db(checked)?;
     let alerts = db.list(&filter).map_err(|e| Failure::Runtime(e.into()))?;
     let mut out = std::io::stdout().lock();
     for a in &alerts {

@@ -83,6 +83,9 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Bearer tokens allowed to POST /api/v1/ingest. None: ingest over HTTP is off.
     pub ingest_tokens: Vec<String>,
+    /// Bearer tokens allowed to change things: alert status, rule reload. None: those are off
+    /// over HTTP (the CLI still works).
+    pub admin_tokens: Vec<String>,
     /// Largest request body accepted (after gzip decompression too); more gets 413.
     pub max_body_bytes: usize,
 }
@@ -92,6 +95,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8480)),
             ingest_tokens: Vec::new(),
+            admin_tokens: Vec::new(),
             max_body_bytes: 32 << 20,
         }
     }
@@ -230,14 +234,19 @@ impl Config {
                 ("max_body_bytes".into(), "at least 1024".into()),
             ));
         }
-        if config.http.ingest_tokens.iter().any(|t| t.len() < 16) {
-            return Err(invalid(
-                "http",
-                (
-                    "ingest_tokens".into(),
-                    "tokens of at least 16 characters (use e.g. `openssl rand -hex 24`)".into(),
-                ),
-            ));
+        for (key, tokens) in [
+            ("ingest_tokens", &config.http.ingest_tokens),
+            ("admin_tokens", &config.http.admin_tokens),
+        ] {
+            if tokens.iter().any(|t| t.len() < 16) {
+                return Err(invalid(
+                    "http",
+                    (
+                        key.into(),
+                        "tokens of at least 16 characters (use e.g. `openssl rand -hex 24`)".into(),
+                    ),
+                ));
+            }
         }
         if config.import.spool_poll_secs == 0 {
             return Err(invalid(

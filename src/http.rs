@@ -25,6 +25,8 @@ pub struct AppState {
     /// Present when the store is writable (not for a read-only search server).
     pub importer: Option<Arc<Importer>>,
     pub ingest_tokens: Arc<Vec<String>>,
+    /// Tokens for changing things: alert status, rule reload.
+    pub admin_tokens: Arc<Vec<String>>,
     pub max_body_bytes: usize,
     /// The alert database, opened per request (readers do not block the rules).
     pub alerts_db: Option<std::path::PathBuf>,
@@ -40,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/rules/reload", post(reload))
         .route("/api/v1/alerts/{id}", get(alert))
+        .route("/api/v1/alerts/{id}/status", post(alert_status))
         // The body limit is enforced in the handler (with a 413 that says so).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(Arc::new(state))
@@ -221,13 +224,17 @@ fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Writes through the API need a bearer token from `http.ingest_tokens`.
-fn authorized(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    if state.ingest_tokens.is_empty() {
+/// Writes through the API need a bearer token from `tokens`, the config key `http.<setting>`.
+fn authorized(
+    tokens: &[String],
+    setting: &str,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
+    if tokens.is_empty() {
         return Err(ApiError::Status {
             status: StatusCode::FORBIDDEN,
-            code: "ingest_disabled",
-            message: "writes over HTTP are off: set http.ingest_tokens in the config".into(),
+            code: "disabled",
+            message: format!("this is off: set http.{setting} in the config"),
         });
     }
     let token = headers
@@ -235,15 +242,13 @@ fn authorized(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), A
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !state
-        .ingest_tokens
-        .iter()
-        .any(|t| same_token(t, token.trim()))
-    {
+    if !tokens.iter().any(|t| same_token(t, token.trim())) {
         return Err(ApiError::Status {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
-            message: "a valid `Authorization: Bearer <token>` header is required".into(),
+            message: format!(
+                "a valid `Authorization: Bearer <token>` header is required (one of http.{setting})"
+            ),
         });
     }
     Ok(())
@@ -254,7 +259,7 @@ async fn reload(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorized(&state, &headers)?;
+    authorized(&state.admin_tokens, "admin_tokens", &headers)?;
     let reloader = state
         .reloader
         .clone()
@@ -291,29 +296,7 @@ async fn ingest(
             "this server does not store events".into(),
         ));
     };
-    if state.ingest_tokens.is_empty() {
-        return Err(status(
-            StatusCode::FORBIDDEN,
-            "ingest_disabled",
-            "HTTP ingest is off: set http.ingest_tokens in the config".into(),
-        ));
-    }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !state
-        .ingest_tokens
-        .iter()
-        .any(|t| same_token(t, token.trim()))
-    {
-        return Err(status(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid `Authorization: Bearer <token>` header is required".into(),
-        ));
-    }
+    authorized(&state.ingest_tokens, "ingest_tokens", &headers)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest {
         code: "bad_parameter",
         message: e.body_text(),
@@ -499,6 +482,70 @@ async fn alert(
             }
         }
         Ok(Json(json!({ "alert": found, "events": events })))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// Largest body of a status change.
+const MAX_STATUS_BODY: usize = 64 << 10;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusChangeBody {
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+    /// Who is making the change (a name for the alert's history).
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// `POST /api/v1/alerts/{id}/status` with `{"status": "acknowledged" | "closed" | "open",
+/// "reason": "...", "by": "..."}` (closing needs a reason): answers with the alert and its
+/// history.
+async fn alert_status(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorized(&state.admin_tokens, "admin_tokens", &headers)?;
+    let bytes = axum::body::to_bytes(body, MAX_STATUS_BODY)
+        .await
+        .map_err(|_| ApiError::Status {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too_large",
+            message: format!("a status change is at most {MAX_STATUS_BODY} bytes"),
+        })?;
+    let change: StatusChangeBody =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
+            code: "bad_body",
+            message: format!(
+                "expected {{\"status\": \"acknowledged\" | \"closed\" | \"open\", \"reason\": \"...\", \"by\": \"...\"}}: {e}"
+            ),
+        })?;
+    tokio::task::spawn_blocking(move || {
+        let by = change
+            .by
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .unwrap_or("an admin token");
+        let by = format!("{by} (api)");
+        match open_alerts(&state)?.set_status(id, &change.status, change.reason.as_deref(), &by) {
+            Ok(a) => Ok(Json(json!({ "alert": a }))),
+            Err(alerting::db::AlertDbError::NotFound(_)) => Err(ApiError::Status {
+                status: StatusCode::NOT_FOUND,
+                code: "not_found",
+                message: format!("no alert {id}"),
+            }),
+            Err(alerting::db::AlertDbError::Invalid(message)) => Err(ApiError::BadRequest {
+                code: "bad_status",
+                message,
+            }),
+            Err(e) => Err(ApiError::Internal(e.to_string())),
+        }
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?

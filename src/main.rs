@@ -142,6 +142,12 @@ enum AlertChange {
     },
     /// Open it again.
     Reopen { id: i64 },
+    /// One alert whole: explanation, evidence event ids, and who changed its status when.
+    Show {
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -241,14 +247,16 @@ fn main() -> ExitCode {
                 Command::Alerts {
                     change: Some(change),
                     ..
-                } => {
-                    let (id, status, reason) = match change {
-                        AlertChange::Ack { id } => (id, "acknowledged", None),
-                        AlertChange::Close { id, reason } => (id, "closed", Some(reason)),
-                        AlertChange::Reopen { id } => (id, "open", None),
-                    };
-                    alerts::set_status(&checked, id, status, reason.as_deref())
-                }
+                } => match change {
+                    AlertChange::Ack { id } => {
+                        alerts::set_status(&checked, id, "acknowledged", None)
+                    }
+                    AlertChange::Close { id, reason } => {
+                        alerts::set_status(&checked, id, "closed", Some(&reason))
+                    }
+                    AlertChange::Reopen { id } => alerts::set_status(&checked, id, "open", None),
+                    AlertChange::Show { id, json } => alerts::show(&checked, id, json),
+                },
                 Command::Alerts {
                     change: None,
                     since,

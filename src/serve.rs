@@ -140,6 +140,7 @@ async fn bind_all(
         registry: registry.clone(),
         importer: Some(importer),
         ingest_tokens: Arc::new(checked.config.http.ingest_tokens.clone()),
+        admin_tokens: Arc::new(checked.config.http.admin_tokens.clone()),
         alerts_db: Some(alerts_db_path(&checked.config.storage.data_dir)),
         reloader: running.rules.as_ref().map(|r| r.reloader.clone()),
         max_body_bytes: checked.config.http.max_body_bytes,

@@ -313,7 +313,11 @@ fn rules_test_and_backtest_show_what_would_fire() {
 #[test]
 fn the_roster_reloads_on_sighup_and_through_the_api_and_a_bad_file_keeps_the_old_one() {
     let token = "reload-token-0123456789";
-    let server = Server::start_full("", &format!("ingest_tokens = [\"{token}\"]\n"), ROSTER);
+    let server = Server::start_full(
+        "",
+        &format!("admin_tokens = [\"{token}\"]\n"),
+        &format!("[detections]\nlateness_seconds = 1\n{ROSTER}"),
+    );
     let send = |user: &str, minute: u32| {
         use std::io::Write;
         let mut tcp = std::net::TcpStream::connect(server.tcp).unwrap();
@@ -394,6 +398,102 @@ fn the_roster_reloads_on_sighup_and_through_the_api_and_a_bad_file_keeps_the_old
     );
 }
 
+#[test]
+fn alert_status_changes_over_the_api_need_an_admin_token_and_keep_who_and_why() {
+    let (admin, forwarder) = ("admin-token-0123456789", "forwarder-token-0123456789");
+    let server = Server::start_full(
+        "",
+        &format!("admin_tokens = [\"{admin}\"]\ningest_tokens = [\"{forwarder}\"]\n"),
+        &format!("[detections]\nlateness_seconds = 1\n{ROSTER}"),
+    );
+    let lines = ehr_lines(
+        chrono::Utc::now(),
+        &[(0, "user=r001 action=EXPORT count=300 src=10.10.1.12")],
+    );
+    std::io::Write::write_all(
+        &mut std::net::TcpStream::connect(server.tcp).unwrap(),
+        lines.as_bytes(),
+    )
+    .unwrap();
+    wait("r001's export", &|| {
+        served_alerts(&server, Some("bulk_export"), "r001").len() == 1
+    });
+    let id = served_alerts(&server, Some("bulk_export"), "r001")[0]["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/api/v1/alerts/{id}/status");
+    let post = |token: &str, body: &str| {
+        let auth = format!("Bearer {token}");
+        common::http_post(
+            server.http,
+            &path,
+            &[("Authorization", &auth)],
+            body.as_bytes(),
+        )
+        .unwrap()
+    };
+    let ack = r#"{"status": "acknowledged", "by": "tanaka"}"#;
+    assert_eq!(post(forwarder, ack).0, 401, "a forwarder's token cannot");
+    assert_eq!(post("", ack).0, 401);
+    let (status, body) = post(admin, r#"{"status": "closed"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("needs a reason"), "{body}");
+    let (status, body) = post(admin, r#"{"status": "done", "reason": "x"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("open, acknowledged or closed"), "{body}");
+    let (status, body) = post(admin, r#"{"state": "closed"}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown field `state`"), "{body}");
+    let (status, body) = post(
+        admin,
+        &format!("{{\"status\": \"{}\"}}", "x".repeat(100_000)),
+    );
+    assert_eq!(status, 413, "{body}");
+    let auth = format!("Bearer {admin}");
+    let (status, _) = common::http_post(
+        server.http,
+        "/api/v1/alerts/99999/status",
+        &[("Authorization", &auth)],
+        ack.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 404);
+
+    let (status, body) = post(admin, ack);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(
+        admin,
+        r#"{"status": "closed", "reason": "year-end export for the tax office, approved", "by": "suzuki"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = http_get(server.http, &format!("/api/v1/alerts/{id}")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["alert"]["status"], "closed");
+    assert_eq!(
+        v["alert"]["status_reason"],
+        "year-end export for the tax office, approved"
+    );
+    let history: Vec<(&str, &str)> = v["alert"]["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["status"].as_str().unwrap(), c["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        history,
+        [("acknowledged", "tanaka (api)"), ("closed", "suzuki (api)")],
+        "refused changes leave no trace: {body}"
+    );
+    // The command line shows the same history.
+    let out = server.cli(&["alerts", "show", &id.to_string()]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("closed by suzuki (api): year-end export for the tax office, approved"),
+        "{shown}"
+    );
+}
+
 /// The alerts the API serves for `user` (and `rule`).
 fn served_alerts(server: &Server, rule: Option<&str>, user: &str) -> Vec<serde_json::Value> {
     let (_, body) = http_get(server.http, "/api/v1/alerts").unwrap();
@@ -433,7 +533,7 @@ fn live_events_are_evaluated_in_event_time_order_and_across_restarts() {
     let tail = format!(
         "{ROSTER}\n[[roster.staff]]\nid = \"n003\"\nroles = [\"nurse\"]\n\
          [[roster.staff]]\nid = \"n004\"\nroles = [\"nurse\"]\n\
-         [detections]\nlateness_seconds = 15\n"
+         [detections]\nlateness_seconds = 8\n"
     );
     let mut server = Server::start_full("", "", &tail);
     let send = |server: &Server, lines: String| {
@@ -506,7 +606,7 @@ fn live_events_are_evaluated_in_event_time_order_and_across_restarts() {
     });
     assert!(
         alerts_of(&server, "access_outside_role", "ghost").is_empty(),
-        "ghost's event is still held (lateness 15 s)"
+        "ghost's event is still held (lateness 8 s)"
     );
     server.kill9();
     server.spawn();

@@ -23,6 +23,24 @@ pub enum AlertDbError {
     },
     #[error("no alert {0}")]
     NotFound(i64),
+    /// A status change that is not allowed, with what is expected.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The statuses an alert can have.
+pub const STATUSES: [&str; 3] = ["open", "acknowledged", "closed"];
+
+/// Longest reason or name kept with a status change.
+const MAX_NOTE_CHARS: usize = 1000;
+
+/// One change of an alert's status: who, when, to what, why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusChange {
+    pub at: DateTime<Utc>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub by: String,
 }
 
 /// An alert as stored: with its id and status.
@@ -34,6 +52,9 @@ pub struct StoredAlert {
     /// `open`, `acknowledged` or `closed`.
     pub status: String,
     pub status_reason: Option<String>,
+    /// Its status changes, oldest first (given by [`AlertDb::get`], not in lists).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<StatusChange>,
 }
 
 pub struct AlertDb {
@@ -98,6 +119,14 @@ impl AlertDb {
              );
              CREATE INDEX IF NOT EXISTS alerts_key ON alerts (dedup_key, last_seen);
              CREATE INDEX IF NOT EXISTS alerts_last ON alerts (last_seen);
+             CREATE TABLE IF NOT EXISTS status_changes (
+                 alert_id INTEGER NOT NULL,
+                 at TEXT NOT NULL,
+                 status TEXT NOT NULL,
+                 reason TEXT,
+                 by TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS status_changes_alert ON status_changes (alert_id);
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS activity (user TEXT PRIMARY KEY, last_active TEXT NOT NULL);",
         )
@@ -212,11 +241,7 @@ impl AlertDb {
     }
 
     fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
-        let time = |s: String| {
-            DateTime::parse_from_rfc3339(&s)
-                .map(|t| t.with_timezone(&Utc))
-                .unwrap_or_default()
-        };
+        let time = parse_time;
         let evidence: String = r.get(9)?;
         let ids: Vec<String> = serde_json::from_str(&evidence).unwrap_or_default();
         Ok(StoredAlert {
@@ -234,6 +259,7 @@ impl AlertDb {
             },
             status: r.get(10)?,
             status_reason: r.get(11)?,
+            history: Vec::new(),
         })
     }
 
@@ -261,28 +287,61 @@ impl AlertDb {
         rows.collect::<Result<_, _>>().map_err(self.err())
     }
 
-    /// Acknowledges or closes an alert (`closed` needs a reason), or opens it again.
+    /// Acknowledges or closes an alert (`closed` needs a reason), or opens it again; `by` says
+    /// who (kept with the time in the alert's history).
     pub fn set_status(
-        &self,
+        &mut self,
         id: i64,
         status: &str,
         reason: Option<&str>,
+        by: &str,
     ) -> Result<StoredAlert, AlertDbError> {
-        let n = self
-            .conn
+        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
+        if !STATUSES.contains(&status) {
+            return Err(AlertDbError::Invalid(format!(
+                "status must be open, acknowledged or closed, not {status:?}"
+            )));
+        }
+        if status == "closed" && reason.is_none() {
+            return Err(AlertDbError::Invalid(
+                "closing an alert needs a reason (what was found)".into(),
+            ));
+        }
+        if reason.is_some_and(|r| r.chars().count() > MAX_NOTE_CHARS)
+            || by.chars().count() > MAX_NOTE_CHARS
+        {
+            return Err(AlertDbError::Invalid(format!(
+                "a reason or name is at most {MAX_NOTE_CHARS} characters"
+            )));
+        }
+        let path = self.path.clone();
+        let err = |source| AlertDbError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        let n = tx
             .execute(
                 "UPDATE alerts SET status = ?2, status_reason = ?3 WHERE id = ?1",
                 params![id, status, reason],
             )
-            .map_err(self.err())?;
+            .map_err(err)?;
         if n == 0 {
             return Err(AlertDbError::NotFound(id));
         }
+        tx.execute(
+            "INSERT INTO status_changes (alert_id, at, status, reason, by) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![id, Utc::now().to_rfc3339(), status, reason, by],
+        )
+        .map_err(err)?;
+        tx.commit().map_err(err)?;
         self.get(id)
     }
 
+    /// One alert with its status history.
     pub fn get(&self, id: i64) -> Result<StoredAlert, AlertDbError> {
-        self.conn
+        let mut found = self
+            .conn
             .query_row(
                 &format!("SELECT {} FROM alerts WHERE id = ?1", Self::COLUMNS),
                 params![id],
@@ -290,8 +349,32 @@ impl AlertDb {
             )
             .optional()
             .map_err(self.err())?
-            .ok_or(AlertDbError::NotFound(id))
+            .ok_or(AlertDbError::NotFound(id))?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT at, status, reason, by FROM status_changes WHERE alert_id = ?1 ORDER BY rowid",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![id], |r| {
+                Ok(StatusChange {
+                    at: parse_time(r.get(0)?),
+                    status: r.get(1)?,
+                    reason: r.get(2)?,
+                    by: r.get(3)?,
+                })
+            })
+            .map_err(self.err())?;
+        found.history = rows.collect::<Result<_, _>>().map_err(self.err())?;
+        Ok(found)
     }
+}
+
+fn parse_time(s: String) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
 }
 
 /// One alert, inside the caller's transaction.
@@ -435,7 +518,7 @@ mod tests {
         assert_ne!(d, a, "after the dedup window a new alert starts");
         db.set_checkpoint(42).unwrap();
         drop(db);
-        let db = AlertDb::open(&path, Duration::hours(1)).unwrap();
+        let mut db = AlertDb::open(&path, Duration::hours(1)).unwrap();
         assert_eq!(db.checkpoint().unwrap(), 42);
         let got = db.get(a).unwrap();
         assert_eq!(got.alert.count, 2);
@@ -470,12 +553,48 @@ mod tests {
             "only ever later"
         );
         drop(db2);
+        assert!(matches!(
+            db.set_status(a, "closed", Some("  "), "tanaka"),
+            Err(AlertDbError::Invalid(m)) if m.contains("needs a reason")
+        ));
+        assert!(matches!(
+            db.set_status(a, "done", None, "tanaka"),
+            Err(AlertDbError::Invalid(m)) if m.contains("open, acknowledged or closed")
+        ));
+        assert!(matches!(
+            db.set_status(999, "acknowledged", None, "tanaka"),
+            Err(AlertDbError::NotFound(999))
+        ));
+        db.set_status(a, "acknowledged", None, "tanaka").unwrap();
         let closed = db
-            .set_status(a, "closed", Some("night duty swap, approved"))
+            .set_status(a, "closed", Some("night duty swap, approved"), "suzuki")
             .unwrap();
         assert_eq!(
             closed.status_reason.as_deref(),
             Some("night duty swap, approved")
+        );
+        let history: Vec<(&str, Option<&str>, &str)> = closed
+            .history
+            .iter()
+            .map(|c| (c.status.as_str(), c.reason.as_deref(), c.by.as_str()))
+            .collect();
+        assert_eq!(
+            history,
+            [
+                ("acknowledged", None, "tanaka"),
+                ("closed", Some("night duty swap, approved"), "suzuki")
+            ],
+            "refused changes leave no trace"
+        );
+        assert!(
+            db.list(&AlertFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .unwrap()
+            .iter()
+            .all(|a| a.history.is_empty()),
+            "lists leave the history out"
         );
         drop(db);
         let mut db = AlertDb::open(&path, Duration::hours(1)).unwrap();
