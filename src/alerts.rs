@@ -233,18 +233,15 @@ fn run_rules(
     (seen, fired, engine)
 }
 
-/// Threshold rules that did not fire, and the closest they came.
+/// Rules that did not fire, and the closest they came.
 fn print_near_misses(engine: &rules::engine::Engine, only: Option<&str>, fired: &[String]) {
     for (rule, miss) in &engine.near_misses {
-        if only.is_some_and(|r| !rule.starts_with(r))
-            || fired.iter().any(|f| rule.starts_with(f.as_str()))
-        {
+        // A custom rule that fired is not a near miss; a built-in detection's misses are kept
+        // by kind (grace margin, exemptions, each threshold) and shown even when it fired.
+        if only.is_some_and(|r| !rule.starts_with(r)) || fired.iter().any(|f| f == rule) {
             continue;
         }
-        println!(
-            "CLOSE  {rule:<22} reached {} of {} ({})",
-            miss.value, miss.threshold, miss.what
-        );
+        println!("CLOSE  {rule:<22} {}", miss.what);
     }
 }
 

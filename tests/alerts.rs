@@ -257,6 +257,9 @@ fn rules_test_and_backtest_show_what_would_fire() {
         &[
             "2026/11/17 11:00:00,d001,MAIN-PC01,10.10.1.11,,CSV出力,80,患者基本情報",
             "2026/11/17 22:40:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,",
+            // Not alerts, but close: a login in the grace margin, an on-call doctor at night.
+            "2026/11/17 08:10:00,r001,MAIN-PC02,10.10.1.12,,ログイン,,",
+            "2026/11/17 23:10:00,d001,MAIN-PC01,10.10.1.11,,ログイン,,",
             "2026/11/17 10:00:00,n002,MAIN-PC03,10.10.1.23,P1,カルテ参照,1,診療録",
             "2026/11/17 10:01:00,n002,MAIN-PC03,10.10.1.23,P2,カルテ参照,1,診療録",
             "2026/11/17 10:02:00,n002,MAIN-PC03,10.10.1.23,P3,カルテ参照,1,診療録",
@@ -277,7 +280,15 @@ fn rules_test_and_backtest_show_what_would_fire() {
         t.contains("CLOSE  bulk_export (records at once) reached 80 of 100"),
         "{t}"
     );
-    assert!(t.contains("5 events (ehr-csv), 2 alert(s)"), "{t}");
+    assert!(
+        t.contains("CLOSE  off_hours_login (grace margin) r001 (受付一郎) logged in at 08:10 on Tuesday 2026-11-17, 20 minute(s) outside opening hours, within the 30-minute grace margin"),
+        "{t}"
+    );
+    assert!(
+        t.contains("CLOSE  off_hours_login (exempt) d001 (佐藤一郎) logged in at 23:10 on Tuesday 2026-11-17, outside opening hours, but is exempt as on_call"),
+        "{t}"
+    );
+    assert!(t.contains("7 events (ehr-csv), 2 alert(s)"), "{t}");
     assert!(!d.join("data/alerts.db").exists(), "a test stores nothing");
 
     // Stored history, replayed with one rule.
@@ -296,7 +307,7 @@ fn rules_test_and_backtest_show_what_would_fire() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     assert!(
-        t.contains("5 stored events since 2026-11-01")
+        t.contains("7 stored events since 2026-11-01")
             && t.contains(": 1 alert(s) would have been raised by many_views"),
         "{t}"
     );

@@ -536,6 +536,27 @@ impl Clinic {
         }
     }
 
+    /// On an open day, how many minutes `t` lies outside the opening hours proper (before the
+    /// nearest opening or after the nearest closing); `None` within them or on a day with none.
+    pub fn minutes_outside_hours(&self, t: DateTime<Utc>) -> Option<i64> {
+        let local = t.with_timezone(&self.zone);
+        let time = local.time();
+        let spans = &self.hours[local.weekday().num_days_from_monday() as usize];
+        spans
+            .iter()
+            .map(|iv| {
+                if time < iv.open {
+                    (iv.open - time).num_minutes()
+                } else if time > iv.close {
+                    (time - iv.close).num_minutes()
+                } else {
+                    0
+                }
+            })
+            .min()
+            .filter(|&m| m > 0)
+    }
+
     pub fn hours_text(&self, day: Weekday) -> String {
         self.hours[day.num_days_from_monday() as usize]
             .iter()

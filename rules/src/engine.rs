@@ -456,40 +456,48 @@ pub struct Engine {
     changed_activity: Vec<String>,
     /// The latest arrival time seen, to notice the appliance's clock going back.
     last_ingested: Option<DateTime<Utc>>,
-    /// The highest value each threshold rule reached without firing: what came close.
+    /// What came closest to firing without firing, per rule (for `rules test` and backtests).
     pub near_misses: BTreeMap<String, NearMiss>,
 }
 
-/// The closest a threshold rule came to firing.
+/// The closest a rule came to firing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NearMiss {
-    pub value: u64,
-    pub threshold: u64,
+    /// How close, from 0 (nowhere near) to 1 (firing).
+    pub closeness: f64,
+    /// What happened, with the numbers.
     pub what: String,
 }
 
+/// Keeps the closest miss per rule.
+fn note_miss(map: &mut BTreeMap<String, NearMiss>, rule: &str, closeness: f64, what: String) {
+    match map.get_mut(rule) {
+        Some(m) if m.closeness >= closeness => {}
+        Some(m) => *m = NearMiss { closeness, what },
+        None => {
+            map.insert(rule.to_owned(), NearMiss { closeness, what });
+        }
+    }
+}
+
+/// A threshold rule that reached `value` of `threshold`.
 fn note_near_miss(
     map: &mut BTreeMap<String, NearMiss>,
     rule: &str,
     value: u64,
     threshold: u64,
-    what: String,
+    who: String,
 ) {
-    if value >= threshold {
+    if value == 0 || value >= threshold {
         return;
     }
-    let entry = map.entry(rule.to_owned()).or_insert(NearMiss {
-        value: 0,
-        threshold,
-        what: String::new(),
-    });
-    if value > entry.value {
-        *entry = NearMiss {
-            value,
-            threshold,
-            what,
-        };
-    }
+    let closeness = value as f64 / threshold as f64;
+    note_miss(
+        map,
+        rule,
+        closeness,
+        format!("reached {value} of {threshold} ({who})"),
+    );
 }
 
 fn human(d: Duration) -> String {
@@ -845,16 +853,8 @@ impl Engine {
         true
     }
 
-    fn off_hours(&self, event: &Event, user: &str, site: Option<&str>) -> Option<Alert> {
+    fn off_hours(&mut self, event: &Event, user: &str, site: Option<&str>) -> Option<Alert> {
         if !Self::is_person_login(event) {
-            return None;
-        }
-        let closed = self.clinic.closed_at(event.timestamp)?;
-        let cfg = &self.config.off_hours_login;
-        if let Some(staff) = self.clinic.staff.get(user)
-            && (staff.flags.iter().any(|f| cfg.exempt_flags.contains(f))
-                || staff.roles.iter().any(|r| cfg.exempt_roles.contains(r)))
-        {
             return None;
         }
         let local = self.clinic.local(event.timestamp);
@@ -863,6 +863,39 @@ impl Engine {
             local.format("%H:%M"),
             local.format("%A %Y-%m-%d")
         );
+        let Some(closed) = self.clinic.closed_at(event.timestamp) else {
+            if let Some(outside) = self.clinic.minutes_outside_hours(event.timestamp) {
+                let grace = self.clinic.grace.num_minutes();
+                let what = format!(
+                    "{} logged in at {when}, {outside} minute(s) outside opening hours, within the {grace}-minute grace margin",
+                    self.who(user, event)
+                );
+                note_miss(
+                    &mut self.near_misses,
+                    "off_hours_login (grace margin)",
+                    outside as f64 / (grace + 1) as f64,
+                    what,
+                );
+            }
+            return None;
+        };
+        let cfg = &self.config.off_hours_login;
+        if let Some(staff) = self.clinic.staff.get(user) {
+            let exempt: Vec<&String> = staff
+                .flags
+                .iter()
+                .filter(|f| cfg.exempt_flags.contains(f))
+                .chain(staff.roles.iter().filter(|r| cfg.exempt_roles.contains(r)))
+                .collect();
+            if let Some(why) = exempt.first() {
+                let what = format!(
+                    "{} logged in at {when}, outside opening hours, but is exempt as {why}",
+                    self.who(user, event)
+                );
+                note_miss(&mut self.near_misses, "off_hours_login (exempt)", 1.0, what);
+                return None;
+            }
+        }
         let why = match closed {
             Closed::Holiday(name) => format!("it is a national holiday ({name})"),
             Closed::ClosedDate => "the clinic is closed that day".to_owned(),

@@ -86,6 +86,27 @@ fn off_hours_logins_with_their_confounders() {
             .is_empty(),
         "grace margin"
     );
+    // Both came close: the closer grace-margin login is the one kept.
+    e.process(&ev("2026-11-24T12:40:00+09:00", "r001", "login", MAIN));
+    e.process(&ev("2026-11-24T13:35:00+09:00", "n002", "login", MAIN));
+    let grace = &e.near_misses["off_hours_login (grace margin)"];
+    assert!(
+        grace.what.contains("at 08:05") && grace.what.contains("25 minute(s) outside"),
+        "{grace:?}"
+    );
+    assert!(
+        e.near_misses["off_hours_login (exempt)"]
+            .what
+            .contains("exempt as on_call")
+    );
+    e.near_misses.clear();
+    e.process(&ev("2026-11-24T13:35:00+09:00", "n002", "login", MAIN));
+    assert!(
+        e.near_misses["off_hours_login (grace margin)"]
+            .what
+            .contains("25 minute(s) outside"),
+        "at lunch, the nearer of closing (12:30) and opening (14:00)"
+    );
     let a = e.process(&ev("2026-11-23T10:00:00+09:00", "r001", "login", MAIN));
     assert!(
         a[0].explanation.contains("national holiday (勤労感謝の日)"),
