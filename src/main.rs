@@ -299,7 +299,7 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(Failure::Runtime(e)) => {
-            eprintln!("mimamori: {e:#}");
+            eprintln!("mimamori: {}", causes(&e));
             ExitCode::from(1)
         }
         Err(Failure::Rejected(message)) => {
@@ -307,6 +307,22 @@ fn main() -> ExitCode {
             ExitCode::from(3)
         }
     }
+}
+
+/// An error with its causes, each said once (many errors already name their cause).
+fn causes(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// How a command failed, which decides the exit code.

@@ -198,6 +198,32 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
         }
         if i < chars.len() && chars[i] == ':' {
             i += 1;
+            if i < chars.len() && chars[i] == '(' {
+                // `field:(a OR b)`: the group's bare words are values of the field.
+                let mut depth = 0;
+                let close = chars[i..]
+                    .iter()
+                    .position(|&c| {
+                        depth += match c {
+                            '(' => 1,
+                            ')' => -1,
+                            _ => 0,
+                        };
+                        depth == 0
+                    })
+                    .ok_or_else(|| {
+                        format!("the parenthesis after `{word}:` at position {start} is not closed")
+                    })?;
+                let inner: String = chars[i + 1..i + close].iter().collect();
+                out.push(Token::Open);
+                out.extend(tokenize(&inner)?.into_iter().map(|t| match t {
+                    Token::Word(w) => Token::Field(word.clone(), w),
+                    other => other,
+                }));
+                out.push(Token::Close);
+                i += close + 1;
+                continue;
+            }
             let value = if i < chars.len() && chars[i] == '"' {
                 let (q, next) = quoted(&chars, i)?;
                 i = next;
@@ -400,6 +426,12 @@ mod tests {
             ("出力", true),
             ("*", true),
             ("message:p1", true),
+            ("user.name:(n002 OR r001)", true),
+            ("user.name:(n002 OR d001)", false),
+            (
+                "user.name:(r001) AND NOT event.action:(login OR logout)",
+                true,
+            ),
         ] {
             assert_eq!(Filter::parse(q).unwrap().matches(&e), want, "{q}");
         }
@@ -416,6 +448,11 @@ mod tests {
             Filter::parse("(user.name:x")
                 .unwrap_err()
                 .contains("parenthesis")
+        );
+        assert!(
+            Filter::parse("user.name:(a")
+                .unwrap_err()
+                .contains("parenthesis after `user.name:` at position 0 is not closed")
         );
         assert!(
             Filter::parse("record.count:[a TO 5]")
