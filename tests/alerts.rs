@@ -596,9 +596,11 @@ fn live_events_are_evaluated_in_event_time_order_and_across_restarts() {
         .to_owned();
     assert!(why.contains("still logged in at main"), "{why}");
 
-    // A crash while an event is held: r001's export (an hour older than the newest event, so
-    // due at once) raises its alerts; ghost's newer event is still waiting when the process is
-    // killed. After the restart ghost's event is evaluated, and r001's alerts are not repeated.
+    // A crash while an event is held, with a later-logged one already evaluated: ghost's
+    // event and r001's older export arrive together; n003's view (between them in time)
+    // arrives 5 s later. At 8 s r001's export is due and raises its alerts; ghost's event waits
+    // behind n003's (due at 13 s) when the process is killed. After the restart ghost's event
+    // is evaluated, and r001's, replayed from before ghost's, is not counted again.
     send(
         &server,
         ehr_lines(
@@ -612,12 +614,20 @@ fn live_events_are_evaluated_in_event_time_order_and_across_restarts() {
             ],
         ),
     );
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    send(
+        &server,
+        ehr_lines(
+            base,
+            &[(90, "user=n003 action=VIEW_CHART patient=P2 src=10.10.1.23")],
+        ),
+    );
     wait("r001's export", &|| {
         alerts_of(&server, "bulk_export", "r001").len() == 1
     });
     assert!(
         alerts_of(&server, "access_outside_role", "ghost").is_empty(),
-        "ghost's event is still held (lateness 8 s)"
+        "ghost's event is still held behind n003's"
     );
     server.kill9();
     server.spawn();

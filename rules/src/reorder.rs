@@ -1,18 +1,19 @@
 //! Puts live events back in event-time order before the rules see them.
 //!
 //! Senders do not deliver in order: a Windows forwarder batches for a few seconds, a VPN box
-//! retries over TCP, the EHR writes its audit trail after the fact. Sessions, windows and
-//! "logout then login elsewhere" are about event time, so each event is held for up to
-//! `lateness` and handed on in event-time order.
+//! retries over TCP, the EHR writes its audit trail after the fact, a spooled file is newest
+//! first. Sessions, windows and "logout then login elsewhere" are about event time, so each
+//! event is held for `lateness` (on the appliance's clock) and handed on in event-time order:
+//! an event leaves when it is the oldest held and has waited `lateness`, or when the buffer is
+//! full (then the oldest leaves at once).
 //!
-//! An event leaves the buffer when whichever comes first:
-//! - an event at least `lateness` newer (in event time) has arrived (the watermark passed it);
-//! - it has waited `lateness` on the appliance's clock (a quiet sender does not hold it);
-//! - the buffer is full.
+//! Live, event time runs with the clock, so this costs every alert `lateness` and puts in order
+//! whatever arrives within it. A file dropped in the spool arrives in one burst and is sorted
+//! whole if it fits the buffer.
 //!
-//! An event that arrives after a later one was already handed on is "late": it is still
-//! evaluated (the detections tolerate some disorder), and counted. Times far in the future
-//! (a sender's wrong clock) do not move the watermark, or they would flush everything at once.
+//! An event older than one already handed on is "late": it is still evaluated (the detections
+//! tolerate some disorder), and counted. Times far in the future (a sender's wrong clock) are
+//! not taken as the newest handed on, or everything after them would count as late.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap};
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use store::Event;
 
-/// Event times further ahead of their arrival than this do not move the watermark.
+/// Event times further ahead of their arrival than this are not believed.
 const TRUSTED_AHEAD: chrono::Duration = chrono::Duration::minutes(10);
 
 struct Held {
@@ -55,9 +56,7 @@ pub struct Reorder {
     heap: BinaryHeap<Reverse<Held>>,
     /// Log positions held, so the caller knows from where to replay after a crash.
     seqs: BTreeSet<u64>,
-    /// The newest trusted event time seen.
-    newest: Option<DateTime<Utc>>,
-    /// The event time of the last event handed on.
+    /// The newest believable event time handed on.
     released: Option<DateTime<Utc>>,
 }
 
@@ -69,7 +68,6 @@ impl Reorder {
             capacity: capacity.max(1),
             heap: BinaryHeap::new(),
             seqs: BTreeSet::new(),
-            newest: None,
             released: None,
         }
     }
@@ -78,9 +76,6 @@ impl Reorder {
     pub fn push(&mut self, seq: u64, event: Event, now: Instant) -> bool {
         let at = event.timestamp;
         let late = self.released.is_some_and(|r| at < r);
-        if at <= event.ingested + TRUSTED_AHEAD {
-            self.newest = Some(self.newest.map_or(at, |n| n.max(at)));
-        }
         self.seqs.insert(seq);
         self.heap.push(Reverse(Held {
             at,
@@ -94,12 +89,8 @@ impl Reorder {
     /// The next event due, in event-time order, or `None` while the oldest must still wait.
     pub fn pop(&mut self, now: Instant) -> Option<(u64, Event)> {
         let Reverse(top) = self.heap.peek()?;
-        let lateness = chrono::Duration::from_std(self.lateness).unwrap_or(chrono::Duration::MAX);
-        let passed = self
-            .newest
-            .is_some_and(|n| n.signed_duration_since(top.at) >= lateness);
         let waited = now.saturating_duration_since(top.arrived) >= self.lateness;
-        if passed || waited || self.heap.len() > self.capacity {
+        if waited || self.heap.len() > self.capacity {
             self.take()
         } else {
             None
@@ -118,7 +109,9 @@ impl Reorder {
     fn take(&mut self) -> Option<(u64, Event)> {
         let Reverse(held) = self.heap.pop()?;
         self.seqs.remove(&held.seq);
-        self.released = Some(self.released.map_or(held.at, |r| r.max(held.at)));
+        if held.at <= held.event.ingested + TRUSTED_AHEAD {
+            self.released = Some(self.released.map_or(held.at, |r| r.max(held.at)));
+        }
         Some((held.seq, held.event))
     }
 
@@ -135,7 +128,7 @@ impl Reorder {
         self.heap.is_empty()
     }
 
-    /// How long until the oldest event is due on the clock alone (for the caller's wait).
+    /// How long until the oldest event is due (for the caller's wait).
     pub fn due_in(&self, now: Instant) -> Option<Duration> {
         let Reverse(top) = self.heap.peek()?;
         Some((top.arrived + self.lateness).saturating_duration_since(now))
@@ -169,42 +162,37 @@ mod tests {
     }
 
     #[test]
-    fn an_event_waits_until_one_lateness_newer_arrives() {
+    fn events_wait_the_lateness_and_leave_oldest_first() {
         let now = Instant::now();
-        let mut r = Reorder::new(Duration::from_secs(120), 1000);
+        let s = Duration::from_secs;
+        let mut r = Reorder::new(s(10), 1000);
         r.push(1, event(0), now);
-        r.push(2, event(1), now);
+        r.push(2, event(30), now + s(2));
+        r.push(3, event(5), now + s(4)); // the logout that arrived last
+        assert!(r.pop(now + s(9)).is_none());
+        assert_eq!(r.due_in(now + s(4)), Some(s(6)));
+        assert_eq!(minutes(&[r.pop(now + s(10)).unwrap()]), vec![0]);
+        assert_eq!(r.oldest_seq(), Some(2), "seq 2 is still held");
         assert!(
-            r.pop(now).is_none(),
-            "nothing is 2 minutes older than the newest"
+            r.pop(now + s(10)).is_none(),
+            "minute 5 arrived at 4 s: due at 14 s"
         );
-        r.push(3, event(-1), now);
-        assert_eq!(
-            minutes(&[r.pop(now).unwrap()]),
-            vec![-1],
-            "2 minutes behind the newest"
-        );
-        assert!(r.pop(now).is_none());
-        r.push(4, event(2), now);
-        assert_eq!(minutes(&[r.pop(now).unwrap()]), vec![0]);
-        assert!(r.pop(now).is_none());
-        assert_eq!(r.oldest_seq(), Some(2));
-        assert_eq!(minutes(&r.drain()), vec![1, 2]);
+        assert_eq!(minutes(&[r.pop(now + s(14)).unwrap()]), vec![5]);
+        assert_eq!(minutes(&r.drain()), vec![30]);
         assert!(r.is_empty());
         assert_eq!(r.oldest_seq(), None);
     }
 
     #[test]
-    fn a_quiet_sender_does_not_hold_its_event_longer_than_the_lateness() {
+    fn a_burst_newest_first_comes_out_oldest_first() {
         let now = Instant::now();
         let mut r = Reorder::new(Duration::from_secs(10), 1000);
-        r.push(1, event(0), now);
-        assert!(r.pop(now + Duration::from_secs(9)).is_none());
-        assert_eq!(
-            r.due_in(now + Duration::from_secs(4)),
-            Some(Duration::from_secs(6))
-        );
-        assert!(r.pop(now + Duration::from_secs(10)).is_some());
+        for (seq, m) in (0..100).rev().enumerate() {
+            assert!(!r.push(seq as u64, event(m), now));
+        }
+        let later = now + Duration::from_secs(10);
+        let out: Vec<_> = std::iter::from_fn(|| r.pop(later)).collect();
+        assert_eq!(minutes(&out), (0..100).collect::<Vec<_>>());
     }
 
     #[test]
@@ -221,16 +209,16 @@ mod tests {
     }
 
     #[test]
-    fn a_future_time_does_not_flush_the_buffer() {
+    fn a_future_time_does_not_make_the_rest_late() {
         let now = Instant::now();
-        let mut r = Reorder::new(Duration::from_secs(60), 1000);
-        r.push(1, event(0), now);
+        let mut r = Reorder::new(Duration::ZERO, 1000);
         let mut wrong_clock = event(1);
         wrong_clock.timestamp += chrono::Duration::days(400);
-        r.push(2, wrong_clock, now);
+        r.push(1, wrong_clock, now);
+        assert!(r.pop(now).is_some());
         assert!(
-            r.pop(now).is_none(),
-            "a sender's bad clock must not move the watermark"
+            !r.push(2, event(2), now),
+            "a sender's bad clock is not believed"
         );
     }
 
@@ -246,31 +234,32 @@ mod tests {
     }
 
     proptest! {
-        /// Whatever the arrival order, events within the lateness come out in time order, and
-        /// every event comes out exactly once.
+        /// Event i happens at minute i and arrives up to `lateness` late (one minute of event
+        /// time per second of arrival): whatever the arrival order, events come out in time
+        /// order, each exactly once.
         #[test]
         fn events_within_the_lateness_come_out_in_time_order(
-            jitter in proptest::collection::vec(0i64..5, 1..200),
+            delays in proptest::collection::vec(0u64..5, 1..200),
         ) {
-            let now = Instant::now();
-            let mut r = Reorder::new(Duration::from_secs(5 * 60), 10_000);
+            let start = Instant::now();
+            let mut r = Reorder::new(Duration::from_secs(5), 10_000);
             let mut out = Vec::new();
-            // Event i happens at minute i and arrives up to 4 minutes late.
-            let mut arrivals: Vec<(i64, i64)> =
-                jitter.iter().enumerate().map(|(i, j)| (i as i64 + j, i as i64)).collect();
+            let mut arrivals: Vec<(u64, i64)> =
+                delays.iter().enumerate().map(|(i, d)| (i as u64 + d, i as i64)).collect();
             arrivals.sort();
-            for (seq, (_, m)) in arrivals.iter().enumerate() {
-                prop_assert!(!r.push(seq as u64, event(*m), now));
+            for (seq, (arrival, m)) in arrivals.iter().enumerate() {
+                let now = start + Duration::from_secs(*arrival);
                 while let Some(e) = r.pop(now) {
                     out.push(e);
                 }
+                prop_assert!(!r.push(seq as u64, event(*m), now), "minute {} late", m);
             }
             out.extend(r.drain());
             let got = minutes(&out);
             let mut sorted = got.clone();
             sorted.sort();
             prop_assert_eq!(&got, &sorted);
-            prop_assert_eq!(got.len(), jitter.len());
+            prop_assert_eq!(got.len(), delays.len());
         }
     }
 }
