@@ -469,13 +469,29 @@ pub struct NearMiss {
     pub what: String,
 }
 
-/// Keeps the closest miss per rule.
-fn note_miss(map: &mut BTreeMap<String, NearMiss>, rule: &str, closeness: f64, what: String) {
+/// Keeps the closest miss per rule; `what` is only written when it is the closest yet.
+fn note_miss(
+    map: &mut BTreeMap<String, NearMiss>,
+    rule: &str,
+    closeness: f64,
+    what: impl FnOnce() -> String,
+) {
     match map.get_mut(rule) {
         Some(m) if m.closeness >= closeness => {}
-        Some(m) => *m = NearMiss { closeness, what },
+        Some(m) => {
+            *m = NearMiss {
+                closeness,
+                what: what(),
+            }
+        }
         None => {
-            map.insert(rule.to_owned(), NearMiss { closeness, what });
+            map.insert(
+                rule.to_owned(),
+                NearMiss {
+                    closeness,
+                    what: what(),
+                },
+            );
         }
     }
 }
@@ -486,18 +502,15 @@ fn note_near_miss(
     rule: &str,
     value: u64,
     threshold: u64,
-    who: String,
+    who: impl FnOnce() -> String,
 ) {
     if value == 0 || value >= threshold {
         return;
     }
     let closeness = value as f64 / threshold as f64;
-    note_miss(
-        map,
-        rule,
-        closeness,
-        format!("reached {value} of {threshold} ({who})"),
-    );
+    note_miss(map, rule, closeness, || {
+        format!("reached {value} of {threshold} ({})", who())
+    });
 }
 
 fn human(d: Duration) -> String {
@@ -652,17 +665,18 @@ impl Engine {
                 w.seen.len()
             };
             if count < c.threshold {
-                let who = if group.is_empty() {
-                    "all events".to_owned()
-                } else {
-                    group.clone()
-                };
                 note_near_miss(
                     &mut self.near_misses,
                     &c.name,
                     count as u64,
                     c.threshold as u64,
-                    who,
+                    || {
+                        if group.is_empty() {
+                            "all events".to_owned()
+                        } else {
+                            group.clone()
+                        }
+                    },
                 );
                 continue;
             }
@@ -858,27 +872,32 @@ impl Engine {
             return None;
         }
         let local = self.clinic.local(event.timestamp);
-        let when = format!(
-            "{} on {}",
-            local.format("%H:%M"),
-            local.format("%A %Y-%m-%d")
-        );
+        let when = || {
+            format!(
+                "{} on {}",
+                local.format("%H:%M"),
+                local.format("%A %Y-%m-%d")
+            )
+        };
         let Some(closed) = self.clinic.closed_at(event.timestamp) else {
             if let Some(outside) = self.clinic.minutes_outside_hours(event.timestamp) {
                 let grace = self.clinic.grace.num_minutes();
-                let what = format!(
-                    "{} logged in at {when}, {outside} minute(s) outside opening hours, within the {grace}-minute grace margin",
-                    self.who(user, event)
-                );
+                let who = self.who(user, event);
                 note_miss(
                     &mut self.near_misses,
                     "off_hours_login (grace margin)",
                     outside as f64 / (grace + 1) as f64,
-                    what,
+                    || {
+                        format!(
+                            "{who} logged in at {}, {outside} minute(s) outside opening hours, within the {grace}-minute grace margin",
+                            when()
+                        )
+                    },
                 );
             }
             return None;
         };
+        let when = when();
         let cfg = &self.config.off_hours_login;
         if let Some(staff) = self.clinic.staff.get(user) {
             let exempt: Vec<&String> = staff
@@ -892,7 +911,12 @@ impl Engine {
                     "{} logged in at {when}, outside opening hours, but is exempt as {why}",
                     self.who(user, event)
                 );
-                note_miss(&mut self.near_misses, "off_hours_login (exempt)", 1.0, what);
+                note_miss(
+                    &mut self.near_misses,
+                    "off_hours_login (exempt)",
+                    1.0,
+                    || what,
+                );
                 return None;
             }
         }
@@ -1086,7 +1110,7 @@ impl Engine {
                     "bulk_export (records at once)",
                     n,
                     cfg.max_records,
-                    who,
+                    || who,
                 );
                 return None;
             }
@@ -1152,7 +1176,7 @@ impl Engine {
                 "bulk_export (patients in window)",
                 n,
                 cfg.distinct_patients as u64,
-                who,
+                || who,
             );
             return None;
         }
