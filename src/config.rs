@@ -88,6 +88,10 @@ pub struct HttpConfig {
     pub admin_tokens: Vec<String>,
     /// Largest request body accepted (after gzip decompression too); more gets 413.
     pub max_body_bytes: usize,
+    /// Open connections at most; more are closed at once and counted.
+    pub max_connections: usize,
+    /// A connection that sends or takes nothing for this long is closed.
+    pub idle_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -97,6 +101,8 @@ impl Default for HttpConfig {
             ingest_tokens: Vec::new(),
             admin_tokens: Vec::new(),
             max_body_bytes: 32 << 20,
+            max_connections: 256,
+            idle_timeout_secs: 60,
         }
     }
 }
@@ -233,6 +239,14 @@ impl Config {
                 "http",
                 ("max_body_bytes".into(), "at least 1024".into()),
             ));
+        }
+        if config.http.max_connections == 0 || config.http.idle_timeout_secs == 0 {
+            let key = if config.http.max_connections == 0 {
+                "max_connections"
+            } else {
+                "idle_timeout_secs"
+            };
+            return Err(invalid("http", (key.into(), "at least 1".into())));
         }
         for (key, tokens) in [
             ("ingest_tokens", &config.http.ingest_tokens),

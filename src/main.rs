@@ -8,6 +8,7 @@ mod bench_import;
 mod bench_rules;
 mod config;
 mod http;
+mod http_listener;
 mod import;
 mod rules_runner;
 mod serve;

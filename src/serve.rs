@@ -145,6 +145,12 @@ async fn bind_all(
         reloader: running.rules.as_ref().map(|r| r.reloader.clone()),
         max_body_bytes: checked.config.http.max_body_bytes,
     });
+    let listener = crate::http_listener::BoundedListener::new(
+        listener,
+        checked.config.http.max_connections,
+        Duration::from_secs(checked.config.http.idle_timeout_secs),
+        registry,
+    )?;
     running.tasks.push(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server stopped");

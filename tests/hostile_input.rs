@@ -150,6 +150,38 @@ fn connections_beyond_the_limit_are_refused_and_counted() {
 }
 
 #[test]
+fn http_connections_are_limited_and_idle_or_stalled_ones_are_closed() {
+    use std::io::Read;
+    let server = Server::start_full("", "max_connections = 4\nidle_timeout_secs = 2\n", "");
+    let closed_within = |s: &TcpStream, secs: u64| {
+        s.set_read_timeout(Some(Duration::from_secs(secs))).unwrap();
+        // EOF or a reset: either way the server let go.
+        !matches!((&*s).read_to_end(&mut Vec::new()), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock
+            || e.kind() == std::io::ErrorKind::TimedOut)
+    };
+    // Three say nothing; one stalls in the middle of its request line (slowloris).
+    let mut held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(server.http).unwrap())
+        .collect();
+    let mut stalled = TcpStream::connect(server.http).unwrap();
+    stalled.write_all(b"GET /api/v1/sea").unwrap();
+    held.push(stalled);
+    std::thread::sleep(Duration::from_millis(300));
+    let extra = TcpStream::connect(server.http).unwrap();
+    assert!(closed_within(&extra, 1), "the fifth is closed at once");
+    for s in &held {
+        assert!(closed_within(s, 10), "closed after 2 s without progress");
+    }
+    assert_eq!(
+        server.metric("mimamori_http_connections_refused_total"),
+        1.0
+    );
+    assert!(server.metric("mimamori_http_idle_closed_total") >= 4.0);
+    let (status, _) = common::http_get(server.http, "/healthz").unwrap();
+    assert_eq!(status, 200, "and the slots are free again");
+}
+
+#[test]
 fn bad_config_and_bad_arguments_get_clear_errors_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bad.toml");
