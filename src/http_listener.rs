@@ -119,14 +119,19 @@ impl Bounded {
         self.deadline.as_mut().reset(next);
     }
 
-    /// While waiting: an error once the idle time is up.
-    fn check_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+    /// An operation's result: progress restarts the idle clock; while it waits, an error once
+    /// the idle time is up.
+    fn track<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.progressed();
+            return poll;
+        }
         ready!(self.deadline.as_mut().poll(cx));
         self.metrics.idle_closed.inc();
-        Poll::Ready(io::Error::new(
+        Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "HTTP connection idle too long",
-        ))
+        )))
     }
 }
 
@@ -137,13 +142,8 @@ impl AsyncRead for Bounded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_read(cx, buf) {
-            Poll::Ready(r) => {
-                this.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => this.check_idle(cx).map(Err),
-        }
+        let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        this.track(cx, poll)
     }
 }
 
@@ -154,13 +154,8 @@ impl AsyncWrite for Bounded {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                this.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => this.check_idle(cx).map(Err),
-        }
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.track(cx, poll)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -177,13 +172,8 @@ impl AsyncWrite for Bounded {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match Pin::new(&mut this.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                this.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => this.check_idle(cx).map(Err),
-        }
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.track(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
