@@ -216,6 +216,12 @@ impl Config {
         if let Some(dir) = data_dir {
             config.storage.data_dir = dir.to_owned();
         }
+        // Times that carry no zone are in the clinic's unless a source section says otherwise.
+        if config.clinic.timezone.parse::<chrono_tz::Tz>().is_ok() {
+            let zone = &config.clinic.timezone;
+            config.syslog.timezone.get_or_insert_with(|| zone.clone());
+            config.ehr.timezone.get_or_insert_with(|| zone.clone());
+        }
         let invalid = |section: &str, (key, expected): (String, String)| ConfigError::Invalid {
             line: line_of(&text, key.rsplit('.').next().unwrap_or(&key))
                 .map(|n| format!(", line {n}"))
@@ -368,5 +374,17 @@ mod tests {
         let checked = Config::load(None, Some(Path::new("/srv/x"))).unwrap();
         assert_eq!(checked.config.storage.data_dir, Path::new("/srv/x"));
         assert_eq!(checked.timezone, chrono_tz::Asia::Tokyo);
+    }
+
+    #[test]
+    fn times_without_a_zone_are_in_the_clinics_unless_a_source_says_otherwise() {
+        let checked = load_text("[clinic]\ntimezone = \"Europe/Berlin\"\n").unwrap();
+        assert_eq!(checked.timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(checked.ehr.zone, chrono_tz::Europe::Berlin);
+        let checked =
+            load_text("[ehr]\ntimezone = \"UTC\"\n[clinic]\ntimezone = \"Europe/Berlin\"\n")
+                .unwrap();
+        assert_eq!(checked.timezone, chrono_tz::Europe::Berlin);
+        assert_eq!(checked.ehr.zone, chrono_tz::UTC);
     }
 }

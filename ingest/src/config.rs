@@ -12,7 +12,7 @@ use crate::windows::NoiseFilter;
 ///
 /// Defaults: `udp_listen = ["127.0.0.1:5514"]`, `tcp_listen = ["127.0.0.1:5514"]`, no TLS
 /// listener, `max_message_bytes = 65536`, `max_connections = 2048`, `idle_timeout_secs = 900`,
-/// `udp_receive_buffer_bytes = 33554432`, `timezone = "Asia/Tokyo"`, no `[[syslog.sources]]`.
+/// `udp_receive_buffer_bytes = 33554432`, no `timezone` (the clinic's), no `[[syslog.sources]]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyslogConfig {
@@ -28,8 +28,9 @@ pub struct SyslogConfig {
     pub max_connections: usize,
     pub idle_timeout_secs: u64,
     pub udp_receive_buffer_bytes: usize,
-    /// IANA zone for RFC 3164 timestamps, which carry no zone, from senders not in `sources`.
-    pub timezone: String,
+    /// IANA zone for RFC 3164 timestamps, which carry no zone, from senders not in `sources`;
+    /// none: [`DEFAULT_ZONE`] (the service fills in the clinic's).
+    pub timezone: Option<String>,
     /// Known senders: which parser and time zone each one's lines get.
     pub sources: Vec<SourceConfig>,
 }
@@ -89,7 +90,7 @@ impl Default for SyslogConfig {
             max_connections: 2048,
             idle_timeout_secs: 900,
             udp_receive_buffer_bytes: 32 << 20,
-            timezone: "Asia/Tokyo".to_owned(),
+            timezone: None,
             sources: Vec::new(),
         }
     }
@@ -97,6 +98,9 @@ impl Default for SyslogConfig {
 
 /// A bad value: the key (relative to the section) and what is expected.
 pub type Invalid = (String, String);
+
+/// The zone assumed where a time carries none and no zone is configured.
+pub const DEFAULT_ZONE: &str = "Asia/Tokyo";
 
 pub fn parse_zone(key: &str, name: &str) -> Result<Tz, Invalid> {
     name.parse::<Tz>().map_err(|_| {
@@ -131,7 +135,7 @@ impl SyslogConfig {
                 return invalid("tls_key", "a PEM private key file when tls_listen is set");
             }
         }
-        let zone = parse_zone("timezone", &self.timezone)?;
+        let zone = parse_zone("timezone", self.timezone.as_deref().unwrap_or(DEFAULT_ZONE))?;
         let mut rules = Vec::new();
         for (i, source) in self.sources.iter().enumerate() {
             let key = |k: &str| format!("sources[{i}].{k}");
@@ -199,11 +203,12 @@ impl WindowsConfig {
 }
 
 /// EHR audit exports (`[ehr]`): time zone, extra column names and action words.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EhrConfig {
-    /// Zone of timestamps written without one (`2026/11/24 09:15:02`).
-    pub timezone: String,
+    /// Zone of timestamps written without one (`2026/11/24 09:15:02`); none: [`DEFAULT_ZONE`]
+    /// (the service fills in the clinic's).
+    pub timezone: Option<String>,
     /// More header names (CSV) or keys (JSON lines) per field, tried before the built-in ones:
     /// `timestamp`, `user`, `user_name`, `role`, `host`, `ip`, `patient`, `action`, `count`,
     /// `outcome`, `category`, `record_id`, `site`, `message`.
@@ -211,14 +216,4 @@ pub struct EhrConfig {
     /// More operation words and the normalized action each means (`"カルテ閲覧" =
     /// "record.view"`), tried before the built-in ones.
     pub actions: BTreeMap<String, String>,
-}
-
-impl Default for EhrConfig {
-    fn default() -> Self {
-        EhrConfig {
-            timezone: "Asia/Tokyo".to_owned(),
-            columns: BTreeMap::new(),
-            actions: BTreeMap::new(),
-        }
-    }
 }

@@ -350,7 +350,13 @@ impl Default for EhrMapping {
 
 impl EhrMapping {
     pub fn new(config: &EhrConfig) -> Result<EhrMapping, Invalid> {
-        let zone = parse_zone("timezone", &config.timezone)?;
+        let zone = parse_zone(
+            "timezone",
+            config
+                .timezone
+                .as_deref()
+                .unwrap_or(crate::config::DEFAULT_ZONE),
+        )?;
         let mut names = BTreeMap::new();
         for (field, key, builtin) in FIELDS {
             let mut list: Vec<String> = config
