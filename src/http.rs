@@ -224,17 +224,19 @@ fn same_token(a: &str, b: &str) -> bool {
             == 0
 }
 
-/// Writes through the API need a bearer token from `tokens`, the config key `http.<setting>`.
+/// Writes through the API need a bearer token from `tokens`, the config key `http.<setting>`;
+/// without any, `what` is off.
 fn authorized(
     tokens: &[String],
     setting: &str,
+    what: &str,
     headers: &axum::http::HeaderMap,
 ) -> Result<(), ApiError> {
     if tokens.is_empty() {
         return Err(ApiError::Status {
             status: StatusCode::FORBIDDEN,
             code: "disabled",
-            message: format!("this is off: set http.{setting} in the config"),
+            message: format!("{what} is off: set http.{setting} in the config"),
         });
     }
     let token = headers
@@ -259,7 +261,12 @@ async fn reload(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorized(&state.admin_tokens, "admin_tokens", &headers)?;
+    authorized(
+        &state.admin_tokens,
+        "admin_tokens",
+        "changing alerts and rules over HTTP",
+        &headers,
+    )?;
     let reloader = state
         .reloader
         .clone()
@@ -296,7 +303,12 @@ async fn ingest(
             "this server does not store events".into(),
         ));
     };
-    authorized(&state.ingest_tokens, "ingest_tokens", &headers)?;
+    authorized(
+        &state.ingest_tokens,
+        "ingest_tokens",
+        "HTTP ingest",
+        &headers,
+    )?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest {
         code: "bad_parameter",
         message: e.body_text(),
@@ -510,7 +522,12 @@ async fn alert_status(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorized(&state.admin_tokens, "admin_tokens", &headers)?;
+    authorized(
+        &state.admin_tokens,
+        "admin_tokens",
+        "changing alerts and rules over HTTP",
+        &headers,
+    )?;
     let bytes = axum::body::to_bytes(body, MAX_STATUS_BODY)
         .await
         .map_err(|_| ApiError::Status {

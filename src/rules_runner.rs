@@ -1,8 +1,9 @@
 //! Runs the rules on every accepted event: follows the write-ahead log (so each event is seen as
 //! it becomes durable, not by polling the index), stores alerts in `<data_dir>/alerts.db`, and
 //! keeps its position there. Live events are held for `detections.lateness_seconds` and
-//! evaluated in event-time order ([`rules::reorder`]). After a restart it re-reads `alerts.rebuild_events` events before
-//! that position to rebuild its windows, without raising their alerts again.
+//! evaluated in event-time order ([`rules::reorder`]). After a restart it re-reads
+//! `alerts.rebuild_events` events before that position to rebuild its windows, without raising
+//! their alerts again.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -169,7 +170,8 @@ impl RulesRunner {
                             break;
                         }
                     };
-                    // A reload applies to every event accepted after it was answered.
+                    // A reload applies to every event evaluated after it was answered (events
+                    // still held included).
                     if let Ok(new) = rx.try_recv() {
                         pass.engine.reconfigure(new);
                     }

@@ -175,7 +175,17 @@ fn http_ingest_is_off_without_tokens() {
     )
     .unwrap();
     assert_eq!(status, 403);
-    assert!(text.contains("ingest_tokens"), "{text}");
+    assert!(
+        text.contains("HTTP ingest is off: set http.ingest_tokens"),
+        "{text}"
+    );
+    // Changing alerts and rules has tokens of its own, and is off without them too.
+    for path in ["/api/v1/alerts/1/status", "/api/v1/rules/reload"] {
+        let (status, text) =
+            http_post(server.http, path, &[("Authorization", "Bearer x")], b"{}").unwrap();
+        assert_eq!(status, 403, "{path}");
+        assert!(text.contains("set http.admin_tokens"), "{path}: {text}");
+    }
 }
 
 fn make_cert(dir: &Path) -> (String, String) {
