@@ -256,17 +256,22 @@ fn authorized(
     Ok(())
 }
 
+/// Changing alerts and rules needs a token from `http.admin_tokens`.
+fn admin(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    authorized(
+        &state.admin_tokens,
+        "admin_tokens",
+        "changing alerts and rules over HTTP",
+        headers,
+    )
+}
+
 /// `POST /api/v1/rules/reload`: reads the config file again (roster, clinic model, rules).
 async fn reload(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorized(
-        &state.admin_tokens,
-        "admin_tokens",
-        "changing alerts and rules over HTTP",
-        &headers,
-    )?;
+    admin(&state, &headers)?;
     let reloader = state
         .reloader
         .clone()
@@ -522,12 +527,7 @@ async fn alert_status(
     headers: axum::http::HeaderMap,
     body: axum::body::Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authorized(
-        &state.admin_tokens,
-        "admin_tokens",
-        "changing alerts and rules over HTTP",
-        &headers,
-    )?;
+    admin(&state, &headers)?;
     let bytes = axum::body::to_bytes(body, MAX_STATUS_BODY)
         .await
         .map_err(|_| ApiError::Status {
