@@ -86,6 +86,9 @@ pub struct HttpConfig {
     /// Bearer tokens allowed to change things: alert status, rule reload. None: those are off
     /// over HTTP (the CLI still works).
     pub admin_tokens: Vec<String>,
+    /// Bearer tokens that may read search results and alerts (admin tokens may too). None:
+    /// reads are open to whoever reaches `listen` (loopback by default).
+    pub read_tokens: Vec<String>,
     /// Largest request body accepted (after gzip decompression too); more gets 413.
     pub max_body_bytes: usize,
     /// Open connections at most; more are closed at once and counted.
@@ -100,6 +103,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8480)),
             ingest_tokens: Vec::new(),
             admin_tokens: Vec::new(),
+            read_tokens: Vec::new(),
             max_body_bytes: 32 << 20,
             max_connections: 256,
             idle_timeout_secs: 60,
@@ -257,6 +261,7 @@ impl Config {
         for (key, tokens) in [
             ("ingest_tokens", &config.http.ingest_tokens),
             ("admin_tokens", &config.http.admin_tokens),
+            ("read_tokens", &config.http.read_tokens),
         ] {
             if tokens.iter().any(|t| t.len() < 16) {
                 return Err(invalid(

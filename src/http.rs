@@ -27,6 +27,8 @@ pub struct AppState {
     pub ingest_tokens: Arc<Vec<String>>,
     /// Tokens for changing things: alert status, rule reload.
     pub admin_tokens: Arc<Vec<String>>,
+    /// Tokens for reading search results and alerts; none: reads are open.
+    pub read_tokens: Arc<Vec<String>>,
     pub max_body_bytes: usize,
     /// The alert database, opened per request (readers do not block the rules).
     pub alerts_db: Option<std::path::PathBuf>,
@@ -137,8 +139,10 @@ pub fn event_json(event: &store::Event, original: bool) -> serde_json::Value {
 
 async fn search(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    reader(&state, &headers)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest {
         code: "bad_parameter",
         message: e.body_text(),
@@ -254,6 +258,22 @@ fn authorized(
         });
     }
     Ok(())
+}
+
+/// Reading events and alerts needs a token from `http.read_tokens` (or an admin token) when
+/// any are set.
+fn reader(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    if state.read_tokens.is_empty() {
+        return Ok(());
+    }
+    admin(state, headers).or_else(|_| {
+        authorized(
+            &state.read_tokens,
+            "read_tokens",
+            "reading over HTTP",
+            headers,
+        )
+    })
 }
 
 /// Changing alerts and rules needs a token from `http.admin_tokens`.
@@ -445,8 +465,10 @@ fn open_alerts(state: &AppState) -> Result<alerting::db::AlertDb, ApiError> {
 
 async fn alerts(
     State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
     params: Result<Query<AlertParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    reader(&state, &headers)?;
     let Query(params) = params.map_err(|e| ApiError::BadRequest {
         code: "bad_parameter",
         message: e.body_text(),
@@ -473,7 +495,9 @@ async fn alerts(
 async fn alert(
     State(state): State<Arc<AppState>>,
     axum::extract::Path(id): axum::extract::Path<i64>,
+    headers: axum::http::HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    reader(&state, &headers)?;
     tokio::task::spawn_blocking(move || {
         let found = match open_alerts(&state)?.get(id) {
             Ok(a) => a,

@@ -11,7 +11,7 @@ use ingest::import::Importer;
 use ingest::{IngestMetrics, SyslogContext, TcpSyslogListener, UdpSyslogListener, tls_acceptor};
 use store::{EventIndex, Store, StoreError, StoreMetrics};
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::Failure;
 use crate::config::Checked;
@@ -141,10 +141,18 @@ async fn bind_all(
         importer: Some(importer),
         ingest_tokens: Arc::new(checked.config.http.ingest_tokens.clone()),
         admin_tokens: Arc::new(checked.config.http.admin_tokens.clone()),
+        read_tokens: Arc::new(checked.config.http.read_tokens.clone()),
         alerts_db: Some(alerts_db_path(&checked.config.storage.data_dir)),
         reloader: running.rules.as_ref().map(|r| r.reloader.clone()),
         max_body_bytes: checked.config.http.max_body_bytes,
     });
+    if !checked.config.http.listen.ip().is_loopback() && checked.config.http.read_tokens.is_empty()
+    {
+        warn!(
+            listen = %checked.config.http.listen,
+            "the HTTP API is reachable beyond this machine and answers searches and alerts without a token; set http.read_tokens"
+        );
+    }
     let listener = crate::http_listener::BoundedListener::new(
         listener,
         checked.config.http.max_connections,

@@ -505,6 +505,44 @@ fn alert_status_changes_over_the_api_need_an_admin_token_and_keep_who_and_why() 
     );
 }
 
+#[test]
+fn reads_need_a_read_or_admin_token_once_read_tokens_are_set() {
+    let (admin, reader) = ("admin-token-0123456789", "reader-token-0123456789");
+    let server = Server::start_full(
+        "",
+        &format!("admin_tokens = [\"{admin}\"]\nread_tokens = [\"{reader}\"]\n"),
+        "",
+    );
+    for path in ["/api/v1/search?q=*", "/api/v1/alerts", "/api/v1/alerts/1"] {
+        let (status, body) = http_get(server.http, path).unwrap();
+        assert_eq!(status, 401, "{path}: {body}");
+        assert!(body.contains("http.read_tokens"), "{path}: {body}");
+        let wrong = common::http_get_with(server.http, path, &[("Authorization", "Bearer nope")]);
+        assert_eq!(wrong.unwrap().0, 401, "{path}");
+        for token in [reader, admin] {
+            let auth = format!("Bearer {token}");
+            let (status, body) =
+                common::http_get_with(server.http, path, &[("Authorization", &auth)]).unwrap();
+            // No alert 1 yet: found the door open, and the room empty.
+            let want = if path.ends_with("/1") { 404 } else { 200 };
+            assert_eq!(status, want, "{path} with {token}: {body}");
+        }
+    }
+    // Health and metrics hold no patient data and stay open for monitoring.
+    assert_eq!(http_get(server.http, "/healthz").unwrap().0, 200);
+    assert_eq!(http_get(server.http, "/metrics").unwrap().0, 200);
+    // A reader cannot change anything.
+    let auth = format!("Bearer {reader}");
+    let (status, _) = common::http_post(
+        server.http,
+        "/api/v1/rules/reload",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 401);
+}
+
 /// The alerts the API serves for `user` (and `rule`).
 fn served_alerts(server: &Server, rule: Option<&str>, user: &str) -> Vec<serde_json::Value> {
     let (_, body) = http_get(server.http, "/api/v1/alerts").unwrap();

@@ -193,6 +193,15 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     http_request(addr, "GET", path, &[], b"")
 }
 
+/// A minimal HTTP/1.1 GET with extra headers: (status, body).
+pub fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Option<(u16, String)> {
+    http_request(addr, "GET", path, headers, b"")
+}
+
 /// A minimal HTTP/1.1 POST with extra headers: (status, body).
 pub fn http_post(
     addr: SocketAddr,
