@@ -125,9 +125,7 @@ impl RulesRunner {
             .max(1);
         let mut follower = store.follow(rebuild_from);
         let mut engine = checked.engine();
-        for (user, at) in db.activity()? {
-            engine.remember_active(&user, at);
-        }
+        restore(&mut engine, &db)?;
         let metrics = RulesMetrics::new(registry)?;
         let reloads = IntCounterVec::new(
             Opts::new(
@@ -194,6 +192,23 @@ impl RulesRunner {
     }
 }
 
+/// What the rules keep across restarts besides alerts and windows: each account's last
+/// activity (dormant accounts) and machines (new workstations), beyond `alerts.rebuild_events`.
+fn restore(engine: &mut Engine, db: &AlertDb) -> Result<(), alerting::db::AlertDbError> {
+    for (user, at) in db.activity()? {
+        engine.remember_active(&user, at);
+    }
+    for (user, logins, hosts) in db.machines()? {
+        engine.remember_machines(&user, logins, hosts);
+    }
+    Ok(())
+}
+
+fn persist(engine: &mut Engine, db: &mut AlertDb) -> Result<(), alerting::db::AlertDbError> {
+    db.save_activity(&engine.take_changed_activity())?;
+    db.save_machines(&engine.take_changed_machines())
+}
+
 /// How often the rules thread looks for new events when none are held.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -256,8 +271,8 @@ impl Pass {
             }
             Err(e) => error!(error = %e, "alerts not stored"),
         }
-        if let Err(e) = self.db.save_activity(&self.engine.take_changed_activity()) {
-            error!(error = %e, "last activity not saved");
+        if let Err(e) = persist(&mut self.engine, &mut self.db) {
+            error!(error = %e, "accounts' last activity and machines not saved");
         }
         let position = self.reorder.oldest_seq().map_or(self.read, |held| held - 1);
         if position > self.saved {
@@ -287,9 +302,7 @@ pub fn catch_up_sorted(checked: &Checked) -> anyhow::Result<u64> {
         .saturating_sub(checked.config.alerts.rebuild_events)
         .max(1);
     let mut engine = checked.engine();
-    for (user, at) in db.activity()? {
-        engine.remember_active(&user, at);
-    }
+    restore(&mut engine, &db)?;
     let mut reader = store::wal::WalReader::new(&data_dir.join("wal"), rebuild_from);
     let mut chunk: Vec<(u64, store::Event)> = Vec::new();
     let mut last = checkpoint;
@@ -308,6 +321,7 @@ pub fn catch_up_sorted(checked: &Checked) -> anyhow::Result<u64> {
             .iter()
             .filter(|(_, changed)| *changed)
             .count() as u64;
+        persist(engine, db)?;
         Ok(())
     };
     loop {

@@ -166,6 +166,60 @@ fn imported_events_raise_explained_alerts_once() {
 }
 
 #[test]
+fn machines_and_last_activity_outlive_the_rebuild_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Rebuilding from the log covers next to nothing: what carries over is what was saved.
+    std::fs::write(
+        d.join("m.toml"),
+        format!("[alerts]\nrebuild_events = 1\n{ROSTER}"),
+    )
+    .unwrap();
+    // January: n002 logs in 25 times, always at MAIN-PC03 (weekday mornings).
+    let january: Vec<String> = (5..30)
+        .map(|day| format!("2026/01/{day:02} 09:00:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,"))
+        .collect();
+    let january: Vec<&str> = january.iter().map(String::as_str).collect();
+    assert!(
+        run(d, &["import", &csv(d, "jan.csv", &january)])
+            .status
+            .success()
+    );
+    // June, another process: her usual machine, then one she has never used.
+    let june = csv(
+        d,
+        "jun.csv",
+        &[
+            "2026/06/02 09:00:00,n002,MAIN-PC03,10.10.1.23,,ログイン,,",
+            "2026/06/02 10:00:00,n002,MAIN-PC07,10.10.1.27,,ログイン,,",
+        ],
+    );
+    assert!(run(d, &["import", &june]).status.success());
+    let found = alerts(d);
+    let of = |rule: &str| -> Vec<&serde_json::Value> {
+        found
+            .iter()
+            .filter(|a| a["rule"] == rule && a["user"] == "n002")
+            .collect()
+    };
+    let new = of("new_workstation");
+    assert_eq!(new.len(), 1, "{found:#?}");
+    assert!(
+        new[0]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("MAIN-PC07"),
+        "{new:#?}"
+    );
+    let dormant = of("access_outside_role");
+    assert_eq!(dormant.len(), 1, "{found:#?}");
+    assert!(
+        dormant[0]["explanation"].as_str().unwrap().contains("days"),
+        "idle since January: {dormant:#?}"
+    );
+}
+
+#[test]
 fn live_events_raise_alerts_served_over_http_with_their_evidence() {
     let server = Server::start_full("", "", ROSTER);
     let mut tcp = std::net::TcpStream::connect(server.tcp).unwrap();

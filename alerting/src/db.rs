@@ -128,7 +128,8 @@ impl AlertDb {
              );
              CREATE INDEX IF NOT EXISTS status_changes_alert ON status_changes (alert_id);
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS activity (user TEXT PRIMARY KEY, last_active TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS activity (user TEXT PRIMARY KEY, last_active TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS machines (user TEXT PRIMARY KEY, logins INTEGER NOT NULL, hosts TEXT NOT NULL);",
         )
         .map_err(err)?;
         Ok(AlertDb {
@@ -195,7 +196,23 @@ impl AlertDb {
         &mut self,
         changed: &[(String, DateTime<Utc>)],
     ) -> Result<(), AlertDbError> {
-        if changed.is_empty() {
+        self.upsert_all(
+            "INSERT INTO activity (user, last_active) VALUES (?1, ?2)
+             ON CONFLICT(user) DO UPDATE SET last_active = max(last_active, excluded.last_active)",
+            changed
+                .iter()
+                .map(|(user, at)| vec![user.clone().into(), at.to_rfc3339().into()]),
+        )
+    }
+
+    /// Runs `sql` once per row of values, in one transaction.
+    fn upsert_all(
+        &mut self,
+        sql: &str,
+        rows: impl Iterator<Item = Vec<rusqlite::types::Value>>,
+    ) -> Result<(), AlertDbError> {
+        let mut rows = rows.peekable();
+        if rows.peek().is_none() {
             return Ok(());
         }
         let path = self.path.clone();
@@ -204,15 +221,47 @@ impl AlertDb {
             source,
         };
         let tx = self.conn.transaction().map_err(err)?;
-        for (user, at) in changed {
-            tx.execute(
-                "INSERT INTO activity (user, last_active) VALUES (?1, ?2)
-                 ON CONFLICT(user) DO UPDATE SET last_active = max(last_active, excluded.last_active)",
-                params![user, at.to_rfc3339()],
-            )
-            .map_err(err)?;
+        for row in rows {
+            tx.execute(sql, rusqlite::params_from_iter(row))
+                .map_err(err)?;
         }
         tx.commit().map_err(err)
+    }
+
+    /// Each account's machines and login count (for new-workstation detection).
+    pub fn machines(&self) -> Result<Vec<(String, u32, Vec<String>)>, AlertDbError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT user, logins, hosts FROM machines")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                let hosts: String = r.get(2)?;
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?.clamp(0, i64::from(u32::MAX)) as u32,
+                    serde_json::from_str(&hosts).unwrap_or_default(),
+                ))
+            })
+            .map_err(self.err())?;
+        rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    pub fn save_machines(
+        &mut self,
+        changed: &[(String, u32, Vec<String>)],
+    ) -> Result<(), AlertDbError> {
+        self.upsert_all(
+            "INSERT INTO machines (user, logins, hosts) VALUES (?1, ?2, ?3)
+             ON CONFLICT(user) DO UPDATE SET logins = excluded.logins, hosts = excluded.hosts",
+            changed.iter().map(|(user, logins, hosts)| {
+                vec![
+                    user.clone().into(),
+                    i64::from(*logins).into(),
+                    serde_json::to_string(hosts).unwrap_or_default().into(),
+                ]
+            }),
+        )
     }
 
     /// The event-log position the rules have processed (0: none).
@@ -551,6 +600,22 @@ mod tests {
             db2.activity().unwrap(),
             [("n002".to_owned(), t)],
             "only ever later"
+        );
+        db2.save_machines(&[("n002".into(), 3, vec!["main-pc03".into()])])
+            .unwrap();
+        db2.save_machines(&[(
+            "n002".into(),
+            4,
+            vec!["main-pc03".into(), "annex-pc01".into()],
+        )])
+        .unwrap();
+        assert_eq!(
+            db2.machines().unwrap(),
+            [(
+                "n002".to_owned(),
+                4,
+                vec!["main-pc03".to_owned(), "annex-pc01".to_owned()]
+            )]
         );
         drop(db2);
         assert!(matches!(

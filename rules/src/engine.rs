@@ -439,6 +439,9 @@ struct UserState {
     baseline_alerted: Option<chrono::NaiveDate>,
 }
 
+/// Most machines remembered per account.
+const MAX_HOSTS: usize = 256;
+
 /// Most users followed at once; the least recently seen are dropped beyond it.
 const MAX_USERS: usize = 100_000;
 
@@ -454,6 +457,8 @@ pub struct Engine {
     last_active: HashMap<String, DateTime<Utc>>,
     /// Accounts whose last activity changed since `take_changed_activity`.
     changed_activity: Vec<String>,
+    /// Accounts whose machines (or learning count) changed since `take_changed_machines`.
+    changed_machines: Vec<String>,
     /// The latest arrival time seen, to notice the appliance's clock going back.
     last_ingested: Option<DateTime<Utc>>,
     /// What came closest to firing without firing, per rule (for `rules test` and backtests).
@@ -536,6 +541,7 @@ impl Engine {
             custom: Vec::new(),
             last_active: HashMap::new(),
             changed_activity: Vec::new(),
+            changed_machines: Vec::new(),
             last_ingested: None,
             near_misses: BTreeMap::new(),
         }
@@ -574,6 +580,33 @@ impl Engine {
         users
             .into_iter()
             .filter_map(|u| self.last_active.get(&u).map(|t| (u, *t)))
+            .collect()
+    }
+
+    /// Machines an account logged in from before, and how many logins were seen (up to the
+    /// learning count), kept across restarts by the caller.
+    pub fn remember_machines(&mut self, user: &str, logins: u32, hosts: Vec<String>) {
+        let state = self.users.entry(user.to_lowercase()).or_default();
+        state.logins = state.logins.max(logins);
+        for h in hosts {
+            if !state.hosts.contains(&h) && state.hosts.len() < MAX_HOSTS {
+                state.hosts.push(h);
+            }
+        }
+    }
+
+    /// Accounts whose machines or learning count moved since the last call, with them.
+    pub fn take_changed_machines(&mut self) -> Vec<(String, u32, Vec<String>)> {
+        let mut users = std::mem::take(&mut self.changed_machines);
+        users.sort();
+        users.dedup();
+        let learning = self.config.new_workstation.learning_logins;
+        users
+            .into_iter()
+            .filter_map(|u| {
+                let state = self.users.get(&u)?;
+                Some((u, state.logins.min(learning), state.hosts.clone()))
+            })
             .collect()
     }
 
@@ -1226,11 +1259,16 @@ impl Engine {
         let known = host.as_ref().is_none_or(|h| state.hosts.contains(h));
         let experienced = state.logins >= new_cfg.learning_logins;
         state.logins = state.logins.saturating_add(1);
+        let mut changed = !experienced;
         if let Some(h) = &host
             && !known
-            && state.hosts.len() < 256
+            && state.hosts.len() < MAX_HOSTS
         {
             state.hosts.push(h.clone());
+            changed = true;
+        }
+        if changed {
+            self.changed_machines.push(user.to_owned());
         }
         if failures_cfg.enabled && failed >= failures_cfg.failures {
             let since = first_failure
