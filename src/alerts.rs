@@ -22,10 +22,24 @@ fn open_db(checked: &Checked) -> Result<AlertDb, Failure> {
 
 /// Who changes an alert from the command line: the login name (the one behind sudo).
 fn operator() -> String {
-    let name = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into());
+    let name = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
+        .or_else(account_name)
+        .unwrap_or_else(|| "unknown".into());
     format!("{name} (cli)")
+}
+
+/// The name of the account this process runs as, from /etc/passwd.
+fn account_name() -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").ok()?.uid();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)?.parse::<u32>().ok()? == uid).then(|| name.to_owned())
+    })
 }
 
 fn db_failure(e: alerting::db::AlertDbError) -> Failure {
