@@ -439,6 +439,30 @@ fn record_in(
         alert.user.as_deref().unwrap_or("").to_lowercase(),
         alert.site.as_deref().unwrap_or("")
     );
+    // The same events again (a replay after a crash) change nothing, even if the alert they
+    // raised has been closed since.
+    if !alert.evidence.is_empty() {
+        let mut known = None;
+        for e in &alert.evidence {
+            known = tx
+                .query_row(
+                    "SELECT id FROM alerts WHERE dedup_key = ?1 AND instr(evidence, ?2) > 0 LIMIT 1",
+                    params![key, format!("\"{}\"", e.as_str())],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()
+                .map_err(|source| AlertDbError::Sqlite {
+                    path: path.to_owned(),
+                    source,
+                })?;
+            if known.is_none() {
+                break;
+            }
+        }
+        if let Some(id) = known {
+            return Ok((id, false));
+        }
+    }
     let since = (alert.first_seen - dedup_window).to_rfc3339();
     let existing: Option<(i64, String, String, String, i64)> = tx
         .query_row(
@@ -667,5 +691,13 @@ mod tests {
             .record(&alert("n002", "2026-11-24T23:20:00Z", "e9"))
             .unwrap();
         assert_ne!(e, a, "a closed alert is not continued");
+        let replayed = db
+            .record(&alert("n002", "2026-11-24T23:05:00Z", "e1"))
+            .unwrap();
+        assert_eq!(
+            replayed,
+            (a, false),
+            "events it already holds change nothing"
+        );
     }
 }
