@@ -138,21 +138,29 @@ fn winlogbeat(work: &Path, target: u64) -> anyhow::Result<PathBuf> {
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
     let base = DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")?.with_timezone(&Utc);
-    let mut out = writer(&path)?;
-    let (mut written, mut i) = (0u64, 0u64);
-    while written < target {
+    ndjson(&path, target, |i| {
         let mut v = lines[(i % lines.len() as u64) as usize].clone();
         v["record_number"] = Value::String((i + 1).to_string());
         v["@timestamp"] =
             Value::String((base + chrono::Duration::milliseconds(i as i64 * 37)).to_rfc3339());
-        let line = serde_json::to_string(&v)?;
-        out.write_all(line.as_bytes())?;
+        v
+    })?;
+    Ok(path)
+}
+
+/// Writes `line(0)`, `line(1)`, ... one JSON value per line, until the file holds `target` bytes.
+fn ndjson(path: &Path, target: u64, mut line: impl FnMut(u64) -> Value) -> anyhow::Result<()> {
+    let mut out = writer(path)?;
+    let (mut written, mut i) = (0u64, 0u64);
+    while written < target {
+        let text = serde_json::to_string(&line(i))?;
+        out.write_all(text.as_bytes())?;
         out.write_all(b"\n")?;
-        written += line.len() as u64 + 1;
+        written += text.len() as u64 + 1;
         i += 1;
     }
     out.flush()?;
-    Ok(path)
+    Ok(())
 }
 
 /// An EHR access export in Shift_JIS with the usual Japanese headers.
@@ -211,9 +219,7 @@ fn fhir(work: &Path, target: u64) -> anyhow::Result<PathBuf> {
         samples().join("ehr/fhir/r5ballot_AuditEvent-example-rest.json"),
     )?)?;
     let base = DateTime::parse_from_rfc3339("2026-03-01T00:00:00Z")?.with_timezone(&Utc);
-    let mut out = writer(&path)?;
-    let (mut written, mut i) = (0u64, 0u64);
-    while written < target {
+    ndjson(&path, target, |i| {
         let mut v = sample.clone();
         v["id"] = Value::String(format!("bench-{i}"));
         v["recorded"] =
@@ -221,13 +227,8 @@ fn fhir(work: &Path, target: u64) -> anyhow::Result<PathBuf> {
         if let Some(e) = v.pointer_mut("/entity/0/what/reference") {
             *e = Value::String(format!("Patient/P{:07}/_history/1", i % 200_000));
         }
-        let line = serde_json::to_string(&v)?;
-        out.write_all(line.as_bytes())?;
-        out.write_all(b"\n")?;
-        written += line.len() as u64 + 1;
-        i += 1;
-    }
-    out.flush()?;
+        v
+    })?;
     Ok(path)
 }
 

@@ -137,26 +137,37 @@ pub fn event_json(event: &store::Event, original: bool) -> serde_json::Value {
     value
 }
 
+/// A query-string parameter that is wrong, and why.
+fn bad_parameter(message: String) -> ApiError {
+    ApiError::BadRequest {
+        code: "bad_parameter",
+        message,
+    }
+}
+
+/// The query string's parameters, or what is wrong with them.
+fn query<T>(
+    params: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, ApiError> {
+    params
+        .map(|Query(p)| p)
+        .map_err(|e| bad_parameter(e.body_text()))
+}
+
 async fn search(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     reader(&state, &headers)?;
-    let Query(params) = params.map_err(|e| ApiError::BadRequest {
-        code: "bad_parameter",
-        message: e.body_text(),
-    })?;
+    let params = query(params)?;
     let request = search_request(
         &params.q,
         params.from.as_deref(),
         params.to.as_deref(),
         params.limit,
     )
-    .map_err(|message| ApiError::BadRequest {
-        code: "bad_parameter",
-        message,
-    })?;
+    .map_err(bad_parameter)?;
     let (index, original) = (state.index.clone(), params.original);
     let started = std::time::Instant::now();
     let results = tokio::task::spawn_blocking(move || index.search(&request))
@@ -334,20 +345,14 @@ async fn ingest(
         "HTTP ingest",
         &headers,
     )?;
-    let Query(params) = params.map_err(|e| ApiError::BadRequest {
-        code: "bad_parameter",
-        message: e.body_text(),
-    })?;
+    let params = query(params)?;
     let format = match params.format.as_deref().unwrap_or("auto") {
         "ndjson" | "json" => Format::Json,
         "csv" => Format::EhrCsv,
         "xml" => Format::Auto,
-        other => other
-            .parse::<Format>()
-            .map_err(|message| ApiError::BadRequest {
-                code: "bad_parameter",
-                message: format!("format: {message}, ndjson, json, csv, xml"),
-            })?,
+        other => other.parse::<Format>().map_err(|message| {
+            bad_parameter(format!("format: {message}, ndjson, json, csv, xml"))
+        })?,
     };
     let max = state.max_body_bytes;
     let too_large = move |what: &str| ApiError::Status {
@@ -469,19 +474,13 @@ async fn alerts(
     params: Result<Query<AlertParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     reader(&state, &headers)?;
-    let Query(params) = params.map_err(|e| ApiError::BadRequest {
-        code: "bad_parameter",
-        message: e.body_text(),
-    })?;
+    let params = query(params)?;
     let filter = alert_filter(
         params.since.as_deref(),
         params.status.as_deref(),
         params.limit,
     )
-    .map_err(|message| ApiError::BadRequest {
-        code: "bad_parameter",
-        message,
-    })?;
+    .map_err(bad_parameter)?;
     let list = tokio::task::spawn_blocking(move || {
         open_alerts(&state)?
             .list(&filter)
