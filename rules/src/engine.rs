@@ -786,11 +786,13 @@ impl Engine {
             return alerts;
         }
         let site = self.clinic.site_of(event);
+        // How alerts name the person: once per event.
+        let who = self.who(&user, event);
         if self.config.off_hours_login.enabled {
-            alerts.extend(self.off_hours(event, &user, site.as_deref()));
+            alerts.extend(self.off_hours(event, &user, &who, site.as_deref()));
         }
         let role_alert = if self.config.access_outside_role.enabled {
-            self.outside_role(event, &user, site.as_deref())
+            self.outside_role(event, &user, &who, site.as_deref())
         } else {
             None
         };
@@ -798,13 +800,13 @@ impl Engine {
         // One access_outside_role alert per event: the role reason first.
         alerts.extend(role_alert.or(dormant));
         if self.config.concurrent_sessions.enabled {
-            alerts.extend(self.concurrent(event, &user, site.as_deref()));
+            alerts.extend(self.concurrent(event, &user, &who, site.as_deref()));
         }
         if self.config.bulk_export.enabled {
-            alerts.extend(self.bulk(event, &user, site.as_deref()));
+            alerts.extend(self.bulk(event, &user, &who, site.as_deref()));
         }
-        alerts.extend(self.logins(event, &user, site.as_deref()));
-        alerts.extend(self.records(event, &user, site.as_deref()));
+        alerts.extend(self.logins(event, &user, &who, site.as_deref()));
+        alerts.extend(self.records(event, &user, &who, site.as_deref()));
         if self.users.len() > MAX_USERS {
             self.prune(event.timestamp);
         }
@@ -900,7 +902,13 @@ impl Engine {
         true
     }
 
-    fn off_hours(&mut self, event: &Event, user: &str, site: Option<&str>) -> Option<Alert> {
+    fn off_hours(
+        &mut self,
+        event: &Event,
+        user: &str,
+        who: &str,
+        site: Option<&str>,
+    ) -> Option<Alert> {
         if !Self::is_person_login(event) {
             return None;
         }
@@ -915,7 +923,6 @@ impl Engine {
         let Some(closed) = self.clinic.closed_at(event.timestamp) else {
             if let Some(outside) = self.clinic.minutes_outside_hours(event.timestamp) {
                 let grace = self.clinic.grace.num_minutes();
-                let who = self.who(user, event);
                 note_miss(
                     &mut self.near_misses,
                     "off_hours_login (grace margin)",
@@ -941,8 +948,7 @@ impl Engine {
                 .collect();
             if let Some(why) = exempt.first() {
                 let what = format!(
-                    "{} logged in at {when}, outside opening hours, but is exempt as {why}",
-                    self.who(user, event)
+                    "{who} logged in at {when}, outside opening hours, but is exempt as {why}"
                 );
                 note_miss(
                     &mut self.near_misses,
@@ -965,17 +971,19 @@ impl Engine {
             cfg.severity,
             event,
             site,
-            format!(
-                "{} logged in{place} at {when}; {why}",
-                self.who(user, event)
-            ),
+            format!("{who} logged in{place} at {when}; {why}"),
         ))
     }
 
-    fn outside_role(&self, event: &Event, user: &str, site: Option<&str>) -> Option<Alert> {
+    fn outside_role(
+        &self,
+        event: &Event,
+        user: &str,
+        who: &str,
+        site: Option<&str>,
+    ) -> Option<Alert> {
         let cfg = &self.config.access_outside_role;
         let staff = self.clinic.staff.get(user);
-        let who = self.who(user, event);
         if staff.is_none()
             && cfg.unknown_accounts
             && !self.clinic.staff.is_empty()
@@ -1052,13 +1060,18 @@ impl Engine {
         ))
     }
 
-    fn concurrent(&mut self, event: &Event, user: &str, site: Option<&str>) -> Option<Alert> {
+    fn concurrent(
+        &mut self,
+        event: &Event,
+        user: &str,
+        who: &str,
+        site: Option<&str>,
+    ) -> Option<Alert> {
         let site = site?;
         let cfg = self.config.concurrent_sessions.clone();
         let idle = Duration::minutes(i64::from(cfg.session_idle_minutes));
         let travel = Duration::minutes(i64::from(cfg.travel_minutes));
         let t = event.timestamp;
-        let who = self.who(user, event);
         let state = self.users.entry(user.to_owned()).or_default();
         let mut found = None;
         if event.action == "login" && event.outcome != Outcome::Failure {
@@ -1130,9 +1143,8 @@ impl Engine {
         Some(alert)
     }
 
-    fn bulk(&mut self, event: &Event, user: &str, site: Option<&str>) -> Option<Alert> {
+    fn bulk(&mut self, event: &Event, user: &str, who: &str, site: Option<&str>) -> Option<Alert> {
         let cfg = self.config.bulk_export.clone();
-        let who = self.who(user, event);
         if matches!(event.action.as_str(), "record.export" | "record.print")
             && event.outcome != Outcome::Failure
             && let Some(n) = event.record_count
@@ -1143,7 +1155,7 @@ impl Engine {
                     "bulk_export (records at once)",
                     n,
                     cfg.max_records,
-                    || who,
+                    || who.to_owned(),
                 );
                 return None;
             }
@@ -1169,7 +1181,7 @@ impl Engine {
                 ),
             ));
         }
-        if let Some(alert) = self.baseline(event, user, site, &cfg, &who) {
+        if let Some(alert) = self.baseline(event, user, site, &cfg, who) {
             return Some(alert);
         }
         if event.action != "record.view" {
@@ -1209,7 +1221,7 @@ impl Engine {
                 "bulk_export (patients in window)",
                 n,
                 cfg.distinct_patients as u64,
-                || who,
+                || who.to_owned(),
             );
             return None;
         }
@@ -1229,11 +1241,10 @@ impl Engine {
     }
 
     /// Repeated failures then a success; a machine the person has never used.
-    fn logins(&mut self, event: &Event, user: &str, site: Option<&str>) -> Vec<Alert> {
+    fn logins(&mut self, event: &Event, user: &str, who: &str, site: Option<&str>) -> Vec<Alert> {
         let mut out = Vec::new();
         let failures_cfg = self.config.login_failures.clone();
         let new_cfg = self.config.new_workstation.clone();
-        let who = self.who(user, event);
         let t = event.timestamp;
         let state = self.users.entry(user.to_owned()).or_default();
         let window = Duration::minutes(i64::from(failures_cfg.window_minutes));
@@ -1302,7 +1313,7 @@ impl Engine {
     }
 
     /// A VIP's or a staff member's own record; a chart with no treatment relationship.
-    fn records(&self, event: &Event, user: &str, site: Option<&str>) -> Vec<Alert> {
+    fn records(&self, event: &Event, user: &str, who: &str, site: Option<&str>) -> Vec<Alert> {
         let mut out = Vec::new();
         if !event.action.starts_with("record.") || event.outcome == Outcome::Failure {
             return out;
@@ -1310,7 +1321,6 @@ impl Engine {
         let Some(patient) = event.patient.as_deref() else {
             return out;
         };
-        let who = self.who(user, event);
         let sensitive = &self.config.sensitive_records;
         if sensitive.enabled {
             if sensitive
