@@ -590,17 +590,41 @@ impl Clinic {
     }
 }
 
-fn read_roster_csv(path: &std::path::Path) -> Result<Vec<(String, StaffConfig)>, Invalid> {
-    let key = "roster.file".to_owned();
-    let mut reader = csv::ReaderBuilder::new()
+/// Largest roster or schedule file read (it is held in memory).
+const MAX_TABLE_BYTES: u64 = 256 << 20;
+
+/// Opens a CSV file the config names at `key`, with a header row; rows may differ in length.
+pub(crate) fn open_csv(
+    key: &str,
+    path: &std::path::Path,
+) -> Result<csv::Reader<std::fs::File>, Invalid> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        (
+            key.to_owned(),
+            format!("a readable CSV file; {}: {e}", path.display()),
+        )
+    };
+    let size = std::fs::metadata(path).map_err(|e| unreadable(&e))?.len();
+    if size > MAX_TABLE_BYTES {
+        return Err((
+            key.to_owned(),
+            format!(
+                "a CSV file of at most {} MiB; {} has {} MiB",
+                MAX_TABLE_BYTES >> 20,
+                path.display(),
+                size >> 20
+            ),
+        ));
+    }
+    csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(path)
-        .or_else(|e| {
-            invalid(
-                key.clone(),
-                format!("a readable CSV file; {}: {e}", path.display()),
-            )
-        })?;
+        .map_err(|e| unreadable(&e))
+}
+
+fn read_roster_csv(path: &std::path::Path) -> Result<Vec<(String, StaffConfig)>, Invalid> {
+    let key = "roster.file".to_owned();
+    let mut reader = open_csv(&key, path)?;
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| (key.clone(), format!("a header row: {e}")))?
@@ -770,5 +794,27 @@ mod tests {
         assert_eq!(c.site_of(&e).as_deref(), Some("annex"));
         e.source_ip = Some("10.10.1.7".into());
         assert_eq!(c.site_of(&e).as_deref(), Some("main"));
+    }
+
+    #[test]
+    fn a_roster_file_that_is_missing_or_huge_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.csv");
+        let (key, why) = open_csv("roster.file", &missing).unwrap_err();
+        assert_eq!(key, "roster.file");
+        assert!(
+            why.contains("a readable CSV file") && why.contains("nope.csv"),
+            "{why}"
+        );
+        let huge = dir.path().join("huge.csv");
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(MAX_TABLE_BYTES + 1)
+            .unwrap(); // sparse: no disk used
+        let (_, why) = open_csv("roster.file", &huge).unwrap_err();
+        assert!(
+            why.contains("at most 256 MiB") && why.contains("huge.csv"),
+            "{why}"
+        );
     }
 }

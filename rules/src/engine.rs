@@ -228,15 +228,7 @@ impl Appointments {
     /// Reads `patient_id,date,site[,doctor]` with a header row; dates 2026-11-24 or 2026/11/24.
     pub fn load(path: &std::path::Path) -> Result<Appointments, Invalid> {
         let key = "detections.treatment_relationship.appointments_file".to_owned();
-        let mut reader = csv::ReaderBuilder::new()
-            .flexible(true)
-            .from_path(path)
-            .map_err(|e| {
-                (
-                    key.clone(),
-                    format!("a readable CSV file; {}: {e}", path.display()),
-                )
-            })?;
+        let mut reader = crate::clinic::open_csv(&key, path)?;
         let mut by_patient: HashMap<String, Vec<(chrono::NaiveDate, String)>> = HashMap::new();
         for (i, row) in reader.records().enumerate() {
             let line = i + 2;
