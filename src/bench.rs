@@ -61,31 +61,36 @@ fn message(i: u64, rng: &mut Rng, out: &mut Vec<u8>) {
     );
 }
 
-fn send(addr: SocketAddr, n: u64) -> anyhow::Result<()> {
+/// Sends `n` messages octet-counted; returns the bytes of the messages (the raw log received).
+fn send(addr: SocketAddr, n: u64) -> anyhow::Result<u64> {
     let stream = TcpStream::connect(addr)?;
     let mut w = BufWriter::with_capacity(256 << 10, stream);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut msg = Vec::with_capacity(512);
+    let mut raw = 0;
     for i in 0..n {
         msg.clear();
         message(i, &mut rng, &mut msg);
         write!(w, "{} ", msg.len())?;
         w.write_all(&msg)?;
+        raw += msg.len() as u64;
     }
     w.flush()?;
-    Ok(())
+    Ok(raw)
 }
 
 /// The sustained UDP rate the bench holds, and for how long.
 const UDP_RATE: u64 = 50_000;
 const UDP_SECONDS: u64 = 10;
 
-/// Sends `n` RFC 5424 datagrams paced at `rate` per second; returns how many were sent.
-fn send_udp(addr: SocketAddr, n: u64, rate: u64) -> anyhow::Result<u64> {
+/// Sends `n` RFC 5424 datagrams paced at `rate` per second; returns how many were sent and
+/// their bytes.
+fn send_udp(addr: SocketAddr, n: u64, rate: u64) -> anyhow::Result<(u64, u64)> {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
     socket.connect(addr)?;
     let mut rng = Rng(0x5151_7a7a_1234_abcd);
     let mut msg = Vec::with_capacity(512);
+    let mut raw = 0;
     let started = Instant::now();
     for i in 0..n {
         if i % 500 == 0 {
@@ -98,8 +103,9 @@ fn send_udp(addr: SocketAddr, n: u64, rate: u64) -> anyhow::Result<u64> {
         // Later timestamps than the TCP part, so no datagram repeats a TCP message.
         message(100_000_000 + i, &mut rng, &mut msg);
         socket.send(&msg)?;
+        raw += msg.len() as u64;
     }
-    Ok(n)
+    Ok((n, raw))
 }
 
 fn dir_bytes(path: &Path) -> u64 {
@@ -160,7 +166,7 @@ pub fn run(events: u64, searches: usize, import_mb: u64, big_file_mb: u64) -> an
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let elapsed = started.elapsed();
-        sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
+        let raw_tcp = sender.join().map_err(|_| anyhow::anyhow!("sender panicked"))??;
         println!(
             "ingest:  {:.0} events/s end to end (sent until searchable), {events} events in {:.2} s",
             events as f64 / elapsed.as_secs_f64(),
@@ -182,7 +188,7 @@ pub fn run(events: u64, searches: usize, import_mb: u64, big_file_mb: u64) -> an
         let udp_events = UDP_RATE * UDP_SECONDS;
         let drops_before = ingest::udp_kernel_drops(udp_addr.port()).unwrap_or(0);
         let sender = std::thread::spawn(move || send_udp(udp_addr, udp_events, UDP_RATE));
-        let sent = sender.join().map_err(|_| anyhow::anyhow!("udp sender panicked"))??;
+        let (sent, raw_udp) = sender.join().map_err(|_| anyhow::anyhow!("udp sender panicked"))??;
         // Wait until the index has stopped growing: everything received is searchable.
         let mut last = (index.num_events(), Instant::now());
         while last.1.elapsed() < Duration::from_secs(3) && index.num_events() - before < sent {
@@ -199,20 +205,23 @@ pub fn run(events: u64, searches: usize, import_mb: u64, big_file_mb: u64) -> an
             sent - received
         );
         running.shutdown().await?;
-        Ok::<(), anyhow::Error>(())
+        Ok::<u64, anyhow::Error>(raw_tcp + raw_udp)
     });
     let data = work.join("data");
     let (index_bytes, wal_bytes) = (dir_bytes(&data.join("index")), dir_bytes(&data.join("wal")));
     // TCP and UDP events together.
     let stored = store::EventIndex::open_read_only(&data).map_or(events, |i| i.num_events());
+    let raw = *result.as_ref().unwrap_or(&0);
     println!(
-        "size:    index {:.0} bytes/event, write-ahead log {:.0} bytes/event ({stored} events)",
+        "size:    index {:.0} bytes/event, write-ahead log {:.0} bytes/event ({stored} events); raw messages {:.0} bytes/event; log + index = {:.2}x the raw bytes received",
         index_bytes as f64 / stored.max(1) as f64,
-        wal_bytes as f64 / stored.max(1) as f64
+        wal_bytes as f64 / stored.max(1) as f64,
+        raw as f64 / stored.max(1) as f64,
+        (index_bytes + wal_bytes) as f64 / raw.max(1) as f64
     );
     println!("memory:  peak RSS {:.0} MiB", peak_rss_mib());
     let result = result
-        .and_then(|()| crate::bench_import::run(&work, import_mb, big_file_mb))
+        .and_then(|_| crate::bench_import::run(&work, import_mb, big_file_mb))
         .and_then(|()| crate::bench_rules::run(&work));
     std::fs::remove_dir_all(&work).ok();
     result

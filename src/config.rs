@@ -242,6 +242,10 @@ impl Config {
             .storage
             .validate()
             .map_err(|(k, e)| invalid("storage", (k.to_owned(), e)))?;
+        config
+            .storage
+            .read_chain_key()
+            .map_err(|(k, e)| invalid("storage", (k.to_owned(), e)))?;
         let (timezone, sources) = config.syslog.validate().map_err(|e| invalid("syslog", e))?;
         let ehr = ingest::ehr::EhrMapping::new(&config.ehr).map_err(|e| invalid("ehr", e))?;
         if config.http.max_body_bytes < 1024 {

@@ -11,7 +11,7 @@ use chrono::Utc;
 use ingest::import::{Format, Importer};
 use serde::Deserialize;
 use serde_json::json;
-use store::{EventIndex, SearchRequest, StoreError, parse_time_bound};
+use store::{EventIndex, Health, SearchRequest, StoreError, StoreHandle, parse_time_bound};
 use tracing::error;
 
 /// Longest query string accepted.
@@ -24,6 +24,10 @@ pub struct AppState {
     pub registry: prometheus::Registry,
     /// Present when the store is writable (not for a read-only search server).
     pub importer: Option<Arc<Importer>>,
+    /// The store, when this server writes one: HTTP ingest asks it whether it takes data.
+    pub store: Option<StoreHandle>,
+    /// Every stage's state, for `/healthz`.
+    pub health: Health,
     pub ingest_tokens: Arc<Vec<String>>,
     /// Tokens for changing things: alert status, rule reload.
     pub admin_tokens: Arc<Vec<String>>,
@@ -78,6 +82,16 @@ impl IntoResponse for ApiError {
                 status,
                 code,
                 message,
+            } if status == StatusCode::SERVICE_UNAVAILABLE => (
+                status,
+                [(header::RETRY_AFTER, "30")],
+                Json(json!({ "code": code, "message": message })),
+            )
+                .into_response(),
+            ApiError::Status {
+                status,
+                code,
+                message,
             } => (status, Json(json!({ "code": code, "message": message }))).into_response(),
             ApiError::Internal(detail) => {
                 error!(error = %detail, "request failed");
@@ -103,8 +117,32 @@ impl From<StoreError> for ApiError {
     }
 }
 
-async fn healthz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok", "events": state.index.num_events() }))
+/// `GET /healthz`: 200 with `"status":"ok"` while every stage runs; 503 with the stages that
+/// do not (a stage that died, the log refusing data on a full disk) and why.
+async fn healthz(State(state): State<Arc<AppState>>) -> Response {
+    let stages: serde_json::Map<String, serde_json::Value> = state
+        .health
+        .snapshot()
+        .into_iter()
+        .map(|(name, status)| {
+            let value = match status.reason() {
+                Some(reason) => json!({ "status": status.as_str(), "reason": reason }),
+                None => json!({ "status": status.as_str() }),
+            };
+            (name, value)
+        })
+        .collect();
+    let ok = state.health.all_running();
+    let body = Json(json!({
+        "status": if ok { "ok" } else { "unhealthy" },
+        "events": state.index.num_events(),
+        "stages": stages,
+    }));
+    if ok {
+        body.into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+    }
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
@@ -346,6 +384,14 @@ async fn ingest(
         &headers,
     )?;
     let params = query(params)?;
+    // A store that refuses data (a full disk) says so before the body is read.
+    if let Some(reason) = state.store.as_ref().and_then(StoreHandle::refusing) {
+        return Err(status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            format!("{reason}; try again later"),
+        ));
+    }
     let format = match params.format.as_deref().unwrap_or("auto") {
         "ndjson" | "json" => Format::Json,
         "csv" => Format::EhrCsv,
@@ -421,6 +467,7 @@ async fn ingest(
         "duplicates": report.duplicates,
         "filtered": report.filtered.values().sum::<u64>(),
         "gaps": report.gaps,
+        "searchable": report.not_searchable == 0,
         "errors": errors,
         "took_ms": started.elapsed().as_secs_f64() * 1000.0,
     })))

@@ -159,6 +159,12 @@ fn print_summary(report: &Report, elapsed: Duration, rejects_file: Option<&Path>
         }
     );
     let _ = writeln!(out, "  rejected    {:>10}", report.rejected);
+    if report.not_searchable > 0 {
+        let _ = writeln!(
+            out,
+            "  stored in the log, not yet searchable: the index is behind (see /healthz); it catches up by itself"
+        );
+    }
     if !report.warnings.is_empty() {
         let w: Vec<String> = report
             .warnings

@@ -14,6 +14,7 @@ mod rules_runner;
 mod serve;
 mod simulate;
 mod spool;
+mod store_admin;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,6 +110,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Check the stored audit trail: every log record against its checksum and the hash chain,
+    /// and every indexed event against the log. Exit code 1 on any finding.
+    Verify,
+    /// Rebuild the search index from the write-ahead log (stop the server first).
+    Reindex,
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -280,6 +286,8 @@ fn main() -> ExitCode {
                 Command::Rules {
                     command: RulesCommand::Backtest { from, rule },
                 } => alerts::backtest(&checked, &from, rule.as_deref()),
+                Command::Verify => store_admin::verify(&checked),
+                Command::Reindex => store_admin::reindex(&checked),
                 Command::Bench {
                     events,
                     searches,

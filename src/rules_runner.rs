@@ -20,6 +20,8 @@ use tracing::{error, info, warn};
 
 use crate::config::{Checked, Config};
 
+const RULES_STAGE: &str = "rules";
+
 pub fn alerts_db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("alerts.db")
 }
@@ -114,6 +116,7 @@ impl RulesRunner {
         checked: &Checked,
         store: &StoreHandle,
         registry: &Registry,
+        health: &store::Health,
     ) -> anyhow::Result<RulesRunner> {
         let path = alerts_db_path(&checked.config.storage.data_dir);
         let window =
@@ -143,9 +146,12 @@ impl RulesRunner {
         });
         info!(checkpoint, rebuild_from, "rules following the event log");
         let lateness = Duration::from_secs(checked.config.detections.lateness_seconds.into());
+        let health = health.clone();
+        health.running(RULES_STAGE);
         let thread = std::thread::Builder::new()
             .name("rules".into())
             .spawn(move || {
+                let _guard = health.guard(RULES_STAGE);
                 let mut pass = Pass {
                     engine,
                     db,
@@ -154,18 +160,22 @@ impl RulesRunner {
                     saved: checkpoint,
                     read: checkpoint,
                     reorder: Reorder::new(lateness, REORDER_CAPACITY),
+                    pending: Vec::new(),
+                    db_failing: false,
+                    refusing: None,
                 };
                 loop {
                     let wait = pass
                         .reorder
                         .due_in(Instant::now())
                         .map_or(POLL, |due| due.min(POLL));
+                    pass.watch_storage(follower.refusing());
                     let batch = match follower.next_batch(1024, wait) {
                         Ok(Some(batch)) => batch,
                         Ok(None) => break,
                         Err(e) => {
-                            error!(error = %e, "rules cannot read the event log; stopped");
-                            break;
+                            health.failed(RULES_STAGE, &format!("cannot read the event log: {e}"));
+                            return;
                         }
                     };
                     // A reload applies to every event evaluated after it was answered (events
@@ -177,6 +187,7 @@ impl RulesRunner {
                 }
                 // The store has closed: nothing more will arrive, so nothing need wait.
                 pass.step(Vec::new(), true);
+                health.stopped(RULES_STAGE);
             })?;
         Ok(RulesRunner {
             thread: Some(thread),
@@ -227,9 +238,39 @@ struct Pass {
     /// The last log position read.
     read: u64,
     reorder: Reorder,
+    /// Alerts not stored yet (the alert database refused them): tried again each step, and
+    /// the position is not saved past them meanwhile.
+    pending: Vec<rules::Alert>,
+    db_failing: bool,
+    /// Why the log refuses data, as last seen (a storage alert is raised when it starts).
+    refusing: Option<String>,
 }
 
+/// Alerts kept while the alert database refuses them, at most.
+const MAX_PENDING_ALERTS: usize = 10_000;
+
 impl Pass {
+    /// Raises a `storage` alert when the log starts refusing new data (a full disk).
+    fn watch_storage(&mut self, refusing: Option<String>) {
+        if let (Some(reason), None) = (&refusing, &self.refusing) {
+            let now = chrono::Utc::now();
+            self.pending.push(rules::Alert {
+                rule: "storage".into(),
+                severity: rules::Severity::Critical,
+                user: None,
+                site: None,
+                first_seen: now,
+                last_seen: now,
+                count: 1,
+                explanation: format!(
+                    "記録の保存先の空き容量が足りないため、新しいログの受け付けを止めています。空き容量を増やしてください(受け付けは自動で再開します)。 / mimamori refuses new log data: {reason}. Free space on the data disk; collection resumes by itself."
+                ),
+                evidence: Vec::new(),
+            });
+        }
+        self.refusing = refusing;
+    }
+
     /// Takes a batch from the log, evaluates what is due (everything when `flush`), stores the
     /// alerts, and saves the position: the last event read, or just before the oldest still
     /// held, so a crash replays what was held (the alert store ignores evidence it has).
@@ -261,25 +302,47 @@ impl Pass {
             } // else rebuilding state: these were raised before
         }
         self.metrics.held.set(self.reorder.len() as i64);
-        match self.db.record_all(&raised) {
-            Ok(results) => {
-                for (alert, (_, changed)) in raised.iter().zip(results) {
+        self.pending.extend(raised);
+        if self.pending.len() > MAX_PENDING_ALERTS {
+            let dropped = self.pending.len() - MAX_PENDING_ALERTS;
+            self.pending.drain(..dropped);
+            error!(
+                dropped,
+                "alerts dropped: the alert database has refused them for too long (they are raised again when the rules replay after a restart)"
+            );
+        }
+        let stored = if self.pending.is_empty() {
+            Ok(())
+        } else {
+            self.db.record_all(&self.pending).map(|results| {
+                for (alert, (_, changed)) in self.pending.iter().zip(results) {
                     if changed {
                         self.metrics.alerts.with_label_values(&[&alert.rule]).inc();
                     }
                 }
-            }
-            Err(e) => error!(error = %e, "alerts not stored"),
-        }
-        if let Err(e) = persist(&mut self.engine, &mut self.db) {
-            error!(error = %e, "accounts' last activity and machines not saved");
-        }
+                self.pending.clear();
+            })
+        };
+        let stored = stored.and_then(|()| persist(&mut self.engine, &mut self.db));
         let position = self.reorder.oldest_seq().map_or(self.read, |held| held - 1);
-        if position > self.saved {
-            match self.db.set_checkpoint(position) {
-                Ok(()) => self.saved = position,
-                Err(e) => error!(error = %e, "rules position not saved"),
+        let stored = stored.and_then(|()| {
+            if position > self.saved {
+                self.db.set_checkpoint(position)?;
+                self.saved = position;
             }
+            Ok(())
+        });
+        // Said once when it starts and once when it ends, not for every batch.
+        match (stored, self.db_failing) {
+            (Err(e), false) => {
+                error!(error = %e, pending = self.pending.len(), "the alert database refuses writes; alerts are kept and stored once it takes them");
+                self.db_failing = true;
+            }
+            (Ok(()), true) => {
+                info!("the alert database takes writes again; pending alerts stored");
+                self.db_failing = false;
+            }
+            _ => {}
         }
     }
 }
@@ -343,7 +406,8 @@ pub fn catch_up_sorted(checked: &Checked) -> anyhow::Result<u64> {
                 }
             }
             store::wal::WalRead::CaughtUp => break,
-            store::wal::WalRead::Damaged(_) => break,
+            // Damage is skipped as every reader of the log skips it (the indexer reports it).
+            store::wal::WalRead::Damaged(_) => continue,
         }
     }
     flush(&mut chunk, &mut engine, &mut db)?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use ingest::import::Importer;
 use ingest::{IngestMetrics, SyslogContext, TcpSyslogListener, UdpSyslogListener, tls_acceptor};
-use store::{EventIndex, Store, StoreError, StoreMetrics};
+use store::{EventIndex, Health, Store, StoreError, StoreMetrics};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -51,7 +51,7 @@ pub async fn start(checked: &Checked, registry: prometheus::Registry) -> anyhow:
         store.handle(),
         metrics,
     ));
-    let rules = RulesRunner::start(checked, &store.handle(), &registry)?;
+    let rules = RulesRunner::start(checked, &store.handle(), &registry, store.health())?;
     let mut running = Running {
         tcp_addrs: Vec::new(),
         tls_addrs: Vec::new(),
@@ -96,8 +96,14 @@ async fn bind_all(
             )
             .await?
             .with_tls(acceptor.clone());
-            running.tls_addrs.push(listener.local_addr()?);
-            running.tasks.push(tokio::spawn(listener.run()));
+            let local = listener.local_addr()?;
+            running.tls_addrs.push(local);
+            let task = spawn_stage(
+                &running.health(),
+                format!("syslog-tls {local}"),
+                listener.run(),
+            );
+            running.tasks.push(task);
         }
     }
     for addr in &syslog.tcp_listen {
@@ -108,18 +114,34 @@ async fn bind_all(
             Duration::from_secs(syslog.idle_timeout_secs),
         )
         .await?;
-        running.tcp_addrs.push(listener.local_addr()?);
-        running.tasks.push(tokio::spawn(listener.run()));
+        let local = listener.local_addr()?;
+        running.tcp_addrs.push(local);
+        let task = spawn_stage(
+            &running.health(),
+            format!("syslog-tcp {local}"),
+            listener.run(),
+        );
+        running.tasks.push(task);
     }
     for addr in &syslog.udp_listen {
         let listener =
             UdpSyslogListener::bind(*addr, context.clone(), syslog.udp_receive_buffer_bytes)?;
-        running.udp_addrs.push(listener.local_addr()?);
+        let local = listener.local_addr()?;
+        running.udp_addrs.push(local);
         let stop = running.udp_stop.clone();
+        let health = running.health();
+        let stage = format!("syslog-udp {local}");
+        health.running(&stage);
         running.udp_threads.push(
             std::thread::Builder::new()
                 .name("syslog-udp".into())
-                .spawn(move || listener.run(stop))?,
+                .spawn(move || {
+                    let _guard = health.guard(&stage);
+                    listener.run(stop.clone());
+                    if !stop.load(Ordering::Relaxed) {
+                        health.failed(&stage, "stopped unexpectedly");
+                    }
+                })?,
         );
     }
     drop(context);
@@ -132,11 +154,16 @@ async fn bind_all(
         Duration::from_secs(checked.config.import.spool_poll_secs),
         Duration::from_secs(checked.config.import.spool_settle_secs),
     )?;
-    running
-        .tasks
-        .push(tokio::spawn(spool.run(importer.clone())));
+    let task = spawn_stage(
+        &running.health(),
+        "spool".into(),
+        spool.run(importer.clone()),
+    );
+    running.tasks.push(task);
     let app = router(AppState {
         index: running.store.index().clone(),
+        store: Some(running.store.handle()),
+        health: running.health(),
         registry: registry.clone(),
         importer: Some(importer),
         ingest_tokens: Arc::new(checked.config.http.ingest_tokens.clone()),
@@ -159,11 +186,12 @@ async fn bind_all(
         Duration::from_secs(checked.config.http.idle_timeout_secs),
         registry,
     )?;
-    running.tasks.push(tokio::spawn(async move {
+    let task = spawn_stage(&running.health(), "http".into(), async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
-    }));
+    });
+    running.tasks.push(task);
     info!(
         http = %running.http_addr,
         tcp = ?running.tcp_addrs,
@@ -175,9 +203,28 @@ async fn bind_all(
     Ok(())
 }
 
+/// Runs a stage as a task; if it ever ends by itself, it is reported failed (at shutdown the
+/// task is aborted instead, and nothing is reported).
+fn spawn_stage(
+    health: &Health,
+    name: String,
+    stage: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    health.running(&name);
+    let health = health.clone();
+    tokio::spawn(async move {
+        stage.await;
+        health.failed(&name, "stopped unexpectedly");
+    })
+}
+
 impl Running {
     pub fn index(&self) -> &EventIndex {
         self.store.index()
+    }
+
+    pub fn health(&self) -> Health {
+        self.store.health().clone()
     }
 
     /// Stops listeners, drains what they sent into the log and commits the index.
@@ -240,7 +287,25 @@ pub fn serve(checked: Checked) -> anyhow::Result<()> {
                 }
             });
         }
-        shutdown_signal().await;
+        let health = running.health();
+        let failed = tokio::select! {
+            () = shutdown_signal() => None,
+            failed = health.wait_failed() => Some(failed),
+        };
+        if let Some((stage, reason)) = failed {
+            // Exit non-zero so the service manager restarts us: every acknowledged event is in
+            // the log, and the next start replays what the index and rules had not done.
+            tracing::error!(
+                stage,
+                reason,
+                "a stage died; stopping so that mimamori is restarted"
+            );
+            let stop = tokio::time::timeout(Duration::from_secs(15), running.shutdown()).await;
+            if stop.is_err() {
+                tracing::error!("shutdown did not finish in 15 s; exiting anyway");
+            }
+            anyhow::bail!("stage {stage} stopped: {reason}");
+        }
         info!("stopping: draining accepted events into the log and the index");
         running.shutdown().await?;
         info!("stopped");

@@ -84,6 +84,9 @@ impl Spool {
     }
 }
 
+/// What the store's refusal (free space below the reserve, write errors) says.
+const REFUSED: &str = "refuses new data";
+
 /// Imports one spooled file and moves it out of the way.
 fn take_file(dir: &Path, path: &Path, importer: &Importer) {
     let name = path
@@ -92,6 +95,14 @@ fn take_file(dir: &Path, path: &Path, importer: &Importer) {
         .unwrap_or_default();
     let mut rejects = Vec::new();
     let result = importer.import_file(path, Format::Auto, &Progress::default(), Some(&mut rejects));
+    if let Err(e) = &result
+        && e.contains(REFUSED)
+    {
+        // A full disk: the file stays and is imported again once the log takes data (what
+        // was stored before the refusal is skipped as a duplicate then).
+        warn!(file = %name, error = %e, "spool file left in place until the store takes data again");
+        return;
+    }
     let (target, note): (&str, Option<(String, String)>) = match &result {
         Ok(report) if report.accepted == 0 && report.rejected > 0 => (
             "failed",

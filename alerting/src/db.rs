@@ -23,10 +23,17 @@ pub enum AlertDbError {
     },
     #[error("no alert {0}")]
     NotFound(i64),
+    #[error(
+        "alert database {path} was written by a newer mimamori (schema {found}); this one reads up to {SCHEMA_VERSION}: install the newer release again"
+    )]
+    NewerFormat { path: String, found: u32 },
     /// A status change that is not allowed, with what is expected.
     #[error("{0}")]
     Invalid(String),
 }
+
+/// The schema of `alerts.db` this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// The statuses an alert can have.
 pub const STATUSES: [&str; 3] = ["open", "acknowledged", "closed"];
@@ -98,6 +105,15 @@ impl AlertDb {
             source,
         };
         let conn = Connection::open(path).map_err(err)?;
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(err)?;
+        if version > SCHEMA_VERSION {
+            return Err(AlertDbError::NewerFormat {
+                path: shown,
+                found: version,
+            });
+        }
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
              PRAGMA synchronous = FULL;
@@ -132,6 +148,9 @@ impl AlertDb {
              CREATE TABLE IF NOT EXISTS machines (user TEXT PRIMARY KEY, logins INTEGER NOT NULL, hosts TEXT NOT NULL);",
         )
         .map_err(err)?;
+        // Version 0 (no number: the first release) has the same tables; it is only numbered.
+        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
+            .map_err(err)?;
         Ok(AlertDb {
             conn,
             path: shown,
@@ -698,6 +717,28 @@ mod tests {
             replayed,
             (a, false),
             "events it already holds change nothing"
+        );
+    }
+
+    #[test]
+    fn a_database_of_a_newer_schema_is_refused_and_the_first_is_numbered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alerts.db");
+        drop(AlertDb::open(&path, Duration::hours(1)).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        conn.execute_batch("PRAGMA user_version = 9;").unwrap();
+        drop(conn);
+        let err = AlertDb::open(&path, Duration::hours(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("newer mimamori") && err.contains("schema 9"),
+            "{err}"
         );
     }
 }

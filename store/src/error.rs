@@ -13,6 +13,23 @@ pub enum StoreError {
         offset: u64,
         reason: String,
     },
+    #[error(
+        "`{path}` was written by a newer mimamori (format {found}); this one reads up to format {}: install the newer release again",
+        crate::wal::format::FORMAT_VERSION
+    )]
+    NewerFormat { path: PathBuf, found: u32 },
+    #[error(
+        "the search index is unreadable ({reason}); every accepted event is still in the write-ahead log: stop mimamori and run `mimamori reindex`, or set `storage.auto_reindex = true`"
+    )]
+    IndexUnreadable { reason: String },
+    #[error(
+        "free space is below the reserve ({free} bytes free, {reserve} kept in reserve): new data is refused until space is freed"
+    )]
+    LowSpace { free: u64, reserve: u64 },
+    #[error("the store refuses new data for now: {0}")]
+    Unavailable(String),
+    #[error("a record of {0} bytes is over the log's limit")]
+    TooLarge(usize),
     #[error("bad query: {0}")]
     BadQuery(String),
     #[error("the store is shutting down")]

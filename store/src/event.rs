@@ -148,6 +148,73 @@ impl Event {
     }
 }
 
+/// Tag of an event whose fields were cut to fit.
+pub const TRUNCATED_TAG: &str = "truncated_too_long";
+/// Labels, roles and tags kept per event when it must be cut to fit.
+const MAX_LIST: usize = 64;
+
+impl Event {
+    /// Serializes the event into `out` (cleared first), cutting its longest fields by half, and
+    /// tagging it `truncated_too_long`, until the JSON fits in `max_bytes`. True when anything
+    /// was cut. Whatever a parser let through, a record stays bounded.
+    pub fn write_bounded(&mut self, out: &mut Vec<u8>, max_bytes: usize) -> bool {
+        let mut cut = false;
+        loop {
+            out.clear();
+            serde_json::to_writer(&mut *out, self).expect("events serialize");
+            if out.len() <= max_bytes {
+                return cut;
+            }
+            if !cut {
+                cut = true;
+                self.labels = std::mem::take(&mut self.labels)
+                    .into_iter()
+                    .take(MAX_LIST)
+                    .collect();
+                self.roles.truncate(MAX_LIST);
+                self.tags.truncate(MAX_LIST - 1);
+                if !self.tags.iter().any(|t| t == TRUNCATED_TAG) {
+                    self.tags.push(TRUNCATED_TAG.to_owned());
+                }
+                continue;
+            }
+            let longest = self.longest_field();
+            let keep = longest.len() / 2;
+            let mut at = keep;
+            while !longest.is_char_boundary(at) {
+                at -= 1;
+            }
+            longest.truncate(at);
+        }
+    }
+
+    fn longest_field(&mut self) -> &mut String {
+        let optional = [
+            &mut self.code,
+            &mut self.user,
+            &mut self.source_ip,
+            &mut self.host,
+            &mut self.site,
+            &mut self.patient,
+            &mut self.category,
+            &mut self.process,
+            &mut self.log_source,
+        ];
+        let mut fields: Vec<&mut String> = optional.into_iter().flatten().collect();
+        fields.push(&mut self.original);
+        fields.push(&mut self.message);
+        fields.push(&mut self.dataset);
+        fields.push(&mut self.action);
+        fields.extend(self.roles.iter_mut());
+        fields.extend(self.tags.iter_mut().filter(|t| t.as_str() != TRUNCATED_TAG));
+        fields.extend(self.labels.values_mut());
+        fields
+            .into_iter()
+            .max_by_key(|f| f.len())
+            .expect("an event has fields")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -217,6 +284,36 @@ mod tests {
         // The length prefix keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(EventId::derive("ab", b"c"), EventId::derive("a", b"bc"));
         assert_eq!(a.as_str().len(), 32);
+    }
+
+    #[test]
+    fn any_event_is_cut_to_fit_a_record_and_tagged() {
+        let mut event = Event::new(
+            "s",
+            "ehr.audit",
+            "\u{1}".repeat(6 << 20),
+            DateTime::UNIX_EPOCH,
+        );
+        event.message = "あ".repeat(1 << 20);
+        for i in 0..10_000 {
+            event.labels.insert(format!("csv.col{i}"), "x".repeat(100));
+        }
+        let mut out = Vec::new();
+        assert!(event.write_bounded(&mut out, 1 << 20));
+        assert!(out.len() <= 1 << 20, "{} bytes", out.len());
+        let back: Event = serde_json::from_slice(&out).unwrap();
+        assert!(back.tags.contains(&TRUNCATED_TAG.to_owned()));
+        assert!(
+            back.message.starts_with("ああ"),
+            "cut on a character boundary"
+        );
+        assert_eq!(back.labels.len(), 64);
+        let mut small = Event::new("s", "syslog", "short".into(), DateTime::UNIX_EPOCH);
+        assert!(
+            !small.write_bounded(&mut out, 1 << 20),
+            "a small event is left alone"
+        );
+        assert!(small.tags.is_empty());
     }
 
     #[test]

@@ -1,6 +1,5 @@
-//! The Tantivy index: the [`Indexer`] follows the write-ahead log and commits with the sequence
-//! number of the last record it holds; [`EventIndex`] searches it, in the server or in a separate
-//! process (the CLI) while the server writes.
+//! The Tantivy index as a search handle: [`EventIndex`] searches it, in the server or in a
+//! separate process (the CLI) while the server writes. The indexer (`indexer.rs`) fills it.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -12,16 +11,14 @@ use tantivy::query::{
     AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery,
 };
 use tantivy::schema::Value;
-use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
-use tracing::{error, info, warn};
+use tantivy::{Index, IndexReader, Order, ReloadPolicy, TantivyDocument, Term};
+use tracing::warn;
 
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::metrics::StoreMetrics;
-use crate::pipeline::Durable;
 use crate::schema::{DEFAULT_FIELDS, EventSchema, to_tantivy};
 use crate::search::{SearchRequest, SearchResults};
-use crate::wal::{WalRead, WalReader};
 
 /// The highest search limit honoured; bigger requests are cut to it.
 pub const MAX_SEARCH_LIMIT: usize = 100_000;
@@ -37,12 +34,15 @@ pub struct EventIndex {
     committed: Arc<(Mutex<u64>, Condvar)>,
 }
 
-/// Opens the index in `dir`, creating it when `create` is set.
+/// Opens the index in `dir`, creating it when `create` is set. An index that cannot be opened
+/// is [`StoreError::IndexUnreadable`].
 pub(crate) fn open_index(dir: &Path, create: bool) -> Result<Index, StoreError> {
     let schema = EventSchema::new();
     let exists = dir.join("meta.json").exists();
     let index = if exists {
-        Index::open_in_dir(dir)?
+        Index::open_in_dir(dir).map_err(|e| StoreError::IndexUnreadable {
+            reason: e.to_string(),
+        })?
     } else if create {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
             path: dir.to_owned(),
@@ -62,15 +62,21 @@ pub(crate) fn open_index(dir: &Path, create: bool) -> Result<Index, StoreError> 
     Ok(index)
 }
 
-/// The last write-ahead log sequence number the committed index holds (0 for none).
-pub(crate) fn checkpoint(index: &Index) -> Result<u64, StoreError> {
-    let metas = index.load_metas()?;
-    Ok(metas
-        .payload
-        .as_deref()
-        .and_then(|p| p.strip_prefix("wal_seq="))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0))
+/// Whether the index has this build's schema (an index of the first format lacks `_seq`).
+pub(crate) fn is_current_schema(index: &Index) -> bool {
+    index.schema().get_field("_seq").is_ok()
+}
+
+/// Files of the index whose checksums fail (a damaged `.store` file and the like).
+pub(crate) fn damaged_files(index: &Index) -> Result<Vec<String>, StoreError> {
+    let bad = index
+        .validate_checksum()
+        .map_err(|e| StoreError::IndexUnreadable {
+            reason: e.to_string(),
+        })?;
+    let mut names: Vec<String> = bad.iter().map(|p| p.display().to_string()).collect();
+    names.sort();
+    Ok(names)
 }
 
 impl EventIndex {
@@ -95,6 +101,11 @@ impl EventIndex {
         let (lock, changed) = &*self.committed;
         *lock.lock().expect("committed lock") = seq;
         changed.notify_all();
+    }
+
+    /// The last log record the committed index holds.
+    pub fn committed(&self) -> u64 {
+        *self.committed.0.lock().expect("committed lock")
     }
 
     /// Waits until the index holds log record `seq`; false when `timeout` passed first.
@@ -200,8 +211,19 @@ impl EventIndex {
             .order_by_fast_field::<tantivy::DateTime>("@timestamp", Order::Desc);
         let (total, hits) = searcher.search(&query, &(Count, top))?;
         let mut events = Vec::with_capacity(hits.len());
+        let mut unreadable = 0u64;
         for (_, address) in hits.into_iter().take(request.limit) {
-            let doc: TantivyDocument = searcher.doc(address)?;
+            let doc: TantivyDocument = match searcher.doc(address) {
+                Ok(doc) => doc,
+                Err(e) => {
+                    // A damaged store block costs the events in it, not the search.
+                    if unreadable == 0 {
+                        warn!(error = %e, "stored event unreadable; run `mimamori verify`, then `mimamori reindex`");
+                    }
+                    unreadable += 1;
+                    continue;
+                }
+            };
             let Some(json) = doc.get_first(self.schema.source).and_then(|v| v.as_bytes()) else {
                 continue;
             };
@@ -218,101 +240,7 @@ impl EventIndex {
         Ok(SearchResults {
             total: total as u64,
             events,
+            unreadable,
         })
-    }
-}
-
-/// Follows the write-ahead log into the index.
-pub(crate) struct Indexer {
-    pub writer: IndexWriter,
-    pub index: EventIndex,
-    pub wal_dir: std::path::PathBuf,
-    pub durable: Arc<Durable>,
-    pub commit_interval: Duration,
-    pub metrics: StoreMetrics,
-}
-
-impl Indexer {
-    pub fn run(mut self) -> Result<(), StoreError> {
-        let schema = EventSchema::new();
-        let mut last_indexed = checkpoint(&self.index.index)?;
-        let mut reader = WalReader::new(&self.wal_dir, last_indexed + 1);
-        let mut last_committed = last_indexed;
-        let mut first_uncommitted: Option<Instant> = None;
-        info!(checkpoint = last_indexed, "indexer starting");
-        loop {
-            let wait = match first_uncommitted {
-                Some(t) => self.commit_interval.saturating_sub(t.elapsed()),
-                None => Duration::from_secs(3600),
-            };
-            let (until, closed) = self.durable.wait_beyond(last_indexed, last_committed, wait);
-            let mut num_added = 0u64;
-            loop {
-                match reader.next(until) {
-                    Ok(WalRead::Record(seq, payload)) => {
-                        match serde_json::from_slice::<Event>(&payload) {
-                            Ok(event) => {
-                                self.writer
-                                    .add_document(schema.document(&event, &payload))?;
-                                num_added += 1;
-                            }
-                            Err(e) => {
-                                error!(seq, error = %e, "write-ahead log record does not decode; skipped")
-                            }
-                        }
-                        last_indexed = seq;
-                        first_uncommitted.get_or_insert_with(Instant::now);
-                        if num_added.is_multiple_of(4096) && self.commit_due(first_uncommitted) {
-                            break;
-                        }
-                    }
-                    Ok(WalRead::CaughtUp) => break,
-                    Ok(WalRead::Damaged(damage)) => {
-                        error!(path = %damage.path.display(), offset = damage.offset, reason = %damage.reason,
-                            resumed_at = damage.resumed_at, "write-ahead log damaged; continuing after it");
-                        self.metrics.wal_damage.inc();
-                        let resumed = damage.resumed_at.saturating_sub(1);
-                        if resumed <= last_indexed {
-                            // Nothing after the damage yet: do not spin on it.
-                            std::thread::sleep(Duration::from_secs(1));
-                        }
-                        last_indexed = resumed.max(last_indexed);
-                        break;
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            self.metrics.index_documents.inc_by(num_added);
-            let caught_up = reader.next_seq() > until;
-            let flush_asked = self.durable.flush_to() > last_committed && caught_up;
-            if last_indexed > last_committed
-                && (self.commit_due(first_uncommitted) || (closed && caught_up) || flush_asked)
-            {
-                let started = Instant::now();
-                let mut prepared = self.writer.prepare_commit()?;
-                prepared.set_payload(&format!("wal_seq={last_indexed}"));
-                prepared.commit()?;
-                self.metrics
-                    .index_commit_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                self.index.reload()?;
-                last_committed = last_indexed;
-                self.index.set_committed(last_committed);
-                first_uncommitted = None;
-            }
-            self.metrics
-                .index_lag_events
-                .set(until.saturating_sub(last_committed) as i64);
-            if closed && caught_up && last_committed == last_indexed {
-                break;
-            }
-        }
-        self.writer.wait_merging_threads()?;
-        info!(checkpoint = last_committed, "indexer stopped");
-        Ok(())
-    }
-
-    fn commit_due(&self, first_uncommitted: Option<Instant>) -> bool {
-        first_uncommitted.is_some_and(|t| t.elapsed() >= self.commit_interval)
     }
 }

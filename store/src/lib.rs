@@ -1,29 +1,47 @@
 //! Keeps the clinic's access trail: the normalized [`Event`], the write-ahead log that makes an
-//! accepted event durable, and the Tantivy index that makes it searchable.
+//! accepted event durable and tamper-evident, and the Tantivy index that makes it searchable.
 //!
 //! An event is *accepted* once it is in the write-ahead log and the log is fsynced; only then is
-//! its sender acknowledged. The index follows the log and records, in each commit, the last log
-//! record it holds, so a restart replays exactly the records the index is missing: after a
-//! crash every accepted event is searchable exactly once.
+//! its sender acknowledged. Each record carries a checksum, a sync marker and the SHA-256 chain
+//! of every record before it; damage costs the damaged record only. The index follows the log
+//! and records, in each commit, the last log record it holds and the chain at that record, so a
+//! restart replays exactly the records the index is missing and [`verify`] can show that
+//! nothing was changed since.
 
+mod appender;
+mod checkpoint;
+mod durable;
 mod error;
 mod event;
+mod follower;
+mod health;
 mod index;
+mod indexer;
 mod metrics;
 pub mod pattern;
 mod pipeline;
+mod reindex;
+mod retention;
 mod schema;
 mod search;
+mod space;
 mod tokenizer;
+pub mod verify;
 pub mod wal;
 
+pub use crate::appender::MAX_EVENT_BYTES;
+pub use crate::checkpoint::Checkpoint;
 pub use crate::error::StoreError;
 pub use crate::event::{ACTIONS, Event, EventId, Outcome};
+pub use crate::follower::Follower;
+pub use crate::health::{Health, StageGuard, StageStatus};
 pub use crate::index::{EventIndex, MAX_SEARCH_LIMIT};
 pub use crate::metrics::StoreMetrics;
-pub use crate::pipeline::{Ack, Batch, Follower, Store, StoreConfig, StoreHandle};
+pub use crate::pipeline::{Ack, Batch, Store, StoreConfig, StoreHandle};
+pub use crate::reindex::reindex;
 pub use crate::schema::{DEFAULT_FIELDS, EventSchema};
 pub use crate::search::{SearchRequest, SearchResults, parse_time_bound};
+pub use crate::verify::{Finding, FindingKind, VerifyReport};
 
 #[cfg(test)]
 mod tests;

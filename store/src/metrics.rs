@@ -12,6 +12,15 @@ pub struct StoreMetrics {
     pub wal_bytes: IntGauge,
     pub wal_fsync_seconds: Histogram,
     pub wal_damage: IntCounter,
+    pub wal_damaged_records: IntCounter,
+    pub wal_write_errors: IntCounter,
+    /// Free bytes on the data directory's filesystem, as last looked up.
+    pub storage_free_bytes: IntGauge,
+    /// 1 while the log refuses new data (free space below the reserve, write errors).
+    pub storage_refusing: IntGauge,
+    /// Events whose longest fields were cut so the record fits the log.
+    pub events_cut: IntCounter,
+    pub index_errors: IntCounter,
     pub index_documents: IntCounter,
     pub index_commit_seconds: Histogram,
     /// Events in the log that are not yet searchable.
@@ -67,7 +76,31 @@ impl StoreMetrics {
             )?,
             wal_damage: counter(
                 "mimamori_wal_damaged_segments_total",
-                "Write-ahead log segments found damaged while indexing",
+                "Damaged stretches of the write-ahead log skipped while indexing",
+            )?,
+            wal_damaged_records: counter(
+                "mimamori_wal_damaged_records_total",
+                "Write-ahead log records lost to damage (skipped while indexing)",
+            )?,
+            wal_write_errors: counter(
+                "mimamori_wal_write_errors_total",
+                "Failed write-ahead log writes or fsyncs (the group was refused and the log cut back to its last synced record)",
+            )?,
+            storage_free_bytes: gauge(
+                "mimamori_storage_free_bytes",
+                "Free bytes on the filesystem of the data directory",
+            )?,
+            storage_refusing: gauge(
+                "mimamori_storage_refusing",
+                "1 while the write-ahead log refuses new data (low space or write errors)",
+            )?,
+            events_cut: counter(
+                "mimamori_events_cut_to_fit_total",
+                "Events whose longest fields were cut so they fit a log record (tagged truncated_too_long)",
+            )?,
+            index_errors: counter(
+                "mimamori_index_errors_total",
+                "Indexing or commit failures (the indexer starts again from its last commit)",
             )?,
             index_documents: counter(
                 "mimamori_index_documents_total",

@@ -1,29 +1,38 @@
-//! The store's two stages. The WAL writer takes batches from a bounded channel, appends them,
-//! fsyncs once per group of batches (group commit) and only then acknowledges them; the indexer
-//! follows the synced log into Tantivy. Ingest therefore never waits for the index, only for
+//! The store: opens the data directory (format check, migration, recovery, the index checked
+//! against the log before either is changed) and runs its two stages, the WAL writer
+//! (`appender.rs`) and the indexer (`indexer.rs`). Ingest never waits for the index, only for
 //! the disk.
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
+use crate::appender::{Appender, SpaceGuard};
+use crate::checkpoint::{INDEX_FORMAT, checkpoint};
+use crate::durable::Durable;
 use crate::error::StoreError;
 use crate::event::Event;
-use crate::index::{EventIndex, Indexer, checkpoint, open_index};
+use crate::follower::Follower;
+use crate::health::Health;
+use crate::index::{EventIndex, damaged_files, is_current_schema, open_index};
+use crate::indexer::Indexer;
 use crate::metrics::StoreMetrics;
-use crate::wal::{WalRead, WalReader, WalWriter};
+use crate::wal::format::hex;
+use crate::wal::{WalRead, WalReader, WalWriter, migrate_v1};
 
 /// Storage settings (`[storage]` in the config file).
 ///
 /// Defaults: `data_dir = "./mimamori-data"`, `commit_interval_ms = 1000`,
 /// `wal_segment_max_bytes = 67108864`, `index_memory_budget_bytes = 268435456`,
-/// `index_threads = 2`, `queue_batches = 1024`.
+/// `index_threads = 2`, `queue_batches = 1024`, `min_free_bytes = 1073741824`,
+/// `min_free_percent = 5`, `retention_days = 1825`, `auto_reindex = false`, no
+/// `chain_key_file`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
@@ -33,6 +42,17 @@ pub struct StoreConfig {
     pub index_memory_budget_bytes: usize,
     pub index_threads: usize,
     pub queue_batches: usize,
+    /// New data is refused while free space is below this or `min_free_percent`, whichever
+    /// is smaller.
+    pub min_free_bytes: u64,
+    pub min_free_percent: u8,
+    /// Whole log segments older than this leave the log and the index, daily.
+    pub retention_days: u32,
+    /// Rebuild an unreadable index at start instead of refusing to start.
+    pub auto_reindex: bool,
+    /// A secret (at least 16 bytes) kept outside the data directory; each index commit signs
+    /// the log's chain head with it.
+    pub chain_key_file: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -44,6 +64,11 @@ impl Default for StoreConfig {
             index_memory_budget_bytes: 256 << 20,
             index_threads: 2,
             queue_batches: 1024,
+            min_free_bytes: 1 << 30,
+            min_free_percent: 5,
+            retention_days: 1825,
+            auto_reindex: false,
+            chain_key_file: None,
         }
     }
 }
@@ -72,7 +97,56 @@ impl StoreConfig {
         if self.queue_batches == 0 {
             return Err(("queue_batches", "at least 1".into()));
         }
+        if self.min_free_percent > 50 {
+            return Err(("min_free_percent", "a percentage from 0 to 50".into()));
+        }
+        if self.retention_days == 0 {
+            return Err((
+                "retention_days",
+                "at least 1 (days of log kept; 1825 is five years)".into(),
+            ));
+        }
+        if let Some(key) = &self.chain_key_file {
+            let data = self
+                .data_dir
+                .canonicalize()
+                .unwrap_or(self.data_dir.clone());
+            let key_dir = key
+                .parent()
+                .and_then(|p| p.canonicalize().ok())
+                .unwrap_or_else(|| key.clone());
+            if key_dir.starts_with(&data) {
+                return Err((
+                    "chain_key_file",
+                    "a file outside the data directory (whoever can change the data must not hold the key)".into(),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Reads the chain key, if one is configured.
+    pub fn read_chain_key(&self) -> Result<Option<Vec<u8>>, (&'static str, String)> {
+        let Some(path) = &self.chain_key_file else {
+            return Ok(None);
+        };
+        let key = std::fs::read(path).map_err(|e| {
+            (
+                "chain_key_file",
+                format!("a readable file ({}: {e})", path.display()),
+            )
+        })?;
+        if key.len() < 16 {
+            return Err((
+                "chain_key_file",
+                format!(
+                    "a file of at least 16 bytes of secret ({} has {})",
+                    path.display(),
+                    key.len()
+                ),
+            ));
+        }
+        Ok(Some(key))
     }
 }
 
@@ -103,58 +177,6 @@ impl Batch {
     }
 }
 
-/// The last synced sequence number, shared by the WAL writer and the indexer; and the record a
-/// caller wants committed to the index without waiting for the commit interval.
-pub(crate) struct Durable {
-    /// (durable, closed, flush_to)
-    state: Mutex<(u64, bool, u64)>,
-    changed: Condvar,
-}
-
-impl Durable {
-    fn new(durable: u64) -> Durable {
-        Durable {
-            state: Mutex::new((durable, false, 0)),
-            changed: Condvar::new(),
-        }
-    }
-
-    fn publish(&self, seq: u64) {
-        let mut state = self.state.lock().expect("durable lock");
-        state.0 = seq;
-        self.changed.notify_all();
-    }
-
-    fn close(&self) {
-        self.state.lock().expect("durable lock").1 = true;
-        self.changed.notify_all();
-    }
-
-    fn request_flush(&self, seq: u64) {
-        let mut state = self.state.lock().expect("durable lock");
-        state.2 = state.2.max(seq);
-        self.changed.notify_all();
-    }
-
-    /// The record a caller wants committed now (0: none).
-    pub(crate) fn flush_to(&self) -> u64 {
-        self.state.lock().expect("durable lock").2
-    }
-
-    /// Waits until something beyond `seq` is durable, the log is closed, a flush beyond
-    /// `committed` is asked for, or `timeout` passes.
-    pub(crate) fn wait_beyond(&self, seq: u64, committed: u64, timeout: Duration) -> (u64, bool) {
-        let state = self.state.lock().expect("durable lock");
-        let (state, _) = self
-            .changed
-            .wait_timeout_while(state, timeout, |(durable, closed, flush_to)| {
-                *durable <= seq && !*closed && (*flush_to <= committed || *flush_to > *durable)
-            })
-            .expect("durable lock");
-        (state.0, state.1)
-    }
-}
-
 /// What producers hold: the queue into the log, the index, and a way to make what they sent
 /// searchable now. Cheap to clone.
 #[derive(Clone)]
@@ -163,54 +185,7 @@ pub struct StoreHandle {
     index: EventIndex,
     durable: Arc<Durable>,
     wal_dir: PathBuf,
-}
-
-/// Reads accepted events in log order as they become durable: how the rules see each event
-/// without polling the index.
-pub struct Follower {
-    reader: WalReader,
-    durable: Arc<Durable>,
-    next: u64,
-}
-
-impl Follower {
-    /// The next accepted events (up to `max`) after the last ones returned, waiting up to
-    /// `timeout` for some; an empty batch when none came. `None` once the store is closed and
-    /// everything was read.
-    pub fn next_batch(
-        &mut self,
-        max: usize,
-        timeout: Duration,
-    ) -> Result<Option<Vec<(u64, Event)>>, StoreError> {
-        let (until, closed) = self.durable.wait_beyond(self.next - 1, u64::MAX, timeout);
-        let mut out = Vec::new();
-        while out.len() < max {
-            match self.reader.next(until)? {
-                WalRead::Record(seq, payload) => {
-                    self.next = seq + 1;
-                    if let Ok(event) = serde_json::from_slice::<Event>(&payload) {
-                        out.push((seq, event));
-                    }
-                }
-                WalRead::CaughtUp => break,
-                WalRead::Damaged(d) => {
-                    self.next = d.resumed_at.max(self.next);
-                    break;
-                }
-            }
-        }
-        if out.is_empty() && closed && self.next > until {
-            return Ok(None);
-        }
-        Ok(Some(out))
-    }
-
-    /// The last durable record, for progress.
-    pub fn durable(&self) -> u64 {
-        self.durable
-            .wait_beyond(u64::MAX, u64::MAX, Duration::ZERO)
-            .0
-    }
+    health: Health,
 }
 
 impl StoreHandle {
@@ -222,21 +197,43 @@ impl StoreHandle {
         &self.index
     }
 
+    /// Why the log refuses new data right now (a full disk, write errors), if it does:
+    /// producers that can answer their sender (HTTP) say so at once instead of queueing.
+    pub fn refusing(&self) -> Option<String> {
+        self.durable.refusing()
+    }
+
     /// Follows the log from record `from` (1 = the beginning).
     pub fn follow(&self, from: u64) -> Follower {
         let from = from.max(1);
         Follower {
             reader: WalReader::new(&self.wal_dir, from),
             durable: self.durable.clone(),
-            next: from,
+            stalled_at: 0,
         }
     }
 
     /// Blocks until every record up to `seq` is committed to the index (asking the indexer
     /// to commit at once), or `timeout` passes; true when it is.
+    /// Gives up early, false, while the indexer is not running (a full disk: it catches up
+    /// from the log once it can).
     pub fn flush(&self, seq: u64, timeout: Duration) -> bool {
         self.durable.request_flush(seq);
-        self.index.wait_committed(seq, timeout)
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let slice = deadline
+                .saturating_duration_since(std::time::Instant::now())
+                .min(Duration::from_millis(200));
+            if self.index.wait_committed(seq, slice) {
+                return true;
+            }
+            let indexing = self.health.snapshot().iter().any(|(stage, status)| {
+                stage == crate::indexer::STAGE && *status == crate::health::StageStatus::Running
+            });
+            if !indexing || slice.is_zero() {
+                return false;
+            }
+        }
     }
 }
 
@@ -249,8 +246,84 @@ pub struct Store {
     wal_dir: PathBuf,
     events_tx: Option<mpsc::Sender<Batch>>,
     index: EventIndex,
+    health: Health,
     wal_thread: Option<JoinHandle<()>>,
     index_thread: Option<JoinHandle<Result<(), StoreError>>>,
+}
+
+/// The data directory's format: `<data_dir>/FORMAT` says `mimamori-data 2`.
+const DATA_FORMAT: u32 = 2;
+
+fn check_data_format(data_dir: &Path) -> Result<(), StoreError> {
+    let path = data_dir.join("FORMAT");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let found = text
+                .trim()
+                .strip_prefix("mimamori-data ")
+                .and_then(|n| n.parse::<u32>().ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    path: path.clone(),
+                    offset: 0,
+                    reason: format!("expected `mimamori-data N`, found {:?}", text.trim()),
+                })?;
+            if found > DATA_FORMAT {
+                return Err(StoreError::NewerFormat { path, found });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn write_data_format(data_dir: &Path) -> Result<(), StoreError> {
+    let path = data_dir.join("FORMAT");
+    let text = format!("mimamori-data {DATA_FORMAT}\n");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        std::fs::write(&path, text)?;
+    }
+    Ok(())
+}
+
+/// Opens the index, moving an unreadable one aside when `auto_reindex` allows it and an index
+/// of the first format always (it is rebuilt from the log).
+fn open_checked_index(config: &StoreConfig) -> Result<tantivy::Index, StoreError> {
+    let data_dir = &config.data_dir;
+    let dir = data_dir.join("index");
+    let opened = open_index(&dir, true).and_then(|index| {
+        let damaged = damaged_files(&index)?;
+        if !damaged.is_empty() {
+            return Err(StoreError::IndexUnreadable {
+                reason: format!("files fail their checksums: {}", damaged.join(", ")),
+            });
+        }
+        let point = checkpoint(&index)?;
+        if point.format > INDEX_FORMAT {
+            return Err(StoreError::NewerFormat {
+                path: dir.clone(),
+                found: point.format,
+            });
+        }
+        Ok(index)
+    });
+    let index = match opened {
+        Ok(index) if is_current_schema(&index) => return Ok(index),
+        Ok(index) => {
+            drop(index);
+            let aside = crate::reindex::move_aside(data_dir, "v1")?;
+            info!(old = %aside.display(), "the index is of the first format; rebuilding it from the write-ahead log (the old one is kept aside)");
+            std::fs::remove_dir_all(&aside)?;
+            open_index(&dir, true)?
+        }
+        Err(StoreError::IndexUnreadable { reason }) if config.auto_reindex => {
+            let aside = crate::reindex::move_aside(data_dir, "unreadable")?;
+            error!(reason = %reason, old = %aside.display(), "the index is unreadable; rebuilding it from the write-ahead log (storage.auto_reindex)");
+            open_index(&dir, true)?
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(index)
 }
 
 impl Store {
@@ -262,7 +335,16 @@ impl Store {
         })?;
         probe_writable(data_dir)?;
         let lock = lock_data_dir(data_dir)?;
-        let index = open_index(&data_dir.join("index"), true)?;
+        check_data_format(data_dir)?;
+        let key = config
+            .read_chain_key()
+            .map_err(|(key, expected)| StoreError::DataDir {
+                path: data_dir.clone(),
+                source: std::io::Error::other(format!("storage.{key}: expected {expected}")),
+            })?
+            .map(Arc::new);
+        migrate_v1(data_dir, config.wal_segment_max_bytes)?;
+        let index = open_checked_index(config)?;
         // The writer takes tantivy's lock: a second server on the same directory stops here.
         let writer = index
             .writer_with_num_threads(config.index_threads, config.index_memory_budget_bytes)
@@ -274,60 +356,85 @@ impl Store {
                 other => other.into(),
             })?;
         let wal_dir = data_dir.join("wal");
-        let (wal, opened) = WalWriter::open(&wal_dir, config.wal_segment_max_bytes)?;
+        let point = checkpoint(&index)?;
+        // The index against the log, before the log is changed: the record the index last
+        // committed must still be the one it saw.
+        check_head(&wal_dir, &point);
+        let (wal, opened) = WalWriter::open(&wal_dir, config.wal_segment_max_bytes, point.seq)?;
         if opened.truncated_bytes > 0 {
             warn!(
                 bytes = opened.truncated_bytes,
-                "cut a torn, unacknowledged write from the end of the write-ahead log"
+                kept = %opened.quarantined.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+                "cut an incomplete record from the end of the write-ahead log (a write in progress at a crash, never acknowledged); its bytes are kept"
             );
         }
-        let indexed = checkpoint(&index)?;
-        let durable_seq = opened.next_seq - 1;
-        if indexed > durable_seq {
-            return Err(StoreError::Corrupt {
-                path: wal_dir,
-                offset: 0,
-                reason: format!(
-                    "the index holds record {indexed} but the log ends at {durable_seq}"
-                ),
-            });
+        for damage in &opened.damage {
+            error!(damage = %damage, "the write-ahead log is damaged; the damaged records are skipped, nothing else is cut");
+            metrics.wal_damaged_records.inc_by(damage.num_lost());
         }
+        if let Some(to) = opened.skipped_to {
+            error!(
+                index_holds = point.seq,
+                "the end of the write-ahead log is damaged below what the index holds; numbering continues at {to} (the index still holds those events; `mimamori verify` lists them)"
+            );
+        }
+        write_data_format(data_dir)?;
+        let durable_seq = wal.synced_seq();
         info!(
             durable = durable_seq,
-            indexed, "store opened; replaying the difference into the index"
+            indexed = point.seq,
+            "store opened; replaying the difference into the index"
         );
-        metrics.wal_bytes.set(wal.total_bytes() as i64);
+        metrics
+            .wal_bytes
+            .set(crate::wal::disk_bytes(&wal_dir)? as i64);
+        let health = Health::new();
         let durable = Arc::new(Durable::new(durable_seq));
-        let event_index = EventIndex::new(index, Some(metrics.clone()))?;
-        event_index.set_committed(indexed);
+        let event_index = EventIndex::new(index.clone(), Some(metrics.clone()))?;
+        event_index.set_committed(point.seq);
         let indexer = Indexer {
-            writer,
-            index: event_index.clone(),
-            wal_dir,
+            index,
+            writer: Some(writer),
+            threads: config.index_threads,
+            memory_budget: config.index_memory_budget_bytes,
+            events: event_index.clone(),
+            wal_dir: wal_dir.clone(),
             durable: durable.clone(),
             commit_interval: Duration::from_millis(config.commit_interval_ms),
             metrics: metrics.clone(),
+            health: health.clone(),
+            key,
+            retention: chrono::Duration::days(i64::from(config.retention_days)),
+            failures: 0,
         };
         let index_thread = std::thread::Builder::new()
             .name("indexer".into())
-            .spawn(move || {
-                let result = indexer.run();
-                if let Err(e) = &result {
-                    error!(error = %e, "indexer stopped on an error; accepted events stay in the write-ahead log");
-                }
-                result
-            })?;
+            .spawn(move || indexer.run())?;
         let (events_tx, events_rx) = mpsc::channel(config.queue_batches);
-        let wal_durable = durable.clone();
+        let appender = Appender {
+            wal,
+            events_rx,
+            durable: durable.clone(),
+            metrics,
+            space: SpaceGuard {
+                dir: wal_dir.clone(),
+                min_free_bytes: config.min_free_bytes,
+                min_free_percent: config.min_free_percent,
+                checked: None,
+                written_since: 0,
+            },
+            health: health.clone(),
+        };
         let wal_thread = std::thread::Builder::new()
             .name("wal-writer".into())
-            .spawn(move || write_ahead(wal, events_rx, &durable, &metrics))?;
+            .spawn(move || appender.run())?;
         Ok(Store {
             _lock: lock,
-            durable: wal_durable,
-            wal_dir: data_dir.join("wal"),
+            durable,
+            wal_dir,
             events_tx: Some(events_tx),
             index: event_index,
+            health,
             wal_thread: Some(wal_thread),
             index_thread: Some(index_thread),
         })
@@ -344,12 +451,23 @@ impl Store {
         &self.index
     }
 
+    /// The stages' health; other stages (listeners, rules) register here too.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The last synced record.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable.durable()
+    }
+
     pub fn handle(&self) -> StoreHandle {
         StoreHandle {
             sender: self.sender(),
             index: self.index.clone(),
             durable: self.durable.clone(),
             wal_dir: self.wal_dir.clone(),
+            health: self.health.clone(),
         }
     }
 
@@ -360,6 +478,7 @@ impl Store {
         if let Some(t) = self.wal_thread.take() {
             let _ = t.join();
         }
+        self.durable.close();
         match self.index_thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(StoreError::Io(std::io::Error::other(
@@ -370,9 +489,31 @@ impl Store {
     }
 }
 
+/// Logs when the log's chain at the index's last commit is not what the commit recorded.
+fn check_head(wal_dir: &Path, point: &crate::checkpoint::Checkpoint) {
+    let Some(head) = point.chain else { return };
+    let mut reader = WalReader::new(wal_dir, point.seq);
+    loop {
+        match reader.next(point.seq) {
+            Ok(WalRead::Record(seq, _)) if seq == point.seq => {
+                if reader.chain() != Some(head) {
+                    error!(
+                        seq,
+                        recorded = %hex(&head),
+                        "the write-ahead log at the index's last commit is not what the index saw: it was changed; run `mimamori verify`"
+                    );
+                }
+                return;
+            }
+            Ok(WalRead::Damaged(_)) => continue,
+            _ => return,
+        }
+    }
+}
+
 /// One writer per data directory: an exclusive lock on `<data_dir>/.lock`, held while the
 /// store is open (the kernel drops it when the process ends, however it ends).
-fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+pub(crate) fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     let error = |source| StoreError::DataDir {
         path: dir.to_owned(),
         source,
@@ -401,82 +542,4 @@ fn probe_writable(dir: &Path) -> Result<(), StoreError> {
             path: dir.to_owned(),
             source,
         })
-}
-
-/// Largest group of batches synced together.
-const MAX_GROUP_BATCHES: usize = 512;
-
-fn write_ahead(
-    mut wal: WalWriter,
-    mut events_rx: mpsc::Receiver<Batch>,
-    durable: &Durable,
-    metrics: &StoreMetrics,
-) {
-    let mut group: Vec<Batch> = Vec::with_capacity(MAX_GROUP_BATCHES);
-    let mut json = Vec::with_capacity(4096);
-    while let Some(first) = events_rx.blocking_recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP_BATCHES {
-            match events_rx.try_recv() {
-                Ok(batch) => group.push(batch),
-                Err(_) => break,
-            }
-        }
-        let first_seq = wal.next_seq();
-        let bytes_before = wal.total_bytes();
-        let mut result: Result<(), StoreError> = Ok(());
-        'append: for batch in &group {
-            for event in &batch.events {
-                json.clear();
-                serde_json::to_writer(&mut json, event).expect("events serialize");
-                if let Err(e) = wal.append(&json) {
-                    result = Err(e);
-                    break 'append;
-                }
-            }
-        }
-        if result.is_ok() {
-            let started = Instant::now();
-            result = wal.sync();
-            metrics
-                .wal_fsync_seconds
-                .observe(started.elapsed().as_secs_f64());
-        }
-        metrics
-            .wal_written_bytes
-            .inc_by(wal.total_bytes() - bytes_before);
-        metrics.wal_bytes.set(wal.total_bytes() as i64);
-        match result {
-            Ok(()) => {
-                durable.publish(wal.next_seq() - 1);
-                let mut seq = first_seq;
-                for batch in group.drain(..) {
-                    let n = batch.events.len() as u64;
-                    for event in &batch.events {
-                        metrics
-                            .events_accepted
-                            .with_label_values(&[&event.dataset])
-                            .inc();
-                    }
-                    if let Some(ack) = batch.ack {
-                        let _ = ack.send(Ok(seq..=seq + n.saturating_sub(1)));
-                    }
-                    seq += n;
-                }
-            }
-            Err(e) => {
-                // Records after the last sync may or may not be on disk; none were acknowledged.
-                error!(error = %e, "write-ahead log write failed; the batch is refused");
-                let e = Arc::new(e);
-                for batch in group.drain(..) {
-                    metrics.events_failed.inc_by(batch.events.len() as u64);
-                    if let Some(ack) = batch.ack {
-                        let _ = ack.send(Err(e.clone()));
-                    }
-                }
-            }
-        }
-    }
-    let _ = wal.sync();
-    durable.close();
 }

@@ -54,6 +54,8 @@ pub struct EventSchema {
     pub tags: Field,
     pub message: Field,
     pub source: Field,
+    /// The event's write-ahead log record: how verify and retention find it.
+    pub seq: Field,
 }
 
 impl EventSchema {
@@ -95,6 +97,7 @@ impl EventSchema {
             ),
         );
         let source = builder.add_bytes_field("_source", STORED);
+        let seq = builder.add_u64_field("_seq", INDEXED | FAST);
         EventSchema {
             schema: builder.build(),
             id,
@@ -117,6 +120,7 @@ impl EventSchema {
             tags,
             message,
             source,
+            seq,
         }
     }
 
@@ -141,9 +145,11 @@ impl EventSchema {
             .collect()
     }
 
-    /// The document for one event; `json` is the event as serialized in the write-ahead log.
-    pub fn document(&self, event: &Event, json: &[u8]) -> TantivyDocument {
+    /// The document for one event; `json` is the event as serialized in write-ahead log record
+    /// `seq`.
+    pub fn document(&self, event: &Event, seq: u64, json: &[u8]) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
+        doc.add_u64(self.seq, seq);
         doc.add_text(self.id, event.id.as_str());
         doc.add_date(self.timestamp, to_tantivy(event.timestamp));
         doc.add_date(self.ingested, to_tantivy(event.ingested));

@@ -21,6 +21,8 @@ pub struct SearchResults {
     pub total: u64,
     /// Newest first, at most `limit`.
     pub events: Vec<Event>,
+    /// Matches whose stored event could not be read (a damaged index file); left out.
+    pub unreadable: u64,
 }
 
 /// Parses a time bound: RFC 3339 (`2026-11-22T09:00:00+09:00`), a date (`2026-11-22`, midnight

@@ -44,6 +44,13 @@ impl Server {
     /// Starts a server with lines added to `[syslog]` and `[http]`, and `tail` (more sections)
     /// at the end of the config file.
     pub fn start_full(extra_syslog: &str, extra_http: &str, tail: &str) -> Server {
+        let mut server = Server::prepare(extra_syslog, extra_http, tail);
+        server.spawn();
+        server
+    }
+
+    /// A server's directory and config, not started yet (see [`Server::spawn`]).
+    pub fn prepare(extra_syslog: &str, extra_http: &str, tail: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let (tcp, udp, http) = (free_tcp_port(), free_udp_port(), free_tcp_port());
         let config = dir.path().join("mimamori.toml");
@@ -57,7 +64,7 @@ impl Server {
             ),
         )
         .unwrap();
-        let mut server = Server {
+        let server = Server {
             child: None,
             tcp: SocketAddr::from(([127, 0, 0, 1], tcp)),
             udp: SocketAddr::from(([127, 0, 0, 1], udp)),
@@ -65,7 +72,7 @@ impl Server {
             config,
             dir,
         };
-        server.spawn();
+        std::fs::create_dir_all(server.data_dir()).unwrap();
         server
     }
 
