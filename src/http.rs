@@ -82,17 +82,17 @@ impl IntoResponse for ApiError {
                 status,
                 code,
                 message,
-            } if status == StatusCode::SERVICE_UNAVAILABLE => (
-                status,
-                [(header::RETRY_AFTER, "30")],
-                Json(json!({ "code": code, "message": message })),
-            )
-                .into_response(),
-            ApiError::Status {
-                status,
-                code,
-                message,
-            } => (status, Json(json!({ "code": code, "message": message }))).into_response(),
+            } => {
+                let mut response =
+                    (status, Json(json!({ "code": code, "message": message }))).into_response();
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    // The store refuses data for now (a full disk): senders should come back.
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+                }
+                response
+            }
             ApiError::Internal(detail) => {
                 error!(error = %detail, "request failed");
                 (

@@ -324,6 +324,18 @@ fn a_flipped_byte_costs_one_record_and_verify_names_changes_removals_and_inserti
     assert_eq!(code, Some(0), "{text}");
 }
 
+/// Runs `serve` on the server's config, expecting it to refuse to start: its error output.
+fn refused_start(server: &Server) -> String {
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&server.config)
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "serve exits 1");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// (offset, length) of each record of a segment.
 fn record_offsets(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
@@ -361,14 +373,7 @@ fn an_unreadable_index_is_refused_with_the_way_out_or_rebuilt_when_allowed() {
         b"garbage{",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&server.config)
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_start(&server);
     assert!(
         err.contains("mimamori reindex") && err.contains("auto_reindex"),
         "{err}"
@@ -417,14 +422,7 @@ fn a_data_directory_of_the_previous_release_opens_and_verifies() {
     );
     // A data directory from a newer release is refused, saying so.
     std::fs::write(server.data_dir().join("FORMAT"), "mimamori-data 9\n").unwrap();
-    let out = Command::new(BIN)
-        .arg("--config")
-        .arg(&server.config)
-        .arg("serve")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("newer mimamori"));
+    assert!(refused_start(&server).contains("newer mimamori"));
 }
 
 #[test]

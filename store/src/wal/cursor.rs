@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::format::{
     Chain, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SYNC, SegmentKind, find_sync, parse_header,
-    segment_kind,
+    read_head, segment_kind,
 };
 use super::sealed::BlockCursor;
 
@@ -18,16 +18,7 @@ pub(crate) enum Cursor {
 
 impl Cursor {
     pub fn open(path: &Path) -> std::io::Result<Cursor> {
-        let mut head = [0u8; SEGMENT_HEADER_BYTES as usize];
-        let mut file = File::open(path)?;
-        let mut n = 0;
-        while n < head.len() {
-            match file.read(&mut head[n..])? {
-                0 => break,
-                got => n += got,
-            }
-        }
-        Ok(match segment_kind(&head[..n]) {
+        Ok(match segment_kind(&read_head(path)?) {
             SegmentKind::Sealed(_) => Cursor::Sealed(BlockCursor::open(path)?),
             _ => Cursor::Plain(SegmentCursor::open(path, true)?),
         })

@@ -97,6 +97,16 @@ pub fn segment_kind(head: &[u8]) -> SegmentKind {
     SegmentKind::V1
 }
 
+/// The first bytes of a segment file (fewer when the file is shorter), for [`segment_kind`].
+pub fn read_head(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(SEGMENT_HEADER_BYTES as usize);
+    std::fs::File::open(path)?
+        .take(SEGMENT_HEADER_BYTES)
+        .read_to_end(&mut head)?;
+    Ok(head)
+}
+
 fn crc(len: u32, seq: u64, chain: &Chain, payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&len.to_le_bytes());

@@ -9,20 +9,18 @@ use std::path::Path;
 
 use tracing::{info, warn};
 
-use super::format::{SegmentKind, segment_kind};
+use super::format::{SegmentKind, read_head, segment_kind};
 use super::{WalWriter, segments};
 use crate::error::StoreError;
 
 /// Whether `wal_dir` holds first-format segments.
 fn is_v1(wal_dir: &Path) -> Result<bool, StoreError> {
     for (_, path) in segments(wal_dir)? {
-        let mut head = [0u8; 16];
-        let mut file = File::open(&path)?;
-        let n = read_full(&mut file, &mut head)?;
-        if n == 0 {
+        let head = read_head(&path)?;
+        if head.is_empty() {
             continue;
         }
-        return Ok(segment_kind(&head[..n]) == SegmentKind::V1);
+        return Ok(segment_kind(&head) == SegmentKind::V1);
     }
     Ok(false)
 }

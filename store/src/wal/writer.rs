@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use super::cursor::{Cursor, Found};
 use super::format::{
-    Chain, GENESIS, MAX_RECORD_BYTES, SEGMENT_HEADER_BYTES, SegmentKind, next_chain, record_header,
-    segment_header, segment_kind,
+    Chain, GENESIS, MAX_RECORD_BYTES, SEGMENT_HEADER_BYTES, SegmentKind, next_chain, read_head,
+    record_header, segment_header, segment_kind,
 };
 use super::reader::WalDamage;
 use super::{quarantine, segment_name, segments};
@@ -299,19 +299,7 @@ struct Scan {
 }
 
 fn scan(path: &Path, first: u64) -> Result<Scan, StoreError> {
-    let head = {
-        use std::io::Read;
-        let mut head = [0u8; SEGMENT_HEADER_BYTES as usize];
-        let mut file = File::open(path)?;
-        let mut n = 0;
-        while n < head.len() {
-            match file.read(&mut head[n..])? {
-                0 => break,
-                got => n += got,
-            }
-        }
-        (head, n)
-    };
+    let head = read_head(path)?;
     let mut out = Scan {
         has_header: false,
         next_seq: first,
@@ -319,10 +307,10 @@ fn scan(path: &Path, first: u64) -> Result<Scan, StoreError> {
         valid_bytes: 0,
         damage: Vec::new(),
     };
-    if head.1 < SEGMENT_HEADER_BYTES as usize {
+    if head.len() < SEGMENT_HEADER_BYTES as usize {
         return Ok(out); // created, header not yet written: empty
     }
-    match segment_kind(&head.0) {
+    match segment_kind(&head) {
         SegmentKind::Current(_) | SegmentKind::Sealed(_) => {}
         SegmentKind::Newer(version) => {
             return Err(StoreError::NewerFormat {
