@@ -41,6 +41,8 @@ pub(crate) struct Indexer {
     pub retention: chrono::Duration,
     /// Failures in a row (the indexer backs off and says so once).
     pub failures: u32,
+    /// Told the last committed record, so it compresses what the index holds whole.
+    pub sealer: std::sync::mpsc::SyncSender<u64>,
 }
 
 /// How often retention runs.
@@ -210,14 +212,8 @@ impl Indexer {
                     info!("indexing works again");
                     self.failures = 0;
                 }
-                // Segments the index holds whole are compressed (sealed).
-                match crate::wal::seal_committed(&self.wal_dir, last_committed) {
-                    Ok(0) => {}
-                    Ok(saved) => self.metrics.wal_bytes.sub(saved as i64),
-                    Err(e) => {
-                        warn!(error = %e, "a log segment could not be compressed; it stays as it is")
-                    }
-                }
+                // Segments the index holds whole are compressed (sealed), beside indexing.
+                let _ = self.sealer.try_send(last_committed);
             }
             self.metrics
                 .index_lag_events
@@ -233,6 +229,22 @@ impl Indexer {
         }
         info!(checkpoint = last_committed, "indexer stopped");
         Ok(())
+    }
+}
+
+/// The sealer thread: compresses the log segments the index holds whole, off the indexer's
+/// path. Ends when the indexer does.
+pub(crate) fn seal(
+    wal_dir: &std::path::Path,
+    committed: std::sync::mpsc::Receiver<u64>,
+    metrics: &StoreMetrics,
+) {
+    while let Ok(seq) = committed.recv() {
+        match crate::wal::seal_committed(wal_dir, seq) {
+            Ok(0) => {}
+            Ok(saved) => metrics.wal_bytes.sub(saved as i64),
+            Err(e) => warn!(error = %e, "a log segment could not be compressed; it stays as it is"),
+        }
     }
 }
 

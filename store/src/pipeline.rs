@@ -249,6 +249,7 @@ pub struct Store {
     health: Health,
     wal_thread: Option<JoinHandle<()>>,
     index_thread: Option<JoinHandle<Result<(), StoreError>>>,
+    sealer_thread: Option<JoinHandle<()>>,
 }
 
 /// The data directory's format: `<data_dir>/FORMAT` says `mimamori-data 2`.
@@ -392,6 +393,13 @@ impl Store {
         let durable = Arc::new(Durable::new(durable_seq));
         let event_index = EventIndex::new(index.clone(), Some(metrics.clone()))?;
         event_index.set_committed(point.seq);
+        let (sealer, committed) = std::sync::mpsc::sync_channel(1);
+        let sealer_thread = {
+            let (wal_dir, metrics) = (wal_dir.clone(), metrics.clone());
+            std::thread::Builder::new()
+                .name("wal-sealer".into())
+                .spawn(move || crate::indexer::seal(&wal_dir, committed, &metrics))?
+        };
         let indexer = Indexer {
             index,
             writer: Some(writer),
@@ -406,6 +414,7 @@ impl Store {
             key,
             retention: chrono::Duration::days(i64::from(config.retention_days)),
             failures: 0,
+            sealer,
         };
         let index_thread = std::thread::Builder::new()
             .name("indexer".into())
@@ -437,6 +446,7 @@ impl Store {
             health,
             wal_thread: Some(wal_thread),
             index_thread: Some(index_thread),
+            sealer_thread: Some(sealer_thread),
         })
     }
 
@@ -479,13 +489,18 @@ impl Store {
             let _ = t.join();
         }
         self.durable.close();
-        match self.index_thread.take().map(JoinHandle::join) {
+        let result = match self.index_thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(StoreError::Io(std::io::Error::other(
                 "indexer thread panicked",
             ))),
             None => Ok(()),
+        };
+        // The indexer has dropped its end: the sealer finishes the segment it is on.
+        if let Some(t) = self.sealer_thread.take() {
+            let _ = t.join();
         }
+        result
     }
 }
 

@@ -71,6 +71,12 @@ impl WalWriter {
             path: dir.to_owned(),
             source,
         })?;
+        // A compression a crash interrupted: the plain segment is still there.
+        for entry in fs::read_dir(dir)?.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".walz.tmp") {
+                fs::remove_file(entry.path())?;
+            }
+        }
         let all = segments(dir)?;
         let mut total_bytes = 0;
         for (_, path) in &all {
