@@ -112,9 +112,13 @@ impl Indexer {
         );
         self.health.running(STAGE);
         loop {
+            // Until the next commit is due, or retention (at start, then daily) when idle.
+            let retention_in = retention_run.map_or(Duration::ZERO, |t| {
+                RETENTION_INTERVAL.saturating_sub(t.elapsed())
+            });
             let wait = match first_uncommitted {
                 Some(t) => self.commit_interval.saturating_sub(t.elapsed()),
-                None => Duration::from_secs(3600),
+                None => retention_in,
             };
             let (until, closed) =
                 self.durable

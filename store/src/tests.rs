@@ -224,3 +224,96 @@ fn a_second_store_on_the_same_dir_is_refused() {
     );
     store.shutdown().unwrap();
 }
+
+#[test]
+fn retention_removes_old_segments_from_log_and_index_and_the_chain_still_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key.path(), b"a secret of more than sixteen bytes").unwrap();
+    let cfg = StoreConfig {
+        wal_segment_max_bytes: 8192,
+        retention_days: 30,
+        chain_key_file: Some(key.path().to_owned()),
+        ..config(dir.path())
+    };
+    let metrics = || StoreMetrics::new(&prometheus::Registry::new()).unwrap();
+    let long_ago = Utc::now() - chrono::Duration::days(40);
+    {
+        let store = Store::open(&cfg, metrics()).unwrap();
+        // 300 events that arrived 40 days ago, then 100 today, in small batches so the log
+        // rotates between them.
+        for chunk in 0..40u32 {
+            let events: Vec<Event> = (0..10)
+                .map(|i| {
+                    let n = chunk * 10 + i;
+                    let mut e = event(n, "u", if n < 300 { "old" } else { "new" }, at(1));
+                    if n < 300 {
+                        e.ingested = long_ago;
+                    }
+                    e
+                })
+                .collect();
+            let (batch, ack) = Batch::with_ack(events);
+            store.sender().blocking_send(batch).unwrap();
+            ack.blocking_recv().unwrap().unwrap();
+        }
+        wait_for(store.index(), 400);
+        store.shutdown().unwrap();
+    }
+    let wal = dir.path().join("wal");
+    let before = crate::wal::segments(&wal).unwrap().len();
+    // Retention runs once the indexer has caught up after a start.
+    let store = Store::open(&cfg, metrics()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while crate::retention::anchor(&wal).unwrap().is_none() {
+        assert!(Instant::now() < deadline, "retention did not run");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let anchor = crate::retention::anchor(&wal).unwrap().unwrap();
+    // Whole segments go: the one that holds both old and new events stays.
+    assert!(
+        anchor.first_seq > 1 && anchor.first_seq <= 301,
+        "{anchor:?}"
+    );
+    let kept = 400 - (anchor.first_seq - 1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while search(store.index(), "*").total != kept {
+        assert!(
+            Instant::now() < deadline,
+            "the index holds {} events, the kept log {kept}",
+            search(store.index(), "*").total
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(search(store.index(), "new").total, 100, "new events stay");
+    store.shutdown().unwrap();
+    let after = crate::wal::segments(&wal).unwrap().len();
+    assert!(after < before, "segments removed: {before} -> {after}");
+    let anchor = crate::retention::anchor(&wal).unwrap().unwrap();
+    assert!(
+        anchor.first_seq > 1 && anchor.first_seq <= 301,
+        "{anchor:?}"
+    );
+    let report = crate::verify::verify(
+        dir.path(),
+        Some(b"a secret of more than sixteen bytes"),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+    assert!(report.signed, "the chain head is signed");
+    assert_eq!(report.first_seq, Some(anchor.first_seq));
+    // The wrong key is a finding.
+    let report = crate::verify::verify(
+        dir.path(),
+        Some(b"another key, also long enough"),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.kind == FindingKind::BadSignature)
+    );
+}
