@@ -84,10 +84,12 @@ impl Appender {
         let mut held: VecDeque<Batch> = VecDeque::new();
         let mut refusing: Option<String> = None;
         let mut json = Vec::with_capacity(4096);
+        // Every sender is gone: what is held gets one more try, then the stage ends.
+        let mut closed = false;
         loop {
             let mut group: Vec<Batch> = Vec::new();
             if let Some(reason) = &refusing {
-                let closed = self.wait_refusing(&mut held, reason);
+                closed |= self.wait_refusing(&mut held, reason);
                 group.extend(held.drain(..));
                 if group.is_empty() {
                     if closed {
@@ -141,6 +143,9 @@ impl Appender {
                         self.hold_or_refuse(batch, &mut held, &reason);
                     }
                     refusing = Some(reason);
+                    if closed {
+                        break;
+                    }
                 }
             }
         }
