@@ -54,11 +54,15 @@ pub fn verify(checked: &Checked) -> Result<(), Failure> {
 pub fn reindex(checked: &Checked) -> Result<(), Failure> {
     crate::serve::init_tracing();
     let terminal = std::io::stderr().is_terminal();
-    let mut last_shown = 0;
-    let num_events = store::reindex(&checked.config.storage, &mut |done, total| {
-        if terminal && done != last_shown {
-            last_shown = done;
+    let mut last_shown = (0, std::time::Instant::now());
+    let (num_events, old) = store::reindex(&checked.config.storage, &mut |done, total| {
+        if terminal && done != last_shown.0 {
+            last_shown.0 = done;
             eprint!("\rindexed {done} of {total} log records");
+        } else if !terminal && last_shown.1.elapsed() >= std::time::Duration::from_secs(5) {
+            // A log file or a pipe gets a line every 5 seconds instead.
+            last_shown.1 = std::time::Instant::now();
+            eprintln!("indexed {done} of {total} log records");
         }
     })
     .map_err(|e| Failure::Runtime(e.into()))?;
@@ -66,5 +70,11 @@ pub fn reindex(checked: &Checked) -> Result<(), Failure> {
         eprintln!();
     }
     println!("index rebuilt from the write-ahead log: {num_events} events searchable");
+    if let Some(old) = old {
+        println!(
+            "the previous index is kept in {} (it may hold events the log lost to damage); remove it when you no longer need it",
+            old.display()
+        );
+    }
     Ok(())
 }

@@ -1150,13 +1150,29 @@ impl<'a> Session<'a> {
         let Some((n, ack)) = self.in_flight.pop_front() else {
             return;
         };
-        match ack.blocking_recv() {
-            Ok(Ok(range)) => {
+        let mut ack = ack;
+        // While the store refuses data (a full disk), a batch queued before it started may wait
+        // long: the sender is told at once (it may still be stored; a retry skips it then).
+        let answer = loop {
+            match ack.try_recv() {
+                Ok(answer) => break Some(answer),
+                Err(oneshot::error::TryRecvError::Closed) => break None,
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    if let Some(reason) = self.importer.store.refusing() {
+                        self.failed = Some(format!("the store refuses new data for now: {reason}"));
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        };
+        match answer {
+            Some(Ok(range)) => {
                 self.report.accepted += n;
                 self.last_seq = self.last_seq.max(*range.end());
             }
-            Ok(Err(e)) => self.failed = Some(format!("the store refused the events: {e}")),
-            Err(_) => self.failed = Some("the store has shut down".into()),
+            Some(Err(e)) => self.failed = Some(format!("the store refused the events: {e}")),
+            None => self.failed = Some("the store has shut down".into()),
         }
     }
 

@@ -25,8 +25,11 @@ use crate::pipeline::Batch;
 use crate::space;
 use crate::wal::WalWriter;
 
-/// Events synced together at most.
-const MAX_GROUP_EVENTS: usize = 16_384;
+/// Events synced together at most (a group is also what may overshoot the free-space check).
+const MAX_GROUP_EVENTS: usize = 4096;
+/// Room a group may need beyond the reserve: a group of [`MAX_GROUP_EVENTS`] typical events is
+/// a few MB; the check wants this much more than the reserve free.
+const GROUP_HEADROOM_BYTES: u64 = 16 << 20;
 /// Unacknowledged batches held while the log refuses data; beyond, the channel backs up.
 const MAX_HELD_BATCHES: usize = 256;
 /// How often a refusing writer tries again.
@@ -61,7 +64,9 @@ impl SpaceGuard {
         let (free, total) = space::free_space(&self.dir)?;
         metrics.storage_free_bytes.set(free as i64);
         let reserve = space::reserve(total, self.min_free_bytes, self.min_free_percent);
-        if free < reserve {
+        // The next group must fit above the reserve too (on a tiny disk, a share of it).
+        let headroom = GROUP_HEADROOM_BYTES.min(total / 50);
+        if free < reserve + headroom {
             return Err(StoreError::LowSpace { free, reserve });
         }
         Ok(())
@@ -186,8 +191,12 @@ impl Appender {
         let deadline = Instant::now() + RETRY;
         while Instant::now() < deadline {
             if held.len() >= MAX_HELD_BATCHES {
-                std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
-                break;
+                // Full: leave the rest in the channel (senders wait), but notice a shutdown.
+                if self.events_rx.is_closed() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
             }
             match self.events_rx.try_recv() {
                 Ok(batch) => self.hold_or_refuse(batch, held, reason),

@@ -168,7 +168,8 @@ impl Indexer {
             if retention_due {
                 retention_run = Some(Instant::now());
                 let cutoff = chrono::Utc::now() - self.retention;
-                match crate::retention::remove_before(&self.wal_dir, cutoff, last_committed) {
+                let key = self.key.as_deref().map(|k| &k[..]);
+                match crate::retention::remove_before(&self.wal_dir, cutoff, last_committed, key) {
                     Ok(Some(anchor)) => {
                         info!(
                             first_kept = anchor.first_seq,

@@ -111,9 +111,11 @@ impl StoreConfig {
                 .data_dir
                 .canonicalize()
                 .unwrap_or(self.data_dir.clone());
+            // The file itself when it exists (a link into the data directory counts as in it).
             let key_dir = key
-                .parent()
-                .and_then(|p| p.canonicalize().ok())
+                .canonicalize()
+                .ok()
+                .or_else(|| key.parent().and_then(|p| p.canonicalize().ok()))
                 .unwrap_or_else(|| key.clone());
             if key_dir.starts_with(&data) {
                 return Err((
@@ -255,7 +257,7 @@ pub struct Store {
 /// The data directory's format: `<data_dir>/FORMAT` says `mimamori-data 2`.
 const DATA_FORMAT: u32 = 2;
 
-fn check_data_format(data_dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn check_data_format(data_dir: &Path) -> Result<(), StoreError> {
     let path = data_dir.join("FORMAT");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -263,10 +265,12 @@ fn check_data_format(data_dir: &Path) -> Result<(), StoreError> {
                 .trim()
                 .strip_prefix("mimamori-data ")
                 .and_then(|n| n.parse::<u32>().ok())
-                .ok_or_else(|| StoreError::Corrupt {
+                .ok_or_else(|| StoreError::DataDir {
                     path: path.clone(),
-                    offset: 0,
-                    reason: format!("expected `mimamori-data N`, found {:?}", text.trim()),
+                    source: std::io::Error::other(format!(
+                        "expected `mimamori-data N` (the data format), found {:?}",
+                        text.trim().chars().take(40).collect::<String>()
+                    )),
                 })?;
             if found > DATA_FORMAT {
                 return Err(StoreError::NewerFormat { path, found });

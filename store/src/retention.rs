@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpoint;
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::wal::format::{Chain, from_hex, hex};
@@ -19,6 +20,8 @@ const ANCHOR_FILE: &str = "retained.json";
 pub struct Anchor {
     pub first_seq: u64,
     pub chain_before: Chain,
+    /// HMAC of the two under the chain key, when one was configured.
+    pub signature: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -26,6 +29,15 @@ struct AnchorFile {
     first_seq: u64,
     chain_before: String,
     removed_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
+}
+
+/// Whether the anchor is signed with `key` (a retention run by someone without the key, or a
+/// file written by hand, is not).
+pub fn anchor_signature_holds(anchor: &Anchor, key: &[u8]) -> bool {
+    let expected = Checkpoint::new(anchor.first_seq, Some(anchor.chain_before), Some(key));
+    anchor.signature.is_some() && anchor.signature == expected.signature
 }
 
 /// Where the kept log begins, when retention has removed anything.
@@ -41,6 +53,7 @@ pub fn anchor(wal_dir: &Path) -> Result<Option<Anchor>, StoreError> {
         reason: e.to_string(),
     })?;
     Ok(Some(Anchor {
+        signature: file.signature,
         first_seq: file.first_seq,
         chain_before: from_hex(&file.chain_before).ok_or_else(|| StoreError::Corrupt {
             path: wal_dir.join(ANCHOR_FILE),
@@ -68,6 +81,7 @@ pub(crate) fn remove_before(
     wal_dir: &Path,
     cutoff: DateTime<Utc>,
     indexed: u64,
+    key: Option<&[u8]>,
 ) -> Result<Option<Anchor>, StoreError> {
     let all = segments(wal_dir)?;
     let mut remove: Vec<PathBuf> = Vec::new();
@@ -99,9 +113,11 @@ pub(crate) fn remove_before(
     let Some(chain_before) = chain_before else {
         return Ok(None); // the last record before the cut is damaged: keep it all
     };
+    let signature = Checkpoint::new(first_kept, Some(chain_before), key).signature;
     let anchor = Anchor {
         first_seq: first_kept,
         chain_before,
+        signature: signature.clone(),
     };
     let tmp = wal_dir.join(format!("{ANCHOR_FILE}.tmp"));
     fs::write(
@@ -110,6 +126,7 @@ pub(crate) fn remove_before(
             first_seq: first_kept,
             chain_before: hex(&chain_before),
             removed_at: Utc::now(),
+            signature,
         })
         .expect("serializes"),
     )?;

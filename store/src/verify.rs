@@ -87,7 +87,15 @@ pub fn verify(
     progress: &mut dyn FnMut(u64),
 ) -> Result<VerifyReport, StoreError> {
     let mut report = VerifyReport::default();
+    crate::pipeline::check_data_format(data_dir)?;
     let wal_dir = data_dir.join("wal");
+    if crate::wal::is_v1(&wal_dir)? {
+        return Err(StoreError::Corrupt {
+            path: wal_dir,
+            offset: 0,
+            reason: "the log is of the first format (no hash chain yet): start `mimamori serve` once to migrate it, then verify".into(),
+        });
+    }
     report.num_segments = segments(&wal_dir)?.len();
     let mut indexed = index_digests(data_dir, &mut report);
     indexed.sort_unstable();
@@ -245,7 +253,21 @@ pub fn verify(
                 Some(report.checkpoint.seq),
                 "the signature of the index's last commit does not hold for the configured key: the record of the log's head was changed".into(),
             ),
+            None if report.checkpoint.seq > 0 => report.find(
+                FindingKind::BadSignature,
+                Some(report.checkpoint.seq),
+                "a chain key is configured but the index's last commit is not signed: the index was rebuilt or replaced without the key".into(),
+            ),
             None => {}
+        }
+        if let Some(anchor) = &anchor
+            && !crate::retention::anchor_signature_holds(anchor, key)
+        {
+            report.find(
+                FindingKind::BadSignature,
+                Some(anchor.first_seq),
+                format!("wal/retained.json (the log begins at record {}) is not signed with the configured key: records before it may have been removed by hand", anchor.first_seq),
+            );
         }
     }
     Ok(report)
@@ -254,7 +276,8 @@ pub fn verify(
 /// (seq, digest of the stored event) of every event in the index.
 fn index_digests(data_dir: &Path, report: &mut VerifyReport) -> Vec<(u64, Digest16)> {
     let mut out = Vec::new();
-    let result = (|| -> Result<(), StoreError> {
+    // Tantivy may panic on damaged bytes that pass its checks: that is a finding, not a crash.
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), StoreError> {
         let index = open_index(&data_dir.join("index"), false)?;
         report.checkpoint = checkpoint(&index)?;
         if report.checkpoint.format != 0 && report.checkpoint.format < INDEX_FORMAT {
@@ -264,6 +287,12 @@ fn index_digests(data_dir: &Path, report: &mut VerifyReport) -> Vec<(u64, Digest
                 "the index is of the first format and cannot be compared with the log; run `mimamori reindex`".into(),
             );
             return Ok(());
+        }
+        let damaged = crate::index::damaged_files(&index)?;
+        if !damaged.is_empty() {
+            return Err(StoreError::IndexUnreadable {
+                reason: format!("files fail their checksums: {}", damaged.join(", ")),
+            });
         }
         let schema = EventSchema::new();
         let reader = index.reader()?;
@@ -283,7 +312,12 @@ fn index_digests(data_dir: &Path, report: &mut VerifyReport) -> Vec<(u64, Digest
         }
         report.num_index_events = out.len() as u64;
         Ok(())
-    })();
+    }))
+    .unwrap_or_else(|_| {
+        Err(StoreError::IndexUnreadable {
+            reason: "reading a stored event failed".into(),
+        })
+    });
     if let Err(e) = result {
         report.find(
             FindingKind::IndexUnreadable,

@@ -14,7 +14,7 @@ use super::{WalWriter, segments};
 use crate::error::StoreError;
 
 /// Whether `wal_dir` holds first-format segments.
-fn is_v1(wal_dir: &Path) -> Result<bool, StoreError> {
+pub(crate) fn is_v1(wal_dir: &Path) -> Result<bool, StoreError> {
     for (_, path) in segments(wal_dir)? {
         let head = read_head(&path)?;
         if head.is_empty() {

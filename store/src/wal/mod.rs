@@ -17,7 +17,7 @@ mod writer;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub(crate) use self::migrate::migrate_v1;
+pub(crate) use self::migrate::{is_v1, migrate_v1};
 pub use self::reader::{WalDamage, WalRead, WalReader};
 pub(crate) use self::writer::WalWriter;
 use crate::error::StoreError;

@@ -203,6 +203,15 @@ impl WalReader {
         let path = path.clone();
         self.cursor = None;
         let damage = self.damage.take();
+        // Records removed by retention while this reader was on them are not damage.
+        let retained_from = crate::retention::anchor(&self.dir)
+            .ok()
+            .flatten()
+            .map_or(0, |a| a.first_seq);
+        if damage.is_none() && first <= retained_from {
+            self.next_seq = first.max(self.next_seq);
+            return Ok(None);
+        }
         if first > self.next_seq || damage.is_some() {
             let (at, reason) = damage.unwrap_or((offset, "segment ends early"));
             let report = WalDamage {
