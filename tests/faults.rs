@@ -130,13 +130,11 @@ fn an_oversized_record_is_cut_to_fit_and_collection_goes_on() {
     assert!(server.metric("mimamori_events_cut_to_fit_total") >= 2.0);
 }
 
-#[test]
-fn a_full_disk_refuses_then_recovers_and_every_acknowledged_event_survives() {
-    let mut server = with_storage("", INGEST);
-    let data = server.data_dir();
+/// Mounts a tmpfs of `size` on `dir` (the test needs root); unmounted when the guard drops.
+fn small_filesystem(dir: &Path, size: &str) -> impl Drop {
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
-        .arg(&data)
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
         .status()
         .unwrap();
     assert!(
@@ -149,7 +147,64 @@ fn a_full_disk_refuses_then_recovers_and_every_acknowledged_event_survives() {
             let _ = Command::new("umount").arg("-l").arg(&self.0).status();
         }
     }
-    let _unmount = Unmount(data.clone());
+    Unmount(dir.to_owned())
+}
+
+#[test]
+fn sigterm_stops_a_server_whose_disk_is_full_while_syslog_waits() {
+    let mut server = with_storage("", "");
+    let data = server.data_dir();
+    let _unmount = small_filesystem(&data, "16m");
+    server.spawn();
+    let (tcp, tok) = (server.tcp, token());
+    let sender = std::thread::spawn(move || {
+        let Ok(mut s) = TcpStream::connect(tcp) else {
+            return;
+        };
+        for i in 0..40_000 {
+            let line = format!(
+                "<13>1 2026-11-24T10:00:00Z h app - - - {tok}-{i} {}\n",
+                "h".repeat(2000)
+            );
+            if s.write_all(line.as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.metric("mimamori_storage_refusing") < 1.0 {
+        assert!(Instant::now() < deadline, "the disk never filled");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2)); // syslog held, the channel backing up
+    let mut child = server.child.take().unwrap();
+    Command::new("kill")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("SIGTERM did not stop the server: {}", server.log());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sender.join().unwrap();
+    assert!(
+        server
+            .log()
+            .contains("unacknowledged syslog events were not written"),
+        "the loss of held syslog is said: {}",
+        server.log()
+    );
+}
+
+#[test]
+fn a_full_disk_refuses_then_recovers_and_every_acknowledged_event_survives() {
+    let mut server = with_storage("", INGEST);
+    let data = server.data_dir();
+    let _unmount = small_filesystem(&data, "24m");
     server.spawn();
     let tok = token();
     let mut acked: Vec<String> = Vec::new();

@@ -53,6 +53,7 @@ impl Indexer {
     pub fn run(mut self) -> Result<(), StoreError> {
         let _guard = self.health.guard(STAGE);
         self.health.running(STAGE);
+        let mut tried_after_close = false;
         loop {
             match self.follow() {
                 Ok(()) => {
@@ -71,6 +72,15 @@ impl Indexer {
                     drop(self.writer.take());
                     let backoff = RETRY * self.failures.min(3);
                     let (_, closed) = self.durable.wait_beyond(u64::MAX, u64::MAX, backoff);
+                    if closed && tried_after_close {
+                        // Stopping, and the disk still refuses: the next start replays the rest.
+                        warn!(
+                            "stopping with the index behind the log; the next start replays the difference"
+                        );
+                        self.health.stopped(STAGE);
+                        return Ok(());
+                    }
+                    tried_after_close |= closed;
                     match self
                         .index
                         .writer_with_num_threads(self.threads, self.memory_budget)
