@@ -95,8 +95,7 @@ impl Appender {
             let mut group: Vec<Batch> = Vec::new();
             if let Some(reason) = &refusing {
                 closed |= self.wait_refusing(&mut held, reason);
-                group.extend(held.drain(..));
-                if group.is_empty() {
+                if held.is_empty() {
                     if closed {
                         break;
                     }
@@ -106,6 +105,18 @@ impl Appender {
                         Err(e) => refusing = Some(e.to_string()),
                     }
                     continue;
+                }
+            }
+            if !held.is_empty() {
+                // Held batches first, in order, a group's worth at a time (a group is what the
+                // free-space check leaves room for).
+                let mut num_events = 0;
+                while let Some(batch) = held.front() {
+                    if num_events > 0 && num_events + batch.events.len() > MAX_GROUP_EVENTS {
+                        break;
+                    }
+                    num_events += batch.events.len();
+                    group.extend(held.pop_front());
                 }
             } else {
                 let Some(first) = self.events_rx.blocking_recv() else {
@@ -132,7 +143,7 @@ impl Appender {
                 }
                 Err(e) => {
                     let reason = e.to_string();
-                    if refusing.as_deref() != Some(reason.as_str()) {
+                    if refusing.is_none() {
                         error!(error = %reason, "the write-ahead log refuses new data; acknowledged senders get an error, syslog is held and slowed until writes succeed");
                     }
                     if !matches!(e, StoreError::LowSpace { .. }) {
@@ -144,8 +155,13 @@ impl Appender {
                     self.health.degraded(STAGE, &reason);
                     self.durable.set_refusing(Some(reason.clone()));
                     self.metrics.storage_refusing.set(1);
+                    // Unacknowledged batches go back to the front, in order.
+                    let mut kept = VecDeque::new();
                     for batch in group {
-                        self.hold_or_refuse(batch, &mut held, &reason);
+                        self.hold_or_refuse(batch, &mut kept, &reason);
+                    }
+                    while let Some(batch) = kept.pop_back() {
+                        held.push_front(batch);
                     }
                     refusing = Some(reason);
                     if closed {
