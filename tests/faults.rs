@@ -251,6 +251,18 @@ fn a_full_disk_refuses_then_recovers_and_every_acknowledged_event_survives() {
         }
     };
     assert!(after, "ingest did not resume: {}", server.log());
+    // The refusal was an alert too (stored once the alert database had room again).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = server.cli(&["alerts", "--json"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("\"rule\":\"storage\"") {
+            assert!(text.contains("空き容量"), "said in Japanese first: {text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no storage alert: {text}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     server.stop();
     server.spawn();
     let hits = server.wait_for(&tok, acked.len() + 1);
