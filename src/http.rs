@@ -214,6 +214,8 @@ async fn search(
     Ok(Json(json!({
         "total": results.total,
         "returned": results.events.len(),
+        // Matches whose stored event a damaged index file made unreadable (run verify).
+        "unreadable": results.unreadable,
         "took_ms": started.elapsed().as_secs_f64() * 1000.0,
         "events": results.events.iter().map(|e| event_json(e, original)).collect::<Vec<_>>(),
     })))

@@ -382,5 +382,11 @@ pub fn search(
             checked.timezone
         );
     }
+    if results.unreadable > 0 {
+        eprintln!(
+            "mimamori: {} matching events could not be read from a damaged index file; run `mimamori verify`, then `mimamori reindex`",
+            results.unreadable
+        );
+    }
     Ok(())
 }

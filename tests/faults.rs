@@ -26,6 +26,17 @@ fn with_storage(extra_storage: &str, extra_http: &str) -> Server {
     server
 }
 
+/// Sends one syslog line with a fresh token and waits until it is searchable; the token.
+fn stored_marker(server: &Server) -> String {
+    let tok = token();
+    send_tcp(
+        server,
+        &[format!("<13>1 2026-11-24T10:00:00Z host app - - - {tok}")],
+    );
+    assert_eq!(server.wait_for(&tok, 1).len(), 1, "{}", server.log());
+    tok
+}
+
 fn send_tcp(server: &Server, lines: &[String]) {
     let mut s = TcpStream::connect(server.tcp).unwrap();
     for line in lines {
@@ -428,12 +439,7 @@ fn fix_crc(record: &mut [u8]) {
 #[test]
 fn an_unreadable_index_is_refused_with_the_way_out_or_rebuilt_when_allowed() {
     let mut server = Server::start("");
-    let tok = token();
-    send_tcp(
-        &server,
-        &[format!("<13>1 2026-11-24T10:00:00Z host app - - - {tok}")],
-    );
-    assert_eq!(server.wait_for(&tok, 1).len(), 1);
+    let tok = stored_marker(&server);
     server.stop();
     std::fs::write(
         server.data_dir().join("index").join("meta.json"),
@@ -470,12 +476,7 @@ fn a_data_directory_of_the_previous_release_opens_and_verifies() {
     server.spawn();
     let hits = server.wait_for("fixture-v1", 5);
     assert_eq!(hits.len(), 5, "{}", server.log());
-    let tok = token();
-    send_tcp(
-        &server,
-        &[format!("<13>1 2026-11-24T10:00:00Z host app - - - {tok}")],
-    );
-    assert_eq!(server.wait_for(&tok, 1).len(), 1);
+    stored_marker(&server); // new events flow after the migration
     server.stop();
     let out = server.cli(&["verify"]);
     assert!(

@@ -56,12 +56,17 @@ pub fn from_hex(text: &str) -> Option<Chain> {
     Some(out)
 }
 
-pub fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
+/// A segment's header: `magic` (plain or sealed), this build's version, the first seq.
+pub fn header_with(magic: &[u8; 6], first_seq: u64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
     let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
-    header[0..6].copy_from_slice(SEGMENT_MAGIC);
+    header[0..6].copy_from_slice(magic);
     header[6..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     header[8..16].copy_from_slice(&first_seq.to_le_bytes());
     header
+}
+
+pub fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
+    header_with(SEGMENT_MAGIC, first_seq)
 }
 
 /// What the first bytes of a segment say.
@@ -78,23 +83,23 @@ pub enum SegmentKind {
 }
 
 pub fn segment_kind(head: &[u8]) -> SegmentKind {
-    if head.len() >= SEGMENT_HEADER_BYTES as usize && &head[0..6] == SEGMENT_MAGIC {
-        let version = u16::from_le_bytes([head[6], head[7]]);
-        if version > FORMAT_VERSION {
-            return SegmentKind::Newer(version);
-        }
-        let first = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
-        return SegmentKind::Current(first);
+    if head.len() < SEGMENT_HEADER_BYTES as usize {
+        return SegmentKind::V1;
     }
-    if head.len() >= SEGMENT_HEADER_BYTES as usize && &head[0..6] == super::sealed::SEALED_MAGIC {
-        let version = u16::from_le_bytes([head[6], head[7]]);
-        if version > FORMAT_VERSION {
-            return SegmentKind::Newer(version);
-        }
-        let first = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
-        return SegmentKind::Sealed(first);
+    let sealed = &head[0..6] == super::sealed::SEALED_MAGIC;
+    if &head[0..6] != SEGMENT_MAGIC && !sealed {
+        return SegmentKind::V1;
     }
-    SegmentKind::V1
+    let version = u16::from_le_bytes([head[6], head[7]]);
+    if version > FORMAT_VERSION {
+        return SegmentKind::Newer(version);
+    }
+    let first = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
+    if sealed {
+        SegmentKind::Sealed(first)
+    } else {
+        SegmentKind::Current(first)
+    }
 }
 
 /// The first bytes of a segment file (fewer when the file is shorter), for [`segment_kind`].

@@ -88,7 +88,7 @@ pub(crate) fn disk_bytes(dir: &Path) -> Result<u64, StoreError> {
 /// Copies the bytes of `segment` from `from` on into `<dir>/quarantine/` before they are cut,
 /// so nothing is destroyed that a person may want to look at.
 fn quarantine(dir: &Path, segment: &Path, from: u64) -> Result<PathBuf, StoreError> {
-    use std::io::{Read, Seek, SeekFrom};
+    use std::io::{Seek, SeekFrom};
     let target_dir = dir.join("quarantine");
     fs::create_dir_all(&target_dir)?;
     let name = format!(
@@ -103,7 +103,7 @@ fn quarantine(dir: &Path, segment: &Path, from: u64) -> Result<PathBuf, StoreErr
     let mut source = fs::File::open(segment)?;
     source.seek(SeekFrom::Start(from))?;
     let mut out = fs::File::create(&target)?;
-    std::io::copy(&mut (&mut source).take(u64::MAX), &mut out)?;
+    std::io::copy(&mut source, &mut out)?;
     out.sync_all()?;
     fs::File::open(&target_dir)?.sync_all()?;
     Ok(target)

@@ -14,9 +14,7 @@ use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::cursor::{Found, SegmentCursor};
-use super::format::{
-    FORMAT_VERSION, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, find_sync_of, parse_header,
-};
+use super::format::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, find_sync_of, parse_header};
 use crate::error::StoreError;
 
 pub const SEALED_MAGIC: &[u8; 6] = b"MMRWLZ";
@@ -29,11 +27,7 @@ const MAX_BLOCK_BYTES: usize = 4 << 20;
 const LEVEL: i32 = 3;
 
 pub fn sealed_header(first_seq: u64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
-    let mut header = [0u8; SEGMENT_HEADER_BYTES as usize];
-    header[0..6].copy_from_slice(SEALED_MAGIC);
-    header[6..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    header[8..16].copy_from_slice(&first_seq.to_le_bytes());
-    header
+    super::format::header_with(SEALED_MAGIC, first_seq)
 }
 
 /// Reads the records of a compressed segment, block by block.
