@@ -274,6 +274,7 @@ pub fn test(
             ingest::import::Item::Reject { location, reason } => {
                 rejects.push(format!("{location}: {reason}"))
             }
+            ingest::import::Item::Filtered { .. } => {}
         })
         .map_err(Failure::Usage)?;
     if let Err(e) = read.result {

@@ -210,10 +210,11 @@ pub struct EhrConfig {
     /// (the service fills in the clinic's).
     pub timezone: Option<String>,
     /// More header names (CSV) or keys (JSON lines) per field, tried before the built-in ones:
-    /// `timestamp`, `user`, `user_name`, `role`, `host`, `ip`, `patient`, `action`, `count`,
-    /// `outcome`, `category`, `record_id`, `site`, `message`.
+    /// `timestamp`, `date`, `time`, `user`, `user_name`, `role`, `host`, `ip`, `patient`,
+    /// `action`, `count`, `outcome`, `category`, `record_id`, `site`, `message`.
     pub columns: BTreeMap<String, Vec<String>>,
     /// More operation words and the normalized action each means (`"カルテ閲覧" =
-    /// "record.view"`), tried before the built-in ones.
+    /// "record.view"`), optionally with the record kind they name (`"予約確認" =
+    /// "record.view:appointments"`), tried before the built-in ones.
     pub actions: BTreeMap<String, String>,
 }

@@ -20,6 +20,9 @@ use crate::normalize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Field {
     Timestamp,
+    /// A date alone, joined with [`Field::Time`] (`日付` + `時刻`).
+    Date,
+    Time,
     User,
     UserName,
     Role,
@@ -43,10 +46,8 @@ const FIELDS: &[(Field, &str, &[&str])] = &[
         &[
             "timestamp",
             "@timestamp",
-            "time",
             "datetime",
             "date_time",
-            "date",
             "event_time",
             "日時",
             "日付時刻",
@@ -55,6 +56,34 @@ const FIELDS: &[(Field, &str, &[&str])] = &[
             "記録日時",
             "発生日時",
             "タイムスタンプ",
+        ],
+    ),
+    (
+        Field::Date,
+        "date",
+        &[
+            "date",
+            "event_date",
+            "日付",
+            "操作日",
+            "年月日",
+            "アクセス日",
+            "記録日",
+            "発生日",
+        ],
+    ),
+    (
+        Field::Time,
+        "time",
+        &[
+            "time",
+            "event_time_of_day",
+            "時刻",
+            "時間",
+            "操作時刻",
+            "アクセス時刻",
+            "記録時刻",
+            "発生時刻",
         ],
     ),
     (
@@ -338,7 +367,8 @@ const CATEGORIES: &[(&str, &[&str])] = &[
 #[derive(Debug, Clone)]
 pub struct EhrMapping {
     names: BTreeMap<Field, Vec<String>>,
-    actions: Vec<(String, String)>,
+    /// Operation word, its action and, when the mapping says one, its record kind.
+    actions: Vec<(String, String, Option<String>)>,
     pub zone: Tz,
 }
 
@@ -381,19 +411,33 @@ impl EhrMapping {
             ));
         }
         let mut actions = Vec::new();
-        for (word, action) in &config.actions {
-            if !VOCABULARY.contains(&action.as_str()) {
+        for (word, value) in &config.actions {
+            let (action, kind) = match value.split_once(':') {
+                Some((a, k)) => (a.trim(), Some(k.trim())),
+                None => (value.trim(), None),
+            };
+            let known_kind = kind.is_none_or(|k| CATEGORIES.iter().any(|(c, _)| *c == k));
+            if !VOCABULARY.contains(&action) || !known_kind {
+                let kinds: Vec<&str> = CATEGORIES.iter().map(|(c, _)| *c).collect();
                 return Err((
                     format!("actions.\"{word}\""),
-                    format!("one of {}", VOCABULARY.join(", ")),
+                    format!(
+                        "one of {}, optionally followed by `:` and a record kind ({})",
+                        VOCABULARY.join(", "),
+                        kinds.join(", ")
+                    ),
                 ));
             }
-            actions.push((word.to_lowercase(), action.clone()));
+            actions.push((
+                word.to_lowercase(),
+                action.to_owned(),
+                kind.map(str::to_owned),
+            ));
         }
         actions.extend(
             ACTIONS
                 .iter()
-                .map(|(w, a)| ((*w).to_owned(), (*a).to_owned())),
+                .map(|(w, a)| ((*w).to_owned(), (*a).to_owned(), None)),
         );
         Ok(EhrMapping {
             names,
@@ -423,10 +467,10 @@ impl EhrMapping {
 
     pub fn action(&self, word: &str, outcome: Outcome) -> String {
         let lower = word.to_lowercase();
-        if let Some((_, action)) = self
+        if let Some((_, action, _)) = self
             .actions
             .iter()
-            .find(|(w, _)| lower.contains(w.as_str()))
+            .find(|(w, _, _)| lower.contains(w.as_str()))
         {
             if action == "login" && outcome == Outcome::Failure {
                 return "login_failed".to_owned();
@@ -434,6 +478,17 @@ impl EhrMapping {
             return action.clone();
         }
         normalize::action(word, outcome).to_owned()
+    }
+
+    /// The record kind an operation word (`予約参照`, `処方登録`) or a message names, when the
+    /// export has no kind column: the mapping's own `action:kind` first, then the kind words.
+    pub fn kind_in(&self, text: &str) -> Option<String> {
+        let lower = text.to_lowercase();
+        self.actions
+            .iter()
+            .find(|(w, _, _)| lower.contains(w.as_str()))
+            .and_then(|(_, _, kind)| kind.clone())
+            .or_else(|| known_category(text).map(str::to_owned))
     }
 
     /// Builds an event from whatever fields the record has. Fails without a readable time.
@@ -446,12 +501,20 @@ impl EhrMapping {
         ingested: DateTime<Utc>,
     ) -> Result<Event, String> {
         let mut event = Event::new(source_key, dataset, original, ingested);
-        let raw_time = get(Field::Timestamp).ok_or_else(|| {
-            format!(
-                "no time: the record needs a field named one of {}",
-                self.names_of(Field::Timestamp)
-            )
-        })?;
+        // One date-time field, or a date and a time in two (either alone may hold both).
+        let raw_time = get(Field::Timestamp)
+            .or_else(|| match (get(Field::Date), get(Field::Time)) {
+                (Some(d), Some(t)) => Some(format!("{d} {t}")),
+                (d, t) => d.or(t),
+            })
+            .ok_or_else(|| {
+                format!(
+                    "no time: the record needs a field named one of {} (or a date and a time: {} + {})",
+                    self.names_of(Field::Timestamp),
+                    self.names_of(Field::Date),
+                    self.names_of(Field::Time)
+                )
+            })?;
         event.timestamp = parse_local_time(&raw_time, self.zone)
             .ok_or_else(|| format!("timestamp {raw_time:?} is not a date and time this reads (2026/11/24 09:15:02, 2026-11-24T09:15:02+09:00, ...)"))?;
         event.user = get(Field::User);
@@ -476,9 +539,18 @@ impl EhrMapping {
             }
             event.code = Some(code);
         }
+        let message = get(Field::Message);
         if let Some(c) = get(Field::Category) {
             event.category = Some(category(&c));
             event.labels.insert("record.category_original".into(), c);
+        } else if event.action.starts_with("record.") {
+            // No kind column: the kind is part of the operation word (`予約参照`), or, for
+            // JSON lines, said in the message.
+            event.category = event
+                .code
+                .as_deref()
+                .and_then(|code| self.kind_in(code))
+                .or_else(|| message.as_deref().and_then(|m| self.kind_in(m)));
         }
         if let Some(name) = get(Field::UserName) {
             event.labels.insert("user.full_name".into(), name);
@@ -486,18 +558,23 @@ impl EhrMapping {
         if let Some(id) = get(Field::RecordId) {
             event.labels.insert("record.id".into(), id);
         }
-        event.message = summary(&event, get(Field::Message));
+        event.message = summary(&event, message);
         Ok(event)
     }
 }
 
 /// `参照` → `record.view` etc. are actions; this is the record kind.
 pub fn category(word: &str) -> String {
+    known_category(word).map_or_else(|| word.to_lowercase().trim().to_owned(), str::to_owned)
+}
+
+/// The record kind a word names, if it names one of the known kinds.
+fn known_category(word: &str) -> Option<&'static str> {
     let lower = word.to_lowercase();
     CATEGORIES
         .iter()
         .find(|(_, words)| words.iter().any(|w| lower.contains(w)))
-        .map_or_else(|| lower.trim().to_owned(), |(c, _)| (*c).to_owned())
+        .map(|(c, _)| *c)
 }
 
 pub fn outcome(word: &str) -> Outcome {
@@ -528,6 +605,7 @@ const LOCAL_LAYOUTS: &[&str] = &[
     "%Y年%m月%d日 %H:%M:%S",
     "%Y年%m月%d日 %H:%M",
     "%Y%m%d %H:%M:%S",
+    "%Y%m%d %H%M%S",
     "%Y%m%d%H%M%S",
 ];
 

@@ -135,9 +135,12 @@ pub fn detect(head: &[u8], name: &str, mapping: &EhrMapping) -> Result<Format, S
     let first_line = text.lines().next().unwrap_or("");
     let header_like = |sep: char| {
         first_line.contains(sep)
-            && first_line
-                .split(sep)
-                .any(|h| mapping.field_of(h.trim_matches('"')) == Some(ehr::Field::Timestamp))
+            && first_line.split(sep).any(|h| {
+                matches!(
+                    mapping.field_of(h.trim_matches('"')),
+                    Some(ehr::Field::Timestamp | ehr::Field::Date)
+                )
+            })
     };
     if name.ends_with(".csv") || name.ends_with(".tsv") || header_like(',') || header_like('\t') {
         return Ok(Format::EhrCsv);
@@ -166,6 +169,10 @@ pub enum Item {
     Reject {
         location: String,
         reason: String,
+    },
+    /// A record read and left out on purpose (a Bundle's Provenance): counted, not stored.
+    Filtered {
+        reason: &'static str,
     },
 }
 
@@ -394,7 +401,8 @@ impl Parsers {
                 Ok(element) => {
                     let location = format!("line {}", element.line);
                     let parsed = if format == Format::Atna {
-                        ehr::atna::event(&element.text, "atna", received).map(|e| (e, None))
+                        ehr::atna::event(&element.text, "atna", received, self.ehr.zone)
+                            .map(|e| (e, None))
                     } else {
                         windows::xml::parse_event(&element.text).map(|record| {
                             let sequence = record.record_id.map(|n| (record.sequence_source(), n));
@@ -432,7 +440,7 @@ impl Parsers {
         received: DateTime<Utc>,
         sink: &mut dyn FnMut(Item),
     ) -> Result<(), String> {
-        let rows = CsvRows::new(LineLimit::new(input), &self.ehr, "ehr-csv", received)?;
+        let rows = CsvRows::new(input, &self.ehr, "ehr-csv", received)?;
         for row in rows {
             match row {
                 Ok((line, event)) => {
@@ -557,7 +565,12 @@ impl Parsers {
         };
         match kind {
             Format::Fhir => match ehr::fhir::audit_events(v) {
-                Ok(resources) => {
+                Ok((resources, others)) => {
+                    for _ in 0..others {
+                        sink(Item::Filtered {
+                            reason: "fhir_resource_type",
+                        });
+                    }
                     let many = resources.len() > 1;
                     for (i, r) in resources.into_iter().enumerate() {
                         let location = if many {
@@ -762,39 +775,6 @@ fn windows_sequence(event: &Event) -> Option<(String, u64)> {
         format!("{}/{channel}", event.host.as_deref().unwrap_or("-")),
         n,
     ))
-}
-
-/// Fails a read once a line (between newlines) grows past [`MAX_RECORD_BYTES`], so a CSV with
-/// no line breaks cannot fill memory.
-pub struct LineLimit<R> {
-    inner: R,
-    run: usize,
-}
-
-impl<R> LineLimit<R> {
-    pub fn new(inner: R) -> LineLimit<R> {
-        LineLimit { inner, run: 0 }
-    }
-}
-
-impl<R: Read> Read for LineLimit<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        for &b in &buf[..n] {
-            if b == b'\n' {
-                self.run = 0;
-            } else {
-                self.run += 1;
-            }
-        }
-        if self.run > MAX_RECORD_BYTES {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("a line longer than {MAX_RECORD_BYTES} bytes"),
-            ));
-        }
-        Ok(n)
-    }
 }
 
 /// A rejected record, where it was and why.
@@ -1073,6 +1053,10 @@ impl<'a> Session<'a> {
         }
         match item {
             Item::Reject { location, reason } => self.reject(location, reason),
+            Item::Filtered { reason } => {
+                self.report.read += 1;
+                self.count_filtered(reason);
+            }
             Item::Record {
                 mut event,
                 sequence,
@@ -1089,17 +1073,21 @@ impl<'a> Session<'a> {
                         .map_or(event.timestamp, |t| t.max(event.timestamp)),
                 );
                 if let Some(reason) = self.importer.parsers.filter.reason(&event) {
-                    *self.report.filtered.entry(reason.to_owned()).or_default() += 1;
-                    self.importer
-                        .metrics
-                        .filtered
-                        .with_label_values(&[reason])
-                        .inc();
+                    self.count_filtered(reason);
                     return;
                 }
                 self.keep(event);
             }
         }
+    }
+
+    fn count_filtered(&mut self, reason: &'static str) {
+        *self.report.filtered.entry(reason.to_owned()).or_default() += 1;
+        self.importer
+            .metrics
+            .filtered
+            .with_label_values(&[reason])
+            .inc();
     }
 
     fn keep(&mut self, event: Event) {
@@ -1225,5 +1213,7 @@ impl<'a> Session<'a> {
 
 use std::io::Write as _;
 
+#[cfg(test)]
+mod export_tests;
 #[cfg(test)]
 mod tests;

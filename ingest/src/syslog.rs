@@ -107,9 +107,14 @@ impl SyslogParser {
             _ => false,
         };
         if snare {
-            event = self.snare(event, text, origin, received, zone);
+            // Snare's own time has no zone: an RFC 5424 header's offset says which one the
+            // sender writes in (NXLog in UTC); only without one is it the source's zone.
+            event = match rfc5424_offset(text, &event) {
+                Some(offset) => self.snare(event, text, origin, received, &offset),
+                None => self.snare(event, text, origin, received, &zone),
+            };
         } else if atna {
-            event = self.atna(event, origin, received);
+            event = self.atna(event, origin, received, zone);
         }
         if let Some(r) = rule {
             event
@@ -119,13 +124,13 @@ impl SyslogParser {
         event
     }
 
-    fn snare(
+    fn snare<Z: TimeZone>(
         &self,
         syslog: Event,
         text: &str,
         origin: &Origin,
         received: DateTime<Utc>,
-        zone: Tz,
+        zone: &Z,
     ) -> Event {
         match windows::snare::parse(text, zone) {
             Ok(record) => {
@@ -150,12 +155,17 @@ impl SyslogParser {
         }
     }
 
-    fn atna(&self, mut syslog: Event, origin: &Origin, received: DateTime<Utc>) -> Event {
+    fn atna(&self, mut syslog: Event, origin: &Origin, received: DateTime<Utc>, zone: Tz) -> Event {
         let Some(start) = syslog.message.find("<AuditMessage") else {
             syslog.tags.push(ATNA_FAILURE_TAG.to_owned());
             return syslog;
         };
-        match atna::event(&syslog.message[start..], &origin.source_key(), received) {
+        match atna::event(
+            &syslog.message[start..],
+            &origin.source_key(),
+            received,
+            zone,
+        ) {
             Ok(mut event) => {
                 event.original = syslog.original;
                 event.id = syslog.id;
@@ -200,6 +210,18 @@ impl SyslogParser {
         }
         event
     }
+}
+
+/// The offset of an RFC 5424 header's time (`<14>1 2026-11-24T07:01:00Z ...`), if the line
+/// is RFC 5424 and its time is given.
+fn rfc5424_offset(text: &str, event: &Event) -> Option<FixedOffset> {
+    if !event.labels.contains_key("syslog.version") {
+        return None;
+    }
+    let stamp = text.split_ascii_whitespace().nth(1)?;
+    DateTime::parse_from_rfc3339(stamp)
+        .ok()
+        .map(|t| *t.offset())
 }
 
 /// syslog_loose accepts almost anything as RFC 3164 (no PRI, no timestamp); without a PRI or a

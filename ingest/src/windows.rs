@@ -25,6 +25,9 @@ pub struct WinRecord {
     pub audit: Option<Outcome>,
     /// EventData / UserData name-value pairs, in source order; at most [`MAX_DATA_FIELDS`].
     pub data: Vec<(String, String)>,
+    /// The rendered description where the source sends it (Snare): kept in the message of
+    /// events with no mapping, so what it says stays searchable.
+    pub description: Option<String>,
 }
 
 impl WinRecord {
@@ -117,6 +120,10 @@ fn meaning(event_id: u32, channel: &str) -> Option<Meaning> {
     match event_id {
         4624 => m("login", Target, Success),
         4625 => m("login_failed", Target, Failure),
+        // The domain controller's record of logins: Kerberos TGT and service tickets, failed
+        // pre-authentication, NTLM credential validation. A failure code makes them failures.
+        4768 | 4769 | 4776 => m("login", Target, Success),
+        4771 => m("login_failed", Target, Failure),
         4634 | 4647 => m("logout", Target, Success),
         4648 => m("explicit_credentials", Subject, Success),
         4672 => m("privileged_logon", Subject, Success),
@@ -143,6 +150,43 @@ fn meaning(event_id: u32, channel: &str) -> Option<Meaning> {
 
 /// Labels kept from the event data, beside the normalized fields.
 const MAX_LABELS: usize = 64;
+/// Description text kept in the message of an event with no mapping, at most.
+const MAX_DESCRIPTION_BYTES: usize = 2048;
+
+/// Why a login failed, from the status codes of 4625 (NTSTATUS), 4776 (NTSTATUS) and
+/// 4768/4769/4771 (Kerberos result codes).
+pub fn failure_reason(event_id: u32, code: &str) -> Option<&'static str> {
+    let code = code.trim().to_ascii_lowercase();
+    let code = code.trim_start_matches("0x");
+    let value = u32::from_str_radix(code, 16).ok()?;
+    if matches!(event_id, 4768 | 4769 | 4771) {
+        return Some(match value {
+            0x6 => "unknown_user",
+            0x12 => "account_locked_or_disabled",
+            0x17 => "password_expired",
+            0x18 => "bad_password",
+            0x25 => "clock_skew",
+            0xc => "policy_restriction",
+            0x0 => return None,
+            _ => "other",
+        });
+    }
+    Some(match value {
+        0xc000_0064 => "unknown_user",
+        0xc000_006a => "bad_password",
+        0xc000_006d => "bad_user_or_password",
+        0xc000_0234 => "account_locked",
+        0xc000_0072 => "account_disabled",
+        0xc000_0193 => "account_expired",
+        0xc000_0071 => "password_expired",
+        0xc000_0224 => "password_must_change",
+        0xc000_006f => "outside_logon_hours",
+        0xc000_0070 => "workstation_restriction",
+        0xc000_015b => "logon_type_not_granted",
+        0x0 => return None,
+        _ => "other",
+    })
+}
 
 /// Turns a Windows record into the normalized event. `original` is the record as it came.
 pub fn normalize(
@@ -187,11 +231,33 @@ pub fn normalize(
             ),
         },
     };
+    // `CLINIC\n003` and `n003@CLINIC.LOCAL` (4769) name the account `n003` in a domain.
+    let (user, domain) = match user {
+        Some(u) => match (u.split_once('\\'), u.split_once('@')) {
+            (Some((d, name)), _) if !name.is_empty() => (Some(name), Some(domain.unwrap_or(d))),
+            (None, Some((name, d))) if !name.is_empty() && !d.is_empty() => {
+                (Some(name), Some(domain.unwrap_or(d)))
+            }
+            _ => (Some(u), domain),
+        },
+        None => (None, domain),
+    };
     event.user = user.map(str::to_owned);
+    event.user_domain = domain.map(str::to_owned);
+    let status = record.first(&["Status", "SubStatus", "FailureCode"]);
+    // A 4625's SubStatus says more than its Status (which is often the generic 0xC000006D).
+    let reason = record
+        .get("SubStatus")
+        .and_then(|c| failure_reason(record.event_id, c))
+        .or_else(|| status.and_then(|c| failure_reason(record.event_id, c)));
+    let mapped = meaning.is_some();
     match meaning {
         Some(m) => {
             event.action = m.action.to_owned();
             event.outcome = record.audit.unwrap_or(m.outcome);
+            if matches!(record.event_id, 4768 | 4769 | 4776) && reason.is_some() {
+                event.outcome = Outcome::Failure;
+            }
             if m.action == "login" && event.outcome == Outcome::Failure {
                 event.action = "login_failed".to_owned();
             }
@@ -220,8 +286,8 @@ pub fn normalize(
     if let Some(id) = record.record_id {
         labels.push(("winlog.record_id".into(), id.to_string()));
     }
-    if let Some(d) = domain {
-        labels.push(("user.domain".into(), d.to_owned()));
+    if let Some(r) = reason.filter(|_| event.outcome == Outcome::Failure) {
+        labels.push(("event.reason".into(), r.to_owned()));
     }
     let logon_type = record.get("LogonType");
     if let Some(t) = logon_type {
@@ -251,6 +317,14 @@ pub fn normalize(
     }
     event.labels.extend(labels);
     event.message = summary(record, &event, domain, logon_type);
+    if !mapped && let Some(text) = record.description.as_deref() {
+        let mut end = text.len().min(MAX_DESCRIPTION_BYTES);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        event.message.push_str(": ");
+        event.message.push_str(text[..end].trim());
+    }
     event
 }
 
@@ -284,10 +358,14 @@ fn summary(record: &WinRecord, event: &Event, domain: Option<&str>, logon: Optio
     if let Some(ip) = &event.source_ip {
         write!(s, " from {ip}").ok();
     }
-    if let Some(w) = record.get("WorkstationName") {
+    if let Some(w) = record.first(&["WorkstationName", "Workstation"]) {
         write!(s, " workstation {w}").ok();
     }
+    if let Some(r) = event.labels.get("event.reason") {
+        write!(s, " reason {r}").ok();
+    }
     for key in [
+        "ServiceName",
         "MemberName",
         "TargetServerName",
         "ObjectName",

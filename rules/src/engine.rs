@@ -9,6 +9,7 @@ use store::{Event, Outcome};
 
 use crate::clinic::{Clinic, Closed, Invalid};
 use crate::filter::{FIELDS, Filter};
+use crate::spray::{SprayConfig, Sprays};
 use crate::{Alert, Severity};
 
 /// `[detections.off_hours_login]`
@@ -213,6 +214,7 @@ pub struct DetectionsConfig {
     pub concurrent_sessions: ConcurrentConfig,
     pub bulk_export: BulkConfig,
     pub login_failures: FailuresConfig,
+    pub password_spray: SprayConfig,
     pub new_workstation: NewWorkstationConfig,
     pub sensitive_records: SensitiveConfig,
     pub treatment_relationship: TreatmentConfig,
@@ -292,6 +294,7 @@ impl Default for DetectionsConfig {
             concurrent_sessions: ConcurrentConfig::default(),
             bulk_export: BulkConfig::default(),
             login_failures: FailuresConfig::default(),
+            password_spray: SprayConfig::default(),
             new_workstation: NewWorkstationConfig::default(),
             sensitive_records: SensitiveConfig::default(),
             treatment_relationship: TreatmentConfig::default(),
@@ -321,6 +324,12 @@ impl DetectionsConfig {
             return Err((
                 "detections.bulk_export.distinct_patients".into(),
                 "at least 1, with window_minutes at least 1".into(),
+            ));
+        }
+        if self.password_spray.accounts < 2 || self.password_spray.window_minutes == 0 {
+            return Err((
+                "detections.password_spray.accounts".into(),
+                "at least 2, with window_minutes at least 1".into(),
             ));
         }
         if self.concurrent_sessions.session_idle_minutes == 0 {
@@ -443,6 +452,7 @@ pub struct Engine {
     pub config: DetectionsConfig,
     pub appointments: Option<Appointments>,
     users: HashMap<String, UserState>,
+    sprays: Sprays,
     custom: Vec<(CustomRule, HashMap<String, Window>)>,
     /// When each account was last active (event time), for dormant accounts; saved by the
     /// caller across restarts (`last_active` / `remember_active`).
@@ -530,6 +540,7 @@ impl Engine {
             config,
             appointments: None,
             users: HashMap::new(),
+            sprays: Sprays::default(),
             custom: Vec::new(),
             last_active: HashMap::new(),
             changed_activity: Vec::new(),
@@ -771,6 +782,9 @@ impl Engine {
             return alerts;
         }
         alerts.extend(self.custom_rules(event));
+        if self.config.password_spray.enabled {
+            alerts.extend(self.spray(event));
+        }
         let Some(user) = event.user.as_deref().map(str::to_lowercase) else {
             return alerts;
         };
@@ -879,6 +893,34 @@ impl Engine {
                 .map_or(event.ingested, |l| l.max(event.ingested)),
         );
         out
+    }
+
+    /// Failed logins for many accounts from one address: the alert names the address, not a
+    /// person.
+    fn spray(&mut self, event: &Event) -> Option<Alert> {
+        let config = self.config.password_spray.clone();
+        let spray = self.sprays.observe(&config, event)?;
+        let shown: Vec<&str> = spray.accounts.iter().take(10).map(String::as_str).collect();
+        let more = spray.accounts.len().saturating_sub(shown.len());
+        let mut a = self.alert(
+            "password_spray",
+            config.severity,
+            event,
+            self.clinic.site_of(event).as_deref(),
+            format!(
+                "{} failed to log in as {} different accounts between {} and {} ({}{}): someone may be trying passwords across accounts",
+                spray.address,
+                spray.accounts.len(),
+                self.clinic.local(spray.first).format("%H:%M"),
+                self.clinic.local(event.timestamp).format("%H:%M on %Y-%m-%d"),
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() },
+            ),
+        );
+        a.user = None;
+        a.first_seen = spray.first;
+        a.evidence = spray.evidence;
+        Some(a)
     }
 
     fn is_person_login(event: &Event) -> bool {

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod filter;
 pub mod holidays;
 pub mod reorder;
+pub mod spray;
 #[cfg(test)]
 mod tests;
 

@@ -528,3 +528,49 @@ fn a_day_far_above_the_persons_own_baseline() {
         fired[0].explanation
     );
 }
+
+#[test]
+fn failed_logins_for_many_accounts_from_one_address_are_a_password_spray() {
+    let mut e = engine();
+    let failed = |minute: u32, user: &str, ip: &str| {
+        let mut f = ev(
+            &format!("2026-11-24T10:{minute:02}:00+09:00"),
+            user,
+            "login_failed",
+            ip,
+        );
+        f.outcome = Outcome::Failure;
+        f
+    };
+    let sprays = |alerts: Vec<crate::Alert>| -> Vec<crate::Alert> {
+        alerts
+            .into_iter()
+            .filter(|a| a.rule == "password_spray")
+            .collect()
+    };
+    // One person mistyping a dozen times is not a spray (login_failures covers that).
+    for minute in 0..12 {
+        assert!(sprays(e.process(&failed(minute, "n002", MAIN))).is_empty());
+    }
+    // Nine accounts from one address, and one more from another: below the threshold.
+    for i in 0..9 {
+        assert!(sprays(e.process(&failed(20 + i, &format!("user{i}"), ANNEX))).is_empty());
+    }
+    assert!(sprays(e.process(&failed(29, "user9", MAIN))).is_empty());
+    // The tenth account from the same address within ten minutes fires, naming the address.
+    let a = sprays(e.process(&failed(29, "user9", ANNEX)));
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].user, None);
+    assert_eq!(a[0].evidence.len(), 10);
+    says(
+        &a[0],
+        "10.10.2.20 failed to log in as 10 different accounts between 10:20 and 10:29",
+    );
+    // Once per window.
+    assert!(sprays(e.process(&failed(30, "user10", ANNEX))).is_empty());
+    // Spread over more than the window, the same accounts are not a spray.
+    let mut e = engine();
+    for i in 0..10 {
+        assert!(sprays(e.process(&failed(i * 5, &format!("user{i}"), ANNEX))).is_empty());
+    }
+}

@@ -54,6 +54,13 @@ pub struct Event {
     pub outcome: Outcome,
     #[serde(rename = "user.name", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The account's domain (`CLINIC`, `clinic.local`) where the source names one: Windows.
+    #[serde(
+        rename = "user.domain",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub user_domain: Option<String>,
     #[serde(rename = "user.roles", default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
     /// Where the person was (the client address), not the sender of the log line.
@@ -131,6 +138,7 @@ impl Event {
             code: None,
             outcome: Outcome::Unknown,
             user: None,
+            user_domain: None,
             roles: Vec::new(),
             source_ip: None,
             host: None,
@@ -192,6 +200,7 @@ impl Event {
         let optional = [
             &mut self.code,
             &mut self.user,
+            &mut self.user_domain,
             &mut self.source_ip,
             &mut self.host,
             &mut self.site,

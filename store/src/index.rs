@@ -62,9 +62,10 @@ pub(crate) fn open_index(dir: &Path, create: bool) -> Result<Index, StoreError> 
     Ok(index)
 }
 
-/// Whether the index has this build's schema (an index of the first format lacks `_seq`).
+/// Whether the index has this build's schema (an index of the first format lacks `_seq`, one
+/// of the second `user.domain`); an older one is rebuilt from the log.
 pub(crate) fn is_current_schema(index: &Index) -> bool {
-    index.schema().get_field("_seq").is_ok()
+    index.schema() == EventSchema::new().schema
 }
 
 /// Files of the index whose checksums fail (a damaged `.store` file and the like).
@@ -155,7 +156,10 @@ impl EventIndex {
             .collect();
         let mut parser = QueryParser::for_index(&self.index, fields);
         parser.set_conjunction_by_default();
-        parser.parse_query(text).map_err(|e| self.explain(text, e))
+        let rewritten = crate::query::accounts_as_typed(text);
+        parser
+            .parse_query(&rewritten)
+            .map_err(|e| self.explain(text, e))
     }
 
     fn explain(&self, text: &str, error: QueryParserError) -> StoreError {

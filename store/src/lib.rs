@@ -20,6 +20,7 @@ mod indexer;
 mod metrics;
 pub mod pattern;
 mod pipeline;
+mod query;
 mod reindex;
 mod retention;
 mod schema;

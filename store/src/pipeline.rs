@@ -316,8 +316,8 @@ fn open_checked_index(config: &StoreConfig) -> Result<tantivy::Index, StoreError
         Ok(index) if is_current_schema(&index) => return Ok(index),
         Ok(index) => {
             drop(index);
-            let aside = crate::reindex::move_aside(data_dir, "v1")?;
-            info!(old = %aside.display(), "the index is of the first format; rebuilding it from the write-ahead log (the old one is kept aside)");
+            let aside = crate::reindex::move_aside(data_dir, "old-format")?;
+            info!("the index is of an older format; rebuilding it from the write-ahead log");
             std::fs::remove_dir_all(&aside)?;
             open_index(&dir, true)?
         }

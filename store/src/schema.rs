@@ -28,6 +28,7 @@ pub const DEFAULT_FIELDS: &[&str] = &[
     "source.ip",
     "patient.id",
     "process.name",
+    "tags",
 ];
 
 /// Handles to every field, resolved once.
@@ -42,6 +43,7 @@ pub struct EventSchema {
     pub code: Field,
     pub outcome: Field,
     pub user: Field,
+    pub user_domain: Field,
     pub roles: Field,
     pub source_ip: Field,
     pub host: Field,
@@ -76,6 +78,7 @@ impl EventSchema {
         let code = kw("event.code");
         let outcome = kw("event.outcome");
         let user = kw("user.name");
+        let user_domain = kw("user.domain");
         let roles = kw("user.roles");
         let source_ip = kw("source.ip");
         let host = kw("host.name");
@@ -108,6 +111,7 @@ impl EventSchema {
             code,
             outcome,
             user,
+            user_domain,
             roles,
             source_ip,
             host,
@@ -159,6 +163,7 @@ impl EventSchema {
         let optional = [
             (self.code, &event.code),
             (self.user, &event.user),
+            (self.user_domain, &event.user_domain),
             (self.source_ip, &event.source_ip),
             (self.host, &event.host),
             (self.site, &event.site),

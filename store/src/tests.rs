@@ -72,11 +72,17 @@ fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
         ),
         event(2, "Suzuki", "login from reception", at(2)),
         event(3, "tanaka", "print prescription", at(3)),
+        {
+            let mut e = event(4, "n003", "4624 login", at(4));
+            e.user_domain = Some("CLINIC".into());
+            e.tags.push("syslog_parse_failure".into());
+            e
+        },
     ];
     let (batch, ack) = Batch::with_ack(events);
     store.sender().blocking_send(batch).unwrap();
-    assert_eq!(ack.blocking_recv().unwrap().unwrap(), 1..=3);
-    wait_for(store.index(), 3);
+    assert_eq!(ack.blocking_recv().unwrap().unwrap(), 1..=4);
+    wait_for(store.index(), 4);
     let index = store.index();
 
     let hits = search(index, "user.name:tanaka");
@@ -102,7 +108,18 @@ fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
     );
     assert_eq!(search(index, "P2").total, 1, "and the patient");
     assert_eq!(search(index, "tanaka print").total, 1, "words are ANDed");
-    assert_eq!(search(index, "*").total, 3);
+    assert_eq!(search(index, "*").total, 4);
+    // Windows accounts as people type them, the domain as a field, a bare tag word.
+    for query in [
+        r"CLINIC\n003",
+        "n003@clinic.local",
+        "n003",
+        r"user.name:CLINIC\n003",
+        "user.domain:clinic",
+        "syslog_parse_failure",
+    ] {
+        assert_eq!(search(index, query).total, 1, "{query}");
+    }
     let ranged = index
         .search(&SearchRequest {
             query: "tanaka".into(),
@@ -114,7 +131,7 @@ fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
     assert_eq!(ranged.total, 1);
     assert_eq!(
         search(index, "@timestamp:[2026-11-20T02:00:00Z TO *]").total,
-        2
+        3
     );
     store.shutdown().unwrap();
 }

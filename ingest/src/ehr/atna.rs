@@ -3,7 +3,8 @@
 //! happened; both spellings of a code are read (`code`/`displayName` and `csd-code`/
 //! `originalText`).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use store::{Event, Outcome};
 
 use super::fhir;
@@ -22,8 +23,17 @@ fn display(node: &Node) -> Option<&str> {
 /// Participant roles that are systems, not people: application, launcher, destination, source.
 const SYSTEM_ROLES: &[&str] = &["110150", "110151", "110152", "110153"];
 
-/// One `<AuditMessage>` element into an event.
-pub fn event(xml: &str, source_key: &str, ingested: DateTime<Utc>) -> Result<Event, String> {
+/// Tag of an event whose time had no zone and was read in the source's.
+pub const ZONE_ASSUMED_TAG: &str = "timezone_assumed";
+
+/// One `<AuditMessage>` element into an event. An `EventDateTime` without an offset (common in
+/// real audit repositories) is read in `zone` and the event tagged `timezone_assumed`.
+pub fn event(
+    xml: &str,
+    source_key: &str,
+    ingested: DateTime<Utc>,
+    zone: Tz,
+) -> Result<Event, String> {
     let root = parse_tree(xml)?;
     if root.name != "AuditMessage" {
         return Err(format!("expected <AuditMessage>, found <{}>", root.name));
@@ -35,9 +45,20 @@ pub fn event(xml: &str, source_key: &str, ingested: DateTime<Utc>) -> Result<Eve
     let when = id
         .attr("EventDateTime")
         .ok_or("EventIdentification has no EventDateTime")?;
-    event.timestamp = DateTime::parse_from_rfc3339(when)
-        .map_err(|_| format!("EventDateTime {when:?} is not an ISO 8601 date-time with a zone"))?
-        .with_timezone(&Utc);
+    event.timestamp = match DateTime::parse_from_rfc3339(when) {
+        Ok(t) => t.with_timezone(&Utc),
+        Err(_) => {
+            let local = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+                .iter()
+                .find_map(|layout| NaiveDateTime::parse_from_str(when.trim(), layout).ok())
+                .ok_or_else(|| format!("EventDateTime {when:?} is not an ISO 8601 date-time"))?;
+            event.tags.push(ZONE_ASSUMED_TAG.to_owned());
+            zone.from_local_datetime(&local)
+                .earliest()
+                .ok_or_else(|| format!("EventDateTime {when:?} does not exist in {zone}"))?
+                .with_timezone(&Utc)
+        }
+    };
     event.outcome = match id.attr("EventOutcomeIndicator") {
         Some("0") => Outcome::Success,
         Some("4" | "8" | "12") => Outcome::Failure,

@@ -1,7 +1,8 @@
 //! CSV exports with a header row. The encoding is UTF-8 (a BOM is skipped) or Shift_JIS/CP932,
 //! decided from the first 64 KiB; a row in the other encoding is still read (and tagged
 //! `encoding_mismatch`). Rows with too few or too many fields are kept and tagged
-//! `csv_ragged_row`; a row without a readable time is rejected with its line number.
+//! `csv_ragged_row`; a row without a readable time is rejected with its line number. A line
+//! longer than [`MAX_RECORD_BYTES`] is rejected and skipped, and reading goes on after it.
 
 use std::io::{BufRead, BufReader, Read};
 
@@ -10,6 +11,7 @@ use encoding_rs::{SHIFT_JIS, UTF_8};
 use store::Event;
 
 use super::{EhrMapping, Field};
+use crate::import::MAX_RECORD_BYTES;
 
 /// Unmapped columns kept as labels, at most.
 const MAX_EXTRA_COLUMNS: usize = 32;
@@ -73,7 +75,11 @@ pub type Row = Result<(u64, Event), (u64, String)>;
 
 /// Rows of one CSV export.
 pub struct CsvRows<'m, R: Read> {
-    reader: csv::Reader<BufReader<R>>,
+    /// None only while it is rebuilt after an over-long line.
+    reader: Option<csv::Reader<BufReader<LineLimit<R>>>>,
+    delimiter: u8,
+    /// Lines before the current reader's first one (it restarts counting after a skip).
+    line_base: u64,
     mapping: &'m EhrMapping,
     columns: Vec<Option<Field>>,
     headers: Vec<String>,
@@ -92,7 +98,7 @@ impl<'m, R: Read> CsvRows<'m, R> {
         source_key: &str,
         ingested: DateTime<Utc>,
     ) -> Result<CsvRows<'m, R>, String> {
-        let mut input = BufReader::with_capacity(64 << 10, input);
+        let mut input = BufReader::with_capacity(64 << 10, LineLimit::new(input));
         let sample = input.fill_buf().map_err(|e| format!("read failed: {e}"))?;
         let bom = sample.starts_with(b"\xEF\xBB\xBF");
         let encoding = if bom {
@@ -113,11 +119,7 @@ impl<'m, R: Read> CsvRows<'m, R> {
                 b','
             }
         };
-        let mut reader = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .flexible(true)
-            .has_headers(true)
-            .from_reader(input);
+        let mut reader = reader_for(input, delimiter, true);
         let header = reader
             .byte_headers()
             .map_err(|e| format!("cannot read the header row: {e}"))?
@@ -134,7 +136,10 @@ impl<'m, R: Read> CsvRows<'m, R> {
             })
             .collect();
         let columns: Vec<Option<Field>> = headers.iter().map(|h| mapping.field_of(h)).collect();
-        if !columns.contains(&Some(Field::Timestamp)) {
+        if ![Field::Timestamp, Field::Date, Field::Time]
+            .iter()
+            .any(|f| columns.contains(&Some(*f)))
+        {
             return Err(format!(
                 "the header row ({}) has no time column; expected one named {} (or add the name under [ehr.columns] timestamp)",
                 headers.join(","),
@@ -142,7 +147,9 @@ impl<'m, R: Read> CsvRows<'m, R> {
             ));
         }
         Ok(CsvRows {
-            reader,
+            reader: Some(reader),
+            delimiter,
+            line_base: 0,
             mapping,
             columns,
             headers,
@@ -238,10 +245,11 @@ impl<R: Read> Iterator for CsvRows<'_, R> {
             return None;
         }
         loop {
+            let reader = self.reader.as_mut()?;
             let mut record = std::mem::take(&mut self.record);
-            let read = self.reader.read_byte_record(&mut record);
+            let read = reader.read_byte_record(&mut record);
             self.record = record;
-            let line = self.record.position().map_or(0, |p| p.line());
+            let line = self.line_base + self.record.position().map_or(0, |p| p.line());
             match read {
                 Ok(false) => return None,
                 Ok(true) => {
@@ -255,7 +263,20 @@ impl<R: Read> Iterator for CsvRows<'_, R> {
                     return Some(self.row(line).map(|e| (line, e)).map_err(|e| (line, e)));
                 }
                 Err(e) => {
-                    let line = e.position().map_or(line, |p| p.line());
+                    let line = e.position().map_or(line, |p| self.line_base + p.line());
+                    if let Some(reader) = self.reader.take_if(|r| r.get_ref().get_ref().overlong) {
+                        // Nothing of the long line is buffered (the limit fails the read that
+                        // would have filled the buffer); go on after it with a fresh parser.
+                        let line = self.line_base + reader.position().line();
+                        let mut input = reader.into_inner();
+                        input.get_mut().overlong = false;
+                        self.reader = Some(reader_for(input, self.delimiter, false));
+                        self.line_base = line;
+                        return Some(Err((
+                            line,
+                            format!("a line longer than {MAX_RECORD_BYTES} bytes; skipped"),
+                        )));
+                    }
                     if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                         // The input itself failed (cut-off gzip, over-long line): stop here.
                         self.done = true;
@@ -265,5 +286,72 @@ impl<R: Read> Iterator for CsvRows<'_, R> {
                 }
             }
         }
+    }
+}
+
+fn reader_for<R: Read>(input: R, delimiter: u8, headers: bool) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .has_headers(headers)
+        .from_reader(input)
+}
+
+/// Fails a read once a line (between newlines) grows past [`MAX_RECORD_BYTES`], so a CSV with
+/// no line breaks cannot fill memory; the next read skips the rest of that line.
+pub struct LineLimit<R> {
+    inner: R,
+    run: usize,
+    /// The last read failed on an over-long line; the rest of it is skipped.
+    overlong: bool,
+    skipping: bool,
+}
+
+impl<R> LineLimit<R> {
+    pub fn new(inner: R) -> LineLimit<R> {
+        LineLimit {
+            inner,
+            run: 0,
+            overlong: false,
+            skipping: false,
+        }
+    }
+}
+
+impl<R: Read> Read for LineLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = self.inner.read(buf)?;
+        while self.skipping && n > 0 {
+            if let Some(end) = buf[..n].iter().position(|&b| b == b'\n') {
+                buf.copy_within(end + 1..n, 0);
+                n -= end + 1;
+                self.skipping = false;
+                self.run = 0;
+                if n == 0 {
+                    n = self.inner.read(buf)?;
+                }
+            } else {
+                n = self.inner.read(buf)?;
+            }
+        }
+        if self.skipping {
+            return Ok(0);
+        }
+        for &b in &buf[..n] {
+            if b == b'\n' {
+                self.run = 0;
+            } else {
+                self.run += 1;
+            }
+        }
+        if self.run > MAX_RECORD_BYTES {
+            self.overlong = true;
+            self.skipping = true;
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("a line longer than {MAX_RECORD_BYTES} bytes"),
+            ));
+        }
+        Ok(n)
     }
 }

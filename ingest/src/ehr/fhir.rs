@@ -8,35 +8,29 @@ use serde_json::Value;
 use store::{Event, Outcome};
 
 /// AuditEvents in a JSON document: the resource itself, or a Bundle's entries.
-pub fn audit_events(doc: &Value) -> Result<Vec<&Value>, String> {
+pub fn audit_events(doc: &Value) -> Result<(Vec<&Value>, u64), String> {
     match doc.get("resourceType").and_then(Value::as_str) {
-        Some("AuditEvent") => Ok(vec![doc]),
+        Some("AuditEvent") => Ok((vec![doc], 0)),
         Some("Bundle") => {
             let entries = doc
                 .get("entry")
                 .and_then(Value::as_array)
                 .map(Vec::as_slice)
                 .unwrap_or_default();
+            // Every AuditEvent entry; the others (Provenance, Patient, ...) are counted.
             let mut events = Vec::new();
-            for (i, entry) in entries.iter().enumerate() {
+            let mut others = 0;
+            for entry in entries {
                 match entry.get("resource") {
                     Some(r)
                         if r.get("resourceType").and_then(Value::as_str) == Some("AuditEvent") =>
                     {
                         events.push(r);
                     }
-                    Some(r) => {
-                        return Err(format!(
-                            "Bundle entry {i} is a {}, not an AuditEvent",
-                            r.get("resourceType")
-                                .and_then(Value::as_str)
-                                .unwrap_or("resource without resourceType")
-                        ));
-                    }
-                    None => return Err(format!("Bundle entry {i} has no resource")),
+                    _ => others += 1,
                 }
             }
-            Ok(events)
+            Ok((events, others))
         }
         Some(other) => Err(format!(
             "resourceType is {other:?}; only AuditEvent (or a Bundle of them) is read"

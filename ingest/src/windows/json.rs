@@ -140,6 +140,7 @@ fn winlogbeat6(obj: &Map<String, Value>) -> Result<WinRecord, String> {
         provider: str_of(obj, "source_name"),
         audit: audit_words(obj.get("keywords")),
         data: Vec::new(),
+        description: str_of(obj, "message"),
     };
     push_object(&mut record, obj.get("event_data"));
     push_object(&mut record, obj.get("user_data"));
@@ -165,6 +166,7 @@ fn ecs(obj: &Map<String, Value>, winlog: &Map<String, Value>) -> Result<WinRecor
         audit: audit_words(winlog.get("keywords"))
             .or_else(|| audit_words(event.and_then(|e| e.get("outcome")))),
         data: Vec::new(),
+        description: str_of(obj, "message"),
     };
     push_object(&mut record, winlog.get("event_data"));
     push_object(&mut record, winlog.get("user_data"));
@@ -193,6 +195,7 @@ fn flat(obj: &Map<String, Value>, zone: Tz) -> Result<WinRecord, String> {
         provider: str_of(obj, "SourceName"),
         audit,
         data: Vec::new(),
+        description: str_of(obj, "Message"),
     };
     for (k, v) in obj {
         if FLAT_META.contains(&k.as_str()) {

@@ -9,7 +9,6 @@
 use std::sync::LazyLock;
 
 use chrono::{NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Tz;
 use regex::Regex;
 use store::Outcome;
 
@@ -18,8 +17,8 @@ use super::WinRecord;
 pub const TAG: &str = "MSWinEventLog";
 
 /// Reads the part of a syslog message from `MSWinEventLog` on. `zone` is the sender's time zone
-/// (Snare writes local time without a zone).
-pub fn parse(text: &str, zone: Tz) -> Result<WinRecord, String> {
+/// or offset (Snare writes local time without a zone).
+pub fn parse<Z: TimeZone>(text: &str, zone: &Z) -> Result<WinRecord, String> {
     let start = text.find(TAG).ok_or("no MSWinEventLog marker")?;
     let fields: Vec<&str> = text[start + TAG.len()..]
         .trim_start_matches(['\t', ' '])
@@ -58,6 +57,7 @@ pub fn parse(text: &str, zone: Tz) -> Result<WinRecord, String> {
         provider: field(5).map(str::to_owned),
         audit,
         data: Vec::new(),
+        description: None,
     };
     if let Some(user) = field(6) {
         record.push_data("SnareUser", user);
@@ -67,6 +67,7 @@ pub fn parse(text: &str, zone: Tz) -> Result<WinRecord, String> {
     }
     if let Some(message) = field(12) {
         read_message(&mut record, message);
+        record.description = Some(message.to_owned());
     }
     Ok(record)
 }
@@ -80,6 +81,9 @@ const SECTIONS: &[(&str, &str)] = &[
     ("Account Whose Credentials Were Used", "Target"),
     ("Account That Was Locked Out", "Target"),
     ("New Account", "Target"),
+    ("Account Information", "Target"),
+    ("Service Information", ""),
+    ("Additional Information", ""),
     ("Logon Information", ""),
     ("Network Information", ""),
     ("Process Information", ""),
@@ -111,6 +115,16 @@ const LABELS: &[(&str, &str)] = &[
     ("Status", "Status"),
     ("Sub Status", "SubStatus"),
     ("Caller Computer Name", "WorkstationName"),
+    // Kerberos (4768, 4769, 4771) and NTLM (4776) on the domain controller.
+    ("Supplied Realm Name", "TargetDomainName"),
+    ("Client Address", "IpAddress"),
+    ("Client Port", "IpPort"),
+    ("Service Name", "ServiceName"),
+    ("Result Code", "Status"),
+    ("Failure Code", "Status"),
+    ("Error Code", "Status"),
+    ("Logon Account", "TargetUserName"),
+    ("Source Workstation", "Workstation"),
 ];
 
 static LABEL: LazyLock<Regex> = LazyLock::new(|| {
@@ -157,6 +171,15 @@ fn read_message(record: &mut WinRecord, message: &str) {
         // The value runs to the next label; unknown labels and explanations follow after a
         // gap of three or more spaces (where the rendered text had a line break).
         let value = value.split("   ").next().unwrap_or("").trim();
+        // Codes, addresses and numbers are one word; what follows is another label's text.
+        let value = if matches!(
+            name.as_str(),
+            "Status" | "SubStatus" | "IpAddress" | "IpPort" | "LogonType"
+        ) {
+            value.split_whitespace().next().unwrap_or("")
+        } else {
+            value
+        };
         if record.get(&name).is_none() && !value.is_empty() && value != "-" {
             record.push_data(&name, value);
         }

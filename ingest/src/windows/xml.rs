@@ -42,6 +42,7 @@ pub fn parse_event(xml: &str) -> Result<WinRecord, String> {
             .map(str::to_owned),
         audit: system.child_text("Keywords").and_then(audit_keywords),
         data: Vec::new(),
+        description: None,
     };
     if let Some(sid) = system.child("Security").and_then(|s| s.attr("UserID")) {
         record.push_data("UserSid", sid);

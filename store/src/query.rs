@@ -1,0 +1,101 @@
+//! Query text as people type it, rewritten before the query parser sees it: Windows accounts
+//! written `CLINIC\n003` or `n003@clinic.local` find the account `n003` (the domain is its own
+//! field, `user.domain`, and is not required to match: a clinic has one domain, and EHR and
+//! syslog events name the account without one).
+
+use std::borrow::Cow;
+
+/// Rewrites account words outside quotes: `DOMAIN\user` (bare or after `user.name:`) becomes
+/// `user.name:"user"`, and `user@domain` becomes `(user.name:"user" OR <the word>)`.
+pub(crate) fn accounts_as_typed(text: &str) -> Cow<'_, str> {
+    if !text.contains(['\\', '@']) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        let end = if c == '"' {
+            // A quoted phrase, copied as it is.
+            rest[1..].find('"').map_or(rest.len(), |i| i + 2)
+        } else if c.is_whitespace() {
+            c.len_utf8()
+        } else {
+            rest.find(|c: char| c.is_whitespace() || c == '"')
+                .unwrap_or(rest.len())
+        };
+        let (piece, tail) = rest.split_at(end);
+        if c == '"' || c.is_whitespace() {
+            out.push_str(piece);
+        } else {
+            rewrite_word(piece, &mut out);
+        }
+        rest = tail;
+    }
+    Cow::Owned(out)
+}
+
+fn rewrite_word(word: &str, out: &mut String) {
+    // Brackets around the word stay where they are.
+    let inner = word.trim_start_matches('(');
+    let open = &word[..word.len() - inner.len()];
+    let core = inner.trim_end_matches(')');
+    let close = &inner[core.len()..];
+    let (field, account) = match core.strip_prefix("user.name:") {
+        Some(a) => ("user.name:", a),
+        None => ("", core),
+    };
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '$'))
+    };
+    if !field.is_empty() || !account.contains(':') {
+        if let Some((domain, user)) = account.split_once('\\')
+            && plain(domain)
+            && plain(user)
+        {
+            out.push_str(&format!("{open}user.name:\"{user}\"{close}"));
+            return;
+        }
+        if let Some((user, domain)) = account.split_once('@')
+            && plain(user)
+            && plain(domain)
+        {
+            let whole = if field.is_empty() {
+                account.to_owned()
+            } else {
+                format!("user.name:\"{account}\"")
+            };
+            out.push_str(&format!("{open}(user.name:\"{user}\" OR {whole}){close}"));
+            return;
+        }
+    }
+    out.push_str(word);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accounts_as_typed;
+
+    #[test]
+    fn windows_accounts_become_the_account_name() {
+        assert_eq!(accounts_as_typed(r"CLINIC\n003"), r#"user.name:"n003""#);
+        assert_eq!(
+            accounts_as_typed(r"user.name:CLINIC\n003 AND action:login"),
+            r#"user.name:"n003" AND action:login"#
+        );
+        assert_eq!(
+            accounts_as_typed("n003@clinic.local"),
+            r#"(user.name:"n003" OR n003@clinic.local)"#
+        );
+        assert_eq!(
+            accounts_as_typed("(user.name:n003@clinic.local OR x)"),
+            r#"((user.name:"n003" OR user.name:"n003@clinic.local") OR x)"#
+        );
+        // Quoted text, other fields and plain words are left alone.
+        assert_eq!(accounts_as_typed(r#""CLINIC\n003""#), r#""CLINIC\n003""#);
+        assert_eq!(accounts_as_typed("host.name:a@b"), "host.name:a@b");
+        assert_eq!(accounts_as_typed("tanaka 参照"), "tanaka 参照");
+        assert_eq!(accounts_as_typed(r"a\b\c"), r"a\b\c");
+    }
+}
