@@ -88,8 +88,22 @@ pub fn show(checked: &Checked, id: i64, json: bool) -> Result<(), Failure> {
         local(a.alert.first_seen),
         local(a.alert.last_seen)
     );
+    // The same config and data directory as this command, so the hint works as printed.
+    let mut prefix = String::from("mimamori");
+    if let Some(config) = &checked.origin.0 {
+        prefix.push_str(&format!(
+            " --config {}",
+            shell_word(&config.display().to_string())
+        ));
+    }
+    if let Some(dir) = &checked.origin.1 {
+        prefix.push_str(&format!(
+            " --data-dir {}",
+            shell_word(&dir.display().to_string())
+        ));
+    }
     for e in &a.alert.evidence {
-        println!("  evidence: mimamori search event.id:{}", e.as_str());
+        println!("  evidence: {prefix} search event.id:{}", e.as_str());
     }
     for c in &a.history {
         println!(
@@ -296,56 +310,62 @@ pub fn test(
     Ok(())
 }
 
+/// Runs the rules as configured now over what the log holds since `from`, as an import or a
+/// live run would have (events in event-time order, alerts continued within the dedup window),
+/// into a scratch alert database; the real one is not touched.
 pub fn backtest(checked: &Checked, from: &str, rule: Option<&str>) -> Result<(), Failure> {
     let from = store::parse_time_bound(from, chrono::Utc::now())
         .map_err(|e| Failure::Usage(format!("--from: {e}")))?;
-    let known = [
-        "off_hours_login",
-        "access_outside_role",
-        "concurrent_sessions",
-        "bulk_export",
-    ];
     if let Some(r) = rule
-        && !known.contains(&r)
+        && !rules::RULE_NAMES.contains(&r)
         && !checked.config.custom_rules.iter().any(|c| c.name == r)
     {
         return Err(Failure::Usage(format!(
             "--rule: no rule named {r:?}; rules are {} and the custom rules in the config",
-            known.join(", ")
+            rules::RULE_NAMES.join(", ")
         )));
     }
-    let wal = checked.config.storage.data_dir.join("wal");
-    if !wal.exists() {
+    let data_dir = &checked.config.storage.data_dir;
+    if !data_dir.join("wal").exists() {
         return Err(Failure::Runtime(anyhow::anyhow!(
             "no event log in {}: nothing stored yet",
-            checked.config.storage.data_dir.display()
+            data_dir.display()
         )));
     }
-    // The log is read directly (read-only), in the order events were accepted.
-    let mut reader = store::wal::WalReader::new(&wal, 1);
-    let mut last_damage = None;
-    let mut events = std::iter::from_fn(move || {
-        loop {
-            match reader.next(u64::MAX) {
-                Ok(store::wal::WalRead::Record(_, payload)) => {
-                    match serde_json::from_slice::<store::Event>(&payload) {
-                        Ok(e) if e.timestamp >= from => return Some(e),
-                        _ => continue,
-                    }
-                }
-                // Skip damage once; the same damage again means the end (a write in progress).
-                Ok(store::wal::WalRead::Damaged(d)) => {
-                    if last_damage == Some(d.resumed_at) {
-                        return None;
-                    }
-                    last_damage = Some(d.resumed_at);
-                }
-                Ok(store::wal::WalRead::CaughtUp) | Err(_) => return None,
+    let window = chrono::Duration::minutes(i64::from(checked.config.alerts.dedup_window_minutes));
+    let mut scratch = alerting::db::AlertDb::open(std::path::Path::new(":memory:"), window)
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let mut engine = checked.engine();
+    let mut seen = 0u64;
+    crate::rules_runner::replay_sorted(data_dir, 1, 0, &mut |_| {}, &mut |chunk| {
+        let mut alerts = Vec::new();
+        for (_, event) in chunk.iter() {
+            // Earlier events build the windows a live run would have had; only what
+            // happened since `from` may fire.
+            let raised = engine.process(event);
+            if event.timestamp >= from {
+                seen += 1;
+                alerts.extend(raised);
             }
         }
-    });
-    let (seen, fired, engine) = run_rules(checked, rule, &mut events);
-    print_near_misses(&engine, rule, &fired);
+        alerts.retain(|a| rule.is_none_or(|r| r == a.rule));
+        scratch.record_all(&alerts)?;
+        Ok(())
+    })
+    .map_err(Failure::Runtime)?;
+    let mut fired = scratch
+        .list(&alerting::db::AlertFilter {
+            since: None,
+            status: None,
+            limit: usize::MAX,
+        })
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    fired.sort_by_key(|a| a.alert.first_seen);
+    for stored in &fired {
+        print_alert(checked, &stored.alert);
+    }
+    let names: Vec<String> = fired.iter().map(|a| a.alert.rule.clone()).collect();
+    print_near_misses(&engine, rule, &names);
     println!(
         "{seen} stored events since {}: {} alert(s) would have been raised{}",
         from.with_timezone(&checked.clinic.zone)
@@ -354,4 +374,16 @@ pub fn backtest(checked: &Checked, from: &str, rule: Option<&str>) -> Result<(),
         rule.map(|r| format!(" by {r}")).unwrap_or_default()
     );
     Ok(())
+}
+
+/// A path as a shell word: quoted when it holds anything but plain characters.
+fn shell_word(text: &str) -> String {
+    if text
+        .chars()
+        .all(|c| c.is_alphanumeric() || "/._-+:=".contains(c))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
 }

@@ -271,6 +271,8 @@ fn time_searches(index: &store::EventIndex, events: u64, n: usize) -> anyhow::Re
                 from,
                 to,
                 limit: 100,
+                offset: 0,
+                max_bytes: store::MAX_RESULT_BYTES,
             };
             let t = Instant::now();
             index.search(&request).context("bench search")?;

@@ -86,8 +86,8 @@ pub struct HttpConfig {
     /// Bearer tokens allowed to change things: alert status, rule reload. None: those are off
     /// over HTTP (the CLI still works).
     pub admin_tokens: Vec<String>,
-    /// Bearer tokens that may read search results and alerts (admin tokens may too). None:
-    /// reads are open to whoever reaches `listen` (loopback by default).
+    /// Bearer tokens that may read search results and alerts (admin tokens may too). Required
+    /// when `listen` is not a loopback address; none on loopback: reads are open there.
     pub read_tokens: Vec<String>,
     /// Largest request body accepted (after gzip decompression too); more gets 413.
     pub max_body_bytes: usize,
@@ -95,6 +95,11 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// A connection that sends or takes nothing for this long is closed.
     pub idle_timeout_secs: u64,
+    /// A request whose headers have not all arrived this long after its first byte (or after
+    /// the connection opened) is closed, however steadily they trickle in.
+    pub header_timeout_secs: u64,
+    /// A request not answered within this long gets 503 (the work it started may finish).
+    pub request_timeout_secs: u64,
 }
 
 impl Default for HttpConfig {
@@ -107,6 +112,8 @@ impl Default for HttpConfig {
             max_body_bytes: 32 << 20,
             max_connections: 256,
             idle_timeout_secs: 60,
+            header_timeout_secs: 10,
+            request_timeout_secs: 120,
         }
     }
 }
@@ -227,9 +234,16 @@ impl Config {
             config.ehr.timezone.get_or_insert_with(|| zone.clone());
         }
         let invalid = |section: &str, (key, expected): (String, String)| ConfigError::Invalid {
-            line: line_of(&text, key.rsplit('.').next().unwrap_or(&key))
-                .map(|n| format!(", line {n}"))
-                .unwrap_or_default(),
+            line: line_of(
+                &text,
+                &if section.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{section}.{key}")
+                },
+            )
+            .map(|n| format!(", line {n}"))
+            .unwrap_or_default(),
             path: shown.clone(),
             key: if section.is_empty() {
                 key
@@ -254,13 +268,29 @@ impl Config {
                 ("max_body_bytes".into(), "at least 1024".into()),
             ));
         }
-        if config.http.max_connections == 0 || config.http.idle_timeout_secs == 0 {
-            let key = if config.http.max_connections == 0 {
-                "max_connections"
-            } else {
-                "idle_timeout_secs"
-            };
+        let zero = [
+            ("max_connections", config.http.max_connections as u64),
+            ("idle_timeout_secs", config.http.idle_timeout_secs),
+            ("header_timeout_secs", config.http.header_timeout_secs),
+            ("request_timeout_secs", config.http.request_timeout_secs),
+        ]
+        .into_iter()
+        .find(|(_, v)| *v == 0);
+        if let Some((key, _)) = zero {
             return Err(invalid("http", (key.into(), "at least 1".into())));
+        }
+        if !config.http.listen.ip().is_loopback() && config.http.read_tokens.is_empty() {
+            // Searches show who opened which patient's records: open reads only on loopback.
+            return Err(invalid(
+                "http",
+                (
+                    "read_tokens".into(),
+                    format!(
+                        "at least one token (16+ characters) when http.listen ({}) is reachable from other machines; searches and alerts name patients and staff",
+                        config.http.listen
+                    ),
+                ),
+            ));
         }
         for (key, tokens) in [
             ("ingest_tokens", &config.http.ingest_tokens),
@@ -314,15 +344,50 @@ impl Config {
     }
 }
 
-/// The line where `key = ...` is set, for messages about values serde accepted but we do not.
-fn line_of(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            l.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-        })
-        .map(|i| i + 1)
+/// The line where the key at `path` (`http.read_tokens`, `custom_rules[2].window_minutes`) is
+/// set, following `[table]` and `[[array]]` headers; else the first line setting a key of the
+/// same last name. For messages about values serde accepted but we do not.
+fn line_of(text: &str, path: &str) -> Option<usize> {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let mut table = String::new();
+    let mut arrays: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut fallback = None;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('#') {
+            continue;
+        }
+        let header = t.split('#').next().unwrap_or("").trim();
+        if let Some(name) = header.strip_prefix("[[").and_then(|r| r.strip_suffix("]]")) {
+            let name = name.trim();
+            let n = arrays
+                .entry(name.to_owned())
+                .and_modify(|n| *n += 1)
+                .or_insert(0);
+            table = format!("{name}[{n}]");
+            continue;
+        }
+        if let Some(name) = header.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            table = name.trim().to_owned();
+            continue;
+        }
+        let Some((key, _)) = t.split_once('=') else {
+            continue;
+        };
+        let key = key.trim();
+        let full = if table.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{table}.{key}")
+        };
+        if full == path {
+            return Some(i + 1);
+        }
+        if fallback.is_none() && key == last {
+            fallback = Some(i + 1);
+        }
+    }
+    fallback
 }
 
 #[cfg(test)]
@@ -354,6 +419,27 @@ mod tests {
         assert!(err.contains("mimamori.toml"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("comit_interval_ms"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_points_at_its_own_section_and_array_entry() {
+        let rule = |name: &str, window: u32| {
+            format!(
+                "[[custom_rules]]\nname = \"{name}\"\nfilter = \"event.action:login\"\nthreshold = 3\nwindow_minutes = {window}\n"
+            )
+        };
+        let text = format!(
+            "[detections.bulk_export]\nwindow_minutes = 60\n{}{}{}",
+            rule("a", 10),
+            rule("b", 10),
+            rule("c", 0)
+        );
+        let err = load_text(&text).unwrap_err().to_string();
+        // The third rule's block starts on line 13; its window on line 17.
+        assert!(
+            err.contains("line 17") && err.contains("custom_rules[2]"),
+            "{err}"
+        );
     }
 
     #[test]

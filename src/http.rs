@@ -37,9 +37,19 @@ pub struct AppState {
     /// The alert database, opened per request (readers do not block the rules).
     pub alerts_db: Option<std::path::PathBuf>,
     pub reloader: Option<Arc<crate::rules_runner::Reloader>>,
+    /// Searches running at once, at most [`SEARCH_SLOTS`]: each may hold up to
+    /// [`store::MAX_RESULT_BYTES`] of events.
+    pub search_slots: Arc<tokio::sync::Semaphore>,
+    /// A request not answered within this long gets 503 (`http.request_timeout_secs`).
+    pub request_timeout: std::time::Duration,
 }
 
+/// Searches (and CSV-sized reads) answered at once; more wait up to [`SEARCH_WAIT`].
+pub const SEARCH_SLOTS: usize = 4;
+const SEARCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub fn router(state: AppState) -> Router {
+    let state = Arc::new(state);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -51,7 +61,31 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alerts/{id}/status", post(alert_status))
         // The body limit is enforced in the handler (with a 413 that says so).
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .with_state(Arc::new(state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline,
+        ))
+        .with_state(state)
+}
+
+/// Every request is answered within `http.request_timeout_secs`: 503 after that.
+async fn deadline(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "timeout",
+            message: format!(
+                "the request took longer than {} s (http.request_timeout_secs)",
+                state.request_timeout.as_secs()
+            ),
+        }
+        .into_response(),
+    }
 }
 
 /// An error as the API reports it: `{"code": "bad_query", "message": "..."}`.
@@ -160,6 +194,8 @@ pub struct SearchParams {
     from: Option<String>,
     to: Option<String>,
     limit: Option<usize>,
+    /// Matches to skip (newest first): the start of the page.
+    offset: Option<usize>,
     /// Include `event.original`.
     #[serde(default)]
     original: bool,
@@ -204,16 +240,33 @@ async fn search(
         params.from.as_deref(),
         params.to.as_deref(),
         params.limit,
+        params.offset,
     )
     .map_err(bad_parameter)?;
+    let _slot = tokio::time::timeout(SEARCH_WAIT, state.search_slots.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| ApiError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "busy",
+            message: format!("{SEARCH_SLOTS} searches are running; try again shortly"),
+        })?;
     let (index, original) = (state.index.clone(), params.original);
+    let offset = request.offset;
     let started = std::time::Instant::now();
     let results = tokio::task::spawn_blocking(move || index.search(&request))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let next = offset + results.events.len() + results.unreadable as usize;
     Ok(Json(json!({
         "total": results.total,
         "returned": results.events.len(),
+        "offset": offset,
+        // Where the next page starts, while matches remain.
+        "next_offset": (next < results.total as usize).then_some(next),
+        // The page was cut short of `limit` at the size a response may have.
+        "truncated": results.truncated,
         // Matches whose stored event a damaged index file made unreadable (run verify).
         "unreadable": results.unreadable,
         "took_ms": started.elapsed().as_secs_f64() * 1000.0,
@@ -227,6 +280,7 @@ pub fn search_request(
     from: Option<&str>,
     to: Option<&str>,
     limit: Option<usize>,
+    offset: Option<usize>,
 ) -> Result<SearchRequest, String> {
     if query.len() > MAX_QUERY_BYTES {
         return Err(format!(
@@ -253,11 +307,20 @@ pub fn search_request(
             store::MAX_SEARCH_LIMIT
         ));
     }
+    let offset = offset.unwrap_or(0);
+    if offset > store::MAX_OFFSET {
+        return Err(format!(
+            "offset must be at most {}; narrow the time range instead",
+            store::MAX_OFFSET
+        ));
+    }
     Ok(SearchRequest {
         query: query.to_owned(),
         from,
         to,
         limit,
+        offset,
+        max_bytes: store::MAX_RESULT_BYTES,
     })
 }
 
@@ -270,13 +333,30 @@ pub struct IngestParams {
 /// Per-record errors listed in an ingest answer, at most.
 const MAX_LISTED_ERRORS: usize = 1000;
 
-/// Compares without stopping at the first differing byte.
-fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+/// Whether `presented` is one of `tokens`. Fixed-length digests are compared, every byte of
+/// every configured token, so the time taken says nothing of a token's length or how much of
+/// it matched.
+fn token_matches(tokens: &[String], presented: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let presented = Sha256::digest(presented.as_bytes());
+    tokens.iter().fold(false, |found, token| {
+        let digest = Sha256::digest(token.as_bytes());
+        let differ = digest
+            .iter()
+            .zip(presented.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        found | (differ == 0)
+    })
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
+fn bearer(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim())
 }
 
 /// Writes through the API need a bearer token from `tokens`, the config key `http.<setting>`;
@@ -294,12 +374,7 @@ fn authorized(
             message: format!("{what} is off: set http.{setting} in the config"),
         });
     }
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !tokens.iter().any(|t| same_token(t, token.trim())) {
+    if !token_matches(tokens, bearer(headers)) {
         return Err(ApiError::Status {
             status: StatusCode::UNAUTHORIZED,
             code: "unauthorized",
@@ -359,7 +434,7 @@ async fn reload(
     }
 }
 
-/// `POST /api/v1/ingest?format=ndjson|json|csv|xml|<any import format>`: the body's records are
+/// `POST /api/v1/ingest?format=<an import format>` (default auto): the body's records are
 /// imported as `mimamori import` would, and the answer comes once they are durable.
 async fn ingest(
     State(state): State<Arc<AppState>>,
@@ -394,14 +469,13 @@ async fn ingest(
             format!("{reason}; try again later"),
         ));
     }
-    let format = match params.format.as_deref().unwrap_or("auto") {
-        "ndjson" | "json" => Format::Json,
-        "csv" => Format::EhrCsv,
-        "xml" => Format::Auto,
-        other => other.parse::<Format>().map_err(|message| {
-            bad_parameter(format!("format: {message}, ndjson, json, csv, xml"))
-        })?,
-    };
+    // The same names as `mimamori import --format`.
+    let format = params
+        .format
+        .as_deref()
+        .unwrap_or("auto")
+        .parse::<Format>()
+        .map_err(|message| bad_parameter(format!("format: {message}")))?;
     let max = state.max_body_bytes;
     let too_large = move |what: &str| ApiError::Status {
         status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -435,24 +509,23 @@ async fn ingest(
         } else {
             bytes.to_vec()
         };
-        let mut rejects = Vec::new();
+        // The answer lists the first rejects; the count says how many there were.
+        let mut rejects = ingest::import::LineCap::new(Vec::new(), MAX_LISTED_ERRORS as u64);
         let report = importer
             .import_stream(format, &mut &body[..], "http", Some(&mut rejects))
-            .map_err(|e| {
-                if e.contains("store") {
-                    ApiError::Status {
-                        status: StatusCode::SERVICE_UNAVAILABLE,
-                        code: "store_unavailable",
-                        message: e,
-                    }
-                } else {
-                    ApiError::BadRequest {
-                        code: "bad_body",
-                        message: e,
-                    }
-                }
+            .map_err(|e| match e {
+                ingest::import::ImportError::Store(message) => ApiError::Status {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    code: "store_unavailable",
+                    message,
+                },
+                ingest::import::ImportError::Input(message) => ApiError::BadRequest {
+                    code: "bad_body",
+                    message,
+                },
             })?;
-        Ok((report, rejects))
+        let listed: Vec<u8> = rejects.finish().unwrap_or_default();
+        Ok((report, listed))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -565,6 +638,8 @@ async fn alert(
                 from: None,
                 to: None,
                 limit: 1,
+                offset: 0,
+                max_bytes: store::MAX_RESULT_BYTES,
             };
             if let Some(e) = state.index.search(&request)?.events.first() {
                 events.push(event_json(e, false));

@@ -2,7 +2,10 @@
 //! and counted), and a connection that sends or takes nothing for `http.idle_timeout_secs` is
 //! closed (a slow or stalled client cannot hold a slot forever). The server reads too while it
 //! works on a request (to notice a client that went away), so a request that takes longer than
-//! the idle time is cut as well; none of the API's should come near the default minute.
+//! the idle time is cut as well; none of the API's should come near the default minute. A
+//! request's headers must all arrive within `http.header_timeout_secs` of its first byte (of
+//! the connection's opening, for the first request), so a client trickling a byte at a time
+//! cannot hold a slot either.
 
 use std::io;
 use std::pin::Pin;
@@ -21,12 +24,14 @@ struct HttpMetrics {
     open: IntGauge,
     refused: IntCounter,
     idle_closed: IntCounter,
+    slow_headers: IntCounter,
 }
 
 pub struct BoundedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
     idle: Duration,
+    header_timeout: Duration,
     metrics: HttpMetrics,
 }
 
@@ -35,6 +40,7 @@ impl BoundedListener {
         inner: TcpListener,
         max_connections: usize,
         idle: Duration,
+        header_timeout: Duration,
         registry: &Registry,
     ) -> prometheus::Result<BoundedListener> {
         let metrics = HttpMetrics {
@@ -47,14 +53,20 @@ impl BoundedListener {
                 "mimamori_http_idle_closed_total",
                 "HTTP connections closed after http.idle_timeout_secs without progress",
             )?,
+            slow_headers: IntCounter::new(
+                "mimamori_http_slow_headers_total",
+                "HTTP connections closed because a request's headers took longer than http.header_timeout_secs",
+            )?,
         };
         registry.register(Box::new(metrics.open.clone()))?;
         registry.register(Box::new(metrics.refused.clone()))?;
         registry.register(Box::new(metrics.idle_closed.clone()))?;
+        registry.register(Box::new(metrics.slow_headers.clone()))?;
         Ok(BoundedListener {
             inner,
             slots: Arc::new(Semaphore::new(max_connections)),
             idle,
+            header_timeout,
             metrics,
         })
     }
@@ -86,6 +98,11 @@ impl axum::serve::Listener for BoundedListener {
                 _slot: slot,
                 idle: self.idle,
                 deadline: Box::pin(tokio::time::sleep(self.idle)),
+                header_timeout: self.header_timeout,
+                headers: Headers::Reading {
+                    deadline: Box::pin(tokio::time::sleep(self.header_timeout)),
+                    tail: 0,
+                },
                 metrics: self.metrics.clone(),
             };
             return (io, addr);
@@ -103,7 +120,38 @@ pub struct Bounded {
     _slot: OwnedSemaphorePermit,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
+    header_timeout: Duration,
+    headers: Headers,
     metrics: HttpMetrics,
+}
+
+/// Where the connection is in its current request, as far as the bytes show.
+enum Headers {
+    /// Between requests (after an answer): the next byte starts a request's headers.
+    Waiting,
+    /// Headers are arriving; they must end (a blank line) by the deadline. `tail` holds how
+    /// much of `\r\n\r\n` the bytes read so far end with.
+    Reading { deadline: Pin<Box<Sleep>>, tail: u8 },
+    /// Headers complete: the body and the answer are governed by the idle time only.
+    Done,
+}
+
+/// How much of `\r\n\r\n` (or a bare `\n\n`) the stream ends with after `bytes`, given
+/// `tail` before them; 4 when the end of the headers was seen.
+fn header_end(mut tail: u8, bytes: &[u8]) -> u8 {
+    for &b in bytes {
+        tail = match (tail, b) {
+            (_, b'\r') if tail.is_multiple_of(2) => tail + 1,
+            (1 | 3, b'\n') => tail + 1,
+            (0, b'\n') => 2,
+            (2, b'\n') => 4,
+            _ => 0,
+        };
+        if tail == 4 {
+            return 4;
+        }
+    }
+    tail
 }
 
 impl Drop for Bounded {
@@ -113,6 +161,14 @@ impl Drop for Bounded {
 }
 
 impl Bounded {
+    /// An answer is being written: whatever is read next is another request (after an
+    /// interim `100 Continue`, the body still is).
+    fn answered(&mut self, written: &[u8]) {
+        if matches!(self.headers, Headers::Done) && !written.starts_with(b"HTTP/1.1 100 ") {
+            self.headers = Headers::Waiting;
+        }
+    }
+
     /// After progress: the idle clock starts again.
     fn progressed(&mut self) {
         let next = Instant::now() + self.idle;
@@ -135,6 +191,35 @@ impl Bounded {
     }
 }
 
+impl Bounded {
+    /// Follows the request's headers through the bytes just read; an error once they have
+    /// taken too long.
+    fn watch_headers(&mut self, cx: &mut Context<'_>, read: &[u8]) -> Option<io::Error> {
+        if matches!(self.headers, Headers::Waiting) && !read.is_empty() {
+            self.headers = Headers::Reading {
+                deadline: Box::pin(tokio::time::sleep(self.header_timeout)),
+                tail: 0,
+            };
+        }
+        let Headers::Reading { deadline, tail } = &mut self.headers else {
+            return None;
+        };
+        *tail = header_end(*tail, read);
+        if *tail == 4 {
+            self.headers = Headers::Done;
+            return None;
+        }
+        if deadline.as_mut().poll(cx).is_ready() {
+            self.metrics.slow_headers.inc();
+            return Some(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "HTTP request headers took too long",
+            ));
+        }
+        None
+    }
+}
+
 impl AsyncRead for Bounded {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -142,7 +227,15 @@ impl AsyncRead for Bounded {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        let before = buf.filled().len();
         let poll = Pin::new(&mut this.stream).poll_read(cx, buf);
+        let read = match &poll {
+            Poll::Ready(Ok(())) => &buf.filled()[before..],
+            _ => &[],
+        };
+        if let Some(e) = this.watch_headers(cx, read) {
+            return Poll::Ready(Err(e));
+        }
         this.track(cx, poll)
     }
 }
@@ -155,6 +248,7 @@ impl AsyncWrite for Bounded {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.answered(buf);
         this.track(cx, poll)
     }
 
@@ -173,10 +267,28 @@ impl AsyncWrite for Bounded {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        let first: &[u8] = bufs.iter().find(|b| !b.is_empty()).map_or(&[], |b| &b[..]);
+        this.answered(first);
         this.track(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_end;
+
+    #[test]
+    fn the_end_of_headers_is_found_across_reads() {
+        assert_eq!(header_end(0, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 4);
+        let t = header_end(0, b"GET / HTTP/1.1\r\nHost: x\r");
+        let t = header_end(t, b"\n\r");
+        assert_eq!(header_end(t, b"\n"), 4);
+        assert_eq!(header_end(0, b"GET / HTTP/1.0\n\n"), 4);
+        assert_ne!(header_end(0, b"GET / HTTP/1.1\r\nHost: x\r\n"), 4);
+        assert_ne!(header_end(0, b"a\r\rb\n"), 4);
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ingest::IngestMetrics;
-use ingest::import::{Format, Importer, Progress, Report};
+use ingest::import::{Format, ImportError, Importer, LineCap, Progress, Report};
 use store::{Store, StoreMetrics};
 
 use crate::Failure;
@@ -60,7 +60,8 @@ pub fn run(checked: &Checked, paths: &[PathBuf], options: Options) -> Result<(),
                 chrono::Local::now().format("%Y%m%d-%H%M%S")
             ))
     });
-    let mut reject_log = RejectFile::new(report_path);
+    // Every reject goes to the report, up to a million lines (then a count of the rest).
+    let mut reject_log = LineCap::new(RejectFile::new(report_path), 1_000_000);
     let total_bytes: u64 = files
         .iter()
         .filter_map(|f| std::fs::metadata(f).ok())
@@ -75,13 +76,13 @@ pub fn run(checked: &Checked, paths: &[PathBuf], options: Options) -> Result<(),
         let result = importer.import_file(file, options.format, &progress, Some(&mut reject_log));
         match result {
             Ok(r) => report.merge(r),
-            Err(e) if e.contains("store") => {
+            Err(ImportError::Store(e)) => {
                 bar.finish();
                 drop(importer);
                 let _ = store.shutdown();
                 return Err(Failure::Runtime(anyhow::anyhow!(e)));
             }
-            Err(e) => {
+            Err(ImportError::Input(e)) => {
                 // The file as a whole could not be read: count it, go on with the others.
                 let _ = writeln!(reject_log, "{e}");
                 report.merge(Report {
@@ -107,7 +108,8 @@ pub fn run(checked: &Checked, paths: &[PathBuf], options: Options) -> Result<(),
     // The rules see what was imported in event-time order (files come one after another).
     let alerts = crate::rules_runner::catch_up_sorted(checked).map_err(runtime)?;
     let elapsed = started.elapsed();
-    print_summary(&report, elapsed, reject_log.path_if_written());
+    let mut reject_file = reject_log.finish().map_err(|e| runtime(e.into()))?;
+    print_summary(&report, elapsed, reject_file.path_if_written());
     println!("  alerts      {alerts:>10}  raised or continued (mimamori alerts)");
     if report.rejected > 0 && !options.allow_rejects {
         return Err(Failure::Rejected(format!(

@@ -1,6 +1,6 @@
-//! mimamori: collects a clinic's access logs, keeps them searchable and tamper-evident, and
-//! (in later releases) raises alerts. This binary wires the crates together: CLI, HTTP server,
-//! configuration.
+//! mimamori: collects a clinic's access logs, keeps them searchable in a hash-chained log that
+//! `mimamori verify` checks, and raises alerts. This binary wires the crates together: CLI, HTTP
+//! server, configuration.
 
 mod alerts;
 mod bench;
@@ -54,8 +54,12 @@ enum Command {
         /// Newest time (exclusive), same forms as --from.
         #[arg(long)]
         to: Option<String>,
+        /// Events shown at most (newest first).
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Matches skipped first: where the page starts (the end of the output says the next).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
         /// One JSON event per line.
         #[arg(long)]
         json: bool,
@@ -67,7 +71,8 @@ enum Command {
     /// NXLog JSON, EHR CSV and JSON lines, FHIR AuditEvent, IHE ATNA, syslog. Records already
     /// stored are skipped. Exit code 3 when records were rejected (unless --allow-rejects).
     Import {
-        /// auto, evtx, winxml, winlogbeat, nxlog, ehr-csv, ehr-jsonl, fhir, atna, syslog.
+        /// auto, evtx, winxml, winlogbeat, nxlog, ehr-csv (csv), ehr-jsonl, fhir, atna, syslog,
+        /// json (jsonl, ndjson), xml.
         #[arg(long, default_value = "auto")]
         format: String,
         /// Exit 0 even when some records were rejected.
@@ -76,6 +81,7 @@ enum Command {
         /// Where to write every rejected record (default: <data_dir>/import-reports/).
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Files or directories to import.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -89,6 +95,7 @@ enum Command {
         /// open, acknowledged or closed.
         #[arg(long)]
         status: Option<String>,
+        /// Alerts listed at most.
         #[arg(long, default_value_t = 100)]
         limit: usize,
         /// One JSON alert per line.
@@ -103,10 +110,16 @@ enum Command {
     /// Write a synthetic two-site clinic (roster, config, logs in the real formats) with
     /// injected incidents listed in labels.csv, for trying the rules and measuring them.
     Simulate {
+        /// Days simulated.
         #[arg(long, default_value_t = 28)]
         days: u32,
+        /// Seed of the simulation: the same seed and start give the same logs.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// First day (YYYY-MM-DD); default: the days that end yesterday.
+        #[arg(long)]
+        start: Option<chrono::NaiveDate>,
+        /// Directory the logs, roster, labels and config are written to.
         #[arg(long)]
         out: PathBuf,
     },
@@ -140,18 +153,28 @@ enum Command {
 #[derive(Subcommand)]
 enum AlertChange {
     /// Someone is looking at it.
-    Ack { id: i64 },
+    Ack {
+        /// The alert's number (`mimamori alerts` lists them).
+        id: i64,
+    },
     /// Done with it: say why (kept with the alert for the access review).
     Close {
+        /// The alert's number.
         id: i64,
+        /// Why it is closed (kept with the alert).
         #[arg(long)]
         reason: String,
     },
     /// Open it again.
-    Reopen { id: i64 },
+    Reopen {
+        /// The alert's number.
+        id: i64,
+    },
     /// One alert whole: explanation, evidence event ids, and who changed its status when.
     Show {
+        /// The alert's number.
         id: i64,
+        /// As JSON.
         #[arg(long)]
         json: bool,
     },
@@ -167,6 +190,7 @@ enum RulesCommand {
         /// A log file in any import format.
         #[arg(long)]
         events: PathBuf,
+        /// Its format (as for `import --format`).
         #[arg(long, default_value = "auto")]
         format: String,
     },
@@ -201,9 +225,12 @@ fn main() -> ExitCode {
             print!("{}", config::DEFAULT_CONFIG);
             Ok(())
         }
-        Command::Simulate { days, seed, out } => {
-            simulate::run(days, seed, &out).map_err(Failure::Runtime)
-        }
+        Command::Simulate {
+            days,
+            seed,
+            start,
+            out,
+        } => simulate::run(days, seed, start, &out).map_err(Failure::Runtime),
         command => match Config::load(cli.config.as_deref(), cli.data_dir.as_deref()) {
             Err(e) => Err(Failure::Usage(e.to_string())),
             Ok(checked) => match command {
@@ -213,18 +240,18 @@ fn main() -> ExitCode {
                     from,
                     to,
                     limit,
+                    offset,
                     json,
                     original,
                 } => {
-                    let output = serve::Output { json, original };
-                    serve::search(
-                        &checked,
-                        &query,
-                        from.as_deref(),
-                        to.as_deref(),
+                    let wanted = serve::Wanted {
+                        query: &query,
+                        from: from.as_deref(),
+                        to: to.as_deref(),
                         limit,
-                        output,
-                    )
+                        offset,
+                    };
+                    serve::search(&checked, wanted, serve::Output { json, original })
                 }
                 Command::Config {
                     command: ConfigCommand::Check,

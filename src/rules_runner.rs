@@ -161,6 +161,7 @@ impl RulesRunner {
                     read: checkpoint,
                     reorder: Reorder::new(lateness, REORDER_CAPACITY),
                     pending: Vec::new(),
+                    lost_alerts: false,
                     db_failing: false,
                     refusing: None,
                 };
@@ -241,6 +242,9 @@ struct Pass {
     /// Alerts not stored yet (the alert database refused them): tried again each step, and
     /// the position is not saved past them meanwhile.
     pending: Vec<rules::Alert>,
+    /// Alerts were dropped (the database refused them too long): the position is not saved
+    /// again in this run, so a restart replays the events and raises them again.
+    lost_alerts: bool,
     db_failing: bool,
     /// Why the log refuses data, as last seen (a storage alert is raised when it starts).
     refusing: Option<String>,
@@ -306,6 +310,7 @@ impl Pass {
         if self.pending.len() > MAX_PENDING_ALERTS {
             let dropped = self.pending.len() - MAX_PENDING_ALERTS;
             self.pending.drain(..dropped);
+            self.lost_alerts = true;
             error!(
                 dropped,
                 "alerts dropped: the alert database has refused them for too long (they are raised again when the rules replay after a restart)"
@@ -315,9 +320,19 @@ impl Pass {
             Ok(())
         } else {
             self.db.record_all(&self.pending).map(|results| {
-                for (alert, (_, changed)) in self.pending.iter().zip(results) {
+                for (alert, (id, changed)) in self.pending.iter().zip(results) {
                     if changed {
                         self.metrics.alerts.with_label_values(&[&alert.rule]).inc();
+                        // Until delivery tells people, the log does: the rule, the account and
+                        // the site, never the explanation (it may name what was opened).
+                        warn!(
+                            alert = id,
+                            rule = %alert.rule,
+                            severity = ?alert.severity,
+                            user = alert.user.as_deref().unwrap_or("-"),
+                            site = alert.site.as_deref().unwrap_or("-"),
+                            "alert raised (mimamori alerts show {id})"
+                        );
                     }
                 }
                 self.pending.clear();
@@ -326,7 +341,7 @@ impl Pass {
         let stored = stored.and_then(|()| persist(&mut self.engine, &mut self.db));
         let position = self.reorder.oldest_seq().map_or(self.read, |held| held - 1);
         let stored = stored.and_then(|()| {
-            if position > self.saved {
+            if position > self.saved && !self.lost_alerts {
                 self.db.set_checkpoint(position)?;
                 self.saved = position;
             }
@@ -351,6 +366,55 @@ impl Pass {
 /// in time order), so memory stays bounded on huge imports.
 const SORT_CHUNK: usize = 100_000;
 
+/// Events with their log record numbers, in event-time order.
+pub type Chunk = Vec<(u64, store::Event)>;
+
+/// Reads the log from record `from`: events at or before `checkpoint` go to `rebuild` in log
+/// order (they only rebuild the rules' windows); later ones go to `evaluate` in chunks, each
+/// sorted by event time. Damaged records are skipped, as every reader of the log skips them.
+/// Returns the last record read.
+pub fn replay_sorted(
+    data_dir: &std::path::Path,
+    from: u64,
+    checkpoint: u64,
+    rebuild: &mut dyn FnMut(&store::Event),
+    evaluate: &mut dyn FnMut(&mut Chunk) -> anyhow::Result<()>,
+) -> anyhow::Result<u64> {
+    let mut reader = store::wal::WalReader::new(&data_dir.join("wal"), from.max(1));
+    let mut chunk: Vec<(u64, store::Event)> = Vec::new();
+    let mut last = checkpoint;
+    let mut flush = |chunk: &mut Vec<(u64, store::Event)>| -> anyhow::Result<()> {
+        chunk.sort_by_key(|(seq, e)| (e.timestamp, *seq));
+        evaluate(chunk)?;
+        chunk.clear();
+        Ok(())
+    };
+    loop {
+        match reader.next(u64::MAX)? {
+            store::wal::WalRead::Record(seq, payload) => {
+                let Ok(mut event) = serde_json::from_slice::<store::Event>(&payload) else {
+                    continue;
+                };
+                if seq <= checkpoint {
+                    rebuild(&event);
+                    continue;
+                }
+                // Not needed by the rules; the raw input is most of an event's memory.
+                event.original = String::new();
+                chunk.push((seq, event));
+                last = seq;
+                if chunk.len() >= SORT_CHUNK {
+                    flush(&mut chunk)?;
+                }
+            }
+            store::wal::WalRead::CaughtUp => break,
+            store::wal::WalRead::Damaged(_) => continue,
+        }
+    }
+    flush(&mut chunk)?;
+    Ok(last)
+}
+
 /// After `mimamori import`: runs the rules over everything the log holds beyond their position,
 /// in event-time order. Files are imported one after another (a month of EHR export, then a
 /// month of Windows logons), so arrival order is not time order, and sessions and windows that
@@ -361,56 +425,34 @@ pub fn catch_up_sorted(checked: &Checked) -> anyhow::Result<u64> {
     let mut db = AlertDb::open(&alerts_db_path(data_dir), window)
         .context("cannot open the alert database")?;
     let checkpoint = db.checkpoint()?;
-    let rebuild_from = checkpoint
-        .saturating_sub(checked.config.alerts.rebuild_events)
-        .max(1);
+    let rebuild_from = checkpoint.saturating_sub(checked.config.alerts.rebuild_events);
     let mut engine = checked.engine();
     restore(&mut engine, &db)?;
-    let mut reader = store::wal::WalReader::new(&data_dir.join("wal"), rebuild_from);
-    let mut chunk: Vec<(u64, store::Event)> = Vec::new();
-    let mut last = checkpoint;
     let mut raised = 0u64;
-    let mut flush = |chunk: &mut Vec<(u64, store::Event)>,
-                     engine: &mut Engine,
-                     db: &mut AlertDb|
-     -> anyhow::Result<()> {
-        chunk.sort_by_key(|(seq, e)| (e.timestamp, *seq));
-        let mut alerts = Vec::new();
-        for (_, event) in chunk.drain(..) {
-            alerts.extend(engine.process(&event));
-        }
-        raised += db
-            .record_all(&alerts)?
-            .iter()
-            .filter(|(_, changed)| *changed)
-            .count() as u64;
-        persist(engine, db)?;
-        Ok(())
-    };
-    loop {
-        match reader.next(u64::MAX)? {
-            store::wal::WalRead::Record(seq, payload) => {
-                let Ok(mut event) = serde_json::from_slice::<store::Event>(&payload) else {
-                    continue;
-                };
-                if seq <= checkpoint {
-                    engine.process(&event); // rebuilding windows; these were raised before
-                    continue;
-                }
-                // Not needed by the rules; the raw input is most of an event's memory.
-                event.original = String::new();
-                chunk.push((seq, event));
-                last = seq;
-                if chunk.len() >= SORT_CHUNK {
-                    flush(&mut chunk, &mut engine, &mut db)?;
-                }
+    let engine = std::cell::RefCell::new(engine);
+    let last = replay_sorted(
+        data_dir,
+        rebuild_from,
+        checkpoint,
+        &mut |event| {
+            // Rebuilding windows: these were raised before.
+            engine.borrow_mut().process(event);
+        },
+        &mut |chunk| {
+            let mut engine = engine.borrow_mut();
+            let mut alerts = Vec::new();
+            for (_, event) in chunk.iter() {
+                alerts.extend(engine.process(event));
             }
-            store::wal::WalRead::CaughtUp => break,
-            // Damage is skipped as every reader of the log skips it (the indexer reports it).
-            store::wal::WalRead::Damaged(_) => continue,
-        }
-    }
-    flush(&mut chunk, &mut engine, &mut db)?;
+            raised += db
+                .record_all(&alerts)?
+                .iter()
+                .filter(|(_, changed)| *changed)
+                .count() as u64;
+            persist(&mut engine, &mut db)?;
+            Ok(())
+        },
+    )?;
     if last > checkpoint {
         db.set_checkpoint(last)?;
     }

@@ -11,7 +11,7 @@ use ingest::import::Importer;
 use ingest::{IngestMetrics, SyslogContext, TcpSyslogListener, UdpSyslogListener, tls_acceptor};
 use store::{EventIndex, Health, Store, StoreError, StoreMetrics};
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::Failure;
 use crate::config::Checked;
@@ -88,14 +88,9 @@ async fn bind_all(
     ) {
         let acceptor = tls_acceptor(cert, key).map_err(|e| anyhow::anyhow!("syslog TLS: {e}"))?;
         for addr in &syslog.tls_listen {
-            let listener = TcpSyslogListener::bind(
-                *addr,
-                context.clone(),
-                syslog.max_connections,
-                Duration::from_secs(syslog.idle_timeout_secs),
-            )
-            .await?
-            .with_tls(acceptor.clone());
+            let listener = TcpSyslogListener::bind(*addr, context.clone(), syslog.tcp_limits())
+                .await?
+                .with_tls(acceptor.clone());
             let local = listener.local_addr()?;
             running.tls_addrs.push(local);
             let task = spawn_stage(
@@ -107,13 +102,7 @@ async fn bind_all(
         }
     }
     for addr in &syslog.tcp_listen {
-        let listener = TcpSyslogListener::bind(
-            *addr,
-            context.clone(),
-            syslog.max_connections,
-            Duration::from_secs(syslog.idle_timeout_secs),
-        )
-        .await?;
+        let listener = TcpSyslogListener::bind(*addr, context.clone(), syslog.tcp_limits()).await?;
         let local = listener.local_addr()?;
         running.tcp_addrs.push(local);
         let task = spawn_stage(
@@ -171,19 +160,15 @@ async fn bind_all(
         read_tokens: Arc::new(checked.config.http.read_tokens.clone()),
         alerts_db: Some(alerts_db_path(&checked.config.storage.data_dir)),
         reloader: running.rules.as_ref().map(|r| r.reloader.clone()),
+        search_slots: Arc::new(tokio::sync::Semaphore::new(crate::http::SEARCH_SLOTS)),
+        request_timeout: Duration::from_secs(checked.config.http.request_timeout_secs),
         max_body_bytes: checked.config.http.max_body_bytes,
     });
-    if !checked.config.http.listen.ip().is_loopback() && checked.config.http.read_tokens.is_empty()
-    {
-        warn!(
-            listen = %checked.config.http.listen,
-            "the HTTP API is reachable beyond this machine and answers searches and alerts without a token; set http.read_tokens"
-        );
-    }
     let listener = crate::http_listener::BoundedListener::new(
         listener,
         checked.config.http.max_connections,
         Duration::from_secs(checked.config.http.idle_timeout_secs),
+        Duration::from_secs(checked.config.http.header_timeout_secs),
         registry,
     )?;
     let task = spawn_stage(&running.health(), "http".into(), async move {
@@ -258,8 +243,11 @@ impl Running {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("MIMAMORI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: a file or journald gets plain text.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
@@ -335,16 +323,28 @@ pub struct Output {
     pub original: bool,
 }
 
-pub fn search(
-    checked: &Checked,
-    query: &str,
-    from: Option<&str>,
-    to: Option<&str>,
-    limit: usize,
-    output: Output,
-) -> Result<(), Failure> {
+/// Where `mimamori search` looks: the query, the time range, and the page.
+pub struct Wanted<'a> {
+    pub query: &'a str,
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+pub fn search(checked: &Checked, wanted: Wanted<'_>, output: Output) -> Result<(), Failure> {
     let Output { json, original } = output;
-    let request = search_request(query, from, to, Some(limit)).map_err(Failure::Usage)?;
+    let mut request = search_request(
+        wanted.query,
+        wanted.from,
+        wanted.to,
+        Some(wanted.limit),
+        Some(wanted.offset),
+    )
+    .map_err(Failure::Usage)?;
+    // The command line is the operator's own process: `--limit` bounds it, not a server's
+    // per-answer size.
+    request.max_bytes = usize::MAX;
     let index = EventIndex::open_read_only(&checked.config.storage.data_dir)
         .map_err(|e| Failure::Runtime(e.into()))?;
     let results = index.search(&request).map_err(|e| match e {
@@ -359,14 +359,19 @@ pub fn search(
             event_json(event, original).to_string()
         } else {
             let local = event.timestamp.with_timezone(&checked.timezone);
+            // Text from senders may carry terminal escapes (`ESC]0;...BEL`, `ESC[2J`): shown
+            // escaped, never acted on.
+            fn shown(v: Option<&str>) -> std::borrow::Cow<'_, str> {
+                printable(v.unwrap_or("-"))
+            }
             format!(
                 "{}  {:<16} {:<12} {:<14} {:<10} {}",
                 local.format("%Y-%m-%d %H:%M:%S%.3f"),
-                event.host.as_deref().unwrap_or("-"),
-                event.user.as_deref().unwrap_or("-"),
-                event.action,
-                event.patient.as_deref().unwrap_or("-"),
-                event.message.chars().take(200).collect::<String>()
+                shown(event.host.as_deref()),
+                shown(event.user.as_deref()),
+                printable(&event.action),
+                shown(event.patient.as_deref()),
+                printable(&event.message.chars().take(200).collect::<String>())
             )
         };
         if write(&mut out, line).is_err() {
@@ -382,6 +387,17 @@ pub fn search(
             checked.timezone
         );
     }
+    let next = wanted.offset + results.events.len() + results.unreadable as usize;
+    if results.truncated || (next as u64) < results.total {
+        eprintln!(
+            "mimamori: more matches: add --offset {next} for the next page{}",
+            if results.truncated {
+                " (this one stopped at the size a page may have)"
+            } else {
+                ""
+            }
+        );
+    }
     if results.unreadable > 0 {
         eprintln!(
             "mimamori: {} matching events could not be read from a damaged index file; run `mimamori verify`, then `mimamori reindex`",
@@ -389,4 +405,22 @@ pub fn search(
         );
     }
     Ok(())
+}
+
+/// Text with control characters (terminal escapes, bells, carriage returns) written as escapes.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| {
+                if c.is_control() {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
 }

@@ -147,17 +147,23 @@ fn work(role: &str, rng: &mut Rng) -> (&'static str, &'static str) {
     }
 }
 
-pub fn run(days: u32, seed: u64, out: &Path) -> anyhow::Result<()> {
+/// Simulates `days` days from `start` (default: the days that end yesterday, so `alerts
+/// --since 7d` finds the last week's incidents).
+pub fn run(days: u32, seed: u64, start: Option<NaiveDate>, out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out.join("logs"))
         .with_context(|| format!("cannot create {}", out.display()))?;
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let people = staff();
-    // From Monday 2026-10-05 (so 4 weeks include the Monday holiday of 10/12), or earlier when
-    // that would run into the future: logs dated ahead of the appliance's clock are not evaluated.
+    // Logs dated ahead of the appliance's clock are not evaluated: the days end yesterday.
     let yesterday = Utc::now().with_timezone(&Tokyo).date_naive() - Duration::days(1);
-    let start = NaiveDate::from_ymd_opt(2026, 10, 5)
-        .expect("valid date")
-        .min(yesterday - Duration::days(i64::from(days)));
+    let latest_start = yesterday - Duration::days(i64::from(days.max(1)) - 1);
+    let start = match start {
+        Some(s) if s > latest_start => anyhow::bail!(
+            "--start {s}: {days} days from then run past yesterday ({yesterday}); the latest start is {latest_start}"
+        ),
+        Some(s) => s,
+        None => latest_start,
+    };
     let mut accesses: Vec<Access> = Vec::new();
     let mut labels: Vec<Label> = Vec::new();
     let patient = |rng: &mut Rng| format!("P{:06}", 1 + rng.below(3000));
@@ -383,6 +389,12 @@ pub fn run(days: u32, seed: u64, out: &Path) -> anyhow::Result<()> {
         people.len(),
         labels.len(),
         out.join("labels.csv").display()
+    );
+    let config = out.join("mimamori.toml");
+    println!(
+        "next:\n  mimamori --config {config} import {logs}\n  mimamori --config {config} alerts --since {days}d",
+        config = config.display(),
+        logs = out.join("logs").display(),
     );
     Ok(())
 }

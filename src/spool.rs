@@ -3,12 +3,13 @@
 //! some records were refused) or to `failed/` with a `.error` file that says why.
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use ingest::import::{Format, Importer, Progress, Report};
+use ingest::import::{Format, ImportError, Importer, LineCap, Progress};
 use tracing::{info, warn};
 
 pub struct Spool {
@@ -84,39 +85,48 @@ impl Spool {
     }
 }
 
-/// What the store's refusal (free space below the reserve, write errors) says.
-const REFUSED: &str = "refuses new data";
+/// Rejects listed in a spool file's `.rejects` / `.error` note, at most.
+const MAX_NOTE_LINES: u64 = 100_000;
 
-/// Imports one spooled file and moves it out of the way.
+/// Imports one spooled file and moves it out of the way. Rejects stream to a hidden file
+/// beside it as they come (bounded), which becomes the note.
 fn take_file(dir: &Path, path: &Path, importer: &Importer) {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut rejects = Vec::new();
-    let result = importer.import_file(path, Format::Auto, &Progress::default(), Some(&mut rejects));
-    if let Err(e) = &result
-        && e.contains(REFUSED)
-    {
+    let partial = dir.join(format!(".{name}.rejects.partial"));
+    let mut rejects = match std::fs::File::create(&partial) {
+        Ok(f) => Some(LineCap::new(std::io::BufWriter::new(f), MAX_NOTE_LINES)),
+        Err(e) => {
+            warn!(error = %e, "cannot write the spool reject list; rejects are counted only");
+            None
+        }
+    };
+    let log = rejects.as_mut().map(|w| w as &mut dyn Write);
+    let result = importer.import_file(path, Format::Auto, &Progress::default(), log);
+    let listed = rejects.and_then(|w| w.finish().ok()).is_some();
+    if let Err(ImportError::Store(e)) = &result {
         // A full disk: the file stays and is imported again once the log takes data (what
         // was stored before the refusal is skipped as a duplicate then).
         warn!(file = %name, error = %e, "spool file left in place until the store takes data again");
+        let _ = std::fs::remove_file(&partial);
         return;
     }
-    let (target, note): (&str, Option<(String, String)>) = match &result {
+    let (target, note): (&str, Option<(&str, String)>) = match &result {
         Ok(report) if report.accepted == 0 && report.rejected > 0 => (
             "failed",
-            Some(("error".into(), failure_text(report, &rejects))),
-        ),
-        Ok(report) if report.rejected > 0 => (
-            "done",
             Some((
-                "rejects".into(),
-                String::from_utf8_lossy(&rejects).into_owned(),
+                "error",
+                format!(
+                    "nothing in this file could be imported: {} record(s) rejected\n",
+                    report.rejected
+                ),
             )),
         ),
+        Ok(report) if report.rejected > 0 => ("done", Some(("rejects", String::new()))),
         Ok(_) => ("done", None),
-        Err(e) => ("failed", Some(("error".into(), format!("{e}\n")))),
+        Err(e) => ("failed", Some(("error", format!("{e}\n")))),
     };
     match &result {
         Ok(r) => {
@@ -128,23 +138,24 @@ fn take_file(dir: &Path, path: &Path, importer: &Importer) {
     let destination = free_name(&dir.join(target), &name);
     if let Err(e) = std::fs::rename(path, &destination) {
         warn!(file = %name, error = %e, "cannot move the spool file; it will be imported again (duplicates are skipped)");
+        let _ = std::fs::remove_file(&partial);
         return;
     }
-    if let Some((ext, text)) = note {
+    if let Some((ext, head)) = note {
         let mut note_path = destination.into_os_string();
         note_path.push(format!(".{ext}"));
-        if let Err(e) = std::fs::write(&note_path, text) {
+        let written = std::fs::File::create(&note_path).and_then(|mut out| {
+            out.write_all(head.as_bytes())?;
+            if listed && let Ok(mut list) = std::fs::File::open(&partial) {
+                std::io::copy(&mut list, &mut out)?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written {
             warn!(error = %e, "cannot write the spool note");
         }
     }
-}
-
-fn failure_text(report: &Report, rejects: &[u8]) -> String {
-    format!(
-        "nothing in this file could be imported: {} record(s) rejected\n{}",
-        report.rejected,
-        String::from_utf8_lossy(rejects)
-    )
+    let _ = std::fs::remove_file(&partial);
 }
 
 /// `dir/name`, or `dir/name.2`, `.3`, ... when taken.

@@ -103,18 +103,20 @@ fn garbage_huge_cut_and_empty_input_is_kept_or_counted_and_others_get_through() 
 }
 
 #[test]
-fn a_thousand_idle_connections_do_not_delay_a_sender() {
-    let server = Server::start("");
+fn a_thousand_idle_connections_from_one_address_do_not_keep_out_a_sender() {
+    let server = Server::start("max_connections_per_peer = 50\nfirst_frame_timeout_secs = 2\n");
+    // One host opens a thousand connections and says nothing: it gets fifty.
     let idle: Vec<TcpStream> = (0..1000)
         .map(|_| TcpStream::connect(server.tcp).unwrap())
         .collect();
-    // One of them sends half a line and stalls.
+    // One of the held ones sends half a line and stalls.
     let mut stalled = TcpStream::connect(server.tcp).unwrap();
     stalled
         .write_all(b"<13>Nov 22 10:00:00 host app: half a li")
         .unwrap();
     let tok = token();
-    let mut s = TcpStream::connect(server.tcp).unwrap();
+    // A real sender on another address gets through at once.
+    let mut s = common::connect_from([127, 0, 0, 2], server.tcp);
     for i in 0..100 {
         s.write_all(format!("<13>Nov 22 10:00:00 host app: {tok} n{i}\n").as_bytes())
             .unwrap();
@@ -122,7 +124,25 @@ fn a_thousand_idle_connections_do_not_delay_a_sender() {
     drop(s);
     let hits = server.wait_for(&tok, 100);
     assert_eq!(hits.len(), 100);
-    assert!(server.metric("mimamori_tcp_connections ") >= 1000.0);
+    // Fifty held at a time (more once the first fifty time out); the rest refused.
+    assert!(server.metric("mimamori_tcp_connections ") <= 51.0);
+    assert!(server.metric("mimamori_tcp_connections_refused_total") >= 500.0);
+    // Without a whole first message within two seconds, the held ones are closed, and the
+    // first host may send again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while server.metric("mimamori_tcp_connections ") > 0.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "idle connections still open"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(server.metric("mimamori_tcp_idle_closed_total") >= 50.0);
+    let mut s = TcpStream::connect(server.tcp).unwrap();
+    s.write_all(format!("<13>Nov 22 10:00:00 host app: {tok} again\n").as_bytes())
+        .unwrap();
+    drop(s);
+    assert_eq!(server.wait_for(&format!("{tok} again"), 1).len(), 1);
     drop(idle);
     drop(stalled);
 }

@@ -43,7 +43,8 @@ fn each_detection_has_precision_and_recall_of_at_least_095() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = Command::new(BIN)
-        .args(["simulate", "--days", "42", "--seed", "11", "--out"])
+        .args(["simulate", "--days", "42", "--seed", "11"])
+        .args(["--start", "2026-10-05", "--out"])
         .arg(d)
         .output()
         .unwrap();
@@ -140,4 +141,16 @@ fn each_detection_has_precision_and_recall_of_at_least_095() {
         ],
     );
     assert_eq!(night.lines().count(), 5, "the night shift worked");
+
+    // A backtest over the same log gives what the import gave: same order, same dedup.
+    let backtest = mimamori(d, &["rules", "backtest", "--from", "2026-10-01"]);
+    assert!(
+        backtest.contains(&format!(
+            ": {} alert(s) would have been raised",
+            alerts.len()
+        )),
+        "import raised {}; backtest: {}",
+        alerts.len(),
+        backtest.lines().last().unwrap_or("")
+    );
 }

@@ -11,7 +11,8 @@ use crate::windows::NoiseFilter;
 /// Syslog listeners (`[syslog]` in the config file).
 ///
 /// Defaults: `udp_listen = ["127.0.0.1:5514"]`, `tcp_listen = ["127.0.0.1:5514"]`, no TLS
-/// listener, `max_message_bytes = 65536`, `max_connections = 2048`, `idle_timeout_secs = 900`,
+/// listener, `max_message_bytes = 65536`, `max_connections = 2048`,
+/// `max_connections_per_peer = 64`, `first_frame_timeout_secs = 10`, `idle_timeout_secs = 900`,
 /// `udp_receive_buffer_bytes = 33554432`, no `timezone` (the clinic's), no `[[syslog.sources]]`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,6 +27,11 @@ pub struct SyslogConfig {
     pub tls_key: Option<PathBuf>,
     pub max_message_bytes: usize,
     pub max_connections: usize,
+    /// Open TCP connections from one address at most, so one host cannot take every slot.
+    pub max_connections_per_peer: usize,
+    /// A connection that has not sent a whole first message (or finished the TLS handshake)
+    /// this long after it opened is closed.
+    pub first_frame_timeout_secs: u64,
     pub idle_timeout_secs: u64,
     pub udp_receive_buffer_bytes: usize,
     /// IANA zone for RFC 3164 timestamps, which carry no zone, from senders not in `sources`;
@@ -88,12 +94,23 @@ impl Default for SyslogConfig {
             tls_key: None,
             max_message_bytes: 64 << 10,
             max_connections: 2048,
+            max_connections_per_peer: 64,
+            first_frame_timeout_secs: 10,
             idle_timeout_secs: 900,
             udp_receive_buffer_bytes: 32 << 20,
             timezone: None,
             sources: Vec::new(),
         }
     }
+}
+
+/// How many TCP connections a listener holds, from whom, and for how long.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpLimits {
+    pub max_connections: usize,
+    pub per_peer: usize,
+    pub first_frame: std::time::Duration,
+    pub idle: std::time::Duration,
 }
 
 /// A bad value: the key (relative to the section) and what is expected.
@@ -112,6 +129,16 @@ pub fn parse_zone(key: &str, name: &str) -> Result<Tz, Invalid> {
 }
 
 impl SyslogConfig {
+    /// The limits every TCP and TLS listener applies.
+    pub fn tcp_limits(&self) -> TcpLimits {
+        TcpLimits {
+            max_connections: self.max_connections,
+            per_peer: self.max_connections_per_peer,
+            first_frame: std::time::Duration::from_secs(self.first_frame_timeout_secs),
+            idle: std::time::Duration::from_secs(self.idle_timeout_secs),
+        }
+    }
+
     /// Checks values serde cannot: returns (key, what is expected) for the first bad one.
     pub fn validate(&self) -> Result<(Tz, Vec<SourceRule>), Invalid> {
         let invalid = |key: &str, expected: &str| Err((key.to_owned(), expected.to_owned()));
@@ -126,6 +153,12 @@ impl SyslogConfig {
         }
         if self.idle_timeout_secs == 0 {
             return invalid("idle_timeout_secs", "at least 1");
+        }
+        if self.max_connections_per_peer == 0 {
+            return invalid("max_connections_per_peer", "at least 1");
+        }
+        if self.first_frame_timeout_secs == 0 {
+            return invalid("first_frame_timeout_secs", "at least 1");
         }
         if !self.tls_listen.is_empty() {
             if self.tls_cert.is_none() {

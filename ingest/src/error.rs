@@ -9,3 +9,16 @@ pub enum IngestError {
         source: std::io::Error,
     },
 }
+
+/// Why an import (a file, a spool file, an HTTP body) stopped.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ImportError {
+    /// The input cannot be read at all (its format, its compression, the file itself): the
+    /// sender's problem; trying again will not help.
+    #[error("{0}")]
+    Input(String),
+    /// The store did not take the records (free space below the reserve, write errors, shut
+    /// down): the appliance's condition; what was stored stays, and a retry later skips it.
+    #[error("{0}")]
+    Store(String),
+}

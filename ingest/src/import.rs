@@ -6,7 +6,7 @@
 //! are a pretty-printed JSON document (FHIR Bundle) and a gzip-compressed EVTX file, both
 //! bounded by [`MAX_DOCUMENT_BYTES`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek};
@@ -19,10 +19,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
-use store::{Ack, Batch, Event, StoreHandle};
+use store::{Ack, Batch, Event, EventId, StoreHandle};
 use tokio::sync::oneshot;
 
 use crate::ehr::{self, EhrMapping, csv::CsvRows};
+pub use crate::error::ImportError;
 use crate::framing::{Frame, Framer, FramingError};
 use crate::gaps::FileGaps;
 use crate::metrics::IngestMetrics;
@@ -57,8 +58,10 @@ pub enum Format {
     Json,
 }
 
-pub const FORMAT_NAMES: &str =
-    "auto, evtx, winxml, winlogbeat, nxlog, ehr-csv, ehr-jsonl, fhir, atna, syslog";
+/// The format names `mimamori import --format` and `POST /api/v1/ingest?format=` both take.
+pub const FORMAT_NAMES: &str = "auto, evtx, winxml, winlogbeat, nxlog, ehr-csv (csv), ehr-jsonl, \
+     fhir, atna, syslog, json (jsonl, ndjson: each record's kind detected), xml (Windows events \
+     or ATNA, detected)";
 
 impl FromStr for Format {
     type Err = String;
@@ -67,15 +70,16 @@ impl FromStr for Format {
         Ok(match s.to_ascii_lowercase().as_str() {
             "auto" => Format::Auto,
             "evtx" => Format::Evtx,
-            "winxml" | "xml" => Format::WinXml,
+            "winxml" => Format::WinXml,
+            "xml" => Format::Auto,
             "winlogbeat" => Format::Winlogbeat,
             "nxlog" => Format::Nxlog,
             "ehr-csv" | "csv" => Format::EhrCsv,
-            "ehr-jsonl" | "jsonl" | "ndjson" => Format::EhrJsonl,
+            "ehr-jsonl" => Format::EhrJsonl,
             "fhir" => Format::Fhir,
             "atna" => Format::Atna,
             "syslog" => Format::Syslog,
-            "json" => Format::Json,
+            "json" | "jsonl" | "ndjson" => Format::Json,
             other => {
                 return Err(format!(
                     "unknown format {other:?}; expected one of {FORMAT_NAMES}"
@@ -777,6 +781,70 @@ fn windows_sequence(event: &Event) -> Option<(String, u64)> {
     ))
 }
 
+/// Passes at most `max` lines to `inner` and counts the rest, so a file of a million bad rows
+/// cannot fill memory or a disk with its reject report; [`LineCap::finish`] says how many were
+/// left out.
+pub struct LineCap<W> {
+    inner: W,
+    max: u64,
+    lines: u64,
+    dropped: u64,
+}
+
+impl<W: std::io::Write> LineCap<W> {
+    pub fn new(inner: W, max: u64) -> LineCap<W> {
+        LineCap {
+            inner,
+            max,
+            lines: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Lines written to `inner` so far.
+    pub fn lines(&self) -> u64 {
+        self.lines
+    }
+
+    /// Writes a last line naming how many were left out (if any) and gives `inner` back.
+    pub fn finish(mut self) -> std::io::Result<W> {
+        if self.dropped > 0 {
+            writeln!(
+                self.inner,
+                "... and {} more not listed (only the first {} are)",
+                self.dropped, self.max
+            )?;
+        }
+        self.inner.flush()?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for LineCap<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut end = 0;
+        for (i, &b) in buf.iter().enumerate() {
+            if self.lines >= self.max {
+                break;
+            }
+            end = i + 1;
+            if b == b'\n' {
+                self.lines += 1;
+            }
+        }
+        self.inner.write_all(&buf[..end])?;
+        self.dropped += buf[end..].iter().filter(|&&b| b == b'\n').count() as u64;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Longest reason kept per reject (a reason may quote the field it could not read).
+const MAX_REASON_BYTES: usize = 512;
+
 /// A rejected record, where it was and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reject {
@@ -806,8 +874,9 @@ pub struct Report {
     /// Gaps found in the sources' numbering, and records missing in them.
     pub gaps: u64,
     pub missing_records: u64,
-    /// Formats detected, per file.
-    pub formats: Vec<(String, Format)>,
+    /// Formats detected, per file (`json` files by the kinds of records in them:
+    /// `fhir`, `winlogbeat`, `ehr-jsonl`).
+    pub formats: Vec<(String, String)>,
     /// Kept events tagged as read in part (`encoding_mismatch`, `csv_ragged_row`, ...).
     pub warnings: BTreeMap<String, u64>,
     /// Accepted (durable in the log) but not yet searchable: the index is behind or failing
@@ -858,13 +927,15 @@ pub struct Progress {
     pub events: AtomicU64,
 }
 
-/// Imports files into the store, one at a time.
+/// Imports files and bodies into the store, several at once (a slow one delays no other).
 pub struct Importer {
     pub parsers: Arc<Parsers>,
     store: StoreHandle,
     metrics: IngestMetrics,
-    /// Imports run one at a time, so each sees what the previous one stored.
-    running: Mutex<()>,
+    /// Events kept by a running import and not yet searchable, with the import that keeps
+    /// them: another import skips them as duplicates (the index does not hold them yet).
+    pending: Mutex<HashMap<EventId, u64>>,
+    next_session: AtomicU64,
 }
 
 /// Where all rejects are written, one per line.
@@ -884,7 +955,8 @@ impl Importer {
             parsers,
             store,
             metrics,
-            running: Mutex::new(()),
+            pending: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
         }
     }
 
@@ -921,23 +993,26 @@ impl Importer {
         format: Format,
         progress: &Progress,
         mut rejects: RejectLog<'_>,
-    ) -> Result<Report, String> {
-        let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
+    ) -> Result<Report, ImportError> {
         let shown = path.display().to_string();
         let count = Arc::new(AtomicU64::new(0));
         let base = progress.bytes.load(Ordering::Relaxed);
         let mut session = Session::new(self, &shown, progress, reborrow(&mut rejects));
         let mut tick = 0u32;
-        let read = self.parsers.read_file(path, format, &count, &mut |item| {
-            session.take(item);
-            tick += 1;
-            if tick.is_multiple_of(256) {
-                progress
-                    .bytes
-                    .store(base + count.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
-        })?;
-        session.report.formats.push((shown, read.format));
+        let read = self
+            .parsers
+            .read_file(path, format, &count, &mut |item| {
+                session.take(item);
+                tick += 1;
+                if tick.is_multiple_of(256) {
+                    progress
+                        .bytes
+                        .store(base + count.load(Ordering::Relaxed), Ordering::Relaxed);
+                }
+            })
+            .map_err(ImportError::Input)?;
+        let detected = session.detected(read.format);
+        session.report.formats.push((shown, detected));
         session.report.files = 1;
         if let Err(reason) = read.result {
             session.reject("file".to_owned(), reason);
@@ -955,21 +1030,25 @@ impl Importer {
         input: &mut dyn BufRead,
         label: &str,
         mut rejects: RejectLog<'_>,
-    ) -> Result<Report, String> {
-        let _one_at_a_time = self.running.lock().unwrap_or_else(|e| e.into_inner());
+    ) -> Result<Report, ImportError> {
         let progress = Progress::default();
         let mut session = Session::new(self, label, &progress, reborrow(&mut rejects));
         let now = Utc::now();
         let format = match format {
             Format::Auto => {
-                let head = input.fill_buf().map_err(|e| e.to_string())?.to_vec();
-                detect(&head, label, &self.parsers.ehr)?
+                let head = input
+                    .fill_buf()
+                    .map_err(|e| ImportError::Input(e.to_string()))?
+                    .to_vec();
+                detect(&head, label, &self.parsers.ehr).map_err(ImportError::Input)?
             }
             f => f,
         };
         let result = if format == Format::Evtx {
             let mut buf = Vec::new();
-            input.read_to_end(&mut buf).map_err(|e| e.to_string())?;
+            input
+                .read_to_end(&mut buf)
+                .map_err(|e| ImportError::Input(e.to_string()))?;
             let n = buf.len() as u64;
             self.parsers
                 .read_evtx(std::io::Cursor::new(buf), n, now, &mut |item| {
@@ -982,7 +1061,8 @@ impl Importer {
         if let Err(reason) = result {
             session.reject("body".to_owned(), reason);
         }
-        session.report.formats.push((label.to_owned(), format));
+        let detected = session.detected(format);
+        session.report.formats.push((label.to_owned(), detected));
         session.finish()
     }
 }
@@ -990,12 +1070,18 @@ impl Importer {
 /// One file's import in progress.
 struct Session<'a> {
     importer: &'a Importer,
+    /// This import's mark in [`Importer::pending`].
+    id: u64,
     file: String,
     progress: &'a Progress,
     rejects: RejectLog<'a>,
     report: Report,
     batch: Vec<Event>,
-    in_flight: VecDeque<(u64, oneshot::Receiver<Ack>)>,
+    in_flight: VecDeque<(u64, Vec<EventId>, oneshot::Receiver<Ack>)>,
+    /// Stored batches not yet known to be searchable: (last log record, their ids).
+    stored: VecDeque<(u64, Vec<EventId>)>,
+    /// Kinds of records read, by dataset family (what a `json` file turned out to hold).
+    kinds: std::collections::BTreeSet<&'static str>,
     last_seq: u64,
     gaps: FileGaps,
     latest: Option<DateTime<Utc>>,
@@ -1012,12 +1098,15 @@ impl<'a> Session<'a> {
     ) -> Session<'a> {
         Session {
             importer,
+            id: importer.next_session.fetch_add(1, Ordering::Relaxed),
             file: file.to_owned(),
             progress,
             rejects,
             report: Report::default(),
             batch: Vec::with_capacity(BATCH_EVENTS),
             in_flight: VecDeque::new(),
+            stored: VecDeque::new(),
+            kinds: std::collections::BTreeSet::new(),
             last_seq: 0,
             gaps: FileGaps::default(),
             latest: None,
@@ -1026,7 +1115,15 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn reject(&mut self, location: String, reason: String) {
+    fn reject(&mut self, location: String, mut reason: String) {
+        if reason.len() > MAX_REASON_BYTES {
+            let mut end = MAX_REASON_BYTES;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+            reason.push_str("...");
+        }
         self.report.read += 1;
         self.report.rejected += 1;
         self.importer
@@ -1040,7 +1137,8 @@ impl<'a> Session<'a> {
             reason,
         };
         if let Some(log) = self.rejects.as_mut() {
-            let _ = writeln!(log, "{reject}");
+            // One write per line, so a line cap never splits one.
+            let _ = log.write_all(format!("{reject}\n").as_bytes());
         }
         if self.report.first_rejects.len() < FIRST_REJECTS {
             self.report.first_rejects.push(reject);
@@ -1063,6 +1161,12 @@ impl<'a> Session<'a> {
                 ..
             } => {
                 self.report.read += 1;
+                self.kinds.insert(match event.dataset.as_str() {
+                    "ehr.fhir" => "fhir",
+                    "ehr.audit" => "ehr-jsonl",
+                    d if d.starts_with("windows") => "winlogbeat",
+                    _ => "other",
+                });
                 // Parsers date undated lines by the file's time; arrival is now.
                 event.ingested = self.now;
                 if let Some((source, n)) = &sequence {
@@ -1081,6 +1185,43 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// The format to report: a `json` file is named by what its records were.
+    fn detected(&self, format: Format) -> String {
+        if format == Format::Json && !self.kinds.is_empty() {
+            self.kinds.iter().copied().collect::<Vec<_>>().join("+")
+        } else {
+            format.to_string()
+        }
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'a, HashMap<EventId, u64>> {
+        self.importer
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Gives up this import's claim on `ids` (stored and searchable now, or not stored).
+    fn release(&self, ids: &[EventId]) {
+        let mut pending = self.pending();
+        for id in ids {
+            if pending.get(id) == Some(&self.id) {
+                pending.remove(id);
+            }
+        }
+    }
+
+    /// Releases the stored batches the index now holds.
+    fn release_searchable(&mut self) {
+        let committed = self.importer.store.index().committed();
+        while let Some((last, _)) = self.stored.front()
+            && *last <= committed
+        {
+            let (_, ids) = self.stored.pop_front().expect("front exists");
+            self.release(&ids);
+        }
+    }
+
     fn count_filtered(&mut self, reason: &'static str) {
         *self.report.filtered.entry(reason.to_owned()).or_default() += 1;
         self.importer
@@ -1091,7 +1232,14 @@ impl<'a> Session<'a> {
     }
 
     fn keep(&mut self, event: Event) {
-        if self.importer.store.index().contains_id(event.id.as_str()) {
+        let duplicate = self.importer.store.index().contains_id(event.id.as_str()) || {
+            // Kept by another import still running: theirs. Twice in this one: both kept, as
+            // two identical lines in one file are two events.
+            let mut pending = self.pending();
+            let owner = *pending.entry(event.id.clone()).or_insert(self.id);
+            owner != self.id
+        };
+        if duplicate {
             self.report.duplicates += 1;
             self.importer.metrics.duplicates.inc();
             return;
@@ -1123,19 +1271,21 @@ impl<'a> Session<'a> {
         }
         let events = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_EVENTS));
         let n = events.len() as u64;
+        let ids: Vec<EventId> = events.iter().map(|e| e.id.clone()).collect();
         let (batch, ack) = Batch::with_ack(events);
         if self.importer.store.sender().blocking_send(batch).is_err() {
             self.failed = Some("the store has shut down".into());
+            self.release(&ids);
             return;
         }
-        self.in_flight.push_back((n, ack));
+        self.in_flight.push_back((n, ids, ack));
         while self.in_flight.len() > IN_FLIGHT {
             self.settle_one();
         }
     }
 
     fn settle_one(&mut self) {
-        let Some((n, ack)) = self.in_flight.pop_front() else {
+        let Some((n, ids, ack)) = self.in_flight.pop_front() else {
             return;
         };
         let mut ack = ack;
@@ -1148,6 +1298,7 @@ impl<'a> Session<'a> {
                 Err(oneshot::error::TryRecvError::Empty) => {
                     if let Some(reason) = self.importer.store.refusing() {
                         self.failed = Some(format!("the store refuses new data for now: {reason}"));
+                        self.release(&ids);
                         return;
                     }
                     std::thread::sleep(Duration::from_millis(1));
@@ -1158,29 +1309,34 @@ impl<'a> Session<'a> {
             Some(Ok(range)) => {
                 self.report.accepted += n;
                 self.last_seq = self.last_seq.max(*range.end());
+                self.stored.push_back((*range.end(), ids));
+                self.release_searchable();
             }
-            Some(Err(e)) => self.failed = Some(format!("the store refused the events: {e}")),
-            None => self.failed = Some("the store has shut down".into()),
+            Some(Err(e)) => {
+                self.failed = Some(format!("the store refused the events: {e}"));
+                self.release(&ids);
+            }
+            None => {
+                self.failed = Some("the store has shut down".into());
+                self.release(&ids);
+            }
         }
     }
 
     /// Sends what is left, records gaps, and waits until it is all searchable.
-    fn finish(mut self) -> Result<Report, String> {
+    fn finish(mut self) -> Result<Report, ImportError> {
         let gaps = std::mem::take(&mut self.gaps).finish();
         let at = self.latest.unwrap_or_else(Utc::now);
         let mut gap_events = 0;
         for gap in gaps {
             self.report.gaps += 1;
             self.report.missing_records += gap.missing();
-            self.importer
-                .metrics
-                .sequence_gaps
-                .with_label_values(&[&gap.source])
-                .inc();
-            self.importer
-                .metrics
+            let metrics = &self.importer.metrics;
+            let source = metrics.gap_sources.label(&gap.source);
+            metrics.sequence_gaps.with_label_values(&[source]).inc();
+            metrics
                 .missing_records
-                .with_label_values(&[&gap.source])
+                .with_label_values(&[source])
                 .inc_by(gap.missing());
             let event = gap.event(at, self.now, &format!("import of {}", self.file));
             // Reported again on a re-import, stored once.
@@ -1193,8 +1349,8 @@ impl<'a> Session<'a> {
         while !self.in_flight.is_empty() {
             self.settle_one();
         }
-        if let Some(failure) = self.failed {
-            return Err(failure);
+        if let Some(failure) = self.failed.take() {
+            return Err(ImportError::Store(failure));
         }
         // Gap events are stored like records but are not records of the input.
         self.report.accepted = self.report.accepted.saturating_sub(gap_events);
@@ -1207,7 +1363,7 @@ impl<'a> Session<'a> {
             // Durable, so accepted; the index takes them from the log once it can.
             self.report.not_searchable = self.report.accepted;
         }
-        Ok(self.report)
+        Ok(std::mem::take(&mut self.report))
     }
 }
 
@@ -1217,3 +1373,14 @@ use std::io::Write as _;
 mod export_tests;
 #[cfg(test)]
 mod tests;
+
+impl Drop for Session<'_> {
+    /// Whatever way the import ends, it claims nothing any more (a batch stored but not yet
+    /// searchable is found in the index from then on, or soon).
+    fn drop(&mut self) {
+        let mut ids: Vec<EventId> = self.batch.iter().map(|e| e.id.clone()).collect();
+        ids.extend(self.in_flight.drain(..).flat_map(|(_, ids, _)| ids));
+        ids.extend(self.stored.drain(..).flat_map(|(_, ids)| ids));
+        self.release(&ids);
+    }
+}

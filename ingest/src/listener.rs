@@ -3,7 +3,8 @@
 //! by a dedicated thread from a socket with a large receive buffer; the kernel's drops on it are
 //! counted, not hidden.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
+use crate::config::TcpLimits;
 use crate::error::IngestError;
 use crate::framing::{Frame, FrameFlaw, Framer, FramingError};
 use crate::gaps::LiveGaps;
@@ -76,11 +78,11 @@ impl SyslogContext {
             if let Some(gap) = gap {
                 self.metrics
                     .sequence_gaps
-                    .with_label_values(&[&source])
+                    .with_label_values(&[self.metrics.gap_sources.label(&source)])
                     .inc();
                 self.metrics
                     .missing_records
-                    .with_label_values(&[&source])
+                    .with_label_values(&[self.metrics.gap_sources.label(&source)])
                     .inc_by(gap.missing());
                 let via = origin.address.as_deref().unwrap_or(origin.transport);
                 out.push(gap.event(
@@ -133,17 +135,51 @@ impl SyslogContext {
 pub struct TcpSyslogListener {
     listener: TcpListener,
     context: Arc<SyslogContext>,
-    max_connections: usize,
-    idle_timeout: Duration,
+    limits: TcpLimits,
     tls: Option<TlsAcceptor>,
+}
+
+/// Open connections per peer address; a slot is given back when its guard drops.
+#[derive(Clone, Default)]
+struct PeerCounts(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+struct PeerSlot {
+    counts: PeerCounts,
+    ip: IpAddr,
+}
+
+impl PeerCounts {
+    fn take(&self, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let n = counts.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = counts.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 impl TcpSyslogListener {
     pub async fn bind(
         addr: SocketAddr,
         context: Arc<SyslogContext>,
-        max_connections: usize,
-        idle_timeout: Duration,
+        limits: TcpLimits,
     ) -> Result<TcpSyslogListener, IngestError> {
         let listener = TcpListener::bind(addr)
             .await
@@ -155,8 +191,7 @@ impl TcpSyslogListener {
         Ok(TcpSyslogListener {
             listener,
             context,
-            max_connections,
-            idle_timeout,
+            limits,
             tls: None,
         })
     }
@@ -172,7 +207,8 @@ impl TcpSyslogListener {
     }
 
     pub async fn run(self) {
-        let slots = Arc::new(Semaphore::new(self.max_connections));
+        let slots = Arc::new(Semaphore::new(self.limits.max_connections));
+        let peers = PeerCounts::default();
         let mut connections = JoinSet::new();
         let transport = if self.tls.is_some() { "tls" } else { "tcp" };
         info!(addr = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), transport, "syslog listening");
@@ -190,28 +226,33 @@ impl TcpSyslogListener {
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 self.context.metrics.tcp_connections_refused.inc();
-                warn!(peer = %peer, max = self.max_connections, "syslog tcp connection refused: too many open");
+                warn!(peer = %peer, max = self.limits.max_connections, "syslog tcp connection refused: too many open");
+                drop(stream);
+                continue;
+            };
+            let ip = peer.ip().to_canonical();
+            let Some(peer_slot) = peers.take(ip, self.limits.per_peer) else {
+                self.context.metrics.tcp_connections_refused.inc();
+                debug!(peer = %peer, max = self.limits.per_peer, "syslog tcp connection refused: too many open from this address");
                 drop(stream);
                 continue;
             };
             let context = self.context.clone();
-            let idle_timeout = self.idle_timeout;
+            let limits = self.limits;
             let tls = self.tls.clone();
             connections.spawn(async move {
                 context.metrics.tcp_connections.inc();
+                let opened = tokio::time::Instant::now();
                 match tls {
-                    None => read_connection(stream, peer, "tcp", &context, idle_timeout).await,
+                    None => read_connection(stream, peer, "tcp", &context, limits, opened).await,
                     Some(acceptor) => {
                         // A client that never finishes the handshake holds a slot no longer than
-                        // it may idle.
-                        let handshake = tokio::time::timeout(
-                            idle_timeout.min(Duration::from_secs(30)),
-                            acceptor.accept(stream),
-                        )
-                        .await;
+                        // it may take for its first message.
+                        let handshake =
+                            tokio::time::timeout(limits.first_frame, acceptor.accept(stream)).await;
                         match handshake {
                             Ok(Ok(tls_stream)) => {
-                                read_connection(tls_stream, peer, "tls", &context, idle_timeout)
+                                read_connection(tls_stream, peer, "tls", &context, limits, opened)
                                     .await;
                             }
                             Ok(Err(e)) => {
@@ -226,18 +267,22 @@ impl TcpSyslogListener {
                     }
                 }
                 context.metrics.tcp_connections.dec();
+                drop(peer_slot);
                 drop(slot);
             });
         }
     }
 }
 
+/// Reads frames until the peer closes, goes quiet for `limits.idle`, or has not sent a whole
+/// first frame `limits.first_frame` after `opened`.
 async fn read_connection<S: AsyncRead + Unpin>(
     mut stream: S,
     peer: SocketAddr,
     transport: &'static str,
     context: &SyslogContext,
-    idle_timeout: Duration,
+    limits: TcpLimits,
+    opened: tokio::time::Instant,
 ) {
     let origin = Origin {
         transport,
@@ -247,8 +292,14 @@ async fn read_connection<S: AsyncRead + Unpin>(
     let mut framer = Framer::new(context.max_message_bytes);
     let mut chunk = vec![0u8; 16 << 10];
     let (mut frames, mut errors) = (Vec::new(), Vec::new());
+    let mut framed_any = false;
     loop {
-        let read = tokio::time::timeout(idle_timeout, stream.read(&mut chunk)).await;
+        let deadline = if framed_any {
+            tokio::time::Instant::now() + limits.idle
+        } else {
+            opened + limits.first_frame
+        };
+        let read = tokio::time::timeout_at(deadline, stream.read(&mut chunk)).await;
         let n = match read {
             Ok(Ok(0)) => break,
             Ok(Ok(n)) => n,
@@ -263,6 +314,7 @@ async fn read_connection<S: AsyncRead + Unpin>(
             }
         };
         framer.push(&chunk[..n], &mut frames, &mut errors);
+        framed_any |= !frames.is_empty();
         if !send_frames(context, &origin, &mut frames, &mut errors).await {
             return;
         }

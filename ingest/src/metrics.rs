@@ -1,6 +1,34 @@
-//! Ingest counters: what arrived, what was turned away and why, per transport.
+//! Ingest counters: what arrived, what was turned away and why, per transport. Label values
+//! come from fixed sets or from a bounded set of the first sources seen ([`BoundedLabels`]),
+//! so hostile input cannot grow `/metrics` without end.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Distinct sources named in per-source metrics; later ones are counted as `other`.
+pub const MAX_SOURCE_LABELS: usize = 100;
+
+/// The first [`MAX_SOURCE_LABELS`] values seen of a label taken from input; `other` after.
+#[derive(Clone, Default)]
+pub struct BoundedLabels {
+    seen: Arc<Mutex<HashSet<String>>>,
+}
+
+impl BoundedLabels {
+    pub fn label<'a>(&self, value: &'a str) -> &'a str {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.contains(value) {
+            return value;
+        }
+        if seen.len() < MAX_SOURCE_LABELS {
+            seen.insert(value.to_owned());
+            return value;
+        }
+        "other"
+    }
+}
 
 #[derive(Clone)]
 pub struct IngestMetrics {
@@ -25,6 +53,8 @@ pub struct IngestMetrics {
     /// Jumps in a source's record numbering, and records missing in them, by source.
     pub sequence_gaps: IntCounterVec,
     pub missing_records: IntCounterVec,
+    /// The sources `sequence_gaps` and `missing_records` name.
+    pub gap_sources: BoundedLabels,
     /// TLS handshakes that failed (bad client, wrong protocol).
     pub tls_handshake_failures: IntCounter,
 }
@@ -97,6 +127,7 @@ impl IngestMetrics {
                 "Records missing in the gaps of a source's numbering, by source",
                 &["source"],
             )?,
+            gap_sources: BoundedLabels::default(),
             tls_handshake_failures: counter(
                 "mimamori_tls_handshake_failures_total",
                 "Syslog TLS connections closed because the handshake failed",

@@ -4,7 +4,7 @@
 //! entities) never reach a parser; only the five predefined entities and character references
 //! are resolved.
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 
 use quick_xml::events::Event as XmlEvent;
 
@@ -170,6 +170,8 @@ pub struct XmlElements<R> {
     pending: Vec<u8>,
     /// Line number of the first byte of `buf`.
     line: u64,
+    /// How much of `buf` is known to hold no end tag (only new bytes are searched again).
+    searched: usize,
     eof: bool,
     checked_doctype: bool,
 }
@@ -183,6 +185,7 @@ impl<R: BufRead> XmlElements<R> {
             buf: String::new(),
             pending: Vec::new(),
             line: 1,
+            searched: 0,
             eof: false,
             checked_doctype: false,
         }
@@ -192,12 +195,13 @@ impl<R: BufRead> XmlElements<R> {
         if self.eof {
             return Ok(false);
         }
+        // 64 KiB at a time whatever the lines: a run of empty lines costs one read, not one
+        // read and one search of the whole buffer per line.
         let mut bytes = std::mem::take(&mut self.pending);
-        let n = self
-            .reader
-            .by_ref()
-            .take(64 << 10)
-            .read_until(b'\n', &mut bytes)?;
+        let available = self.reader.fill_buf()?;
+        let n = available.len().min(64 << 10);
+        bytes.extend_from_slice(&available[..n]);
+        self.reader.consume(n);
         if n == 0 {
             self.eof = true;
             self.buf.push_str(&String::from_utf8_lossy(&bytes));
@@ -216,6 +220,7 @@ impl<R: BufRead> XmlElements<R> {
     fn consume(&mut self, upto: usize) {
         self.line += self.buf[..upto].matches('\n').count() as u64;
         self.buf.drain(..upto);
+        self.searched = 0;
     }
 
     /// Start of the next `<tag` followed by space, `>` or `/`.
@@ -272,8 +277,9 @@ impl<R: BufRead> Iterator for XmlElements<R> {
                     self.consume(h + 1);
                     return Some(Ok(Element { line, text }));
                 }
-                if let Some(end) = self.buf.find(&close) {
-                    let end = end + close.len();
+                let from = self.searched;
+                if let Some(end) = self.buf[from..].find(&close) {
+                    let end = from + end + close.len();
                     let line = self.line;
                     if end > self.max_bytes {
                         self.consume(end);
@@ -289,6 +295,12 @@ impl<R: BufRead> Iterator for XmlElements<R> {
                     self.consume(end);
                     return Some(Ok(Element { line, text }));
                 }
+                // Nothing before the last few bytes can start the end tag: search on from there.
+                let mut searched = self.buf.len().saturating_sub(close.len());
+                while !self.buf.is_char_boundary(searched) {
+                    searched -= 1;
+                }
+                self.searched = searched;
                 if self.buf.len() > self.max_bytes {
                     let line = self.line;
                     // Skip past this start tag and look for the next element.

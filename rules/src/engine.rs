@@ -10,6 +10,7 @@ use store::{Event, Outcome};
 use crate::clinic::{Clinic, Closed, Invalid};
 use crate::filter::{FIELDS, Filter};
 use crate::spray::{SprayConfig, Sprays};
+use crate::zones::ZoneGuesses;
 use crate::{Alert, Severity};
 
 /// `[detections.off_hours_login]`
@@ -392,11 +393,11 @@ impl CustomRule {
                 ));
             }
         }
-        if config.threshold == 0 || config.window_minutes == 0 {
-            return Err((
-                key("threshold"),
-                "a threshold and window_minutes of at least 1".into(),
-            ));
+        if config.threshold == 0 {
+            return Err((key("threshold"), "at least 1".into()));
+        }
+        if config.window_minutes == 0 {
+            return Err((key("window_minutes"), "at least 1".into()));
         }
         Ok(CustomRule {
             config: config.clone(),
@@ -453,6 +454,7 @@ pub struct Engine {
     pub appointments: Option<Appointments>,
     users: HashMap<String, UserState>,
     sprays: Sprays,
+    zones: ZoneGuesses,
     custom: Vec<(CustomRule, HashMap<String, Window>)>,
     /// When each account was last active (event time), for dormant accounts; saved by the
     /// caller across restarts (`last_active` / `remember_active`).
@@ -541,6 +543,7 @@ impl Engine {
             appointments: None,
             users: HashMap::new(),
             sprays: Sprays::default(),
+            zones: ZoneGuesses::default(),
             custom: Vec::new(),
             last_active: HashMap::new(),
             changed_activity: Vec::new(),
@@ -857,7 +860,32 @@ impl Engine {
             s.starts_with("udp://") || s.starts_with("tcp://") || s.starts_with("tls://")
         });
         let skew = event.timestamp - event.ingested;
-        if live && (skew > Duration::minutes(10) || skew < -Duration::days(1)) {
+        let sender = event
+            .host
+            .as_deref()
+            .or(event.log_source.as_deref())
+            .unwrap_or("-");
+        let wrong_zone = live
+            .then(|| {
+                self.zones
+                    .observe(sender, event.timestamp, event.ingested, self.clinic.zone)
+            })
+            .flatten();
+        if let Some(w) = wrong_zone {
+            let how = if w.hours < 0 { "behind" } else { "ahead of" };
+            let mut a = self.alert("clock_check", Severity::Low, event, self.clinic.site_of(event).as_deref(), format!(
+                "{sender} の時刻は受信時刻よりちょうど {} 時間{}; タイムゾーンの指定がない時刻を {} で書いている可能性があります。[[syslog.sources]] の timezone を設定してください。 / {sender} sends times exactly {} hours {how} when they arrive: it probably writes times without a zone in {}; set its timezone under [[syslog.sources]]",
+                w.hours.abs(),
+                if w.hours < 0 { "遅れています" } else { "進んでいます" },
+                w.zone,
+                w.hours.abs(),
+                w.zone,
+            ));
+            a.user = None;
+            a.first_seen = event.ingested;
+            a.last_seen = event.ingested;
+            out.push(a);
+        } else if live && (skew > Duration::minutes(10) || skew < -Duration::days(1)) {
             let host = event.host.as_deref().unwrap_or("an unnamed sender");
             let how = if skew > Duration::zero() {
                 format!("{} ahead", human(skew))

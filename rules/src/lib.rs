@@ -12,10 +12,25 @@ pub mod reorder;
 pub mod spray;
 #[cfg(test)]
 mod tests;
+pub mod zones;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use store::EventId;
+
+/// The built-in detections' names, as alerts carry them (custom rules add their own).
+pub const RULE_NAMES: &[&str] = &[
+    "off_hours_login",
+    "access_outside_role",
+    "concurrent_sessions",
+    "bulk_export",
+    "login_failures",
+    "password_spray",
+    "new_workstation",
+    "sensitive_records",
+    "treatment_relationship",
+    "clock_check",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -270,7 +270,7 @@ impl Appender {
             for event in &batch.events {
                 self.metrics
                     .events_accepted
-                    .with_label_values(&[&event.dataset])
+                    .with_label_values(&[crate::metrics::dataset_label(&event.dataset)])
                     .inc();
             }
             if let Some(ack) = batch.ack {

@@ -212,11 +212,17 @@ impl EventIndex {
         let searcher = self.reader.searcher();
         let limit = request.limit.clamp(1, MAX_SEARCH_LIMIT);
         let top = TopDocs::with_limit(limit)
+            .and_offset(request.offset.min(crate::search::MAX_OFFSET))
             .order_by_fast_field::<tantivy::DateTime>("@timestamp", Order::Desc);
         let (total, hits) = searcher.search(&query, &(Count, top))?;
         let mut events = Vec::with_capacity(hits.len());
         let mut unreadable = 0u64;
+        let (mut bytes, mut truncated) = (0usize, false);
         for (_, address) in hits.into_iter().take(request.limit) {
+            if bytes >= request.max_bytes {
+                truncated = true;
+                break;
+            }
             let doc: TantivyDocument = match searcher.doc(address) {
                 Ok(doc) => doc,
                 Err(e) => {
@@ -231,6 +237,7 @@ impl EventIndex {
             let Some(json) = doc.get_first(self.schema.source).and_then(|v| v.as_bytes()) else {
                 continue;
             };
+            bytes += json.len();
             match serde_json::from_slice::<Event>(json) {
                 Ok(event) => events.push(event),
                 Err(e) => warn!(error = %e, "stored event does not decode"),
@@ -245,6 +252,7 @@ impl EventIndex {
             total: total as u64,
             events,
             unreadable,
+            truncated,
         })
     }
 }

@@ -41,7 +41,9 @@ pub use crate::metrics::StoreMetrics;
 pub use crate::pipeline::{Ack, Batch, Store, StoreConfig, StoreHandle};
 pub use crate::reindex::reindex;
 pub use crate::schema::{DEFAULT_FIELDS, EventSchema};
-pub use crate::search::{SearchRequest, SearchResults, parse_time_bound};
+pub use crate::search::{
+    MAX_OFFSET, MAX_RESULT_BYTES, SearchRequest, SearchResults, parse_time_bound,
+};
 pub use crate::verify::{Finding, FindingKind, VerifyReport};
 
 #[cfg(test)]

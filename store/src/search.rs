@@ -13,6 +13,11 @@ pub struct SearchRequest {
     /// Exclusive.
     pub to: Option<DateTime<Utc>>,
     pub limit: usize,
+    /// Matches skipped first (newest first): where a page starts.
+    pub offset: usize,
+    /// Bytes of stored events returned at most (the page stops short of `limit` there):
+    /// [`MAX_RESULT_BYTES`] for a server's answers, where several run at once.
+    pub max_bytes: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -23,7 +28,16 @@ pub struct SearchResults {
     pub events: Vec<Event>,
     /// Matches whose stored event could not be read (a damaged index file); left out.
     pub unreadable: u64,
+    /// The page stopped short of `limit` because its events reached `max_bytes`: ask for the
+    /// next page from `offset + events.len()`.
+    pub truncated: bool,
 }
+
+/// Bytes of stored events one search returns at most, however many are asked for, so a few
+/// concurrent searches for everything cannot exhaust memory.
+pub const MAX_RESULT_BYTES: usize = 8 << 20;
+/// Furthest page start accepted.
+pub const MAX_OFFSET: usize = 1_000_000;
 
 /// Parses a time bound: RFC 3339 (`2026-11-22T09:00:00+09:00`), a date (`2026-11-22`, midnight
 /// UTC), `now`, or an age before `now` (`90s`, `30m`, `24h`, `7d`, `2w`).

@@ -35,6 +35,8 @@ fn search(index: &EventIndex, query: &str) -> SearchResults {
             from: None,
             to: None,
             limit: 100,
+            offset: 0,
+            max_bytes: crate::MAX_RESULT_BYTES,
         })
         .unwrap()
 }
@@ -126,6 +128,8 @@ fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
             from: Some(at(2)),
             to: Some(at(4)),
             limit: 10,
+            offset: 0,
+            max_bytes: crate::MAX_RESULT_BYTES,
         })
         .unwrap();
     assert_eq!(ranged.total, 1);
@@ -191,6 +195,8 @@ fn a_restart_replays_what_the_index_missed_exactly_once() {
             from: None,
             to: None,
             limit: 5000,
+            offset: 0,
+            max_bytes: crate::MAX_RESULT_BYTES,
         })
         .unwrap();
     assert_eq!(hits.total, u64::from(total));

@@ -135,28 +135,37 @@ impl Server {
         self.search_with(query, &[])
     }
 
+    /// Every match, page after page (one answer holds at most a few MiB of events).
     pub fn search_with(&self, query: &str, flags: &[&str]) -> Vec<serde_json::Value> {
-        let mut args = vec![
-            "search",
-            query,
-            "--from",
-            "1970-01-01T00:00:00Z",
-            "--limit",
-            "100000",
-            "--json",
-        ];
-        args.extend_from_slice(flags);
-        let out = self.cli(&args);
-        assert!(
-            out.status.success(),
-            "search {query}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        let mut all = Vec::new();
+        loop {
+            let offset = all.len().to_string();
+            let mut args = vec![
+                "search",
+                query,
+                "--from",
+                "1970-01-01T00:00:00Z",
+                "--limit",
+                "100000",
+                "--offset",
+                &offset,
+                "--json",
+            ];
+            args.extend_from_slice(flags);
+            let out = self.cli(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "search {query}: {stderr}");
+            let page: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
+            let more = stderr.contains("more matches") && !page.is_empty();
+            all.extend(page);
+            if !more {
+                return all;
+            }
+        }
     }
 
     pub fn cli(&self, args: &[&str]) -> Output {
@@ -196,6 +205,16 @@ impl Drop for Server {
 }
 
 /// A minimal HTTP/1.1 GET: (status, body).
+/// A TCP connection from another loopback address (`127.0.0.2`): another peer, as the server
+/// sees it.
+pub fn connect_from(source: [u8; 4], addr: SocketAddr) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.bind(&SocketAddr::from((source, 0)).into()).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     http_request(addr, "GET", path, &[], b"")
 }
