@@ -732,3 +732,44 @@ fn live_events_are_evaluated_in_event_time_order_and_across_restarts() {
         assert_eq!(found[0]["count"], 1, "{rule} not counted twice: {found:#?}");
     }
 }
+
+#[test]
+fn an_export_without_a_kind_column_raises_no_false_role_alerts() {
+    // The kind is in the operation word, as many Japanese EHRs write it: the receptionist may
+    // read demographics, appointments and billing all day; a chart is not theirs to read.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("m.toml"), ROSTER).unwrap();
+    let mut text = String::from("日時,利用者ID,端末,患者ID,操作\n");
+    for (i, op) in ["患者基本情報参照", "予約参照", "会計参照", "予約登録"]
+        .iter()
+        .cycle()
+        .take(40)
+        .enumerate()
+    {
+        text.push_str(&format!(
+            "2026/11/17 {:02}:{:02}:00,r001,MAIN-PC02,P{:06},{op}\n",
+            9 + i / 12,
+            i % 12 * 5,
+            100 + i
+        ));
+    }
+    text.push_str("2026/11/17 15:00:00,r001,MAIN-PC02,P000999,カルテ参照\n");
+    std::fs::write(d.join("ops.csv"), text).unwrap();
+    let out = run(d, &["import", d.join("ops.csv").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", self::text(&out));
+    let found = alerts(d);
+    let role: Vec<&serde_json::Value> = found
+        .iter()
+        .filter(|a| a["rule"] == "access_outside_role")
+        .collect();
+    assert_eq!(role.len(), 1, "only the chart: {found:?}");
+    assert_eq!(role[0]["count"], 1, "{found:?}");
+    assert!(
+        role[0]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("clinical_notes"),
+        "{found:?}"
+    );
+}

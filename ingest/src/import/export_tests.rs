@@ -287,3 +287,18 @@ fn a_fhir_bundle_gives_every_audit_event_and_counts_the_rest() {
     assert_eq!(patients, [Some("P1"), Some("P2")]);
     assert_eq!(r.filtered, ["fhir_resource_type"]);
 }
+
+#[test]
+fn an_event_start_followed_by_megabytes_of_newlines_is_one_reject_and_reading_goes_on() {
+    // Each new line used to mean a search of everything buffered: quadratic in the lines.
+    let mut xml = b"<Events><Event>".to_vec();
+    xml.extend(std::iter::repeat_n(b'\n', 3 << 20));
+    xml.extend_from_slice(
+        br#"<Event xmlns="http://schemas.microsoft.com/win/2004/08/events/event"><System><EventID>4624</EventID><TimeCreated SystemTime="2026-11-24T00:00:00Z"/><Computer>PC-01</Computer><Channel>Security</Channel></System><EventData><Data Name="TargetUserName">n003</Data></EventData></Event></Events>"#,
+    );
+    let r = read_bytes("flood.xml", &xml);
+    assert_eq!(r.rejects.len(), 1, "{:?}", r.rejects);
+    assert!(r.rejects[0].1.contains("longer than"), "{:?}", r.rejects);
+    assert_eq!(r.events.len(), 1);
+    assert_eq!(r.events[0].0.user.as_deref(), Some("n003"));
+}
