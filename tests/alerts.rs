@@ -557,6 +557,56 @@ fn alert_status_changes_over_the_api_need_an_admin_token_and_keep_who_and_why() 
         shown.contains("closed by suzuki (api): year-end export for the tax office, approved"),
         "{shown}"
     );
+    // Its hint runs as printed: the same data directory as the command that printed it.
+    assert!(
+        shown.contains(&format!(
+            "evidence: mimamori --data-dir {} search event.id:",
+            server.data_dir().display()
+        )),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_sender_writing_utc_without_a_zone_is_named_once_with_its_likely_zone() {
+    let server = Server::start("");
+    // An RFC 3164 line carries no zone: a server on UTC, read as Japan time, is dated nine
+    // hours early.
+    let now = chrono::Utc::now();
+    let mut s = std::net::TcpStream::connect(server.tcp).unwrap();
+    for i in 0..5 {
+        use std::io::Write;
+        s.write_all(
+            format!(
+                "<13>{} db01 app: utc-sender line {i}\n",
+                now.format("%b %e %H:%M:%S")
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    }
+    drop(s);
+    server.wait_for("utc-sender", 5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let found = loop {
+        let out = server.cli(&["alerts", "--json"]);
+        let found: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .filter(|a: &serde_json::Value| a["rule"] == "clock_check")
+            .collect();
+        if !found.is_empty() || std::time::Instant::now() > deadline {
+            break found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(found.len(), 1, "{found:?}");
+    let said = found[0]["explanation"].as_str().unwrap();
+    assert!(
+        said.contains("UTC+00:00") && said.contains("9 時間") && said.contains("db01"),
+        "{said}"
+    );
+    assert!(server.log().contains("alert raised"), "a log line says so");
 }
 
 #[test]

@@ -162,6 +162,11 @@ fn http_ingest_answers_after_the_log_has_the_events() {
     )
     .unwrap();
     assert_eq!(status, 400, "{text}");
+    // The names are the import command's: it lists them.
+    assert!(
+        text.contains("ehr-csv (csv)") && text.contains("ndjson"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -154,3 +154,38 @@ fn each_detection_has_precision_and_recall_of_at_least_095() {
         backtest.lines().last().unwrap_or("")
     );
 }
+
+#[test]
+fn a_simulated_week_ends_yesterday_and_says_what_to_run_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = Command::new(BIN)
+        .args(["simulate", "--days", "3", "--out"])
+        .arg(d)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    let config = d.join("mimamori.toml");
+    assert!(
+        said.contains(&format!("mimamori --config {} import", config.display()))
+            && said.contains("alerts --since 3d"),
+        "{said}"
+    );
+    // Three days that end yesterday, in the clinic's zone.
+    let start = (Utc::now() + Duration::hours(9) - Duration::days(3))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(
+        said.contains(&format!("simulated 3 days from {start}")),
+        "{said}"
+    );
+    // A start too late for the days asked is refused with the latest that works.
+    let out = Command::new(BIN)
+        .args(["simulate", "--days", "3", "--start", "2099-01-01", "--out"])
+        .arg(d)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the latest start is"));
+}
