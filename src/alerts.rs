@@ -1,12 +1,11 @@
 //! `mimamori alerts` and `mimamori rules check`.
 
-use std::io::Write;
-
 use alerting::db::AlertDb;
 
 use crate::Failure;
 use crate::config::Checked;
 use crate::http::alert_filter;
+use crate::output::say;
 use crate::rules_runner::alerts_db_path;
 
 fn open_db(checked: &Checked) -> Result<AlertDb, Failure> {
@@ -59,7 +58,7 @@ pub fn set_status(
     let a = open_db(checked)?
         .set_status(id, status, reason, &operator())
         .map_err(db_failure)?;
-    println!("alert #{} is {}: {}", a.id, a.status, a.alert.explanation);
+    say!("alert #{} is {}: {}", a.id, a.status, a.alert.explanation);
     Ok(())
 }
 
@@ -67,20 +66,20 @@ pub fn set_status(
 pub fn show(checked: &Checked, id: i64, json: bool) -> Result<(), Failure> {
     let a = open_db(checked)?.get(id).map_err(db_failure)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
+        say!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
         return Ok(());
     }
     let zone = checked.clinic.zone;
     let local = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&zone).format("%Y-%m-%d %H:%M");
-    println!(
+    say!(
         "alert #{}: {} ({}), {}",
         a.id,
         a.alert.rule,
         format!("{:?}", a.alert.severity).to_lowercase(),
         a.status
     );
-    println!("  {}", a.alert.explanation);
-    println!(
+    say!("  {}", a.alert.explanation);
+    say!(
         "  user {}, site {}, seen {} time(s) from {} to {} ({zone})",
         a.alert.user.as_deref().unwrap_or("-"),
         a.alert.site.as_deref().unwrap_or("-"),
@@ -103,10 +102,10 @@ pub fn show(checked: &Checked, id: i64, json: bool) -> Result<(), Failure> {
         ));
     }
     for e in &a.alert.evidence {
-        println!("  evidence: {prefix} search event.id:{}", e.as_str());
+        say!("  evidence: {prefix} search event.id:{}", e.as_str());
     }
     for c in &a.history {
-        println!(
+        say!(
             "  {} {} by {}{}",
             local(c.at),
             c.status,
@@ -130,7 +129,6 @@ pub fn list(
     let filter = alert_filter(since, status, Some(limit)).map_err(Failure::Usage)?;
     let db = open_db(checked)?;
     let alerts = db.list(&filter).map_err(|e| Failure::Runtime(e.into()))?;
-    let mut out = std::io::stdout().lock();
     for a in &alerts {
         let line = if json {
             serde_json::to_string(a).unwrap_or_default()
@@ -148,13 +146,10 @@ pub fn list(
                 a.alert.explanation
             )
         };
-        if writeln!(out, "{line}").is_err() {
-            return Ok(());
-        }
+        say!("{line}");
     }
     if !json {
-        let _ = writeln!(
-            out,
+        say!(
             "{} alert(s) (times in {})",
             alerts.len(),
             checked.clinic.zone
@@ -166,7 +161,7 @@ pub fn list(
 pub fn print_rules(checked: &Checked) {
     let c = &checked.clinic;
     let d = &checked.config.detections;
-    println!("rules are valid: {} ({})", c.name, c.zone);
+    say!("rules are valid: {} ({})", c.name, c.zone);
     for day in [
         chrono::Weekday::Mon,
         chrono::Weekday::Tue,
@@ -177,7 +172,7 @@ pub fn print_rules(checked: &Checked) {
         chrono::Weekday::Sun,
     ] {
         let hours = c.hours_text(day);
-        println!(
+        say!(
             "  {day}: {}",
             if hours.is_empty() {
                 "closed".into()
@@ -186,11 +181,11 @@ pub fn print_rules(checked: &Checked) {
             }
         );
     }
-    println!(
+    say!(
         "  grace: {} min before opening and after closing",
         c.grace.num_minutes()
     );
-    println!(
+    say!(
         "  sites: {}",
         c.sites
             .iter()
@@ -198,7 +193,7 @@ pub fn print_rules(checked: &Checked) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!(
+    say!(
         "  roles: {}",
         c.roles
             .keys()
@@ -206,18 +201,18 @@ pub fn print_rules(checked: &Checked) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("  staff on the roster: {}", c.staff.len());
+    say!("  staff on the roster: {}", c.staff.len());
     let on = |b: bool| if b { "on" } else { "off" };
-    println!("  off_hours_login: {}", on(d.off_hours_login.enabled));
-    println!(
+    say!("  off_hours_login: {}", on(d.off_hours_login.enabled));
+    say!(
         "  access_outside_role: {}",
         on(d.access_outside_role.enabled)
     );
-    println!(
+    say!(
         "  concurrent_sessions: {}",
         on(d.concurrent_sessions.enabled)
     );
-    println!(
+    say!(
         "  bulk_export: {} (>= {} records at once, >= {} patients in {} min)",
         on(d.bulk_export.enabled),
         d.bulk_export.max_records,
@@ -228,7 +223,7 @@ pub fn print_rules(checked: &Checked) {
 
 fn print_alert(checked: &Checked, a: &rules::Alert) {
     let local = a.last_seen.with_timezone(&checked.clinic.zone);
-    println!(
+    say!(
         "FIRES  {:<22} {}  {}",
         a.rule,
         local.format("%Y-%m-%d %H:%M"),
@@ -269,7 +264,7 @@ fn print_near_misses(engine: &rules::engine::Engine, only: Option<&str>, fired: 
         if only.is_some_and(|r| !rule.starts_with(r)) || fired.iter().any(|f| f == rule) {
             continue;
         }
-        println!("CLOSE  {rule:<22} {}", miss.what);
+        say!("CLOSE  {rule:<22} {}", miss.what);
     }
 }
 
@@ -299,9 +294,9 @@ pub fn test(
     let (seen, fired, engine) = run_rules(checked, None, &mut events.into_iter());
     print_near_misses(&engine, None, &fired);
     for r in rejects.iter().take(10) {
-        println!("SKIP   {r}");
+        say!("SKIP   {r}");
     }
-    println!(
+    say!(
         "{seen} events ({}), {} alert(s), {} record(s) unreadable",
         read.format,
         fired.len(),
@@ -366,7 +361,7 @@ pub fn backtest(checked: &Checked, from: &str, rule: Option<&str>) -> Result<(),
     }
     let names: Vec<String> = fired.iter().map(|a| a.alert.rule.clone()).collect();
     print_near_misses(&engine, rule, &names);
-    println!(
+    say!(
         "{seen} stored events since {}: {} alert(s) would have been raised{}",
         from.with_timezone(&checked.clinic.zone)
             .format("%Y-%m-%d %H:%M"),

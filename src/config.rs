@@ -93,6 +93,8 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Open connections at most; more are closed at once and counted.
     pub max_connections: usize,
+    /// Open connections from one address at most, so one host cannot lock others out.
+    pub max_connections_per_peer: usize,
     /// A connection that sends or takes nothing for this long is closed.
     pub idle_timeout_secs: u64,
     /// A request whose headers have not all arrived this long after its first byte (or after
@@ -111,6 +113,7 @@ impl Default for HttpConfig {
             read_tokens: Vec::new(),
             max_body_bytes: 32 << 20,
             max_connections: 256,
+            max_connections_per_peer: 32,
             idle_timeout_secs: 60,
             header_timeout_secs: 10,
             request_timeout_secs: 120,
@@ -270,6 +273,10 @@ impl Config {
         }
         let zero = [
             ("max_connections", config.http.max_connections as u64),
+            (
+                "max_connections_per_peer",
+                config.http.max_connections_per_peer as u64,
+            ),
             ("idle_timeout_secs", config.http.idle_timeout_secs),
             ("header_timeout_secs", config.http.header_timeout_secs),
             ("request_timeout_secs", config.http.request_timeout_secs),
@@ -303,6 +310,27 @@ impl Config {
                     (
                         key.into(),
                         "tokens of at least 16 characters (use e.g. `openssl rand -hex 24`)".into(),
+                    ),
+                ));
+            }
+        }
+        // A forwarder's ingest token must not read or change alerts, nor a reader's change them.
+        let http = &config.http;
+        let shared = |a: &[String], b: &[String]| a.iter().any(|t| b.contains(t));
+        for (key, other) in [
+            (
+                "ingest_tokens",
+                shared(&http.ingest_tokens, &http.admin_tokens)
+                    || shared(&http.ingest_tokens, &http.read_tokens),
+            ),
+            ("read_tokens", shared(&http.read_tokens, &http.admin_tokens)),
+        ] {
+            if other {
+                return Err(invalid(
+                    "http",
+                    (
+                        key.into(),
+                        "tokens of their own: the same token is also given another role (ingest, read and admin tokens are kept apart)".into(),
                     ),
                 ));
             }
@@ -440,6 +468,24 @@ mod tests {
             err.contains("line 17") && err.contains("custom_rules[2]"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_token_has_one_role_and_reads_off_loopback_need_one() {
+        let t = "aaaaaaaaaaaaaaaaaaaa";
+        let err = load_text(&format!(
+            "[http]\ningest_tokens = [\"{t}\"]\nadmin_tokens = [\"{t}\"]\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("http.ingest_tokens") && err.contains("kept apart"),
+            "{err}"
+        );
+        let err = load_text("[http]\nlisten = \"0.0.0.0:8480\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.read_tokens"), "{err}");
     }
 
     #[test]

@@ -13,11 +13,20 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
+use ingest::{PeerCounts, PeerSlot};
 use prometheus::{IntCounter, IntGauge, Registry};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
+
+/// How many HTTP connections, from whom, for how long.
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub per_peer: usize,
+    pub idle: Duration,
+    pub header_timeout: Duration,
+}
 
 #[derive(Clone)]
 struct HttpMetrics {
@@ -30,6 +39,8 @@ struct HttpMetrics {
 pub struct BoundedListener {
     inner: TcpListener,
     slots: Arc<Semaphore>,
+    peers: PeerCounts,
+    per_peer: usize,
     idle: Duration,
     header_timeout: Duration,
     metrics: HttpMetrics,
@@ -38,16 +49,20 @@ pub struct BoundedListener {
 impl BoundedListener {
     pub fn new(
         inner: TcpListener,
-        max_connections: usize,
-        idle: Duration,
-        header_timeout: Duration,
+        limits: HttpLimits,
         registry: &Registry,
     ) -> prometheus::Result<BoundedListener> {
+        let HttpLimits {
+            max_connections,
+            per_peer,
+            idle,
+            header_timeout,
+        } = limits;
         let metrics = HttpMetrics {
             open: IntGauge::new("mimamori_http_connections", "Open HTTP connections")?,
             refused: IntCounter::new(
                 "mimamori_http_connections_refused_total",
-                "HTTP connections closed at once because http.max_connections were open",
+                "HTTP connections closed at once because http.max_connections (or http.max_connections_per_peer from one address) were open",
             )?,
             idle_closed: IntCounter::new(
                 "mimamori_http_idle_closed_total",
@@ -65,6 +80,8 @@ impl BoundedListener {
         Ok(BoundedListener {
             inner,
             slots: Arc::new(Semaphore::new(max_connections)),
+            peers: PeerCounts::default(),
+            per_peer,
             idle,
             header_timeout,
             metrics,
@@ -92,10 +109,17 @@ impl axum::serve::Listener for BoundedListener {
                 drop(stream);
                 continue;
             };
+            // One host cannot take every slot (a browser needs a handful).
+            let Some(peer_slot) = self.peers.take(addr.ip().to_canonical(), self.per_peer) else {
+                self.metrics.refused.inc();
+                drop(stream);
+                continue;
+            };
             self.metrics.open.inc();
             let io = Bounded {
                 stream,
                 _slot: slot,
+                _peer_slot: peer_slot,
                 idle: self.idle,
                 deadline: Box::pin(tokio::time::sleep(self.idle)),
                 header_timeout: self.header_timeout,
@@ -118,6 +142,7 @@ impl axum::serve::Listener for BoundedListener {
 pub struct Bounded {
     stream: TcpStream,
     _slot: OwnedSemaphorePermit,
+    _peer_slot: PeerSlot,
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
     header_timeout: Duration,

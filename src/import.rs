@@ -157,7 +157,19 @@ fn print_summary(report: &Report, elapsed: Duration, rejects_file: Option<&Path>
         if reasons.is_empty() {
             String::new()
         } else {
-            format!("({}; see [windows] in the config)", reasons.join(", "))
+            let windows = report
+                .filtered
+                .keys()
+                .any(|k| k == "machine_account" || k == "service_account");
+            format!(
+                "({}{})",
+                reasons.join(", "),
+                if windows {
+                    "; see [windows] in the config"
+                } else {
+                    ""
+                }
+            )
         }
     );
     let _ = writeln!(out, "  rejected    {:>10}", report.rejected);

@@ -10,6 +10,7 @@ mod config;
 mod http;
 mod http_listener;
 mod import;
+mod output;
 mod rules_runner;
 mod serve;
 mod simulate;

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use alerting::db::AlertDb;
+use alerting::db::{AlertDb, Recorded};
 use anyhow::Context;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use rules::engine::Engine;
@@ -270,6 +270,7 @@ impl Pass {
                     "記録の保存先の空き容量が足りないため、新しいログの受け付けを止めています。空き容量を増やしてください(受け付けは自動で再開します)。 / mimamori refuses new log data: {reason}. Free space on the data disk; collection resumes by itself."
                 ),
                 evidence: Vec::new(),
+                subject: None,
             });
         }
         self.refusing = refusing;
@@ -320,11 +321,14 @@ impl Pass {
             Ok(())
         } else {
             self.db.record_all(&self.pending).map(|results| {
-                for (alert, (id, changed)) in self.pending.iter().zip(results) {
-                    if changed {
+                for (alert, (id, recorded)) in self.pending.iter().zip(results) {
+                    if recorded.changed() {
                         self.metrics.alerts.with_label_values(&[&alert.rule]).inc();
-                        // Until delivery tells people, the log does: the rule, the account and
-                        // the site, never the explanation (it may name what was opened).
+                    }
+                    if recorded == Recorded::New {
+                        // Until delivery tells people, the log does, once per alert: the rule,
+                        // the account and the site, never the explanation (it may name what
+                        // was opened).
                         warn!(
                             alert = id,
                             rule = %alert.rule,
@@ -447,7 +451,7 @@ pub fn catch_up_sorted(checked: &Checked) -> anyhow::Result<u64> {
             raised += db
                 .record_all(&alerts)?
                 .iter()
-                .filter(|(_, changed)| *changed)
+                .filter(|(_, recorded)| recorded.changed())
                 .count() as u64;
             persist(&mut engine, &mut db)?;
             Ok(())

@@ -166,9 +166,12 @@ async fn bind_all(
     });
     let listener = crate::http_listener::BoundedListener::new(
         listener,
-        checked.config.http.max_connections,
-        Duration::from_secs(checked.config.http.idle_timeout_secs),
-        Duration::from_secs(checked.config.http.header_timeout_secs),
+        crate::http_listener::HttpLimits {
+            max_connections: checked.config.http.max_connections,
+            per_peer: checked.config.http.max_connections_per_peer,
+            idle: Duration::from_secs(checked.config.http.idle_timeout_secs),
+            header_timeout: Duration::from_secs(checked.config.http.header_timeout_secs),
+        },
         registry,
     )?;
     let task = spawn_stage(&running.health(), "http".into(), async move {
@@ -362,16 +365,16 @@ pub fn search(checked: &Checked, wanted: Wanted<'_>, output: Output) -> Result<(
             // Text from senders may carry terminal escapes (`ESC]0;...BEL`, `ESC[2J`): shown
             // escaped, never acted on.
             fn shown(v: Option<&str>) -> std::borrow::Cow<'_, str> {
-                printable(v.unwrap_or("-"))
+                crate::output::printable(v.unwrap_or("-"))
             }
             format!(
                 "{}  {:<16} {:<12} {:<14} {:<10} {}",
                 local.format("%Y-%m-%d %H:%M:%S%.3f"),
                 shown(event.host.as_deref()),
                 shown(event.user.as_deref()),
-                printable(&event.action),
+                crate::output::printable(&event.action),
                 shown(event.patient.as_deref()),
-                printable(&event.message.chars().take(200).collect::<String>())
+                crate::output::printable(&event.message.chars().take(200).collect::<String>())
             )
         };
         if write(&mut out, line).is_err() {
@@ -405,22 +408,4 @@ pub fn search(checked: &Checked, wanted: Wanted<'_>, output: Output) -> Result<(
         );
     }
     Ok(())
-}
-
-/// Text with control characters (terminal escapes, bells, carriage returns) written as escapes.
-pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    std::borrow::Cow::Owned(
-        text.chars()
-            .map(|c| {
-                if c.is_control() {
-                    c.escape_default().to_string()
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect(),
-    )
 }

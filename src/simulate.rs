@@ -390,6 +390,7 @@ pub fn run(days: u32, seed: u64, start: Option<NaiveDate>, out: &Path) -> anyhow
         labels.len(),
         out.join("labels.csv").display()
     );
+    let out = std::path::absolute(out)?;
     let config = out.join("mimamori.toml");
     println!(
         "next:\n  mimamori --config {config} import {logs}\n  mimamori --config {config} alerts --since {days}d",
@@ -415,6 +416,8 @@ fn write_all(
         )?;
     }
     std::fs::write(out.join("roster.csv"), roster)?;
+    // Absolute paths, so the config works from any directory.
+    let out = &std::path::absolute(out)?;
     std::fs::write(
         out.join("mimamori.toml"),
         format!(

@@ -32,8 +32,9 @@ impl Spool {
         info!(dir = %self.dir.display(), "watching the spool directory");
         // path -> (size, since when it has had that size)
         let mut seen: HashMap<PathBuf, (u64, Instant)> = HashMap::new();
+        let mut ignored: std::collections::HashSet<String> = std::collections::HashSet::new();
         loop {
-            let ready = self.ready_files(&mut seen);
+            let ready = self.ready_files(&mut seen, &mut ignored);
             for path in ready {
                 seen.remove(&path);
                 let importer = importer.clone();
@@ -48,8 +49,13 @@ impl Spool {
         }
     }
 
-    /// Files whose size has not changed for `settle`.
-    fn ready_files(&self, seen: &mut HashMap<PathBuf, (u64, Instant)>) -> Vec<PathBuf> {
+    /// Files whose size has not changed for `settle`. Anything else there (a directory, a
+    /// symbolic link, a pipe) is not imported, and said once (`ignored` remembers it).
+    fn ready_files(
+        &self,
+        seen: &mut HashMap<PathBuf, (u64, Instant)>,
+        ignored: &mut std::collections::HashSet<String>,
+    ) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return Vec::new();
         };
@@ -58,6 +64,14 @@ impl Spool {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file()
+                && !name.starts_with('.')
+                && !matches!(name.as_str(), "done" | "failed")
+                && ignored.len() < 1000
+                && ignored.insert(name.clone())
+            {
+                warn!(entry = %name, "the spool takes regular files only; this directory, link or pipe is not imported (put the files themselves in the spool directory)");
+            }
             if !meta.is_file()
                 || name.starts_with('.')
                 || name.ends_with(".part")

@@ -72,3 +72,82 @@ fn server_token(server: &Server, _accepted: u64) -> String {
     let word = message.split_whitespace().nth(1).unwrap();
     word.rsplit_once("-k").unwrap().0.to_owned()
 }
+
+#[test]
+fn records_an_import_stored_but_had_not_indexed_when_killed_are_not_stored_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The index commits rarely: what the import writes stays unindexed until its end.
+    std::fs::write(
+        d.join("m.toml"),
+        format!(
+            "[storage]\ndata_dir = \"{}\"\ncommit_interval_ms = 60000\n",
+            d.join("data").display()
+        ),
+    )
+    .unwrap();
+    let lines: String = (0..60_000)
+        .map(|i| format!("<13>Nov 22 10:00:00 h0 app: reimport-marker line {i} of the file\n"))
+        .collect();
+    std::fs::write(d.join("big.log"), lines).unwrap();
+    let import = || {
+        let mut c = std::process::Command::new(common::BIN);
+        c.arg("--config")
+            .arg(d.join("m.toml"))
+            .arg("import")
+            .arg(d.join("big.log"));
+        c
+    };
+    let mut first = import()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wal = d.join("data/wal");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let stored = loop {
+        let mut reader = store::wal::WalReader::new(&wal, 1);
+        let mut n = 0u64;
+        while let Ok(store::wal::WalRead::Record(..)) = reader.next(u64::MAX) {
+            n += 1;
+        }
+        if n > 0 || std::time::Instant::now() > deadline {
+            break n;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    assert!(
+        stored > 0,
+        "the import stored something before it was killed"
+    );
+    let out = import().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let found = std::process::Command::new(common::BIN)
+        .arg("--config")
+        .arg(d.join("m.toml"))
+        .args(["search", "reimport-marker", "--limit", "100000", "--json"])
+        .output()
+        .unwrap();
+    let ids: Vec<String> = String::from_utf8_lossy(&found.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["event.id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 60_000, "every line stored");
+    assert_eq!(
+        ids.len(),
+        60_000,
+        "and none twice ({stored} were stored before the kill)"
+    );
+}

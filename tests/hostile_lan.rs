@@ -19,7 +19,7 @@ fn server() -> Server {
         &format!(
             "ingest_tokens = [\"{INGEST}\"]\nread_tokens = [\"{READ}\"]\nheader_timeout_secs = 2\n"
         ),
-        "",
+        "[detections]\nlateness_seconds = 1\n",
     )
 }
 
@@ -254,4 +254,68 @@ fn a_flood_of_bad_rows_in_the_spool_gives_a_bounded_note() {
         lines[100_000]
     );
     assert!(!spool.join(".bad.csv.rejects.partial").exists());
+}
+
+#[test]
+fn one_host_cannot_take_every_http_slot() {
+    let server = server();
+    // Forty connections from one address, saying nothing: it gets 32.
+    let held: Vec<TcpStream> = (0..40)
+        .map(|_| common::connect_from([127, 0, 0, 20], server.http))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(server.metric("mimamori_http_connections_refused_total") >= 8.0);
+    // Another host is answered.
+    let mut other = common::connect_from([127, 0, 0, 30], server.http);
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    other
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = other.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(held);
+}
+
+#[test]
+fn alerts_print_terminal_escapes_escaped_and_end_quietly_on_a_closed_pipe() {
+    let server = server();
+    let evil = "\u{1b}[2Jbob\u{1b}]0;X\u{7}";
+    let mut s = TcpStream::connect(server.tcp).unwrap();
+    for i in 0..6 {
+        s.write_all(format!("<38>1 2026-12-01T01:0{i}:00Z pc1 sshd - - - Failed password for {evil} from 10.0.0.8 port 22 ssh2\n").as_bytes())
+            .unwrap();
+    }
+    s.write_all(format!("<38>1 2026-12-01T01:07:00Z pc1 sshd - - - Accepted password for {evil} from 10.0.0.8 port 22 ssh2\n").as_bytes())
+        .unwrap();
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let out = server.cli(&["alerts", "--since", "2000-01-01"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains("login_failures") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(listed.contains("login_failures"), "{listed}");
+    assert!(
+        !listed.contains('\u{1b}') && !listed.contains('\u{7}'),
+        "{listed:?}"
+    );
+    assert!(listed.contains("\\u{1b}[2Jbob"), "{listed}");
+    // `| head -1` closes the pipe early: no panic, no backtrace.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "'{}' alerts show 1 | head -c 1 >/dev/null",
+            common::BIN
+        ))
+        .env("MIMAMORI_DATA_DIR", server.data_dir())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
 }

@@ -159,14 +159,21 @@ fn each_detection_has_precision_and_recall_of_at_least_095() {
 fn a_simulated_week_ends_yesterday_and_says_what_to_run_next() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    // A relative --out: the config it writes still works from anywhere.
     let out = Command::new(BIN)
-        .args(["simulate", "--days", "3", "--out"])
-        .arg(d)
+        .current_dir(d)
+        .args(["simulate", "--days", "3", "--out", "sim"])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{said}");
+    let d = &d.join("sim");
     let config = d.join("mimamori.toml");
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains(&format!("data_dir = \"{}", d.display())),
+        "{written}"
+    );
     assert!(
         said.contains(&format!("mimamori --config {} import", config.display()))
             && said.contains("alerts --since 3d"),

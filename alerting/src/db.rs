@@ -165,15 +165,15 @@ impl AlertDb {
         }
     }
 
-    /// Stores an alert, or continues the open one with the same rule, user and site. Returns
-    /// its id and whether anything changed (an alert already holding this evidence is left as
-    /// it is: replays after a restart do not count twice).
-    pub fn record(&mut self, alert: &Alert) -> Result<(i64, bool), AlertDbError> {
+    /// Stores an alert, or continues the open one with the same rule, user, site (and subject).
+    /// Returns its id and what happened (an alert already holding this evidence is left as it
+    /// is: replays after a restart do not count twice).
+    pub fn record(&mut self, alert: &Alert) -> Result<(i64, Recorded), AlertDbError> {
         Ok(self.record_all(std::slice::from_ref(alert))?[0])
     }
 
     /// [`AlertDb::record`] for several alerts in one transaction (one sync).
-    pub fn record_all(&mut self, alerts: &[Alert]) -> Result<Vec<(i64, bool)>, AlertDbError> {
+    pub fn record_all(&mut self, alerts: &[Alert]) -> Result<Vec<(i64, Recorded)>, AlertDbError> {
         let path = self.path.clone();
         let window = self.dedup_window;
         let tx = self
@@ -324,6 +324,7 @@ impl AlertDb {
                 count: r.get::<_, i64>(7)? as u64,
                 explanation: r.get(8)?,
                 evidence: ids.into_iter().map(EventId::from_hex).collect(),
+                subject: None,
             },
             status: r.get(10)?,
             status_reason: r.get(11)?,
@@ -445,19 +446,41 @@ fn parse_time(s: String) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
+/// What recording an alert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// A new alert.
+    New,
+    /// An open alert took the new evidence (its count and last time moved).
+    Continued,
+    /// Its evidence was already held (a replay): nothing changed.
+    Known,
+}
+
+impl Recorded {
+    pub fn changed(self) -> bool {
+        self != Recorded::Known
+    }
+}
+
 /// One alert, inside the caller's transaction.
 fn record_in(
     tx: &rusqlite::Transaction<'_>,
     path: &str,
     dedup_window: Duration,
     alert: &Alert,
-) -> Result<(i64, bool), AlertDbError> {
-    let key = format!(
+) -> Result<(i64, Recorded), AlertDbError> {
+    let mut key = format!(
         "{}|{}|{}",
         alert.rule,
         alert.user.as_deref().unwrap_or("").to_lowercase(),
         alert.site.as_deref().unwrap_or("")
     );
+    // An alert about an address or a sender continues only alerts about the same one.
+    if let Some(subject) = &alert.subject {
+        key.push('|');
+        key.push_str(&subject.to_lowercase());
+    }
     // The same events again (a replay after a crash) change nothing, even if the alert they
     // raised has been closed since.
     if !alert.evidence.is_empty() {
@@ -479,7 +502,7 @@ fn record_in(
             }
         }
         if let Some(id) = known {
-            return Ok((id, false));
+            return Ok((id, Recorded::Known));
         }
     }
     let since = (alert.first_seen - dedup_window).to_rfc3339();
@@ -506,7 +529,7 @@ fn record_in(
                 .filter(|e| !ids.contains(e))
                 .collect();
             if new.is_empty() {
-                (id, false)
+                (id, Recorded::Known)
             } else {
                 for e in new {
                     if ids.len() < MAX_EVIDENCE {
@@ -531,7 +554,7 @@ fn record_in(
                     path: path.to_owned(),
                     source,
                 })?;
-                (id, true)
+                (id, Recorded::Continued)
             }
         }
         None => {
@@ -556,7 +579,7 @@ fn record_in(
                     path: path.to_owned(),
                     source,
                 })?;
-            (tx.last_insert_rowid(), true)
+            (tx.last_insert_rowid(), Recorded::New)
         }
     };
     Ok(result)
@@ -580,6 +603,7 @@ mod tests {
             count: 1,
             explanation: format!("{user} at {at}"),
             evidence: vec![EventId::from_hex(evidence.into())],
+            subject: None,
         }
     }
 
@@ -591,17 +615,17 @@ mod tests {
         let (a, new) = db
             .record(&alert("n002", "2026-11-24T22:40:00Z", "e1"))
             .unwrap();
-        assert!(new);
+        assert_eq!(new, Recorded::New);
         let (b, changed) = db
             .record(&alert("n002", "2026-11-24T23:10:00Z", "e2"))
             .unwrap();
-        assert_eq!((a, changed), (b, true), "continued");
+        assert_eq!((a, changed), (b, Recorded::Continued), "continued");
         let (c, changed) = db
             .record(&alert("n002", "2026-11-24T23:10:00Z", "e2"))
             .unwrap();
         assert_eq!(
             (c, changed),
-            (a, false),
+            (a, Recorded::Known),
             "the same evidence again changes nothing"
         );
         let (d, _) = db
@@ -715,9 +739,28 @@ mod tests {
             .unwrap();
         assert_eq!(
             replayed,
-            (a, false),
+            (a, Recorded::Known),
             "events it already holds change nothing"
         );
+    }
+
+    #[test]
+    fn alerts_about_different_subjects_are_not_continued_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = AlertDb::open(&dir.path().join("alerts.db"), Duration::hours(1)).unwrap();
+        let spray = |address: &str, evidence: &str| {
+            let mut a = alert("x", "2026-11-24T10:00:00Z", evidence);
+            a.rule = "password_spray".into();
+            a.user = None;
+            a.subject = Some(address.into());
+            a
+        };
+        let (first, _) = db.record(&spray("10.10.1.250", "s1")).unwrap();
+        let (second, what) = db.record(&spray("10.10.1.251", "s2")).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(what, Recorded::New);
+        let (again, what) = db.record(&spray("10.10.1.250", "s3")).unwrap();
+        assert_eq!((again, what), (first, Recorded::Continued));
     }
 
     #[test]

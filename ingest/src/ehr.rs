@@ -299,6 +299,9 @@ const ACTIONS: &[(&str, &str)] = &[
     ("出力", "record.export"),
     ("印刷", "record.print"),
     ("削除", "record.delete"),
+    ("取消", "record.update"),
+    ("取り消し", "record.update"),
+    ("キャンセル", "record.update"),
     ("更新", "record.update"),
     ("編集", "record.update"),
     ("修正", "record.update"),
@@ -515,8 +518,12 @@ impl EhrMapping {
                     self.names_of(Field::Time)
                 )
             })?;
-        event.timestamp = parse_local_time(&raw_time, self.zone)
+        let (timestamp, assumed) = parse_time(&raw_time, self.zone)
             .ok_or_else(|| format!("timestamp {raw_time:?} is not a date and time this reads (2026/11/24 09:15:02, 2026-11-24T09:15:02+09:00, ...)"))?;
+        event.timestamp = timestamp;
+        if assumed {
+            event.tags.push(ZONE_ASSUMED_TAG.to_owned());
+        }
         event.user = get(Field::User);
         event.roles = get(Field::Role)
             .map(|r| {
@@ -610,12 +617,20 @@ const LOCAL_LAYOUTS: &[&str] = &[
 ];
 
 pub fn parse_local_time(value: &str, zone: Tz) -> Option<DateTime<Utc>> {
+    parse_time(value, zone).map(|(t, _)| t)
+}
+
+/// Tag of an event whose time had no zone and was read in the source's.
+pub const ZONE_ASSUMED_TAG: &str = "timezone_assumed";
+
+/// A time with its zone, or a local one read in `zone`; true when the zone was assumed.
+pub fn parse_time(value: &str, zone: Tz) -> Option<(DateTime<Utc>, bool)> {
     let value = value.trim();
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Some(t.with_timezone(&Utc));
+        return Some((t.with_timezone(&Utc), false));
     }
     if let Ok(t) = DateTime::parse_from_str(value, "%Y-%m-%d %H:%M:%S%.f %z") {
-        return Some(t.with_timezone(&Utc));
+        return Some((t.with_timezone(&Utc), false));
     }
     let local = LOCAL_LAYOUTS
         .iter()
@@ -623,7 +638,7 @@ pub fn parse_local_time(value: &str, zone: Tz) -> Option<DateTime<Utc>> {
         .or_else(|| compact_millis(value))?;
     zone.from_local_datetime(&local)
         .earliest()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| (t.with_timezone(&Utc), true))
 }
 
 /// `20171223-22:15:35:11`: milliseconds written as a number without padding (11 ms).

@@ -208,6 +208,8 @@ struct Lines<R> {
     reader: R,
     line: u64,
     done: bool,
+    /// The first line may be longer: a whole JSON document written on one line.
+    first_limit: u64,
 }
 
 impl<R> Lines<R> {
@@ -216,7 +218,14 @@ impl<R> Lines<R> {
             reader,
             line: 0,
             done: false,
+            first_limit: MAX_RECORD_BYTES as u64,
         }
+    }
+
+    /// The first line may be up to `limit` bytes (a minified FHIR Bundle, a JSON array).
+    fn with_first_line_up_to(mut self, limit: u64) -> Lines<R> {
+        self.first_limit = limit;
+        self
     }
 }
 
@@ -228,7 +237,12 @@ impl<R: BufRead> Iterator for Lines<R> {
             return None;
         }
         let mut buf = Vec::new();
-        let limit = MAX_RECORD_BYTES as u64 + 1;
+        let max = if self.line == 0 {
+            self.first_limit
+        } else {
+            MAX_RECORD_BYTES as u64
+        };
+        let limit = max + 1;
         match self.reader.by_ref().take(limit).read_until(b'\n', &mut buf) {
             Ok(0) => None,
             Ok(_) => {
@@ -250,9 +264,7 @@ impl<R: BufRead> Iterator for Lines<R> {
                     }
                     return Some((
                         self.line,
-                        Err(format!(
-                            "line longer than {MAX_RECORD_BYTES} bytes; skipped"
-                        )),
+                        Err(format!("line longer than {max} bytes; skipped")),
                     ));
                 }
                 while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
@@ -475,7 +487,17 @@ impl Parsers {
         received: DateTime<Utc>,
         sink: &mut dyn FnMut(Item),
     ) -> Result<(), String> {
-        let mut lines = Lines::new(input);
+        // A whole document may be written on one line (a minified FHIR Bundle, an array):
+        // that first line may be as long as a document.
+        let head = input.fill_buf().map_err(|e| format!("read failed: {e}"))?;
+        let head = String::from_utf8_lossy(&head[..head.len().min(4096)]);
+        let document = head.trim_start().starts_with('[') || head.contains("\"resourceType\"");
+        let first_limit = if document {
+            MAX_DOCUMENT_BYTES
+        } else {
+            MAX_RECORD_BYTES as u64
+        };
+        let mut lines = Lines::new(input).with_first_line_up_to(first_limit);
         let mut first = true;
         while let Some((line, text)) = lines.next() {
             let location = format!("line {line}");
@@ -575,14 +597,14 @@ impl Parsers {
                             reason: "fhir_resource_type",
                         });
                     }
-                    let many = resources.len() > 1;
-                    for (i, r) in resources.into_iter().enumerate() {
+                    let many = resources.len() > 1 || others > 0;
+                    for (entry, r) in resources {
                         let location = if many {
-                            format!("{location} entry {}", i + 1)
+                            format!("{location} entry {entry}")
                         } else {
                             location.clone()
                         };
-                        match ehr::fhir::event(r, "fhir", received) {
+                        match ehr::fhir::event(r, "fhir", received, self.ehr.zone) {
                             Ok(event) => sink(Item::Record {
                                 event,
                                 location,
@@ -960,6 +982,22 @@ impl Importer {
         }
     }
 
+    /// Waits (bounded) until the index holds everything the log holds, so that records stored
+    /// by an import that died before they were indexed (kill -9, a crash) count as duplicates
+    /// when the file is sent again, instead of being stored twice.
+    fn index_caught_up(&self) {
+        let durable = self.store.durable_seq();
+        if self.store.index().committed() < durable
+            && !self.store.flush(durable, Duration::from_secs(300))
+        {
+            tracing::warn!(
+                durable,
+                indexed = self.store.index().committed(),
+                "the index is behind the log; records it has not taken yet are not recognised as duplicates"
+            );
+        }
+    }
+
     /// Files under `path` (itself when it is a file), sorted; hidden files are skipped.
     pub fn expand(path: &Path) -> Result<Vec<PathBuf>, String> {
         let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -994,6 +1032,7 @@ impl Importer {
         progress: &Progress,
         mut rejects: RejectLog<'_>,
     ) -> Result<Report, ImportError> {
+        self.index_caught_up();
         let shown = path.display().to_string();
         let count = Arc::new(AtomicU64::new(0));
         let base = progress.bytes.load(Ordering::Relaxed);
@@ -1031,6 +1070,7 @@ impl Importer {
         label: &str,
         mut rejects: RejectLog<'_>,
     ) -> Result<Report, ImportError> {
+        self.index_caught_up();
         let progress = Progress::default();
         let mut session = Session::new(self, label, &progress, reborrow(&mut rejects));
         let now = Utc::now();

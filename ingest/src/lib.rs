@@ -24,7 +24,9 @@ pub use crate::config::{
     EhrConfig, SourceConfig, SourceRule, SyslogConfig, SyslogFormat, WindowsConfig,
 };
 pub use crate::error::IngestError;
-pub use crate::listener::{SyslogContext, TcpSyslogListener, UdpSyslogListener, udp_kernel_drops};
+pub use crate::listener::{
+    PeerCounts, PeerSlot, SyslogContext, TcpSyslogListener, UdpSyslogListener, udp_kernel_drops,
+};
 pub use crate::metrics::IngestMetrics;
 pub use crate::normalize::action as normalize_action;
 pub use crate::syslog::{Origin, SyslogParser};

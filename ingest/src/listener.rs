@@ -139,17 +139,20 @@ pub struct TcpSyslogListener {
     tls: Option<TlsAcceptor>,
 }
 
-/// Open connections per peer address; a slot is given back when its guard drops.
+/// Open connections per peer address; a slot is given back when its guard drops. Shared by
+/// the syslog TCP listeners and the HTTP listener.
 #[derive(Clone, Default)]
-struct PeerCounts(Arc<Mutex<HashMap<IpAddr, usize>>>);
+pub struct PeerCounts(Arc<Mutex<HashMap<IpAddr, usize>>>);
 
-struct PeerSlot {
+/// One connection's place in [`PeerCounts`].
+pub struct PeerSlot {
     counts: PeerCounts,
     ip: IpAddr,
 }
 
 impl PeerCounts {
-    fn take(&self, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+    /// A slot for one more connection from `ip`, unless it has `max` open.
+    pub fn take(&self, ip: IpAddr, max: usize) -> Option<PeerSlot> {
         let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let n = counts.entry(ip).or_default();
         if *n >= max {

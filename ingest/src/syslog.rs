@@ -3,7 +3,7 @@
 
 use std::sync::LazyLock;
 
-use chrono::{DateTime, Datelike, FixedOffset, Offset, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use regex::Regex;
 use store::{Event, Outcome};
@@ -107,12 +107,7 @@ impl SyslogParser {
             _ => false,
         };
         if snare {
-            // Snare's own time has no zone: an RFC 5424 header's offset says which one the
-            // sender writes in (NXLog in UTC); only without one is it the source's zone.
-            event = match rfc5424_offset(text, &event) {
-                Some(offset) => self.snare(event, text, origin, received, &offset),
-                None => self.snare(event, text, origin, received, &zone),
-            };
+            event = self.snare(event, text, origin, received, zone);
         } else if atna {
             event = self.atna(event, origin, received, zone);
         }
@@ -124,15 +119,29 @@ impl SyslogParser {
         event
     }
 
-    fn snare<Z: TimeZone>(
+    fn snare(
         &self,
         syslog: Event,
         text: &str,
         origin: &Origin,
         received: DateTime<Utc>,
-        zone: &Z,
+        zone: Tz,
     ) -> Event {
-        match windows::snare::parse(text, zone) {
+        // Snare's own time has no zone. When an RFC 5424 header gives the time with one, the
+        // payload's zone is the whole-hour difference between the two (NXLog in UTC, a PC on
+        // Japan time behind a UTC relay); without one it is the source's configured zone.
+        let header = rfc5424_time(text, &syslog);
+        let resolve = |local: NaiveDateTime| -> Option<DateTime<Utc>> {
+            if let Some(header) = header {
+                let diff = local - header.naive_utc();
+                let hours = (diff.num_minutes() as f64 / 60.0).round() as i64;
+                if hours.abs() <= 14 && (diff - Duration::hours(hours)).num_minutes().abs() <= 15 {
+                    return Some(Utc.from_utc_datetime(&(local - Duration::hours(hours))));
+                }
+            }
+            windows::snare::in_zone(&zone)(local)
+        };
+        match windows::snare::parse(text, &resolve) {
             Ok(record) => {
                 let mut event =
                     windows::normalize(&record, &origin.source_key(), syslog.original, received);
@@ -212,16 +221,14 @@ impl SyslogParser {
     }
 }
 
-/// The offset of an RFC 5424 header's time (`<14>1 2026-11-24T07:01:00Z ...`), if the line
-/// is RFC 5424 and its time is given.
-fn rfc5424_offset(text: &str, event: &Event) -> Option<FixedOffset> {
+/// An RFC 5424 header's time (`<14>1 2026-11-24T07:01:00Z ...`), if the line is RFC 5424 and
+/// its time is given.
+fn rfc5424_time(text: &str, event: &Event) -> Option<DateTime<FixedOffset>> {
     if !event.labels.contains_key("syslog.version") {
         return None;
     }
     let stamp = text.split_ascii_whitespace().nth(1)?;
-    DateTime::parse_from_rfc3339(stamp)
-        .ok()
-        .map(|t| *t.offset())
+    DateTime::parse_from_rfc3339(stamp).ok()
 }
 
 /// syslog_loose accepts almost anything as RFC 3164 (no PRI, no timestamp); without a PRI or a

@@ -231,6 +231,8 @@ pub fn normalize(
             ),
         },
     };
+    // A description that names no account: Snare's user column, or a bare `Account Name`.
+    let user = user.or_else(|| record.first(&["AccountName", "SnareUser"]));
     // `CLINIC\n003` and `n003@CLINIC.LOCAL` (4769) name the account `n003` in a domain.
     let (user, domain) = match user {
         Some(u) => match (u.split_once('\\'), u.split_once('@')) {

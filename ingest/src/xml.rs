@@ -308,8 +308,8 @@ impl<R: BufRead> Iterator for XmlElements<R> {
                     return Some(Err((
                         line,
                         format!(
-                            "<{}> element longer than {} bytes; skipped",
-                            self.tag, self.max_bytes
+                            "<{}> with no </{}> within {} bytes (unclosed or too long); skipped",
+                            self.tag, self.tag, self.max_bytes
                         ),
                     )));
                 }

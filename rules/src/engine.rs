@@ -758,6 +758,8 @@ impl Engine {
                     .take(20)
                     .map(|(_, _, id)| id.clone())
                     .collect(),
+                // Each group its own alert.
+                subject: (!group.is_empty()).then(|| group.clone()),
             });
         }
         out
@@ -840,6 +842,7 @@ impl Engine {
             count: 1,
             explanation,
             evidence: vec![event.id.clone()],
+            subject: None,
         }
     }
 
@@ -882,6 +885,7 @@ impl Engine {
                 w.zone,
             ));
             a.user = None;
+            a.subject = Some(sender.to_owned());
             a.first_seen = event.ingested;
             a.last_seen = event.ingested;
             out.push(a);
@@ -898,6 +902,7 @@ impl Engine {
                 self.clinic.local(event.ingested).format("%Y-%m-%d %H:%M"),
             ));
             a.user = None;
+            a.subject = Some(host.to_owned());
             a.first_seen = event.ingested;
             a.last_seen = event.ingested;
             out.push(a);
@@ -912,6 +917,7 @@ impl Engine {
                 self.clinic.local(event.ingested).format("%Y-%m-%d %H:%M"),
             ));
             a.user = None;
+            a.subject = Some("this appliance".to_owned());
             a.first_seen = event.ingested;
             a.last_seen = event.ingested;
             out.push(a);
@@ -946,6 +952,7 @@ impl Engine {
             ),
         );
         a.user = None;
+        a.subject = Some(spray.address.clone());
         a.first_seen = spray.first;
         a.evidence = spray.evidence;
         Some(a)

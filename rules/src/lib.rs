@@ -55,4 +55,8 @@ pub struct Alert {
     /// Why it fired, in words a clinic director understands.
     pub explanation: String,
     pub evidence: Vec<EventId>,
+    /// What an alert without a person is about (the address of a password spray, the sender of
+    /// a wrong clock): alerts about different subjects are never continued as one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }

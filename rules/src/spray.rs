@@ -64,8 +64,17 @@ impl Sprays {
     pub fn observe(&mut self, config: &SprayConfig, event: &Event) -> Option<Spray> {
         let failed = event.action == "login_failed"
             || (event.action == "login" && event.outcome == Outcome::Failure);
-        let (Some(address), Some(user)) = (event.source_ip.as_deref(), event.user.as_deref())
-        else {
+        // Where the attempts come from: the client address, or for NTLM validation on the
+        // domain controller (4776, no address) the workstation it names.
+        let workstation = event
+            .labels
+            .get("winlog.event_data.Workstation")
+            .or_else(|| event.labels.get("winlog.event_data.WorkstationName"))
+            .map(|w| format!("workstation {w}"));
+        let (Some(address), Some(user)) = (
+            event.source_ip.as_deref().or(workstation.as_deref()),
+            event.user.as_deref(),
+        ) else {
             return None;
         };
         if !failed || matches!(address, "127.0.0.1" | "::1" | "-") {

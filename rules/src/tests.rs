@@ -574,3 +574,33 @@ fn failed_logins_for_many_accounts_from_one_address_are_a_password_spray() {
         assert!(sprays(e.process(&failed(i * 5, &format!("user{i}"), ANNEX))).is_empty());
     }
 }
+
+#[test]
+fn ntlm_failures_on_the_domain_controller_are_a_spray_from_their_workstation() {
+    // 4776 names the workstation, not an address.
+    let mut e = engine();
+    let mut fired = Vec::new();
+    for i in 0..12 {
+        let mut f = ev(
+            &format!("2026-11-24T10:00:{i:02}+09:00"),
+            &format!("acct{i:02}"),
+            "login_failed",
+            "",
+        );
+        f.source_ip = None;
+        f.outcome = Outcome::Failure;
+        f.labels
+            .insert("winlog.event_data.Workstation".into(), "ATTACKER-PC".into());
+        fired.extend(
+            e.process(&f)
+                .into_iter()
+                .filter(|a| a.rule == "password_spray"),
+        );
+    }
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].subject.as_deref(), Some("workstation ATTACKER-PC"));
+    says(
+        &fired[0],
+        "workstation ATTACKER-PC failed to log in as 10 different accounts",
+    );
+}

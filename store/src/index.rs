@@ -214,7 +214,19 @@ impl EventIndex {
         let top = TopDocs::with_limit(limit)
             .and_offset(request.offset.min(crate::search::MAX_OFFSET))
             .order_by_fast_field::<tantivy::DateTime>("@timestamp", Order::Desc);
-        let (total, hits) = searcher.search(&query, &(Count, top))?;
+        let (total, hits) = searcher
+            .search(&query, &(Count, top))
+            .map_err(|e| match e {
+                // `user.name:*` (any value) needs a fast field: a question about the query,
+                // not a failure of the store.
+                tantivy::TantivyError::SchemaError(reason) if reason.contains("fast field") => {
+                    StoreError::BadQuery(format!(
+                        "`{}`: `field:*` (any value) works only on @timestamp, event.ingested and record.count; `*` alone finds everything ({reason})",
+                        request.query
+                    ))
+                }
+                other => other.into(),
+            })?;
         let mut events = Vec::with_capacity(hits.len());
         let mut unreadable = 0u64;
         let (mut bytes, mut truncated) = (0usize, false);

@@ -205,6 +205,11 @@ impl StoreHandle {
         self.durable.refusing()
     }
 
+    /// The last record synced to the log.
+    pub fn durable_seq(&self) -> u64 {
+        self.durable.durable()
+    }
+
     /// Follows the log from record `from` (1 = the beginning).
     pub fn follow(&self, from: u64) -> Follower {
         let from = from.max(1);

@@ -8,6 +8,15 @@ use std::borrow::Cow;
 /// Rewrites account words outside quotes: `DOMAIN\user` (bare or after `user.name:`) becomes
 /// `user.name:"user"`, and `user@domain` becomes `(user.name:"user" OR <the word>)`.
 pub(crate) fn accounts_as_typed(text: &str) -> Cow<'_, str> {
+    // `field:[* TO *]` (any value) is `field:*`: the parser's open range matches nothing.
+    if text.contains(":[* TO *]") || text.contains(":{* TO *}") {
+        let any = text.replace(":[* TO *]", ":*").replace(":{* TO *}", ":*");
+        return Cow::Owned(accounts(&any).into_owned());
+    }
+    accounts(text)
+}
+
+fn accounts(text: &str) -> Cow<'_, str> {
     if !text.contains(['\\', '@']) {
         return Cow::Borrowed(text);
     }
@@ -54,7 +63,10 @@ fn rewrite_word(word: &str, out: &mut String) {
             && plain(domain)
             && plain(user)
         {
-            out.push_str(&format!("{open}user.name:\"{user}\"{close}"));
+            // The account, or the whole as a source wrote it (an EHR export's user column).
+            out.push_str(&format!(
+                "{open}(user.name:\"{user}\" OR user.name:\"{domain}\\\\{user}\"){close}"
+            ));
             return;
         }
         if let Some((user, domain)) = account.split_once('@')
@@ -62,7 +74,7 @@ fn rewrite_word(word: &str, out: &mut String) {
             && plain(domain)
         {
             let whole = if field.is_empty() {
-                account.to_owned()
+                format!("user.name:\"{account}\" OR {account}")
             } else {
                 format!("user.name:\"{account}\"")
             };
@@ -79,14 +91,17 @@ mod tests {
 
     #[test]
     fn windows_accounts_become_the_account_name() {
-        assert_eq!(accounts_as_typed(r"CLINIC\n003"), r#"user.name:"n003""#);
+        assert_eq!(
+            accounts_as_typed(r"CLINIC\n003"),
+            r#"(user.name:"n003" OR user.name:"CLINIC\\n003")"#
+        );
         assert_eq!(
             accounts_as_typed(r"user.name:CLINIC\n003 AND action:login"),
-            r#"user.name:"n003" AND action:login"#
+            r#"(user.name:"n003" OR user.name:"CLINIC\\n003") AND action:login"#
         );
         assert_eq!(
             accounts_as_typed("n003@clinic.local"),
-            r#"(user.name:"n003" OR n003@clinic.local)"#
+            r#"(user.name:"n003" OR user.name:"n003@clinic.local" OR n003@clinic.local)"#
         );
         assert_eq!(
             accounts_as_typed("(user.name:n003@clinic.local OR x)"),

@@ -80,11 +80,14 @@ fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
             e.tags.push("syslog_parse_failure".into());
             e
         },
+        // EHR exports write the account as they know it.
+        event(5, r"CLINIC\n030", "record.view", at(5)),
+        event(6, "n031@clinic.local", "record.view", at(6)),
     ];
     let (batch, ack) = Batch::with_ack(events);
     store.sender().blocking_send(batch).unwrap();
-    assert_eq!(ack.blocking_recv().unwrap().unwrap(), 1..=4);
-    wait_for(store.index(), 4);
+    assert_eq!(ack.blocking_recv().unwrap().unwrap(), 1..=6);
+    wait_for(store.index(), 6);
     let index = store.index();
 
     let hits = search(index, "user.name:tanaka");
@@ -110,8 +113,27 @@ fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
     );
     assert_eq!(search(index, "P2").total, 1, "and the patient");
     assert_eq!(search(index, "tanaka print").total, 1, "words are ANDed");
-    assert_eq!(search(index, "*").total, 4);
+    assert_eq!(search(index, "*").total, 6);
+    for query in [
+        r"CLINIC\n030",
+        r"user.name:CLINIC\n030",
+        "n031@clinic.local",
+    ] {
+        assert_eq!(search(index, query).total, 1, "{query}");
+    }
     // Windows accounts as people type them, the domain as a field, a bare tag word.
+    assert_eq!(search(index, "@timestamp:[* TO *]").total, 6);
+    let err = index
+        .search(&SearchRequest {
+            query: "user.name:*".into(),
+            from: None,
+            to: None,
+            limit: 10,
+            offset: 0,
+            max_bytes: crate::MAX_RESULT_BYTES,
+        })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::BadQuery(_)), "{err}");
     for query in [
         r"CLINIC\n003",
         "n003@clinic.local",
@@ -135,7 +157,7 @@ fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
     assert_eq!(ranged.total, 1);
     assert_eq!(
         search(index, "@timestamp:[2026-11-20T02:00:00Z TO *]").total,
-        3
+        5
     );
     store.shutdown().unwrap();
 }

@@ -3,7 +3,7 @@
 //! happened; both spellings of a code are read (`code`/`displayName` and `csd-code`/
 //! `originalText`).
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use store::{Event, Outcome};
 
@@ -22,9 +22,6 @@ fn display(node: &Node) -> Option<&str> {
 
 /// Participant roles that are systems, not people: application, launcher, destination, source.
 const SYSTEM_ROLES: &[&str] = &["110150", "110151", "110152", "110153"];
-
-/// Tag of an event whose time had no zone and was read in the source's.
-pub const ZONE_ASSUMED_TAG: &str = "timezone_assumed";
 
 /// One `<AuditMessage>` element into an event. An `EventDateTime` without an offset (common in
 /// real audit repositories) is read in `zone` and the event tagged `timezone_assumed`.
@@ -45,20 +42,12 @@ pub fn event(
     let when = id
         .attr("EventDateTime")
         .ok_or("EventIdentification has no EventDateTime")?;
-    event.timestamp = match DateTime::parse_from_rfc3339(when) {
-        Ok(t) => t.with_timezone(&Utc),
-        Err(_) => {
-            let local = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-                .iter()
-                .find_map(|layout| NaiveDateTime::parse_from_str(when.trim(), layout).ok())
-                .ok_or_else(|| format!("EventDateTime {when:?} is not an ISO 8601 date-time"))?;
-            event.tags.push(ZONE_ASSUMED_TAG.to_owned());
-            zone.from_local_datetime(&local)
-                .earliest()
-                .ok_or_else(|| format!("EventDateTime {when:?} does not exist in {zone}"))?
-                .with_timezone(&Utc)
-        }
-    };
+    let (timestamp, assumed) = super::parse_time(when, zone)
+        .ok_or_else(|| format!("EventDateTime {when:?} is not an ISO 8601 date-time"))?;
+    event.timestamp = timestamp;
+    if assumed {
+        event.tags.push(super::ZONE_ASSUMED_TAG.to_owned());
+    }
     event.outcome = match id.attr("EventOutcomeIndicator") {
         Some("0") => Outcome::Success,
         Some("4" | "8" | "12") => Outcome::Failure,

@@ -232,7 +232,8 @@ impl<'m, R: Read> CsvRows<'m, R> {
         event
             .labels
             .insert("log.file.line".into(), line.to_string());
-        event.tags.extend(tags.into_iter().map(str::to_owned));
+        // How the row was read comes first, before what its values lacked.
+        event.tags.splice(0..0, tags.into_iter().map(str::to_owned));
         Ok(event)
     }
 }

@@ -8,9 +8,13 @@ use serde_json::Value;
 use store::{Event, Outcome};
 
 /// AuditEvents in a JSON document: the resource itself, or a Bundle's entries.
-pub fn audit_events(doc: &Value) -> Result<(Vec<&Value>, u64), String> {
+/// A document's AuditEvents with their place (1-based entry number), and how many other
+/// resources it held.
+pub type AuditEvents<'a> = (Vec<(usize, &'a Value)>, u64);
+
+pub fn audit_events(doc: &Value) -> Result<AuditEvents<'_>, String> {
     match doc.get("resourceType").and_then(Value::as_str) {
-        Some("AuditEvent") => Ok((vec![doc], 0)),
+        Some("AuditEvent") => Ok((vec![(1, doc)], 0)),
         Some("Bundle") => {
             let entries = doc
                 .get("entry")
@@ -20,12 +24,12 @@ pub fn audit_events(doc: &Value) -> Result<(Vec<&Value>, u64), String> {
             // Every AuditEvent entry; the others (Provenance, Patient, ...) are counted.
             let mut events = Vec::new();
             let mut others = 0;
-            for entry in entries {
+            for (i, entry) in entries.iter().enumerate() {
                 match entry.get("resource") {
                     Some(r)
                         if r.get("resourceType").and_then(Value::as_str) == Some("AuditEvent") =>
                     {
-                        events.push(r);
+                        events.push((i + 1, r));
                     }
                     _ => others += 1,
                 }
@@ -64,17 +68,26 @@ fn s<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     v.as_str().filter(|s| !s.is_empty())
 }
 
-/// One AuditEvent resource into an event.
-pub fn event(resource: &Value, source_key: &str, ingested: DateTime<Utc>) -> Result<Event, String> {
+/// One AuditEvent resource into an event. A `recorded` time without an offset is read in
+/// `zone` and the event tagged `timezone_assumed`.
+pub fn event(
+    resource: &Value,
+    source_key: &str,
+    ingested: DateTime<Utc>,
+    zone: chrono_tz::Tz,
+) -> Result<Event, String> {
     let original = serde_json::to_string(resource).map_err(|e| e.to_string())?;
     let mut event = Event::new(source_key, "ehr.fhir", original, ingested);
     let recorded = s(resource, &["recorded"])
         .or_else(|| s(resource, &["occurredDateTime"]))
         .or_else(|| s(resource, &["period", "start"]))
         .ok_or("the AuditEvent has no recorded time")?;
-    event.timestamp = DateTime::parse_from_rfc3339(recorded)
-        .map_err(|_| format!("recorded {recorded:?} is not an RFC 3339 time"))?
-        .with_timezone(&Utc);
+    let (timestamp, assumed) = super::parse_time(recorded, zone)
+        .ok_or_else(|| format!("recorded {recorded:?} is not an ISO 8601 date-time"))?;
+    event.timestamp = timestamp;
+    if assumed {
+        event.tags.push(super::ZONE_ASSUMED_TAG.to_owned());
+    }
     // R4: type + subtype; R5: category + code.
     let types: Vec<&Value> = codings(resource.get("type"))
         .into_iter()

@@ -3,7 +3,7 @@
 //! controller's Kerberos and NTLM events, ATNA without a zone, a FHIR Bundle with other
 //! resources, and over-long CSV lines.
 
-use super::tests::{label, read_bytes};
+use super::tests::{Read, label, read_bytes};
 use super::*;
 use crate::config::EhrConfig;
 use store::Outcome;
@@ -298,7 +298,161 @@ fn an_event_start_followed_by_megabytes_of_newlines_is_one_reject_and_reading_go
     );
     let r = read_bytes("flood.xml", &xml);
     assert_eq!(r.rejects.len(), 1, "{:?}", r.rejects);
-    assert!(r.rejects[0].1.contains("longer than"), "{:?}", r.rejects);
+    assert!(
+        r.rejects[0].1.contains("no </Event> within"),
+        "{:?}",
+        r.rejects
+    );
     assert_eq!(r.events.len(), 1);
     assert_eq!(r.events[0].0.user.as_deref(), Some("n003"));
+}
+
+/// A Snare record behind an RFC 5424 header with this time and APP-NAME.
+fn snare_5424(header: &str, app: &str, payload_time: &str, event_id: u32, text: &str) -> String {
+    format!(
+        "<13>1 {header} PC-07 {app} - - - {}\n",
+        snare(event_id, payload_time, "Success Audit", text)
+    )
+}
+
+/// The one event a Snare record on a domain controller becomes (an RFC 5424 header in UTC).
+fn one_event(event_id: u32, text: &str) -> Read {
+    read_bytes(
+        "dc.log",
+        snare_5424(
+            "2026-11-30T07:01:00Z",
+            "-",
+            "Mon Nov 30 07:01:00 2026",
+            event_id,
+            text,
+        )
+        .as_bytes(),
+    )
+}
+
+#[test]
+fn snare_behind_a_zoned_header_takes_the_whole_hour_difference_as_its_zone() {
+    let logon =
+        "An account was successfully logged on.   New Logon:  Account Name: n020  Logon Type: 2";
+    let at = |line: String| {
+        read_bytes("win.log", line.as_bytes()).events[0]
+            .0
+            .timestamp
+            .to_rfc3339()
+    };
+    // A PC on Japan time behind a relay that writes UTC; the relay five minutes late.
+    for (header, payload) in [
+        ("2026-12-01T03:00:00.000Z", "Tue Dec 01 12:00:00 2026"),
+        ("2026-12-01T03:05:00Z", "Tue Dec 01 12:00:00 2026"),
+        ("2026-12-01T12:00:00+09:00", "Tue Dec 01 03:00:00 2026"),
+        ("2026-12-01T03:00:00Z", "Tue Dec 01 03:00:00 2026"),
+    ] {
+        assert_eq!(
+            at(snare_5424(header, "-", payload, 4624, logon)),
+            "2026-12-01T03:00:00+00:00",
+            "{header} {payload}"
+        );
+    }
+    // APP-NAME `MSWinEventLog` is the header's, not the record's start.
+    let r = read_bytes(
+        "win.log",
+        snare_5424(
+            "2026-11-30T07:01:00Z",
+            "MSWinEventLog",
+            "Mon Nov 30 16:01:00 2026",
+            4624,
+            logon,
+        )
+        .as_bytes(),
+    );
+    let e = &r.events[0].0;
+    assert_eq!(
+        (e.action.as_str(), e.user.as_deref()),
+        ("login", Some("n020"))
+    );
+    assert_eq!(e.timestamp.to_rfc3339(), "2026-11-30T07:01:00+00:00");
+    assert!(e.tags.is_empty(), "{:?}", e.tags);
+}
+
+#[test]
+fn a_description_value_ends_at_the_next_label_even_an_unlisted_one() {
+    let text = "A Kerberos service ticket was requested.  Account Information:  Account Name:  n003@CLINIC.LOCAL  Account Domain:  CLINIC.LOCAL  Logon GUID:  {00000000-0000-0000-0000-000000000000}  Service Information:  Service Name:  EHR-SRV$  Service ID:  S-1-5-21-9  Network Information:  Client Address:  ::ffff:192.168.10.21  Client Port:  50125";
+    let r = one_event(4769, text);
+    let e = &r.events[0].0;
+    assert_eq!(e.user_domain.as_deref(), Some("CLINIC.LOCAL"));
+    assert_eq!(label(e, "winlog.event_data.ServiceName"), "EHR-SRV$");
+    assert!(!e.message.contains("GUID"), "{}", e.message);
+    let text = "A Kerberos authentication ticket (TGT) was requested.  Account Information:  Account Name: n003 Supplied Realm Name: CLINIC.LOCAL User ID: CLINIC\\n003";
+    let r = one_event(4768, text);
+    assert_eq!(r.events[0].0.user_domain.as_deref(), Some("CLINIC.LOCAL"));
+}
+
+#[test]
+fn the_account_comes_from_a_bare_account_name_or_snares_user_column() {
+    // No `New Logon:` block: the user column says who.
+    let line = "<13>1 2026-11-30T07:01:00Z PC-07 - - - - MSWinEventLog\t1\tSecurity\t9\tMon Nov 30 07:01:00 2026\t4624\tX\tCLINIC\\n013\tN/A\tSuccess Audit\tPC-07\tLogon\t\tAn account was logged on.  Logon Type: 2\t9\n";
+    let r = read_bytes("win.log", line.as_bytes());
+    let e = &r.events[0].0;
+    assert_eq!(
+        (e.user.as_deref(), e.user_domain.as_deref()),
+        (Some("n013"), Some("CLINIC"))
+    );
+    // An unmapped event naming a plain `Account Name`.
+    let r = one_event(4799, "Something happened.  Account Name: zzuniqueacct");
+    assert_eq!(r.events[0].0.user.as_deref(), Some("zzuniqueacct"));
+}
+
+#[test]
+fn cancelling_an_appointment_is_an_update_of_appointments() {
+    let csv = "日時,利用者ID,操作\n2026/11/24 09:00:01,r001,予約取消\n";
+    let r = read_bytes("ops.csv", csv.as_bytes());
+    let e = &r.events[0].0;
+    assert_eq!(
+        (e.action.as_str(), e.category.as_deref()),
+        ("record.update", Some("appointments"))
+    );
+    assert!(
+        e.tags.iter().any(|t| t == "timezone_assumed"),
+        "a local time is tagged"
+    );
+}
+
+#[test]
+fn a_minified_bundle_over_a_mebibyte_on_one_line_is_read_whole() {
+    let entry = |i: usize| {
+        format!(
+            r#"{{"resource":{{"resourceType":"AuditEvent","recorded":"2026-11-24T09:00:00","action":"R","agent":[{{"who":{{"identifier":{{"value":"n{i:04}"}}}},"requestor":true}}],"entity":[{{"what":{{"reference":"Patient/P{i}"}}}}],"outcome":"0","note":"{}"}}}}"#,
+            "x".repeat(400)
+        )
+    };
+    let entries: Vec<String> = (0..4000).map(entry).collect();
+    let bundle = format!(
+        r#"{{"resourceType":"Bundle","type":"searchset","entry":[{},{{"resource":{{"resourceType":"Provenance"}}}}]}}"#,
+        entries.join(",")
+    );
+    assert!(bundle.len() > 1 << 20);
+    let r = read_bytes("bundle.json", bundle.as_bytes());
+    assert_eq!(r.rejects, []);
+    assert_eq!(r.events.len(), 4000);
+    assert_eq!(r.filtered, ["fhir_resource_type"]);
+    // `recorded` without an offset is read in the clinic zone and tagged.
+    let e = &r.events[0].0;
+    assert_eq!(e.timestamp.to_rfc3339(), "2026-11-24T00:00:00+00:00");
+    assert!(
+        e.tags.iter().any(|t| t == "timezone_assumed"),
+        "{:?}",
+        e.tags
+    );
+}
+
+#[test]
+fn a_bundle_entry_is_named_by_its_place_in_the_bundle() {
+    let bundle = r#"{"resourceType":"Bundle","entry":[
+        {"resource":{"resourceType":"Provenance"}},
+        {"resource":{"resourceType":"Patient"}},
+        {"resource":{"resourceType":"AuditEvent","action":"R"}}
+    ]}"#;
+    let r = read_bytes("b.json", bundle.as_bytes());
+    assert_eq!(r.rejects.len(), 1);
+    assert!(r.rejects[0].0.ends_with("entry 3"), "{:?}", r.rejects);
 }

@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use chrono::{NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use regex::Regex;
 use store::Outcome;
 
@@ -16,10 +16,27 @@ use super::WinRecord;
 
 pub const TAG: &str = "MSWinEventLog";
 
-/// Reads the part of a syslog message from `MSWinEventLog` on. `zone` is the sender's time zone
-/// or offset (Snare writes local time without a zone).
-pub fn parse<Z: TimeZone>(text: &str, zone: &Z) -> Result<WinRecord, String> {
-    let start = text.find(TAG).ok_or("no MSWinEventLog marker")?;
+/// Local times read in `zone`.
+pub fn in_zone<Z: TimeZone>(zone: &Z) -> impl Fn(NaiveDateTime) -> Option<DateTime<Utc>> + '_ {
+    move |t| {
+        zone.from_local_datetime(&t)
+            .earliest()
+            .map(|t| t.with_timezone(&Utc))
+    }
+}
+
+/// Reads the part of a syslog message from `MSWinEventLog` on. Snare writes local time without
+/// a zone: `resolve` says when such a time was (see [`in_zone`]).
+pub fn parse(
+    text: &str,
+    resolve: &dyn Fn(NaiveDateTime) -> Option<DateTime<Utc>>,
+) -> Result<WinRecord, String> {
+    // The record starts at the tag followed by a tab: an APP-NAME of `MSWinEventLog` before
+    // it is the syslog header's.
+    let start = text
+        .find("MSWinEventLog\t")
+        .or_else(|| text.find(TAG))
+        .ok_or("no MSWinEventLog marker")?;
     let fields: Vec<&str> = text[start + TAG.len()..]
         .trim_start_matches(['\t', ' '])
         .split('\t')
@@ -41,8 +58,7 @@ pub fn parse<Z: TimeZone>(text: &str, zone: &Z) -> Result<WinRecord, String> {
         .ok_or_else(|| format!("Snare event id {:?} is not a number", fields[4]))?;
     let time = field(3)
         .and_then(|t| NaiveDateTime::parse_from_str(t, "%a %b %e %H:%M:%S %Y").ok())
-        .and_then(|t| zone.from_local_datetime(&t).earliest())
-        .map(|t| t.with_timezone(&Utc));
+        .and_then(resolve);
     let audit = match field(8) {
         Some(a) if a.contains("Success") => Some(Outcome::Success),
         Some(a) if a.contains("Failure") => Some(Outcome::Failure),
@@ -143,6 +159,11 @@ static LABEL: LazyLock<Regex> = LazyLock::new(|| {
     .expect("valid regex")
 });
 
+/// Any `Label:` inside a value: the value ends there (`C:\\Windows` is not one: no space after).
+static ANY_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\s[A-Z][A-Za-z]*(?: [A-Za-z][A-Za-z]*){0,4}:(?:\s|$)").expect("valid regex")
+});
+
 fn read_message(record: &mut WinRecord, message: &str) {
     let found: Vec<(usize, usize, &str)> = LABEL
         .captures_iter(message)
@@ -165,12 +186,21 @@ fn read_message(record: &mut WinRecord, message: &str) {
         };
         let name = match name.strip_prefix('*') {
             Some(rest) if !prefix.is_empty() => format!("{prefix}{rest}"),
+            // Outside any section (`Account Name: x` on its own): the account the event names.
+            Some("UserName") => "AccountName".to_owned(),
+            Some("DomainName") => "Domain".to_owned(),
             Some(_) => continue,
             None => (*name).to_owned(),
         };
         // The value runs to the next label; unknown labels and explanations follow after a
         // gap of three or more spaces (where the rendered text had a line break).
         let value = value.split("   ").next().unwrap_or("").trim();
+        // Or to a label not listed above (`Logon GUID:`, `Service ID:`, `User ID:`): a
+        // capitalised word or few and a colon, then a space.
+        let value = match ANY_LABEL.find(value) {
+            Some(m) => value[..m.start()].trim(),
+            None => value,
+        };
         // Codes, addresses and numbers are one word; what follows is another label's text.
         let value = if matches!(
             name.as_str(),

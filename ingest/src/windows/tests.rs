@@ -143,14 +143,18 @@ fn the_noise_filter_is_configurable() {
 
 #[test]
 fn snare_record_with_too_few_fields_is_an_error() {
-    let err = snare::parse("MSWinEventLog\t1\tSecurity\t5", &chrono_tz::UTC).unwrap_err();
+    let err = snare::parse(
+        "MSWinEventLog\t1\tSecurity\t5",
+        &snare::in_zone(&chrono_tz::UTC),
+    )
+    .unwrap_err();
     assert!(err.contains("14 tab-separated fields"), "{err}");
 }
 
 proptest! {
     #[test]
     fn parsers_never_panic(s in "\\PC{0,400}") {
-        let _ = snare::parse(&format!("MSWinEventLog\t{s}"), &chrono_tz::UTC);
+        let _ = snare::parse(&format!("MSWinEventLog\t{s}"), &snare::in_zone(&chrono_tz::UTC));
         let _ = xml::parse_event(&s);
         let _ = xml::parse_event(&event_xml(1, "Security", &s));
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&s) {
@@ -161,7 +165,7 @@ proptest! {
     #[test]
     fn snare_fields_in_any_order_never_panic(fields in proptest::collection::vec("[^\t]{0,30}", 0..20)) {
         let line = format!("<14>Sep 22 23:08:01 H MSWinEventLog\t{}", fields.join("\t"));
-        if let Ok(r) = snare::parse(&line, &chrono_tz::UTC) {
+        if let Ok(r) = snare::parse(&line, &snare::in_zone(&chrono_tz::UTC)) {
             let _ = normalize(&r, "x", line.clone(), Utc::now());
         }
     }
