@@ -312,12 +312,12 @@ pub fn backtest(checked: &Checked, from: &str, rule: Option<&str>) -> Result<(),
     let from = store::parse_time_bound(from, chrono::Utc::now())
         .map_err(|e| Failure::Usage(format!("--from: {e}")))?;
     if let Some(r) = rule
-        && !rules::RULE_NAMES.contains(&r)
+        && rules::RuleId::from_name(r).is_none_or(|id| id == rules::RuleId::Storage)
         && !checked.config.custom_rules.iter().any(|c| c.name == r)
     {
         return Err(Failure::Usage(format!(
             "--rule: no rule named {r:?}; rules are {} and the custom rules in the config",
-            rules::RULE_NAMES.join(", ")
+            rules::RuleId::DETECTIONS.map(|r| r.as_str()).join(", ")
         )));
     }
     let data_dir = &checked.config.storage.data_dir;

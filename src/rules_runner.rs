@@ -259,7 +259,7 @@ impl Pass {
         if let (Some(reason), None) = (&refusing, &self.refusing) {
             let now = chrono::Utc::now();
             self.pending.push(rules::Alert {
-                rule: "storage".into(),
+                rule: rules::RuleId::Storage.to_string(),
                 severity: rules::Severity::Critical,
                 user: None,
                 site: None,

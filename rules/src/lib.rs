@@ -1,36 +1,86 @@
 //! Evaluates the clinic's rules on accepted events and emits [`Alert`]s. Does no network I/O.
 //!
 //! [`clinic::Clinic`] is the clinic model (hours, holidays, sites, roles, roster);
-//! [`engine::Engine`] runs the detections (off-hours logins, access outside role, concurrent
-//! multi-site sessions, bulk exports) on each event, on event time.
+//! [`engine::Engine`] runs the detections ([`detections`], one file each: off-hours logins,
+//! access outside role, concurrent multi-site sessions, bulk exports, ...) on each event, on
+//! event time.
 
 pub mod clinic;
+pub mod detections;
 pub mod engine;
 pub mod filter;
 pub mod holidays;
 pub mod reorder;
-pub mod spray;
 #[cfg(test)]
 mod tests;
-pub mod zones;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use store::EventId;
 
-/// The built-in detections' names, as alerts carry them (custom rules add their own).
-pub const RULE_NAMES: &[&str] = &[
-    "off_hours_login",
-    "access_outside_role",
-    "concurrent_sessions",
-    "bulk_export",
-    "login_failures",
-    "password_spray",
-    "new_workstation",
-    "sensitive_records",
-    "treatment_relationship",
-    "clock_check",
-];
+/// The rules mimamori raises by itself (custom rules add their own names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleId {
+    OffHoursLogin,
+    AccessOutsideRole,
+    ConcurrentSessions,
+    BulkExport,
+    LoginFailures,
+    PasswordSpray,
+    NewWorkstation,
+    SensitiveRecords,
+    TreatmentRelationship,
+    ClockCheck,
+    /// The log refuses new data (a full disk): raised by the runner, not a detection.
+    Storage,
+}
+
+impl RuleId {
+    /// The detections, as `rules backtest --rule` and the config name them.
+    pub const DETECTIONS: [RuleId; 10] = [
+        RuleId::OffHoursLogin,
+        RuleId::AccessOutsideRole,
+        RuleId::ConcurrentSessions,
+        RuleId::BulkExport,
+        RuleId::LoginFailures,
+        RuleId::PasswordSpray,
+        RuleId::NewWorkstation,
+        RuleId::SensitiveRecords,
+        RuleId::TreatmentRelationship,
+        RuleId::ClockCheck,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleId::OffHoursLogin => "off_hours_login",
+            RuleId::AccessOutsideRole => "access_outside_role",
+            RuleId::ConcurrentSessions => "concurrent_sessions",
+            RuleId::BulkExport => "bulk_export",
+            RuleId::LoginFailures => "login_failures",
+            RuleId::PasswordSpray => "password_spray",
+            RuleId::NewWorkstation => "new_workstation",
+            RuleId::SensitiveRecords => "sensitive_records",
+            RuleId::TreatmentRelationship => "treatment_relationship",
+            RuleId::ClockCheck => "clock_check",
+            RuleId::Storage => "storage",
+        }
+    }
+
+    /// The rule a name means, if it is one of these.
+    pub fn from_name(name: &str) -> Option<RuleId> {
+        RuleId::DETECTIONS
+            .into_iter()
+            .chain([RuleId::Storage])
+            .find(|r| r.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -42,7 +42,12 @@ impl ZoneGuesses {
         let whole = (skew - Duration::hours(hours)).num_minutes().abs() <= SLACK_MINUTES;
         let candidate = hours != 0 && hours.abs() <= 14 && whole;
         if !self.senders.contains_key(sender) && self.senders.len() >= MAX_SENDERS {
-            return None;
+            // Full (a flood of made-up senders): forget the ones with nothing building up.
+            self.senders
+                .retain(|_, state| matches!(state, Some((_, n)) if *n > 0));
+            if self.senders.len() >= MAX_SENDERS {
+                return None;
+            }
         }
         let state = self
             .senders

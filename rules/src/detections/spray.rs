@@ -5,30 +5,16 @@
 use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Deserialize;
 use store::{Event, EventId, Outcome};
 
-use crate::Severity;
+use crate::{Alert, RuleId};
 
-/// `[detections.password_spray]`
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SprayConfig {
-    pub enabled: bool,
-    pub severity: Severity,
-    /// Distinct accounts that failed from one address within the window.
-    pub accounts: usize,
-    pub window_minutes: u32,
-}
-
-impl Default for SprayConfig {
-    fn default() -> Self {
-        SprayConfig {
-            enabled: true,
-            severity: Severity::High,
-            accounts: 10,
-            window_minutes: 10,
-        }
+detection_config! {
+    /// `[detections.password_spray]`
+    SprayConfig, High {
+        /// Distinct accounts that failed from one address within the window.
+        accounts: usize = 10,
+        window_minutes: u32 = 10,
     }
 }
 
@@ -118,5 +104,36 @@ impl Sprays {
             first: attempts.seen.front().map_or(t, |(f, _, _)| *f),
             evidence: attempts.seen.iter().map(|(_, _, id)| id.clone()).collect(),
         })
+    }
+}
+
+impl crate::engine::Engine {
+    /// Failed logins for many accounts from one address: the alert names the address, not a
+    /// person.
+    pub(crate) fn spray(&mut self, event: &Event) -> Option<Alert> {
+        let config = self.config.password_spray.clone();
+        let spray = self.sprays.observe(&config, event)?;
+        let shown: Vec<&str> = spray.accounts.iter().take(10).map(String::as_str).collect();
+        let more = spray.accounts.len().saturating_sub(shown.len());
+        let mut a = self.alert(
+            RuleId::PasswordSpray,
+            config.severity,
+            event,
+            self.clinic.site_of(event).as_deref(),
+            format!(
+                "{} failed to log in as {} different accounts between {} and {} ({}{}): someone may be trying passwords across accounts",
+                spray.address,
+                spray.accounts.len(),
+                self.clinic.local(spray.first).format("%H:%M"),
+                self.clinic.local(event.timestamp).format("%H:%M on %Y-%m-%d"),
+                shown.join(", "),
+                if more > 0 { format!(" and {more} more") } else { String::new() },
+            ),
+        );
+        a.user = None;
+        a.subject = Some(spray.address.clone());
+        a.first_seen = spray.first;
+        a.evidence = spray.evidence;
+        Some(a)
     }
 }
