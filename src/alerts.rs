@@ -52,7 +52,7 @@ fn db_failure(e: alerting::db::AlertDbError) -> Failure {
 pub fn set_status(
     checked: &Checked,
     id: i64,
-    status: &str,
+    status: alerting::db::AlertStatus,
     reason: Option<&str>,
 ) -> Result<(), Failure> {
     let a = open_db(checked)?
@@ -75,7 +75,7 @@ pub fn show(checked: &Checked, id: i64, json: bool) -> Result<(), Failure> {
         "alert #{}: {} ({}), {}",
         a.id,
         a.alert.rule,
-        format!("{:?}", a.alert.severity).to_lowercase(),
+        a.alert.severity.as_str(),
         a.status
     );
     say!("  {}", a.alert.explanation);
@@ -138,7 +138,7 @@ pub fn list(
                 "#{:<5} {}  {:<8} {:<20} {:<12} x{:<3} {}: {}",
                 a.id,
                 local.format("%Y-%m-%d %H:%M"),
-                format!("{:?}", a.alert.severity).to_lowercase(),
+                a.alert.severity.as_str(),
                 a.alert.rule,
                 a.status,
                 a.alert.count,

@@ -567,16 +567,13 @@ pub fn alert_filter(
         .filter(|s| !s.trim().is_empty())
         .map(|s| parse_time_bound(s, Utc::now()).map_err(|e| format!("since: {e}")))
         .transpose()?;
-    if let Some(s) = status
-        && !["open", "acknowledged", "closed"].contains(&s)
-    {
-        return Err(format!(
-            "status must be open, acknowledged or closed, not {s:?}"
-        ));
-    }
+    let status = status
+        .map(str::parse::<alerting::db::AlertStatus>)
+        .transpose()
+        .map_err(|e| e.to_string())?;
     Ok(alerting::db::AlertFilter {
         since,
-        status: status.map(str::to_owned),
+        status,
         limit: limit.unwrap_or(1000).clamp(1, 100_000),
     })
 }
@@ -689,6 +686,13 @@ async fn alert_status(
                 "expected {{\"status\": \"acknowledged\" | \"closed\" | \"open\", \"reason\": \"...\", \"by\": \"...\"}}: {e}"
             ),
         })?;
+    let status = change
+        .status
+        .parse::<alerting::db::AlertStatus>()
+        .map_err(|e| ApiError::BadRequest {
+            code: "bad_status",
+            message: e.to_string(),
+        })?;
     tokio::task::spawn_blocking(move || {
         let by = change
             .by
@@ -697,7 +701,7 @@ async fn alert_status(
             .filter(|b| !b.is_empty())
             .unwrap_or("an admin token");
         let by = format!("{by} (api)");
-        match open_alerts(&state)?.set_status(id, &change.status, change.reason.as_deref(), &by) {
+        match open_alerts(&state)?.set_status(id, status, change.reason.as_deref(), &by) {
             Ok(a) => Ok(Json(json!({ "alert": a }))),
             Err(alerting::db::AlertDbError::NotFound(_)) => Err(ApiError::Status {
                 status: StatusCode::NOT_FOUND,

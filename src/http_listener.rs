@@ -58,25 +58,22 @@ impl BoundedListener {
             idle,
             header_timeout,
         } = limits;
+        let r = store::Registrar(registry);
         let metrics = HttpMetrics {
-            open: IntGauge::new("mimamori_http_connections", "Open HTTP connections")?,
-            refused: IntCounter::new(
+            open: r.gauge("mimamori_http_connections", "Open HTTP connections")?,
+            refused: r.counter(
                 "mimamori_http_connections_refused_total",
                 "HTTP connections closed at once because http.max_connections (or http.max_connections_per_peer from one address) were open",
             )?,
-            idle_closed: IntCounter::new(
+            idle_closed: r.counter(
                 "mimamori_http_idle_closed_total",
                 "HTTP connections closed after http.idle_timeout_secs without progress",
             )?,
-            slow_headers: IntCounter::new(
+            slow_headers: r.counter(
                 "mimamori_http_slow_headers_total",
                 "HTTP connections closed because a request's headers took longer than http.header_timeout_secs",
             )?,
         };
-        registry.register(Box::new(metrics.open.clone()))?;
-        registry.register(Box::new(metrics.refused.clone()))?;
-        registry.register(Box::new(metrics.idle_closed.clone()))?;
-        registry.register(Box::new(metrics.slow_headers.clone()))?;
         Ok(BoundedListener {
             inner,
             slots: Arc::new(Semaphore::new(max_connections)),

@@ -22,6 +22,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use alerting::db::AlertStatus;
+
 use crate::config::Config;
 
 #[derive(Parser)]
@@ -284,12 +286,14 @@ fn main() -> ExitCode {
                     ..
                 } => match change {
                     AlertChange::Ack { id } => {
-                        alerts::set_status(&checked, id, "acknowledged", None)
+                        alerts::set_status(&checked, id, AlertStatus::Acknowledged, None)
                     }
                     AlertChange::Close { id, reason } => {
-                        alerts::set_status(&checked, id, "closed", Some(&reason))
+                        alerts::set_status(&checked, id, AlertStatus::Closed, Some(&reason))
                     }
-                    AlertChange::Reopen { id } => alerts::set_status(&checked, id, "open", None),
+                    AlertChange::Reopen { id } => {
+                        alerts::set_status(&checked, id, AlertStatus::Open, None)
+                    }
                     AlertChange::Show { id, json } => alerts::show(&checked, id, json),
                 },
                 Command::Alerts {

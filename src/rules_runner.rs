@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use alerting::db::{AlertDb, Recorded};
 use anyhow::Context;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 use rules::engine::Engine;
 use rules::reorder::Reorder;
 use store::StoreHandle;
@@ -36,29 +36,24 @@ struct RulesMetrics {
 
 impl RulesMetrics {
     fn new(registry: &Registry) -> prometheus::Result<RulesMetrics> {
-        let events = IntCounter::new(
+        let r = store::Registrar(registry);
+        let events = r.counter(
             "mimamori_rules_events_total",
             "Accepted events the rules have evaluated",
         )?;
-        let alerts = IntCounterVec::new(
-            Opts::new(
-                "mimamori_alerts_total",
-                "Alerts raised or continued, by rule",
-            ),
+        let alerts = r.counters(
+            "mimamori_alerts_total",
+            "Alerts raised or continued, by rule",
             &["rule"],
         )?;
-        let late = IntCounter::new(
+        let late = r.counter(
             "mimamori_rules_late_events_total",
             "Events that arrived after a later event had been evaluated (beyond detections.lateness_seconds); evaluated out of order",
         )?;
-        let held = IntGauge::new(
+        let held = r.gauge(
             "mimamori_rules_held_events",
             "Events held to be evaluated in event-time order",
         )?;
-        registry.register(Box::new(events.clone()))?;
-        registry.register(Box::new(alerts.clone()))?;
-        registry.register(Box::new(late.clone()))?;
-        registry.register(Box::new(held.clone()))?;
         Ok(RulesMetrics {
             events,
             alerts,
@@ -130,14 +125,11 @@ impl RulesRunner {
         let mut engine = checked.engine();
         restore(&mut engine, &db)?;
         let metrics = RulesMetrics::new(registry)?;
-        let reloads = IntCounterVec::new(
-            Opts::new(
-                "mimamori_rules_reloads_total",
-                "Rule reloads (SIGHUP or API), by result",
-            ),
+        let reloads = store::Registrar(registry).counters(
+            "mimamori_rules_reloads_total",
+            "Rule reloads (SIGHUP or API), by result",
             &["result"],
         )?;
-        registry.register(Box::new(reloads.clone()))?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Engine>(1);
         let reloader = Arc::new(Reloader {
             origin: checked.origin.clone(),
@@ -332,7 +324,7 @@ impl Pass {
                         warn!(
                             alert = id,
                             rule = %alert.rule,
-                            severity = ?alert.severity,
+                            severity = alert.severity.as_str(),
                             user = alert.user.as_deref().unwrap_or("-"),
                             site = alert.site.as_deref().unwrap_or("-"),
                             "alert raised (mimamori alerts show {id})"

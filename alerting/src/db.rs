@@ -35,8 +35,61 @@ pub enum AlertDbError {
 /// The schema of `alerts.db` this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: u32 = 1;
 
-/// The statuses an alert can have.
-pub const STATUSES: [&str; 3] = ["open", "acknowledged", "closed"];
+/// Where an alert stands in its triage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertStatus {
+    Open,
+    /// Someone is looking at it.
+    Acknowledged,
+    /// Done with, with a reason.
+    Closed,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Open => "open",
+            AlertStatus::Acknowledged => "acknowledged",
+            AlertStatus::Closed => "closed",
+        }
+    }
+}
+
+impl std::fmt::Display for AlertStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AlertStatus {
+    type Err = AlertDbError;
+
+    fn from_str(s: &str) -> Result<AlertStatus, AlertDbError> {
+        match s {
+            "open" => Ok(AlertStatus::Open),
+            "acknowledged" => Ok(AlertStatus::Acknowledged),
+            "closed" => Ok(AlertStatus::Closed),
+            other => Err(AlertDbError::Invalid(format!(
+                "status must be open, acknowledged or closed, not {other:?}"
+            ))),
+        }
+    }
+}
+
+impl rusqlite::types::FromSql for AlertStatus {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        text.parse()
+            .map_err(|e: AlertDbError| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
+impl rusqlite::ToSql for AlertStatus {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(self.as_str().into())
+    }
+}
 
 /// Longest reason or name kept with a status change.
 const MAX_NOTE_CHARS: usize = 1000;
@@ -45,7 +98,7 @@ const MAX_NOTE_CHARS: usize = 1000;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusChange {
     pub at: DateTime<Utc>,
-    pub status: String,
+    pub status: AlertStatus,
     pub reason: Option<String>,
     pub by: String,
 }
@@ -56,8 +109,7 @@ pub struct StoredAlert {
     pub id: i64,
     #[serde(flatten)]
     pub alert: Alert,
-    /// `open`, `acknowledged` or `closed`.
-    pub status: String,
+    pub status: AlertStatus,
     pub status_reason: Option<String>,
     /// Its status changes, oldest first (given by [`AlertDb::get`], not in lists).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -71,29 +123,11 @@ pub struct AlertDb {
     dedup_window: Duration,
 }
 
-fn severity_text(s: Severity) -> &'static str {
-    match s {
-        Severity::Low => "low",
-        Severity::Medium => "medium",
-        Severity::High => "high",
-        Severity::Critical => "critical",
-    }
-}
-
-fn severity_of(s: &str) -> Severity {
-    match s {
-        "low" => Severity::Low,
-        "high" => Severity::High,
-        "critical" => Severity::Critical,
-        _ => Severity::Medium,
-    }
-}
-
 /// Which alerts to list.
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
     pub since: Option<DateTime<Utc>>,
-    pub status: Option<String>,
+    pub status: Option<AlertStatus>,
     pub limit: usize,
 }
 
@@ -316,7 +350,7 @@ impl AlertDb {
             id: r.get(0)?,
             alert: Alert {
                 rule: r.get(1)?,
-                severity: severity_of(&r.get::<_, String>(2)?),
+                severity: Severity::from_name(&r.get::<_, String>(2)?),
                 user: r.get(3)?,
                 site: r.get(4)?,
                 first_seen: time(r.get(5)?),
@@ -361,17 +395,12 @@ impl AlertDb {
     pub fn set_status(
         &mut self,
         id: i64,
-        status: &str,
+        status: AlertStatus,
         reason: Option<&str>,
         by: &str,
     ) -> Result<StoredAlert, AlertDbError> {
         let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-        if !STATUSES.contains(&status) {
-            return Err(AlertDbError::Invalid(format!(
-                "status must be open, acknowledged or closed, not {status:?}"
-            )));
-        }
-        if status == "closed" && reason.is_none() {
+        if status == AlertStatus::Closed && reason.is_none() {
             return Err(AlertDbError::Invalid(
                 "closing an alert needs a reason (what was found)".into(),
             ));
@@ -564,7 +593,7 @@ fn record_in(
                      count, explanation, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                     params![
                         alert.rule,
-                        severity_text(alert.severity),
+                        alert.severity.as_str(),
                         alert.user,
                         alert.site,
                         key,
@@ -639,7 +668,7 @@ mod tests {
         let got = db.get(a).unwrap();
         assert_eq!(got.alert.count, 2);
         assert_eq!(got.alert.evidence.len(), 2);
-        assert_eq!(got.status, "open");
+        assert_eq!(got.status, AlertStatus::Open);
         let all = db.list(&AlertFilter::default()).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].id, d, "newest first");
@@ -686,20 +715,26 @@ mod tests {
         );
         drop(db2);
         assert!(matches!(
-            db.set_status(a, "closed", Some("  "), "tanaka"),
+            db.set_status(a, AlertStatus::Closed, Some("  "), "tanaka"),
             Err(AlertDbError::Invalid(m)) if m.contains("needs a reason")
         ));
         assert!(matches!(
-            db.set_status(a, "done", None, "tanaka"),
+            "done".parse::<AlertStatus>(),
             Err(AlertDbError::Invalid(m)) if m.contains("open, acknowledged or closed")
         ));
         assert!(matches!(
-            db.set_status(999, "acknowledged", None, "tanaka"),
+            db.set_status(999, AlertStatus::Acknowledged, None, "tanaka"),
             Err(AlertDbError::NotFound(999))
         ));
-        db.set_status(a, "acknowledged", None, "tanaka").unwrap();
+        db.set_status(a, AlertStatus::Acknowledged, None, "tanaka")
+            .unwrap();
         let closed = db
-            .set_status(a, "closed", Some("night duty swap, approved"), "suzuki")
+            .set_status(
+                a,
+                AlertStatus::Closed,
+                Some("night duty swap, approved"),
+                "suzuki",
+            )
             .unwrap();
         assert_eq!(
             closed.status_reason.as_deref(),

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 
 /// Distinct sources named in per-source metrics; later ones are counted as `other`.
 pub const MAX_SOURCE_LABELS: usize = 100;
@@ -61,19 +61,9 @@ pub struct IngestMetrics {
 
 impl IngestMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<IngestMetrics> {
-        let vec = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
-            let c = IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let tcp_connections =
-            IntGauge::new("mimamori_tcp_connections", "Open syslog TCP connections")?;
-        registry.register(Box::new(tcp_connections.clone()))?;
+        let r = store::Registrar(registry);
+        let (vec, counter) = (|n, h, l| r.counters(n, h, l), |n, h| r.counter(n, h));
+        let tcp_connections = r.gauge("mimamori_tcp_connections", "Open syslog TCP connections")?;
         Ok(IngestMetrics {
             received: vec(
                 "mimamori_events_received_total",

@@ -91,6 +91,31 @@ pub enum Severity {
     Critical,
 }
 
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    /// The severity a stored name means (`medium` for anything else).
+    pub fn from_name(name: &str) -> Severity {
+        [Severity::Low, Severity::High, Severity::Critical]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .unwrap_or(Severity::Medium)
+    }
+}
+
+impl std::fmt::Display for Severity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A detection: what fired, for whom, when, why, and the events that show it. Carries no patient
 /// data beyond evidence event ids, so it can leave the appliance as it is.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

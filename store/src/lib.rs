@@ -37,7 +37,7 @@ pub use crate::event::{ACTIONS, Event, EventId, Outcome};
 pub use crate::follower::Follower;
 pub use crate::health::{Health, StageGuard, StageStatus};
 pub use crate::index::{EventIndex, MAX_SEARCH_LIMIT};
-pub use crate::metrics::StoreMetrics;
+pub use crate::metrics::{Registrar, StoreMetrics};
 pub use crate::pipeline::{Ack, Batch, Store, StoreConfig, StoreHandle};
 pub use crate::reindex::reindex;
 pub use crate::schema::{DEFAULT_FIELDS, EventSchema};

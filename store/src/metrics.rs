@@ -34,33 +34,55 @@ fn buckets() -> Vec<f64> {
     ]
 }
 
+/// Makes metrics and registers them on one registry: the one way every crate does it.
+pub struct Registrar<'a>(pub &'a Registry);
+
+impl Registrar<'_> {
+    fn register<M: prometheus::core::Collector + Clone + 'static>(
+        &self,
+        metric: M,
+    ) -> prometheus::Result<M> {
+        self.0.register(Box::new(metric.clone()))?;
+        Ok(metric)
+    }
+
+    pub fn counter(&self, name: &str, help: &str) -> prometheus::Result<IntCounter> {
+        self.register(IntCounter::new(name, help)?)
+    }
+
+    /// A counter per label value; the values must come from a bounded set.
+    pub fn counters(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+    ) -> prometheus::Result<IntCounterVec> {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    pub fn gauge(&self, name: &str, help: &str) -> prometheus::Result<IntGauge> {
+        self.register(IntGauge::new(name, help)?)
+    }
+
+    /// Latencies in seconds, from half a millisecond to five seconds.
+    pub fn histogram(&self, name: &str, help: &str) -> prometheus::Result<Histogram> {
+        self.register(Histogram::with_opts(
+            HistogramOpts::new(name, help).buckets(buckets()),
+        )?)
+    }
+}
+
 impl StoreMetrics {
     pub fn new(registry: &Registry) -> prometheus::Result<StoreMetrics> {
-        let histogram = |name: &str, help: &str| -> prometheus::Result<Histogram> {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets()))?;
-            registry.register(Box::new(h.clone()))?;
-            Ok(h)
-        };
-        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
-            let c = IntCounter::new(name, help)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok(c)
-        };
-        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
-            let g = IntGauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok(g)
-        };
-        let events_accepted = IntCounterVec::new(
-            Opts::new(
+        let r = Registrar(registry);
+        let (counter, gauge) = (|n, h| r.counter(n, h), |n, h| r.gauge(n, h));
+        let histogram = |n, h| r.histogram(n, h);
+        Ok(StoreMetrics {
+            events_accepted: r.counters(
                 "mimamori_events_accepted_total",
                 "Events synced to the write-ahead log (accepted), by dataset",
-            ),
-            &["dataset"],
-        )?;
-        registry.register(Box::new(events_accepted.clone()))?;
-        Ok(StoreMetrics {
-            events_accepted,
+                &["dataset"],
+            )?,
             events_failed: counter(
                 "mimamori_events_wal_failed_total",
                 "Events not accepted because the write-ahead log write failed",
