@@ -376,7 +376,6 @@ pub fn replay_sorted(
     rebuild: &mut dyn FnMut(&store::Event),
     evaluate: &mut dyn FnMut(&mut Chunk) -> anyhow::Result<()>,
 ) -> anyhow::Result<u64> {
-    let mut reader = store::wal::WalReader::new(&data_dir.join("wal"), from.max(1));
     let mut chunk: Vec<(u64, store::Event)> = Vec::new();
     let mut last = checkpoint;
     let mut flush = |chunk: &mut Vec<(u64, store::Event)>| -> anyhow::Result<()> {
@@ -385,26 +384,18 @@ pub fn replay_sorted(
         chunk.clear();
         Ok(())
     };
-    loop {
-        match reader.next(u64::MAX)? {
-            store::wal::WalRead::Record(seq, payload) => {
-                let Ok(mut event) = serde_json::from_slice::<store::Event>(&payload) else {
-                    continue;
-                };
-                if seq <= checkpoint {
-                    rebuild(&event);
-                    continue;
-                }
-                // Not needed by the rules; the raw input is most of an event's memory.
-                event.original = String::new();
-                chunk.push((seq, event));
-                last = seq;
-                if chunk.len() >= SORT_CHUNK {
-                    flush(&mut chunk)?;
-                }
-            }
-            store::wal::WalRead::CaughtUp => break,
-            store::wal::WalRead::Damaged(_) => continue,
+    for record in store::replay(data_dir, from) {
+        let (seq, mut event) = record?;
+        if seq <= checkpoint {
+            rebuild(&event);
+            continue;
+        }
+        // Not needed by the rules; the raw input is most of an event's memory.
+        event.original = String::new();
+        chunk.push((seq, event));
+        last = seq;
+        if chunk.len() >= SORT_CHUNK {
+            flush(&mut chunk)?;
         }
     }
     flush(&mut chunk)?;

@@ -10,12 +10,9 @@ use common::{Server, token};
 
 /// Records in the write-ahead log, read with the store's own reader.
 fn wal_records(server: &Server) -> u64 {
-    let mut reader = store::wal::WalReader::new(&server.data_dir().join("wal"), 1);
-    let mut n = 0;
-    while let Ok(store::wal::WalRead::Record(..)) = reader.next(u64::MAX) {
-        n += 1;
-    }
-    n
+    store::replay(&server.data_dir(), 1)
+        .map_while(Result::ok)
+        .count() as u64
 }
 
 #[test]
@@ -103,14 +100,10 @@ fn records_an_import_stored_but_had_not_indexed_when_killed_are_not_stored_again
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let wal = d.join("data/wal");
+    let data = d.join("data");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let stored = loop {
-        let mut reader = store::wal::WalReader::new(&wal, 1);
-        let mut n = 0u64;
-        while let Ok(store::wal::WalRead::Record(..)) = reader.next(u64::MAX) {
-            n += 1;
-        }
+        let n = store::replay(&data, 1).map_while(Result::ok).count();
         if n > 0 || std::time::Instant::now() > deadline {
             break n;
         }

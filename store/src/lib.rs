@@ -22,13 +22,14 @@ pub mod pattern;
 mod pipeline;
 mod query;
 mod reindex;
+mod replay;
 mod retention;
 mod schema;
 mod search;
 mod space;
 mod tokenizer;
 pub mod verify;
-pub mod wal;
+mod wal;
 
 pub use crate::appender::MAX_EVENT_BYTES;
 pub use crate::checkpoint::Checkpoint;
@@ -40,6 +41,7 @@ pub use crate::index::{EventIndex, MAX_SEARCH_LIMIT};
 pub use crate::metrics::{Registrar, StoreMetrics};
 pub use crate::pipeline::{Ack, Batch, Store, StoreConfig, StoreHandle};
 pub use crate::reindex::reindex;
+pub use crate::replay::{Replay, replay};
 pub use crate::schema::{DEFAULT_FIELDS, EventSchema};
 pub use crate::search::{
     MAX_OFFSET, MAX_RESULT_BYTES, SearchRequest, SearchResults, parse_time_bound,

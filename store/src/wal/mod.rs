@@ -18,7 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub(crate) use self::migrate::{is_v1, migrate_v1};
-pub use self::reader::{WalDamage, WalRead, WalReader};
+pub use self::reader::{WalRead, WalReader};
 pub(crate) use self::writer::WalWriter;
 use crate::error::StoreError;
 

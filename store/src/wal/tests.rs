@@ -6,6 +6,7 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
+use super::reader::WalDamage;
 use super::*;
 
 fn read_all(dir: &Path, from: u64, until: u64) -> (Vec<(u64, Vec<u8>)>, Vec<WalDamage>) {
