@@ -6,7 +6,7 @@ use crate::Failure;
 use crate::config::Checked;
 use crate::http::alert_filter;
 use crate::output::say;
-use crate::rules_runner::alerts_db_path;
+use alerting::runner::alerts_db_path;
 
 fn open_db(checked: &Checked) -> Result<AlertDb, Failure> {
     let path = alerts_db_path(&checked.config.storage.data_dir);
@@ -332,7 +332,7 @@ pub fn backtest(checked: &Checked, from: &str, rule: Option<&str>) -> Result<(),
         .map_err(|e| Failure::Runtime(e.into()))?;
     let mut engine = checked.engine();
     let mut seen = 0u64;
-    crate::rules_runner::replay_sorted(data_dir, 1, 0, &mut |_| {}, &mut |chunk| {
+    alerting::runner::replay_sorted(data_dir, 1, 0, &mut |_| {}, &mut |chunk| {
         let mut alerts = Vec::new();
         for (_, event) in chunk.iter() {
             // Earlier events build the windows a live run would have had; only what
@@ -347,7 +347,7 @@ pub fn backtest(checked: &Checked, from: &str, rule: Option<&str>) -> Result<(),
         scratch.record_all(&alerts)?;
         Ok(())
     })
-    .map_err(Failure::Runtime)?;
+    .map_err(|e| Failure::Runtime(e.into()))?;
     let mut fired = scratch
         .list(&alerting::db::AlertFilter {
             since: None,

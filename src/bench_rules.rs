@@ -102,7 +102,7 @@ pub fn run(work: &Path) -> anyhow::Result<()> {
     rt.block_on(async {
         let running = start(&checked, prometheus::Registry::new()).await?;
         let addr = running.tcp_addrs[0];
-        let db_path = crate::rules_runner::alerts_db_path(&checked.config.storage.data_dir);
+        let db_path = alerting::runner::alerts_db_path(&checked.config.storage.data_dir);
         let latencies = tokio::task::spawn_blocking(move || latency(addr, &db_path)).await??;
         running.shutdown().await?;
         let mut l = latencies;

@@ -197,6 +197,37 @@ impl Checked {
             .with_appointments(self.appointments.clone())
     }
 
+    /// What the rules runner needs of this configuration besides the engine.
+    pub fn runner_settings(&self) -> alerting::runner::RunnerSettings {
+        alerting::runner::RunnerSettings {
+            data_dir: self.config.storage.data_dir.clone(),
+            dedup_window: chrono::Duration::minutes(i64::from(
+                self.config.alerts.dedup_window_minutes,
+            )),
+            rebuild_events: self.config.alerts.rebuild_events,
+            lateness: std::time::Duration::from_secs(
+                self.config.detections.lateness_seconds.into(),
+            ),
+        }
+    }
+
+    /// Builds the rules from the config file again, as it is now (a reload).
+    pub fn engine_source(&self) -> alerting::runner::EngineSource {
+        let (path, data_dir) = self.origin.clone();
+        Box::new(move || {
+            let checked =
+                Config::load(path.as_deref(), data_dir.as_deref()).map_err(|e| e.to_string())?;
+            let summary = format!(
+                "rules reloaded: {} staff, {} roles, {} sites, {} custom rules (other settings take effect at restart)",
+                checked.clinic.staff.len(),
+                checked.clinic.roles.len(),
+                checked.clinic.sites.len(),
+                checked.custom_rules.len()
+            );
+            Ok((checked.engine(), summary))
+        })
+    }
+
     pub fn spool_dir(&self) -> PathBuf {
         if self.config.import.spool_dir.as_os_str().is_empty() {
             self.config.storage.data_dir.join("spool")

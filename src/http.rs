@@ -36,7 +36,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// The alert database, opened per request (readers do not block the rules).
     pub alerts_db: Option<std::path::PathBuf>,
-    pub reloader: Option<Arc<crate::rules_runner::Reloader>>,
+    pub reloader: Option<Arc<alerting::runner::Reloader>>,
     /// Searches running at once, at most [`SEARCH_SLOTS`]: each may hold up to
     /// [`store::MAX_RESULT_BYTES`] of events.
     pub search_slots: Arc<tokio::sync::Semaphore>,

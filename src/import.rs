@@ -106,7 +106,8 @@ pub fn run(checked: &Checked, paths: &[PathBuf], options: Options) -> Result<(),
         .context("the store did not shut down cleanly")
         .map_err(runtime)?;
     // The rules see what was imported in event-time order (files come one after another).
-    let alerts = crate::rules_runner::catch_up_sorted(checked).map_err(runtime)?;
+    let alerts = alerting::runner::catch_up_sorted(&checked.runner_settings(), checked.engine())
+        .map_err(|e| runtime(e.into()))?;
     let elapsed = started.elapsed();
     let mut reject_file = reject_log.finish().map_err(|e| runtime(e.into()))?;
     print_summary(&report, elapsed, reject_file.path_if_written());

@@ -11,7 +11,6 @@ mod http;
 mod http_listener;
 mod import;
 mod output;
-mod rules_runner;
 mod serve;
 mod simulate;
 mod spool;

@@ -16,7 +16,7 @@ use tracing::info;
 use crate::Failure;
 use crate::config::Checked;
 use crate::http::{AppState, event_json, router, search_request};
-use crate::rules_runner::{RulesRunner, alerts_db_path};
+use alerting::runner::{RulesRunner, alerts_db_path};
 
 /// A running service.
 pub struct Running {
@@ -51,7 +51,14 @@ pub async fn start(checked: &Checked, registry: prometheus::Registry) -> anyhow:
         store.handle(),
         metrics,
     ));
-    let rules = RulesRunner::start(checked, &store.handle(), &registry, store.health())?;
+    let rules = RulesRunner::start(
+        &checked.runner_settings(),
+        checked.engine(),
+        checked.engine_source(),
+        &store.handle(),
+        &registry,
+        store.health(),
+    )?;
     let mut running = Running {
         tcp_addrs: Vec::new(),
         tls_addrs: Vec::new(),

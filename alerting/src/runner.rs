@@ -10,15 +10,43 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use alerting::db::{AlertDb, Recorded};
-use anyhow::Context;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 use rules::engine::Engine;
 use rules::reorder::Reorder;
-use store::StoreHandle;
+use store::{StoreError, StoreHandle};
 use tracing::{error, info, warn};
 
-use crate::config::{Checked, Config};
+use crate::db::{AlertDb, AlertDbError, Recorded};
+
+/// Why the rules could not start or finish a pass.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("the alert database: {0}")]
+    Db(#[from] AlertDbError),
+    #[error("the event log: {0}")]
+    Store(#[from] StoreError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot start the rules thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// What the rules need of the configuration besides the engine.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// Where `alerts.db` and the log are.
+    pub data_dir: PathBuf,
+    /// The same rule, person and site again within this continues the open alert.
+    pub dedup_window: chrono::Duration,
+    /// Events before the saved position re-read at start to rebuild the windows.
+    pub rebuild_events: u64,
+    /// How long a live event is held for event-time order.
+    pub lateness: Duration,
+}
+
+/// The rules as the configuration says now (read again on reload), with a line saying what
+/// they amount to; or why the configuration is refused.
+pub type EngineSource = Box<dyn Fn() -> Result<(Engine, String), String> + Send + Sync>;
 
 const RULES_STAGE: &str = "rules";
 
@@ -72,33 +100,25 @@ pub struct RulesRunner {
 /// Reads the configuration again and hands the rules their new model, or says why not (and
 /// the old one stays).
 pub struct Reloader {
-    origin: (Option<PathBuf>, Option<PathBuf>),
+    source: EngineSource,
     tx: Mutex<std::sync::mpsc::SyncSender<Engine>>,
     reloads: IntCounterVec,
 }
 
 impl Reloader {
     pub fn reload(&self) -> Result<String, String> {
-        let (path, data_dir) = (&self.origin.0, &self.origin.1);
-        let checked = match Config::load(path.as_deref(), data_dir.as_deref()) {
-            Ok(c) => c,
+        let (engine, summary) = match (self.source)() {
+            Ok(built) => built,
             Err(e) => {
                 self.reloads.with_label_values(&["refused"]).inc();
                 warn!(error = %e, "rules reload refused; the previous rules stay in force");
-                return Err(e.to_string());
+                return Err(e);
             }
         };
-        let summary = format!(
-            "rules reloaded: {} staff, {} roles, {} sites, {} custom rules (other settings take effect at restart)",
-            checked.clinic.staff.len(),
-            checked.clinic.roles.len(),
-            checked.clinic.sites.len(),
-            checked.custom_rules.len()
-        );
         self.tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send(checked.engine())
+            .send(engine)
             .map_err(|_| "the rules have stopped".to_owned())?;
         self.reloads.with_label_values(&["ok"]).inc();
         info!("{summary}");
@@ -107,22 +127,20 @@ impl Reloader {
 }
 
 impl RulesRunner {
+    /// Starts the rules thread with `engine`; `source` builds a new one on reload.
     pub fn start(
-        checked: &Checked,
+        settings: &RunnerSettings,
+        mut engine: Engine,
+        source: EngineSource,
         store: &StoreHandle,
         registry: &Registry,
         health: &store::Health,
-    ) -> anyhow::Result<RulesRunner> {
-        let path = alerts_db_path(&checked.config.storage.data_dir);
-        let window =
-            chrono::Duration::minutes(i64::from(checked.config.alerts.dedup_window_minutes));
-        let db = AlertDb::open(&path, window).context("cannot open the alert database")?;
+    ) -> Result<RulesRunner, RunnerError> {
+        let path = alerts_db_path(&settings.data_dir);
+        let db = AlertDb::open(&path, settings.dedup_window)?;
         let checkpoint = db.checkpoint()?;
-        let rebuild_from = checkpoint
-            .saturating_sub(checked.config.alerts.rebuild_events)
-            .max(1);
+        let rebuild_from = checkpoint.saturating_sub(settings.rebuild_events).max(1);
         let mut follower = store.follow(rebuild_from);
-        let mut engine = checked.engine();
         restore(&mut engine, &db)?;
         let metrics = RulesMetrics::new(registry)?;
         let reloads = store::Registrar(registry).counters(
@@ -132,12 +150,12 @@ impl RulesRunner {
         )?;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Engine>(1);
         let reloader = Arc::new(Reloader {
-            origin: checked.origin.clone(),
+            source,
             tx: Mutex::new(tx),
             reloads,
         });
         info!(checkpoint, rebuild_from, "rules following the event log");
-        let lateness = Duration::from_secs(checked.config.detections.lateness_seconds.into());
+        let lateness = settings.lateness;
         let health = health.clone();
         health.running(RULES_STAGE);
         let thread = std::thread::Builder::new()
@@ -198,7 +216,7 @@ impl RulesRunner {
 
 /// What the rules keep across restarts besides alerts and windows: each account's last
 /// activity (dormant accounts) and machines (new workstations), beyond `alerts.rebuild_events`.
-fn restore(engine: &mut Engine, db: &AlertDb) -> Result<(), alerting::db::AlertDbError> {
+fn restore(engine: &mut Engine, db: &AlertDb) -> Result<(), AlertDbError> {
     for (user, at) in db.activity()? {
         engine.remember_active(&user, at);
     }
@@ -208,7 +226,7 @@ fn restore(engine: &mut Engine, db: &AlertDb) -> Result<(), alerting::db::AlertD
     Ok(())
 }
 
-fn persist(engine: &mut Engine, db: &mut AlertDb) -> Result<(), alerting::db::AlertDbError> {
+fn persist(engine: &mut Engine, db: &mut AlertDb) -> Result<(), AlertDbError> {
     db.save_activity(&engine.take_changed_activity())?;
     db.save_machines(&engine.take_changed_machines())
 }
@@ -374,11 +392,11 @@ pub fn replay_sorted(
     from: u64,
     checkpoint: u64,
     rebuild: &mut dyn FnMut(&store::Event),
-    evaluate: &mut dyn FnMut(&mut Chunk) -> anyhow::Result<()>,
-) -> anyhow::Result<u64> {
+    evaluate: &mut dyn FnMut(&mut Chunk) -> Result<(), RunnerError>,
+) -> Result<u64, RunnerError> {
     let mut chunk: Vec<(u64, store::Event)> = Vec::new();
     let mut last = checkpoint;
-    let mut flush = |chunk: &mut Vec<(u64, store::Event)>| -> anyhow::Result<()> {
+    let mut flush = |chunk: &mut Vec<(u64, store::Event)>| -> Result<(), RunnerError> {
         chunk.sort_by_key(|(seq, e)| (e.timestamp, *seq));
         evaluate(chunk)?;
         chunk.clear();
@@ -406,14 +424,11 @@ pub fn replay_sorted(
 /// in event-time order. Files are imported one after another (a month of EHR export, then a
 /// month of Windows logons), so arrival order is not time order, and sessions and windows that
 /// span files are only seen when the events are put back in time order first.
-pub fn catch_up_sorted(checked: &Checked) -> anyhow::Result<u64> {
-    let data_dir = &checked.config.storage.data_dir;
-    let window = chrono::Duration::minutes(i64::from(checked.config.alerts.dedup_window_minutes));
-    let mut db = AlertDb::open(&alerts_db_path(data_dir), window)
-        .context("cannot open the alert database")?;
+pub fn catch_up_sorted(settings: &RunnerSettings, mut engine: Engine) -> Result<u64, RunnerError> {
+    let data_dir = &settings.data_dir;
+    let mut db = AlertDb::open(&alerts_db_path(data_dir), settings.dedup_window)?;
     let checkpoint = db.checkpoint()?;
-    let rebuild_from = checkpoint.saturating_sub(checked.config.alerts.rebuild_events);
-    let mut engine = checked.engine();
+    let rebuild_from = checkpoint.saturating_sub(settings.rebuild_events);
     restore(&mut engine, &db)?;
     let mut raised = 0u64;
     let engine = std::cell::RefCell::new(engine);
