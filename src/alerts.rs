@@ -4,9 +4,9 @@ use alerting::db::AlertDb;
 
 use crate::Failure;
 use crate::config::Checked;
-use crate::http::alert_filter;
 use crate::output::say;
 use alerting::runner::alerts_db_path;
+use web::alert_filter;
 
 fn open_db(checked: &Checked) -> Result<AlertDb, Failure> {
     let path = alerts_db_path(&checked.config.storage.data_dir);

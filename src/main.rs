@@ -7,8 +7,6 @@ mod bench;
 mod bench_import;
 mod bench_rules;
 mod config;
-mod http;
-mod http_listener;
 mod import;
 mod output;
 mod serve;

@@ -15,8 +15,8 @@ use tracing::info;
 
 use crate::Failure;
 use crate::config::Checked;
-use crate::http::{AppState, event_json, router, search_request};
 use alerting::runner::{RulesRunner, alerts_db_path};
+use web::{AppState, event_json, router, search_request};
 
 /// A running service.
 pub struct Running {
@@ -165,15 +165,21 @@ async fn bind_all(
         ingest_tokens: Arc::new(checked.config.http.ingest_tokens.clone()),
         admin_tokens: Arc::new(checked.config.http.admin_tokens.clone()),
         read_tokens: Arc::new(checked.config.http.read_tokens.clone()),
-        alerts_db: Some(alerts_db_path(&checked.config.storage.data_dir)),
+        alerts: Some(Arc::new(std::sync::Mutex::new(
+            alerting::db::AlertDb::open(
+                &alerts_db_path(&checked.config.storage.data_dir),
+                chrono::Duration::minutes(i64::from(checked.config.alerts.dedup_window_minutes)),
+            )
+            .context("cannot open the alert database")?,
+        ))),
         reloader: running.rules.as_ref().map(|r| r.reloader.clone()),
-        search_slots: Arc::new(tokio::sync::Semaphore::new(crate::http::SEARCH_SLOTS)),
+        search_slots: Arc::new(tokio::sync::Semaphore::new(web::SEARCH_SLOTS)),
         request_timeout: Duration::from_secs(checked.config.http.request_timeout_secs),
         max_body_bytes: checked.config.http.max_body_bytes,
     });
-    let listener = crate::http_listener::BoundedListener::new(
+    let listener = web::listener::BoundedListener::new(
         listener,
-        crate::http_listener::HttpLimits {
+        web::listener::HttpLimits {
             max_connections: checked.config.http.max_connections,
             per_peer: checked.config.http.max_connections_per_peer,
             idle: Duration::from_secs(checked.config.http.idle_timeout_secs),

@@ -1,0 +1,187 @@
+//! `GET /api/v1/alerts`, `GET /api/v1/alerts/{id}` (with its evidence events) and
+//! `POST /api/v1/alerts/{id}/status`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use store::{SearchRequest, parse_time_bound};
+
+use crate::AppState;
+use crate::api::search::event_json;
+use crate::auth::{Admin, Reader};
+use crate::error::{ApiError, bad_parameter, query};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertParams {
+    since: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Reads alerts the way `mimamori alerts` does: `since` as in search, `status` open,
+/// acknowledged or closed.
+pub fn alert_filter(
+    since: Option<&str>,
+    status: Option<&str>,
+    limit: Option<usize>,
+) -> Result<alerting::db::AlertFilter, String> {
+    let since = since
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| parse_time_bound(s, Utc::now()).map_err(|e| format!("since: {e}")))
+        .transpose()?;
+    let status = status
+        .map(str::parse::<alerting::db::AlertStatus>)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok(alerting::db::AlertFilter {
+        since,
+        status,
+        limit: limit.unwrap_or(1000).clamp(1, 100_000),
+    })
+}
+
+/// The shared alert database (requests take turns; each is short).
+fn open_alerts(
+    state: &AppState,
+) -> Result<std::sync::MutexGuard<'_, alerting::db::AlertDb>, ApiError> {
+    let db = state
+        .alerts
+        .as_ref()
+        .ok_or_else(|| ApiError::Internal("no alert database".into()))?;
+    Ok(db.lock().unwrap_or_else(|e| e.into_inner()))
+}
+
+pub(crate) async fn alerts(
+    _: Reader,
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<AlertParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = query(params)?;
+    let filter = alert_filter(
+        params.since.as_deref(),
+        params.status.as_deref(),
+        params.limit,
+    )
+    .map_err(bad_parameter)?;
+    let list = tokio::task::spawn_blocking(move || {
+        open_alerts(&state)?
+            .list(&filter)
+            .map_err(|e| ApiError::Internal(e.to_string()))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(Json(json!({ "alerts": list })))
+}
+
+pub(crate) async fn alert(
+    _: Reader,
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        let found = match open_alerts(&state)?.get(id) {
+            Ok(a) => a,
+            Err(alerting::db::AlertDbError::NotFound(_)) => {
+                return Err(ApiError::Status {
+                    status: StatusCode::NOT_FOUND,
+                    code: "not_found",
+                    message: format!("no alert {id}"),
+                });
+            }
+            Err(e) => return Err(ApiError::Internal(e.to_string())),
+        };
+        let mut events = Vec::new();
+        for evidence in &found.alert.evidence {
+            let request = SearchRequest {
+                query: format!("event.id:{}", evidence.as_str()),
+                from: None,
+                to: None,
+                limit: 1,
+                offset: 0,
+                max_bytes: store::MAX_RESULT_BYTES,
+            };
+            if let Some(e) = state.index.search(&request)?.events.first() {
+                events.push(event_json(e, false));
+            }
+        }
+        Ok(Json(json!({ "alert": found, "events": events })))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}
+
+/// Largest body of a status change.
+const MAX_STATUS_BODY: usize = 64 << 10;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusChangeBody {
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+    /// Who is making the change (a name for the alert's history).
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// `POST /api/v1/alerts/{id}/status` with `{"status": "acknowledged" | "closed" | "open",
+/// "reason": "...", "by": "..."}` (closing needs a reason): answers with the alert and its
+/// history.
+pub(crate) async fn alert_status(
+    _: Admin,
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(id): axum::extract::Path<i64>,
+    body: axum::body::Body,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let bytes = axum::body::to_bytes(body, MAX_STATUS_BODY)
+        .await
+        .map_err(|_| ApiError::Status {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too_large",
+            message: format!("a status change is at most {MAX_STATUS_BODY} bytes"),
+        })?;
+    let change: StatusChangeBody =
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
+            code: "bad_body",
+            message: format!(
+                "expected {{\"status\": \"acknowledged\" | \"closed\" | \"open\", \"reason\": \"...\", \"by\": \"...\"}}: {e}"
+            ),
+        })?;
+    let status = change
+        .status
+        .parse::<alerting::db::AlertStatus>()
+        .map_err(|e| ApiError::BadRequest {
+            code: "bad_status",
+            message: e.to_string(),
+        })?;
+    tokio::task::spawn_blocking(move || {
+        let by = change
+            .by
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+            .unwrap_or("an admin token");
+        let by = format!("{by} (api)");
+        match open_alerts(&state)?.set_status(id, status, change.reason.as_deref(), &by) {
+            Ok(a) => Ok(Json(json!({ "alert": a }))),
+            Err(alerting::db::AlertDbError::NotFound(_)) => Err(ApiError::Status {
+                status: StatusCode::NOT_FOUND,
+                code: "not_found",
+                message: format!("no alert {id}"),
+            }),
+            Err(alerting::db::AlertDbError::Invalid(message)) => Err(ApiError::BadRequest {
+                code: "bad_status",
+                message,
+            }),
+            Err(e) => Err(ApiError::Internal(e.to_string())),
+        }
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+}

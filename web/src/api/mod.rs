@@ -1,0 +1,7 @@
+//! One module per API area.
+
+pub mod alerts;
+pub mod health;
+pub mod ingest;
+pub mod rules;
+pub mod search;

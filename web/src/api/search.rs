@@ -1,0 +1,144 @@
+//! `GET /api/v1/search`: the query language, a time range, a page; bounded in size and in how
+//! many run at once.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+use store::{SearchRequest, parse_time_bound};
+
+use crate::AppState;
+use crate::auth::Reader;
+use crate::error::{ApiError, bad_parameter, query};
+
+/// Longest query string accepted.
+const MAX_QUERY_BYTES: usize = 4096;
+const DEFAULT_LIMIT: usize = 100;
+
+/// Searches (and CSV-sized reads) answered at once; more wait up to [`SEARCH_WAIT`].
+pub const SEARCH_SLOTS: usize = 4;
+const SEARCH_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    #[serde(default)]
+    q: String,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+    /// Matches to skip (newest first): the start of the page.
+    offset: Option<usize>,
+    /// Include `event.original`.
+    #[serde(default)]
+    original: bool,
+}
+
+/// An event as search output shows it: `event.original` repeats the message, so it is left out
+/// unless asked for (it is always stored).
+pub fn event_json(event: &store::Event, original: bool) -> serde_json::Value {
+    let mut value = serde_json::to_value(event).expect("events serialize");
+    if !original && let Some(object) = value.as_object_mut() {
+        object.remove("event.original");
+    }
+    value
+}
+
+pub(crate) async fn search(
+    _: Reader,
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let params = query(params)?;
+    let request = search_request(
+        &params.q,
+        params.from.as_deref(),
+        params.to.as_deref(),
+        params.limit,
+        params.offset,
+    )
+    .map_err(bad_parameter)?;
+    let _slot = tokio::time::timeout(SEARCH_WAIT, state.search_slots.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| ApiError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "busy",
+            message: format!("{SEARCH_SLOTS} searches are running; try again shortly"),
+        })?;
+    let (index, original) = (state.index.clone(), params.original);
+    let offset = request.offset;
+    let started = std::time::Instant::now();
+    let results = tokio::task::spawn_blocking(move || index.search(&request))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let next = offset + results.events.len() + results.unreadable as usize;
+    Ok(Json(json!({
+        "total": results.total,
+        "returned": results.events.len(),
+        "offset": offset,
+        // Where the next page starts, while matches remain.
+        "next_offset": (next < results.total as usize).then_some(next),
+        // The page was cut short of `limit` at the size a response may have.
+        "truncated": results.truncated,
+        // Matches whose stored event a damaged index file made unreadable (run verify).
+        "unreadable": results.unreadable,
+        "took_ms": started.elapsed().as_secs_f64() * 1000.0,
+        "events": results.events.iter().map(|e| event_json(e, original)).collect::<Vec<_>>(),
+    })))
+}
+
+/// Builds a search from what a person typed (CLI and API alike).
+pub fn search_request(
+    query: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    limit: Option<usize>,
+    offset: Option<usize>,
+) -> Result<SearchRequest, String> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(format!(
+            "the query is {} bytes; at most {MAX_QUERY_BYTES} are accepted",
+            query.len()
+        ));
+    }
+    let now = Utc::now();
+    let bound = |name: &str, t: Option<&str>| {
+        t.filter(|t| !t.trim().is_empty())
+            .map(|t| parse_time_bound(t, now).map_err(|e| format!("{name}: {e}")))
+            .transpose()
+    };
+    let (from, to) = (bound("from", from)?, bound("to", to)?);
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(format!("from ({f}) must be before to ({t})"));
+    }
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > store::MAX_SEARCH_LIMIT {
+        return Err(format!(
+            "limit must be from 1 to {}",
+            store::MAX_SEARCH_LIMIT
+        ));
+    }
+    let offset = offset.unwrap_or(0);
+    if offset > store::MAX_OFFSET {
+        return Err(format!(
+            "offset must be at most {}; narrow the time range instead",
+            store::MAX_OFFSET
+        ));
+    }
+    Ok(SearchRequest {
+        query: query.to_owned(),
+        from,
+        to,
+        limit,
+        offset,
+        max_bytes: store::MAX_RESULT_BYTES,
+    })
+}

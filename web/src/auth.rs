@@ -1,0 +1,141 @@
+//! Who may do what: bearer tokens per role (ingest, read, admin), checked by extractors, so a
+//! handler that takes [`Reader`], [`Admin`] or [`Ingester`] cannot forget it. Tokens are
+//! compared as fixed-length digests (no length or prefix leaks through timing); the scheme is
+//! case-insensitive.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::header;
+use axum::http::request::Parts;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Whether `presented` is one of `tokens`. Fixed-length digests are compared, every byte of
+/// every configured token, so the time taken says nothing of a token's length or how much of
+/// it matched.
+fn token_matches(tokens: &[String], presented: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let presented = Sha256::digest(presented.as_bytes());
+    tokens.iter().fold(false, |found, token| {
+        let digest = Sha256::digest(token.as_bytes());
+        let differ = digest
+            .iter()
+            .zip(presented.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        found | (differ == 0)
+    })
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
+fn bearer(headers: &axum::http::HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim())
+}
+
+/// Writes through the API need a bearer token from `tokens`, the config key `http.<setting>`;
+/// without any, `what` is off.
+pub(crate) fn authorized(
+    tokens: &[String],
+    setting: &str,
+    what: &str,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
+    if tokens.is_empty() {
+        return Err(ApiError::Status {
+            status: StatusCode::FORBIDDEN,
+            code: "disabled",
+            message: format!("{what} is off: set http.{setting} in the config"),
+        });
+    }
+    if !token_matches(tokens, bearer(headers)) {
+        return Err(ApiError::Status {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message: format!(
+                "a valid `Authorization: Bearer <token>` header is required (one of http.{setting})"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Reading events and alerts needs a token from `http.read_tokens` (or an admin token) when
+/// any are set.
+pub(crate) fn reader(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    if state.read_tokens.is_empty() {
+        return Ok(());
+    }
+    admin(state, headers).or_else(|_| {
+        authorized(
+            &state.read_tokens,
+            "read_tokens",
+            "reading over HTTP",
+            headers,
+        )
+    })
+}
+
+/// Changing alerts and rules needs a token from `http.admin_tokens`.
+pub(crate) fn admin(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    authorized(
+        &state.admin_tokens,
+        "admin_tokens",
+        "changing alerts and rules over HTTP",
+        headers,
+    )
+}
+
+/// A request allowed to read events and alerts.
+pub struct Reader;
+
+/// A request allowed to change alerts and rules.
+pub struct Admin;
+
+/// A request allowed to send events.
+pub struct Ingester;
+
+impl FromRequestParts<Arc<AppState>> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        reader(state, &parts.headers).map(|()| Reader)
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        admin(state, &parts.headers).map(|()| Admin)
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Ingester {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        authorized(
+            &state.ingest_tokens,
+            "ingest_tokens",
+            "HTTP ingest",
+            &parts.headers,
+        )
+        .map(|()| Ingester)
+    }
+}

@@ -1,0 +1,93 @@
+//! The HTTP side of the appliance: the API (search, ingest, alerts, rules, health, metrics) on
+//! a bounded listener, ready for the web UI's pages. Each API area is a module of [`api`];
+//! who may call what is decided by the extractors in [`auth`]; errors are [`error::ApiError`].
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod listener;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use ingest::import::Importer;
+use store::{EventIndex, Health, StoreHandle};
+
+pub use crate::api::alerts::alert_filter;
+pub use crate::api::search::{SEARCH_SLOTS, event_json, search_request};
+use crate::error::ApiError;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub index: EventIndex,
+    pub registry: prometheus::Registry,
+    /// Present when the store is writable (not for a read-only search server).
+    pub importer: Option<Arc<Importer>>,
+    /// The store, when this server writes one: HTTP ingest asks it whether it takes data.
+    pub store: Option<StoreHandle>,
+    /// Every stage's state, for `/healthz`.
+    pub health: Health,
+    pub ingest_tokens: Arc<Vec<String>>,
+    /// Tokens for changing things: alert status, rule reload.
+    pub admin_tokens: Arc<Vec<String>>,
+    /// Tokens for reading search results and alerts; none: reads are open.
+    pub read_tokens: Arc<Vec<String>>,
+    pub max_body_bytes: usize,
+    /// The alert database, opened once and shared by the requests (the rules thread has its
+    /// own connection; SQLite's WAL mode lets them work side by side).
+    pub alerts: Option<Arc<std::sync::Mutex<alerting::db::AlertDb>>>,
+    pub reloader: Option<Arc<alerting::runner::Reloader>>,
+    /// Searches running at once, at most [`SEARCH_SLOTS`]: each may hold up to
+    /// [`store::MAX_RESULT_BYTES`] of events.
+    pub search_slots: Arc<tokio::sync::Semaphore>,
+    /// A request not answered within this long gets 503 (`http.request_timeout_secs`).
+    pub request_timeout: std::time::Duration,
+}
+
+pub fn router(state: AppState) -> Router {
+    let state = Arc::new(state);
+    Router::new()
+        .route("/healthz", get(api::health::healthz))
+        .route("/metrics", get(api::health::metrics))
+        .route("/api/v1/search", get(api::search::search))
+        .route("/api/v1/ingest", post(api::ingest::ingest))
+        .route("/api/v1/alerts", get(api::alerts::alerts))
+        .route("/api/v1/rules/reload", post(api::rules::reload))
+        .route("/api/v1/alerts/{id}", get(api::alerts::alert))
+        .route(
+            "/api/v1/alerts/{id}/status",
+            post(api::alerts::alert_status),
+        )
+        // The body limit is enforced in the handler (with a 413 that says so).
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            deadline,
+        ))
+        .with_state(state)
+}
+
+/// Every request is answered within `http.request_timeout_secs`: 503 after that.
+async fn deadline(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "timeout",
+            message: format!(
+                "the request took longer than {} s (http.request_timeout_secs)",
+                state.request_timeout.as_secs()
+            ),
+        }
+        .into_response(),
+    }
+}
