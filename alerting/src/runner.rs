@@ -402,7 +402,8 @@ pub fn replay_sorted(
         chunk.clear();
         Ok(())
     };
-    for record in store::replay(data_dir, from) {
+    let mut records = store::replay(data_dir, from);
+    for record in records.by_ref() {
         let (seq, mut event) = record?;
         if seq <= checkpoint {
             rebuild(&event);
@@ -417,6 +418,12 @@ pub fn replay_sorted(
         }
     }
     flush(&mut chunk)?;
+    if records.damaged > 0 {
+        warn!(
+            damaged = records.damaged,
+            "damaged stretches of the event log were skipped (run `mimamori verify`)"
+        );
+    }
     Ok(last)
 }
 

@@ -130,6 +130,13 @@ impl FromRequestParts<Arc<AppState>> for Ingester {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
+        if state.importer.is_none() {
+            return Err(ApiError::Status {
+                status: StatusCode::FORBIDDEN,
+                code: "read_only",
+                message: "this server does not store events".into(),
+            });
+        }
         authorized(
             &state.ingest_tokens,
             "ingest_tokens",

@@ -133,8 +133,7 @@ impl Engine {
         let n = distinct.len();
         state.bulk_alerted_until = Some(t + window);
         state.baseline_alerted = Some(self.clinic.local(t).date_naive());
-        Some(self.alert(
-            RuleId::BulkExport,
+        Some(self.alert(RuleId::BulkExport,
             cfg.severity,
             event,
             site,
@@ -183,8 +182,7 @@ impl Engine {
             return None;
         }
         state.baseline_alerted = Some(day);
-        Some(self.alert(
-            RuleId::BulkExport,
+        Some(self.alert(RuleId::BulkExport,
             cfg.severity,
             event,
             site,

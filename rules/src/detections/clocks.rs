@@ -30,8 +30,7 @@ impl Engine {
             .flatten();
         if let Some(w) = wrong_zone {
             let how = if w.hours < 0 { "behind" } else { "ahead of" };
-            let mut a = self.alert(
-            RuleId::ClockCheck, Severity::Low, event, self.clinic.site_of(event).as_deref(), format!(
+            let mut a = self.alert(RuleId::ClockCheck, Severity::Low, event, self.clinic.site_of(event).as_deref(), format!(
                 "{sender} の時刻は受信時刻よりちょうど {} 時間{}; タイムゾーンの指定がない時刻を {} で書いている可能性があります。[[syslog.sources]] の timezone を設定してください。 / {sender} sends times exactly {} hours {how} when they arrive: it probably writes times without a zone in {}; set its timezone under [[syslog.sources]]",
                 w.hours.abs(),
                 if w.hours < 0 { "遅れています" } else { "進んでいます" },
@@ -51,8 +50,7 @@ impl Engine {
             } else {
                 format!("{} behind", human(-skew))
             };
-            let mut a = self.alert(
-            RuleId::ClockCheck, Severity::Low, event, self.clinic.site_of(event).as_deref(), format!(
+            let mut a = self.alert(RuleId::ClockCheck, Severity::Low, event, self.clinic.site_of(event).as_deref(), format!(
                 "{host} sends times {how} of when its events arrive (event dated {}, received {}); its clock needs setting, and its events' times cannot be trusted",
                 self.clinic.local(event.timestamp).format("%Y-%m-%d %H:%M"),
                 self.clinic.local(event.ingested).format("%Y-%m-%d %H:%M"),
@@ -66,8 +64,7 @@ impl Engine {
         if let Some(last) = self.last_ingested
             && event.ingested < last - Duration::minutes(5)
         {
-            let mut a = self.alert(
-            RuleId::ClockCheck, Severity::Medium, event, None, format!(
+            let mut a = self.alert(RuleId::ClockCheck, Severity::Medium, event, None, format!(
                 "this appliance's clock went back {} (from {} to {}); check its time source (NTP)",
                 human(last - event.ingested),
                 self.clinic.local(last).format("%Y-%m-%d %H:%M"),

@@ -104,8 +104,7 @@ impl Engine {
             ));
         }
         if new_cfg.enabled && !known && experienced {
-            out.push(self.alert(
-            RuleId::NewWorkstation,
+            out.push(self.alert(RuleId::NewWorkstation,
                 new_cfg.severity,
                 event,
                 site,

@@ -155,8 +155,7 @@ impl Engine {
         {
             return None;
         }
-        Some(self.alert(
-            RuleId::AccessOutsideRole,
+        Some(self.alert(RuleId::AccessOutsideRole,
             cfg.severity,
             event,
             site,

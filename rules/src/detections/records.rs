@@ -152,8 +152,7 @@ impl Engine {
                 } else {
                     &staff.name
                 };
-                out.push(self.alert(
-            RuleId::SensitiveRecords,
+                out.push(self.alert(RuleId::SensitiveRecords,
                     sensitive.severity,
                     event,
                     site,
@@ -169,8 +168,7 @@ impl Engine {
             let day = self.clinic.local(event.timestamp).date_naive();
             if !appointments.related(patient, site, day, i64::from(treatment.days)) {
                 let place = site.map(|s| format!(" at {s}")).unwrap_or_default();
-                out.push(self.alert(
-            RuleId::TreatmentRelationship,
+                out.push(self.alert(RuleId::TreatmentRelationship,
                     treatment.severity,
                     event,
                     site,

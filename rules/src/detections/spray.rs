@@ -115,8 +115,7 @@ impl crate::engine::Engine {
         let spray = self.sprays.observe(&config, event)?;
         let shown: Vec<&str> = spray.accounts.iter().take(10).map(String::as_str).collect();
         let more = spray.accounts.len().saturating_sub(shown.len());
-        let mut a = self.alert(
-            RuleId::PasswordSpray,
+        let mut a = self.alert(RuleId::PasswordSpray,
             config.severity,
             event,
             self.clinic.site_of(event).as_deref(),

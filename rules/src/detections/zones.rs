@@ -42,9 +42,10 @@ impl ZoneGuesses {
         let whole = (skew - Duration::hours(hours)).num_minutes().abs() <= SLACK_MINUTES;
         let candidate = hours != 0 && hours.abs() <= 14 && whole;
         if !self.senders.contains_key(sender) && self.senders.len() >= MAX_SENDERS {
-            // Full (a flood of made-up senders): forget the ones with nothing building up.
+            // Full (a flood of made-up senders): forget the ones with nothing building up;
+            // those already reported stay, so none is reported twice.
             self.senders
-                .retain(|_, state| matches!(state, Some((_, n)) if *n > 0));
+                .retain(|_, state| !matches!(state, Some((_, 0))));
             if self.senders.len() >= MAX_SENDERS {
                 return None;
             }
