@@ -126,7 +126,7 @@ pub fn list(
     limit: usize,
     json: bool,
 ) -> Result<(), Failure> {
-    let filter = alert_filter(since, status, Some(limit)).map_err(Failure::Usage)?;
+    let filter = alert_filter(since, status, Some(limit)).map_err(|e| Failure::Usage(e.0))?;
     let db = open_db(checked)?;
     let alerts = db.list(&filter).map_err(|e| Failure::Runtime(e.into()))?;
     for a in &alerts {
@@ -285,9 +285,9 @@ pub fn test(
             }
             ingest::import::Item::Filtered { .. } => {}
         })
-        .map_err(Failure::Usage)?;
+        .map_err(|e| Failure::Usage(e.0))?;
     if let Err(e) = read.result {
-        rejects.push(e);
+        rejects.push(e.0);
     }
     // Rules work on event time: feed the file in time order.
     events.sort_by_key(|e| e.timestamp);

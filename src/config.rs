@@ -215,8 +215,8 @@ impl Checked {
     pub fn engine_source(&self) -> alerting::runner::EngineSource {
         let (path, data_dir) = self.origin.clone();
         Box::new(move || {
-            let checked =
-                Config::load(path.as_deref(), data_dir.as_deref()).map_err(|e| e.to_string())?;
+            let checked = Config::load(path.as_deref(), data_dir.as_deref())
+                .map_err(|e| alerting::runner::Refused(e.to_string()))?;
             let summary = format!(
                 "rules reloaded: {} staff, {} roles, {} sites, {} custom rules (other settings take effect at restart)",
                 checked.clinic.staff.len(),

@@ -357,7 +357,7 @@ pub fn search(checked: &Checked, wanted: Wanted<'_>, output: Output) -> Result<(
         Some(wanted.limit),
         Some(wanted.offset),
     )
-    .map_err(Failure::Usage)?;
+    .map_err(|e| Failure::Usage(e.0))?;
     // The command line is the operator's own process: `--limit` bounds it, not a server's
     // per-answer size.
     request.max_bytes = usize::MAX;

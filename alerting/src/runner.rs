@@ -46,7 +46,12 @@ pub struct RunnerSettings {
 
 /// The rules as the configuration says now (read again on reload), with a line saying what
 /// they amount to; or why the configuration is refused.
-pub type EngineSource = Box<dyn Fn() -> Result<(Engine, String), String> + Send + Sync>;
+pub type EngineSource = Box<dyn Fn() -> Result<(Engine, String), Refused> + Send + Sync>;
+
+/// Why new rules were refused (the configuration is wrong); the rules in force stay.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
 
 const RULES_STAGE: &str = "rules";
 
@@ -106,7 +111,7 @@ pub struct Reloader {
 }
 
 impl Reloader {
-    pub fn reload(&self) -> Result<String, String> {
+    pub fn reload(&self) -> Result<String, Refused> {
         let (engine, summary) = match (self.source)() {
             Ok(built) => built,
             Err(e) => {
@@ -119,7 +124,7 @@ impl Reloader {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .send(engine)
-            .map_err(|_| "the rules have stopped".to_owned())?;
+            .map_err(|_| Refused("the rules have stopped".to_owned()))?;
         self.reloads.with_label_values(&["ok"]).inc();
         info!("{summary}");
         Ok(summary)

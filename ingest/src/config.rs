@@ -184,7 +184,7 @@ impl SyslogConfig {
             let addresses = source
                 .addresses
                 .iter()
-                .map(|a| a.parse::<Cidr>().map_err(|e| (key("addresses"), e)))
+                .map(|a| a.parse::<Cidr>().map_err(|e| (key("addresses"), e.0)))
                 .collect::<Result<_, _>>()?;
             let timezone = match &source.timezone {
                 Some(name) => parse_zone(&key("timezone"), name)?,

@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 use store::{Event, Outcome};
 
 use crate::config::{EhrConfig, Invalid, parse_zone};
+use crate::error::Unreadable;
 use crate::normalize;
 
 /// The normalized fields an EHR export can fill.
@@ -502,7 +503,7 @@ impl EhrMapping {
         dataset: &str,
         original: String,
         ingested: DateTime<Utc>,
-    ) -> Result<Event, String> {
+    ) -> Result<Event, Unreadable> {
         let mut event = Event::new(source_key, dataset, original, ingested);
         // One date-time field, or a date and a time in two (either alone may hold both).
         let raw_time = get(Field::Timestamp)
@@ -689,7 +690,7 @@ pub fn jsonl_event(
     source_key: &str,
     original: String,
     ingested: DateTime<Utc>,
-) -> Result<Event, String> {
+) -> Result<Event, Unreadable> {
     let obj = value.as_object().ok_or("not a JSON object")?;
     let mut fields: BTreeMap<Field, String> = BTreeMap::new();
     for (key, v) in obj {

@@ -64,9 +64,9 @@ pub const FORMAT_NAMES: &str = "auto, evtx, winxml, winlogbeat, nxlog, ehr-csv (
      or ATNA, detected)";
 
 impl FromStr for Format {
-    type Err = String;
+    type Err = Unreadable;
 
-    fn from_str(s: &str) -> Result<Format, String> {
+    fn from_str(s: &str) -> Result<Format, Unreadable> {
         Ok(match s.to_ascii_lowercase().as_str() {
             "auto" => Format::Auto,
             "evtx" => Format::Evtx,
@@ -81,9 +81,9 @@ impl FromStr for Format {
             "syslog" => Format::Syslog,
             "json" | "jsonl" | "ndjson" => Format::Json,
             other => {
-                return Err(format!(
-                    "unknown format {other:?}; expected one of {FORMAT_NAMES}"
-                ));
+                return Err(
+                    format!("unknown format {other:?}; expected one of {FORMAT_NAMES}").into(),
+                );
             }
         })
     }
@@ -108,7 +108,7 @@ impl fmt::Display for Format {
 }
 
 /// Decides the format from the first bytes (already decompressed) and the file name.
-pub fn detect(head: &[u8], name: &str, mapping: &EhrMapping) -> Result<Format, String> {
+pub fn detect(head: &[u8], name: &str, mapping: &EhrMapping) -> Result<Format, Unreadable> {
     if head.starts_with(b"ElfFile\0") {
         return Ok(Format::Evtx);
     }
@@ -186,7 +186,7 @@ pub struct FileRead {
     /// Bytes on disk.
     pub len: u64,
     /// A failure part-way through (a cut-off gzip stream, an unreadable CSV header).
-    pub result: Result<(), String>,
+    pub result: Result<(), Unreadable>,
 }
 
 /// Counts bytes read through it, for progress.
@@ -292,7 +292,7 @@ impl Parsers {
         received: DateTime<Utc>,
         label: &str,
         sink: &mut dyn FnMut(Item),
-    ) -> Result<(), String> {
+    ) -> Result<(), Unreadable> {
         match format {
             Format::Syslog => {
                 self.read_syslog(input, received, label, sink);
@@ -306,7 +306,7 @@ impl Parsers {
             Format::Json | Format::Fhir | Format::Winlogbeat | Format::Nxlog | Format::EhrJsonl => {
                 self.read_json(format, input, received, sink)
             }
-            Format::Auto | Format::Evtx => Err(format!("{format} is not a stream format")),
+            Format::Auto | Format::Evtx => Err(format!("{format} is not a stream format").into()),
         }
     }
 
@@ -439,7 +439,10 @@ impl Parsers {
                             location,
                             sequence,
                         }),
-                        Err(reason) => sink(Item::Reject { location, reason }),
+                        Err(reason) => sink(Item::Reject {
+                            location,
+                            reason: reason.to_string(),
+                        }),
                     }
                 }
                 Err((line, reason)) => sink(Item::Reject {
@@ -455,7 +458,7 @@ impl Parsers {
         input: &mut dyn BufRead,
         received: DateTime<Utc>,
         sink: &mut dyn FnMut(Item),
-    ) -> Result<(), String> {
+    ) -> Result<(), Unreadable> {
         let rows = CsvRows::new(input, &self.ehr, "ehr-csv", received)?;
         for row in rows {
             match row {
@@ -473,7 +476,7 @@ impl Parsers {
                 }
                 Err((line, reason)) => sink(Item::Reject {
                     location: format!("line {line}"),
-                    reason,
+                    reason: reason.to_string(),
                 }),
             }
         }
@@ -486,7 +489,7 @@ impl Parsers {
         input: &mut dyn BufRead,
         received: DateTime<Utc>,
         sink: &mut dyn FnMut(Item),
-    ) -> Result<(), String> {
+    ) -> Result<(), Unreadable> {
         // A whole document may be written on one line (a minified FHIR Bundle, an array):
         // that first line may be as long as a document.
         let head = input.fill_buf().map_err(|e| format!("read failed: {e}"))?;
@@ -522,7 +525,7 @@ impl Parsers {
                         if doc.len() as u64 > MAX_DOCUMENT_BYTES {
                             return Err(format!(
                                 "a JSON document over {MAX_DOCUMENT_BYTES} bytes that is not one record per line; write it as JSON lines"
-                            ));
+                            ).into());
                         }
                     }
                     let value: Value =
@@ -610,7 +613,10 @@ impl Parsers {
                                 location,
                                 sequence: None,
                             }),
-                            Err(reason) => sink(Item::Reject { location, reason }),
+                            Err(reason) => sink(Item::Reject {
+                                location,
+                                reason: reason.to_string(),
+                            }),
                         }
                     }
                 }
@@ -626,7 +632,10 @@ impl Parsers {
                         sequence,
                     });
                 }
-                Err(reason) => sink(Item::Reject { location, reason }),
+                Err(reason) => sink(Item::Reject {
+                    location,
+                    reason: reason.to_string(),
+                }),
             },
             _ => match ehr::jsonl_event(&self.ehr, v, "ehr-jsonl", original, received) {
                 Ok(event) => {
@@ -641,7 +650,10 @@ impl Parsers {
                         sequence,
                     });
                 }
-                Err(reason) => sink(Item::Reject { location, reason }),
+                Err(reason) => sink(Item::Reject {
+                    location,
+                    reason: reason.to_string(),
+                }),
             },
         }
     }
@@ -655,7 +667,7 @@ impl Parsers {
         format: Format,
         count: &Arc<AtomicU64>,
         sink: &mut dyn FnMut(Item),
-    ) -> Result<FileRead, String> {
+    ) -> Result<FileRead, Unreadable> {
         let shown = path.display().to_string();
         let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
@@ -702,7 +714,7 @@ impl Parsers {
                 if buf.len() as u64 > MAX_DOCUMENT_BYTES {
                     return Err(format!(
                         "{shown}: a gzip-compressed EVTX over {MAX_DOCUMENT_BYTES} bytes; decompress it first"
-                    ));
+                    ).into());
                 }
                 let n = buf.len() as u64;
                 self.read_evtx(std::io::Cursor::new(buf), n, mtime, sink)
@@ -729,7 +741,7 @@ impl Parsers {
         len: u64,
         received: DateTime<Utc>,
         sink: &mut dyn FnMut(Item),
-    ) -> Result<(), String> {
+    ) -> Result<(), Unreadable> {
         const HEADER: u64 = 4096;
         const CHUNK: u64 = 65_536;
         let mut parser = evtx::EvtxParser::from_read_seek(input)
@@ -757,7 +769,10 @@ impl Parsers {
                                 sequence,
                             });
                         }
-                        Err(reason) => sink(Item::Reject { location, reason }),
+                        Err(reason) => sink(Item::Reject {
+                            location,
+                            reason: reason.to_string(),
+                        }),
                     }
                 }
                 Err(e) => sink(Item::Reject {
@@ -1049,12 +1064,12 @@ impl Importer {
                         .store(base + count.load(Ordering::Relaxed), Ordering::Relaxed);
                 }
             })
-            .map_err(ImportError::Input)?;
+            .map_err(|e| ImportError::Input(e.0))?;
         let detected = session.detected(read.format);
         session.report.formats.push((shown, detected));
         session.report.files = 1;
         if let Err(reason) = read.result {
-            session.reject("file".to_owned(), reason);
+            session.reject("file".to_owned(), reason.to_string());
         }
         progress.bytes.store(base + read.len, Ordering::Relaxed);
         let mut report = session.finish()?;
@@ -1080,7 +1095,7 @@ impl Importer {
                     .fill_buf()
                     .map_err(|e| ImportError::Input(e.to_string()))?
                     .to_vec();
-                detect(&head, label, &self.parsers.ehr).map_err(ImportError::Input)?
+                detect(&head, label, &self.parsers.ehr).map_err(|e| ImportError::Input(e.0))?
             }
             f => f,
         };
@@ -1099,7 +1114,7 @@ impl Importer {
                 .read_stream(format, input, now, label, &mut |item| session.take(item))
         };
         if let Err(reason) = result {
-            session.reject("body".to_owned(), reason);
+            session.reject("body".to_owned(), reason.to_string());
         }
         let detected = session.detected(format);
         session.report.formats.push((label.to_owned(), detected));
@@ -1407,6 +1422,7 @@ impl<'a> Session<'a> {
     }
 }
 
+use crate::error::Unreadable;
 use std::io::Write as _;
 
 #[cfg(test)]

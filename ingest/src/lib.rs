@@ -23,7 +23,7 @@ pub mod xml;
 pub use crate::config::{
     EhrConfig, SourceConfig, SourceRule, SyslogConfig, SyslogFormat, WindowsConfig,
 };
-pub use crate::error::IngestError;
+pub use crate::error::{IngestError, Unreadable};
 pub use crate::listener::{
     PeerCounts, PeerSlot, SyslogContext, TcpSyslogListener, UdpSyslogListener, udp_kernel_drops,
 };

@@ -4,12 +4,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::error::Unreadable;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
 /// Builds the acceptor; the error names the file and what is wrong with it.
-pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, Unreadable> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| format!("cannot read the certificate file {}: {e}", cert.display()))?
         .collect::<Result<_, _>>()
@@ -18,7 +19,8 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
         return Err(format!(
             "the certificate file {} holds no CERTIFICATE block",
             cert.display()
-        ));
+        )
+        .into());
     }
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
         format!(

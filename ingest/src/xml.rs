@@ -6,6 +6,7 @@
 
 use std::io::BufRead;
 
+use crate::error::Unreadable;
 use quick_xml::events::Event as XmlEvent;
 
 /// Most elements read from one record.
@@ -65,15 +66,15 @@ fn predefined(entity: &str) -> Option<char> {
 }
 
 /// Reads one XML element (and whatever declaration precedes it) into a tree.
-pub fn parse_tree(xml: &str) -> Result<Node, String> {
+pub fn parse_tree(xml: &str) -> Result<Node, Unreadable> {
     let mut reader = quick_xml::Reader::from_str(xml);
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Node> = Vec::new();
     let mut nodes = 0usize;
-    let open = |e: &quick_xml::events::BytesStart, nodes: &mut usize| -> Result<Node, String> {
+    let open = |e: &quick_xml::events::BytesStart, nodes: &mut usize| -> Result<Node, Unreadable> {
         *nodes += 1;
         if *nodes > MAX_NODES {
-            return Err(format!("more than {MAX_NODES} elements in one record"));
+            return Err(format!("more than {MAX_NODES} elements in one record").into());
         }
         let mut node = Node {
             name: local(e.name().as_ref()),
@@ -102,7 +103,7 @@ pub fn parse_tree(xml: &str) -> Result<Node, String> {
             }
             XmlEvent::Start(e) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(format!("elements nested deeper than {MAX_DEPTH}"));
+                    return Err(format!("elements nested deeper than {MAX_DEPTH}").into());
                 }
                 stack.push(open(&e, &mut nodes)?);
             }
@@ -139,7 +140,7 @@ pub fn parse_tree(xml: &str) -> Result<Node, String> {
                             &*r
                         )
                     })?,
-                    Err(e) => return Err(format!("bad character reference: {e}")),
+                    Err(e) => return Err(format!("bad character reference: {e}").into()),
                 };
                 if let Some(top) = stack.last_mut() {
                     top.text.push(c);
@@ -367,10 +368,11 @@ mod tests {
         let got: Vec<_> = XmlElements::new(bomb.as_bytes(), "Event", 1 << 20).collect();
         assert_eq!(got.len(), 1);
         assert!(got[0].as_ref().unwrap_err().1.contains("DOCTYPE"));
-        assert!(parse_tree(bomb).unwrap_err().contains("DOCTYPE"));
+        assert!(parse_tree(bomb).unwrap_err().0.contains("DOCTYPE"));
         assert!(
             parse_tree("<Event>&lol;</Event>")
                 .unwrap_err()
+                .0
                 .contains("unknown entity")
         );
         let t = parse_tree("<a x='&lt;1&#x41;'>&amp;&#66;<![CDATA[<c>]]></a>").unwrap();

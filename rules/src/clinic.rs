@@ -401,7 +401,7 @@ impl Clinic {
                 .iter()
                 .map(|n| {
                     n.parse::<Cidr>()
-                        .map_err(|e| (format!("sites[{i}].networks"), e))
+                        .map_err(|e| (format!("sites[{i}].networks"), e.0))
                 })
                 .collect::<Result<_, _>>()?;
             checked_sites.push(Site {

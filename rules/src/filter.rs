@@ -126,7 +126,7 @@ impl Filter {
     }
 
     /// Parses a query; the error says what is wrong and where.
-    pub fn parse(text: &str) -> Result<Filter, String> {
+    pub fn parse(text: &str) -> Result<Filter, FilterError> {
         let tokens = tokenize(text)?;
         if tokens.is_empty() || (tokens.len() == 1 && tokens[0] == Token::Word("*".into())) {
             return Ok(Filter::All);
@@ -134,10 +134,7 @@ impl Filter {
         let mut p = Parser { tokens, pos: 0 };
         let f = p.or()?;
         if p.pos < p.tokens.len() {
-            return Err(format!(
-                "unexpected {:?} after a complete query",
-                p.tokens[p.pos]
-            ));
+            return Err(format!("unexpected {:?} after a complete query", p.tokens[p.pos]).into());
         }
         if let Filter::Not(_) = f {
             return Err("a query cannot only exclude (`NOT x`): say what to include too, e.g. `* AND NOT x`".into());
@@ -158,7 +155,7 @@ enum Token {
     Word(String),
 }
 
-fn tokenize(text: &str) -> Result<Vec<Token>, String> {
+fn tokenize(text: &str) -> Result<Vec<Token>, FilterError> {
     let mut out = Vec::new();
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
@@ -245,7 +242,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
                 v
             };
             if value.is_empty() {
-                return Err(format!("`{word}:` at position {start} has no value"));
+                return Err(format!("`{word}:` at position {start} has no value").into());
             }
             out.push(Token::Field(word, value));
             continue;
@@ -260,7 +257,7 @@ fn tokenize(text: &str) -> Result<Vec<Token>, String> {
     Ok(out)
 }
 
-fn quoted(chars: &[char], start: usize) -> Result<(String, usize), String> {
+fn quoted(chars: &[char], start: usize) -> Result<(String, usize), FilterError> {
     let mut i = start + 1;
     let mut s = String::new();
     while i < chars.len() && chars[i] != '"' {
@@ -268,9 +265,7 @@ fn quoted(chars: &[char], start: usize) -> Result<(String, usize), String> {
         i += 1;
     }
     if i >= chars.len() {
-        return Err(format!(
-            "the quote opened at position {start} is not closed"
-        ));
+        return Err(format!("the quote opened at position {start} is not closed").into());
     }
     Ok((s, i + 1))
 }
@@ -285,7 +280,7 @@ impl Parser {
         self.tokens.get(self.pos)
     }
 
-    fn or(&mut self) -> Result<Filter, String> {
+    fn or(&mut self) -> Result<Filter, FilterError> {
         let mut list = vec![self.and()?];
         while self.peek() == Some(&Token::Or) {
             self.pos += 1;
@@ -298,7 +293,7 @@ impl Parser {
         })
     }
 
-    fn and(&mut self) -> Result<Filter, String> {
+    fn and(&mut self) -> Result<Filter, FilterError> {
         let mut list = vec![self.unary()?];
         loop {
             match self.peek() {
@@ -317,7 +312,7 @@ impl Parser {
         })
     }
 
-    fn unary(&mut self) -> Result<Filter, String> {
+    fn unary(&mut self) -> Result<Filter, FilterError> {
         match self.peek().cloned() {
             Some(Token::Not) => {
                 self.pos += 1;
@@ -344,18 +339,19 @@ impl Parser {
                     Filter::Word(w)
                 })
             }
-            Some(t) => Err(format!("expected a term, found {t:?}")),
+            Some(t) => Err(format!("expected a term, found {t:?}").into()),
             None => Err("the query ends where a term was expected".into()),
         }
     }
 }
 
-fn term(field: &str, value: &str) -> Result<Filter, String> {
+fn term(field: &str, value: &str) -> Result<Filter, FilterError> {
     if !FIELDS.contains(&field) && !field.starts_with("labels.") {
         return Err(format!(
             "unknown field `{field}`; fields are: {}, labels.<name>",
             FIELDS.join(", ")
-        ));
+        )
+        .into());
     }
     if let Some(inner) = value
         .strip_prefix(['[', '{'])
@@ -442,31 +438,37 @@ mod tests {
         assert!(
             Filter::parse("usr.name:x")
                 .unwrap_err()
+                .0
                 .contains("unknown field `usr.name`")
         );
         assert!(
             Filter::parse("(user.name:x")
                 .unwrap_err()
+                .0
                 .contains("parenthesis")
         );
         assert!(
             Filter::parse("user.name:(a")
                 .unwrap_err()
+                .0
                 .contains("parenthesis after `user.name:` at position 0 is not closed")
         );
         assert!(
             Filter::parse("record.count:[a TO 5]")
                 .unwrap_err()
+                .0
                 .contains("not a number")
         );
         assert!(
             Filter::parse("user.name:\"x")
                 .unwrap_err()
+                .0
                 .contains("not closed")
         );
         assert!(
             Filter::parse("NOT user.name:x")
                 .unwrap_err()
+                .0
                 .contains("only exclude")
         );
     }
@@ -478,5 +480,29 @@ mod tests {
                 let _ = f.matches(&event());
             }
         }
+    }
+}
+
+/// What is wrong with a filter, in words for the person who wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterError(pub String);
+
+impl std::fmt::Display for FilterError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FilterError {}
+
+impl From<String> for FilterError {
+    fn from(reason: String) -> FilterError {
+        FilterError(reason)
+    }
+}
+
+impl From<&str> for FilterError {
+    fn from(reason: &str) -> FilterError {
+        FilterError(reason.to_owned())
     }
 }

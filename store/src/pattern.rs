@@ -38,9 +38,9 @@ impl Cidr {
 }
 
 impl FromStr for Cidr {
-    type Err = String;
+    type Err = PatternError;
 
-    fn from_str(s: &str) -> Result<Cidr, String> {
+    fn from_str(s: &str) -> Result<Cidr, PatternError> {
         let bad = || format!("an address or CIDR range such as \"10.10.1.0/24\", not {s:?}");
         let (addr, prefix) = match s.trim().split_once('/') {
             Some((a, p)) => (a, Some(p)),
@@ -125,7 +125,7 @@ mod tests {
         let v6: Cidr = "fe80::/10".parse().unwrap();
         assert!(v6.contains("fe80::1".parse().unwrap()));
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
-        assert!("ten".parse::<Cidr>().unwrap_err().contains("CIDR"));
+        assert!("ten".parse::<Cidr>().unwrap_err().0.contains("CIDR"));
     }
 
     #[test]
@@ -138,5 +138,29 @@ mod tests {
         assert!(Glob::new("a*b*c").matches("aXXbYYc"));
         assert!(!Glob::new("a*b*c").matches("aXXbYY"));
         assert!(Glob::new("exact").matches("EXACT"));
+    }
+}
+
+/// What is wrong with an address range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PatternError(pub String);
+
+impl std::fmt::Display for PatternError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for PatternError {}
+
+impl From<String> for PatternError {
+    fn from(reason: String) -> PatternError {
+        PatternError(reason)
+    }
+}
+
+impl From<&str> for PatternError {
+    fn from(reason: &str) -> PatternError {
+        PatternError(reason.to_owned())
     }
 }

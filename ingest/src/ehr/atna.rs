@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 use store::{Event, Outcome};
 
 use super::fhir;
+use crate::error::Unreadable;
 use crate::xml::{Node, parse_tree};
 
 fn code(node: &Node) -> Option<&str> {
@@ -30,10 +31,10 @@ pub fn event(
     source_key: &str,
     ingested: DateTime<Utc>,
     zone: Tz,
-) -> Result<Event, String> {
+) -> Result<Event, Unreadable> {
     let root = parse_tree(xml)?;
     if root.name != "AuditMessage" {
-        return Err(format!("expected <AuditMessage>, found <{}>", root.name));
+        return Err(format!("expected <AuditMessage>, found <{}>", root.name).into());
     }
     let id = root
         .child("EventIdentification")

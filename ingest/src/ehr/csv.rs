@@ -11,6 +11,7 @@ use encoding_rs::{SHIFT_JIS, UTF_8};
 use store::Event;
 
 use super::{EhrMapping, Field};
+use crate::error::Unreadable;
 use crate::import::MAX_RECORD_BYTES;
 
 /// Unmapped columns kept as labels, at most.
@@ -71,7 +72,7 @@ pub fn detect_encoding(sample: &[u8]) -> Encoding {
 }
 
 /// A row that became an event, or why it did not.
-pub type Row = Result<(u64, Event), (u64, String)>;
+pub type Row = Result<(u64, Event), (u64, Unreadable)>;
 
 /// Rows of one CSV export.
 pub struct CsvRows<'m, R: Read> {
@@ -161,7 +162,7 @@ impl<'m, R: Read> CsvRows<'m, R> {
         })
     }
 
-    fn row(&self, line: u64) -> Result<Event, String> {
+    fn row(&self, line: u64) -> Result<Event, Unreadable> {
         let record = &self.record;
         let mut tags = Vec::new();
         let mut text = Vec::with_capacity(record.len());
@@ -180,7 +181,8 @@ impl<'m, R: Read> CsvRows<'m, R> {
                             "a field is neither {} nor {}",
                             self.encoding.name(),
                             self.encoding.other().name()
-                        ));
+                        )
+                        .into());
                     }
                 },
             };
@@ -209,7 +211,7 @@ impl<'m, R: Read> CsvRows<'m, R> {
                         self.headers.len()
                     )
                 } else {
-                    e
+                    e.to_string()
                 }
             })?;
         let mut extra = 0;
@@ -275,15 +277,15 @@ impl<R: Read> Iterator for CsvRows<'_, R> {
                         self.line_base = line;
                         return Some(Err((
                             line,
-                            format!("a line longer than {MAX_RECORD_BYTES} bytes; skipped"),
+                            format!("a line longer than {MAX_RECORD_BYTES} bytes; skipped").into(),
                         )));
                     }
                     if matches!(e.kind(), csv::ErrorKind::Io(_)) {
                         // The input itself failed (cut-off gzip, over-long line): stop here.
                         self.done = true;
-                        return Some(Err((line, format!("input ends in error: {e}"))));
+                        return Some(Err((line, format!("input ends in error: {e}").into())));
                     }
-                    return Some(Err((line, format!("unreadable CSV: {e}"))));
+                    return Some(Err((line, format!("unreadable CSV: {e}").into())));
                 }
             }
         }

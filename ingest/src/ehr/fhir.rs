@@ -3,6 +3,7 @@
 //! 110122 Login / 110123 Logout, 110110 Patient Record, 110106 Export, 110112 Query, the REST
 //! interactions (read, vread, search, create, update, delete), and `action` C/R/U/D/E.
 
+use crate::error::Unreadable;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use store::{Event, Outcome};
@@ -75,7 +76,7 @@ pub fn event(
     source_key: &str,
     ingested: DateTime<Utc>,
     zone: chrono_tz::Tz,
-) -> Result<Event, String> {
+) -> Result<Event, Unreadable> {
     let original = serde_json::to_string(resource).map_err(|e| e.to_string())?;
     let mut event = Event::new(source_key, "ehr.fhir", original, ingested);
     let recorded = s(resource, &["recorded"])

@@ -386,7 +386,7 @@ fn the_holiday_list_is_refused_as_a_log_with_a_reason() {
         )
         .unwrap_err();
     assert!(
-        err.contains("no time column") && err.contains("国民の祝日"),
+        err.0.contains("no time column") && err.0.contains("国民の祝日"),
         "{err}"
     );
 }

@@ -9,6 +9,7 @@ use store::Outcome;
 
 use super::xml::parse_system_time;
 use super::{WinRecord, audit_bits};
+use crate::error::Unreadable;
 
 /// Is this JSON object a Windows event in one of the shapes above?
 pub fn is_windows(v: &Value) -> bool {
@@ -99,7 +100,7 @@ const FLAT_META: &[&str] = &[
 
 /// Reads one JSON object as a Windows record. `zone` is used for NXLog's `EventTime` (local time
 /// without a zone) when the line does not say which offset it was written in.
-pub fn parse(v: &Value, zone: Tz) -> Result<WinRecord, String> {
+pub fn parse(v: &Value, zone: Tz) -> Result<WinRecord, Unreadable> {
     let obj = v.as_object().ok_or("not a JSON object")?;
     if let Some(Value::Object(winlog)) = obj.get("winlog") {
         return ecs(obj, winlog);
@@ -110,14 +111,14 @@ pub fn parse(v: &Value, zone: Tz) -> Result<WinRecord, String> {
     flat(obj, zone)
 }
 
-fn event_id(v: Option<&Value>) -> Result<u32, String> {
+fn event_id(v: Option<&Value>) -> Result<u32, Unreadable> {
     let v = v.ok_or("no event id")?;
-    match v {
+    Ok(match v {
         Value::Number(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
-    .ok_or_else(|| format!("event id {v} is not a number"))
+    .ok_or_else(|| format!("event id {v} is not a number"))?)
 }
 
 fn push_object(record: &mut WinRecord, data: Option<&Value>) {
@@ -130,7 +131,7 @@ fn push_object(record: &mut WinRecord, data: Option<&Value>) {
     }
 }
 
-fn winlogbeat6(obj: &Map<String, Value>) -> Result<WinRecord, String> {
+fn winlogbeat6(obj: &Map<String, Value>) -> Result<WinRecord, Unreadable> {
     let mut record = WinRecord {
         event_id: event_id(obj.get("event_id"))?,
         record_id: number(obj, "record_number"),
@@ -147,7 +148,7 @@ fn winlogbeat6(obj: &Map<String, Value>) -> Result<WinRecord, String> {
     Ok(record)
 }
 
-fn ecs(obj: &Map<String, Value>, winlog: &Map<String, Value>) -> Result<WinRecord, String> {
+fn ecs(obj: &Map<String, Value>, winlog: &Map<String, Value>) -> Result<WinRecord, Unreadable> {
     let event = obj.get("event").and_then(Value::as_object);
     let id = winlog
         .get("event_id")
@@ -173,7 +174,7 @@ fn ecs(obj: &Map<String, Value>, winlog: &Map<String, Value>) -> Result<WinRecor
     Ok(record)
 }
 
-fn flat(obj: &Map<String, Value>, zone: Tz) -> Result<WinRecord, String> {
+fn flat(obj: &Map<String, Value>, zone: Tz) -> Result<WinRecord, Unreadable> {
     let audit = match str_of(obj, "EventType").as_deref() {
         Some("AUDIT_SUCCESS") => Some(Outcome::Success),
         Some("AUDIT_FAILURE") => Some(Outcome::Failure),

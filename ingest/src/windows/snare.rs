@@ -13,6 +13,7 @@ use regex::Regex;
 use store::Outcome;
 
 use super::WinRecord;
+use crate::error::Unreadable;
 
 pub const TAG: &str = "MSWinEventLog";
 
@@ -30,7 +31,7 @@ pub fn in_zone<Z: TimeZone>(zone: &Z) -> impl Fn(NaiveDateTime) -> Option<DateTi
 pub fn parse(
     text: &str,
     resolve: &dyn Fn(NaiveDateTime) -> Option<DateTime<Utc>>,
-) -> Result<WinRecord, String> {
+) -> Result<WinRecord, Unreadable> {
     // The record starts at the tag followed by a tab: an APP-NAME of `MSWinEventLog` before
     // it is the syslog header's.
     let start = text
@@ -45,7 +46,8 @@ pub fn parse(
         return Err(format!(
             "a Snare record has at least 14 tab-separated fields; this one has {}",
             fields.len() + 1
-        ));
+        )
+        .into());
     }
     let field = |i: usize| {
         fields

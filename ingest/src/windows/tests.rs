@@ -148,7 +148,7 @@ fn snare_record_with_too_few_fields_is_an_error() {
         &snare::in_zone(&chrono_tz::UTC),
     )
     .unwrap_err();
-    assert!(err.contains("14 tab-separated fields"), "{err}");
+    assert!(err.0.contains("14 tab-separated fields"), "{err}");
 }
 
 proptest! {

@@ -5,16 +5,14 @@ use chrono::{DateTime, Utc};
 use store::Outcome;
 
 use super::{WinRecord, audit_bits};
+use crate::error::Unreadable;
 use crate::xml::{Node, parse_tree};
 
 /// Reads one `<Event>` element.
-pub fn parse_event(xml: &str) -> Result<WinRecord, String> {
+pub fn parse_event(xml: &str) -> Result<WinRecord, Unreadable> {
     let root = parse_tree(xml)?;
     if root.name != "Event" {
-        return Err(format!(
-            "expected an <Event> element, found <{}>",
-            root.name
-        ));
+        return Err(format!("expected an <Event> element, found <{}>", root.name).into());
     }
     let system = root
         .child("System")

@@ -14,7 +14,7 @@ use store::{SearchRequest, parse_time_bound};
 use crate::AppState;
 use crate::api::search::event_json;
 use crate::auth::{Admin, Reader};
-use crate::error::{ApiError, bad_parameter, query};
+use crate::error::{ApiError, BadParameter, bad_parameter, query};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +30,7 @@ pub fn alert_filter(
     since: Option<&str>,
     status: Option<&str>,
     limit: Option<usize>,
-) -> Result<alerting::db::AlertFilter, String> {
+) -> Result<alerting::db::AlertFilter, BadParameter> {
     let since = since
         .filter(|s| !s.trim().is_empty())
         .map(|s| parse_time_bound(s, Utc::now()).map_err(|e| format!("since: {e}")))
@@ -68,7 +68,7 @@ pub(crate) async fn alerts(
         params.status.as_deref(),
         params.limit,
     )
-    .map_err(bad_parameter)?;
+    .map_err(|e| bad_parameter(e.0))?;
     let list = tokio::task::spawn_blocking(move || {
         open_alerts(&state)?
             .list(&filter)

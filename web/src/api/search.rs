@@ -13,7 +13,7 @@ use store::{SearchRequest, parse_time_bound};
 
 use crate::AppState;
 use crate::auth::Reader;
-use crate::error::{ApiError, bad_parameter, query};
+use crate::error::{ApiError, BadParameter, bad_parameter, query};
 
 /// Longest query string accepted.
 const MAX_QUERY_BYTES: usize = 4096;
@@ -61,7 +61,7 @@ pub(crate) async fn search(
         params.limit,
         params.offset,
     )
-    .map_err(bad_parameter)?;
+    .map_err(|e| bad_parameter(e.0))?;
     let _slot = tokio::time::timeout(SEARCH_WAIT, state.search_slots.clone().acquire_owned())
         .await
         .ok()
@@ -100,12 +100,13 @@ pub fn search_request(
     to: Option<&str>,
     limit: Option<usize>,
     offset: Option<usize>,
-) -> Result<SearchRequest, String> {
+) -> Result<SearchRequest, BadParameter> {
     if query.len() > MAX_QUERY_BYTES {
         return Err(format!(
             "the query is {} bytes; at most {MAX_QUERY_BYTES} are accepted",
             query.len()
-        ));
+        )
+        .into());
     }
     let now = Utc::now();
     let bound = |name: &str, t: Option<&str>| {
@@ -117,21 +118,19 @@ pub fn search_request(
     if let (Some(f), Some(t)) = (from, to)
         && f >= t
     {
-        return Err(format!("from ({f}) must be before to ({t})"));
+        return Err(format!("from ({f}) must be before to ({t})").into());
     }
     let limit = limit.unwrap_or(DEFAULT_LIMIT);
     if limit == 0 || limit > store::MAX_SEARCH_LIMIT {
-        return Err(format!(
-            "limit must be from 1 to {}",
-            store::MAX_SEARCH_LIMIT
-        ));
+        return Err(format!("limit must be from 1 to {}", store::MAX_SEARCH_LIMIT).into());
     }
     let offset = offset.unwrap_or(0);
     if offset > store::MAX_OFFSET {
         return Err(format!(
             "offset must be at most {}; narrow the time range instead",
             store::MAX_OFFSET
-        ));
+        )
+        .into());
     }
     Ok(SearchRequest {
         query: query.to_owned(),
