@@ -23,20 +23,8 @@ pub enum ImportError {
     Store(String),
 }
 
-/// Why input could not be read: a record (rejected with its location, the rest read on), or a
-/// whole file or body. Said to the sender as it is.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Unreadable(pub String);
-
-impl From<String> for Unreadable {
-    fn from(reason: String) -> Unreadable {
-        Unreadable(reason)
-    }
-}
-
-impl From<&str> for Unreadable {
-    fn from(reason: &str) -> Unreadable {
-        Unreadable(reason.to_owned())
-    }
+store::reason_error! {
+    /// Why input could not be read: a record (rejected with its location, the rest read on),
+    /// or a whole file or body. Said to the sender as it is.
+    Unreadable
 }

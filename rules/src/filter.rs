@@ -483,26 +483,7 @@ mod tests {
     }
 }
 
-/// What is wrong with a filter, in words for the person who wrote it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FilterError(pub String);
-
-impl std::fmt::Display for FilterError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for FilterError {}
-
-impl From<String> for FilterError {
-    fn from(reason: String) -> FilterError {
-        FilterError(reason)
-    }
-}
-
-impl From<&str> for FilterError {
-    fn from(reason: &str) -> FilterError {
-        FilterError(reason.to_owned())
-    }
+store::reason_error! {
+    /// What is wrong with a filter, in words for the person who wrote it.
+    FilterError
 }

@@ -39,3 +39,34 @@ pub enum StoreError {
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
+
+/// Defines an error that is a reason in words: what is wrong, for the person who can fix it
+/// (`Display` says it as it is; `From<String>` and `From<&str>` make one).
+#[macro_export]
+macro_rules! reason_error {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(pub String);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::error::Error for $name {}
+
+        impl From<String> for $name {
+            fn from(reason: String) -> $name {
+                $name(reason)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(reason: &str) -> $name {
+                $name(reason.to_owned())
+            }
+        }
+    };
+}

@@ -141,26 +141,7 @@ mod tests {
     }
 }
 
-/// What is wrong with an address range.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PatternError(pub String);
-
-impl std::fmt::Display for PatternError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for PatternError {}
-
-impl From<String> for PatternError {
-    fn from(reason: String) -> PatternError {
-        PatternError(reason)
-    }
-}
-
-impl From<&str> for PatternError {
-    fn from(reason: &str) -> PatternError {
-        PatternError(reason.to_owned())
-    }
+crate::reason_error! {
+    /// What is wrong with an address range.
+    PatternError
 }

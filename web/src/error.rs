@@ -89,26 +89,7 @@ pub(crate) fn query<T>(
         .map_err(|e| bad_parameter(e.body_text()))
 }
 
-/// A request parameter (or command-line option) that is wrong, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BadParameter(pub String);
-
-impl std::fmt::Display for BadParameter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BadParameter {}
-
-impl From<String> for BadParameter {
-    fn from(reason: String) -> BadParameter {
-        BadParameter(reason)
-    }
-}
-
-impl From<&str> for BadParameter {
-    fn from(reason: &str) -> BadParameter {
-        BadParameter(reason.to_owned())
-    }
+store::reason_error! {
+    /// A request parameter (or command-line option) that is wrong, and why.
+    BadParameter
 }
