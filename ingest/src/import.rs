@@ -180,6 +180,33 @@ pub enum Item {
     },
 }
 
+impl Item {
+    /// A record read at `location` (with its number in its source's numbering), or why not.
+    fn read(location: String, read: Result<(Event, Option<(String, u64)>), Unreadable>) -> Item {
+        match read {
+            Ok((event, sequence)) => Item::Record {
+                event,
+                location,
+                sequence,
+            },
+            Err(reason) => Item::Reject {
+                location,
+                reason: reason.0,
+            },
+        }
+    }
+}
+
+/// An EHR record's number in its export's numbering (a row id column), if it has one.
+fn numbered(event: Event, source: &str) -> (Event, Option<(String, u64)>) {
+    let sequence = event
+        .labels
+        .get("record.id")
+        .and_then(|id| id.trim().parse::<u64>().ok())
+        .map(|n| (source.to_owned(), n));
+    (event, sequence)
+}
+
 /// What [`Parsers::read_file`] did.
 pub struct FileRead {
     pub format: Format,
@@ -433,17 +460,7 @@ impl Parsers {
                             )
                         })
                     };
-                    match parsed {
-                        Ok((event, sequence)) => sink(Item::Record {
-                            event,
-                            location,
-                            sequence,
-                        }),
-                        Err(reason) => sink(Item::Reject {
-                            location,
-                            reason: reason.to_string(),
-                        }),
-                    }
+                    sink(Item::read(location, parsed));
                 }
                 Err((line, reason)) => sink(Item::Reject {
                     location: format!("line {line}"),
@@ -463,21 +480,12 @@ impl Parsers {
         for row in rows {
             match row {
                 Ok((line, event)) => {
-                    let sequence = event
-                        .labels
-                        .get("record.id")
-                        .and_then(|id| id.trim().parse::<u64>().ok())
-                        .map(|n| ("ehr-csv".to_owned(), n));
-                    sink(Item::Record {
-                        event,
-                        location: format!("line {line}"),
-                        sequence,
-                    });
+                    sink(Item::read(
+                        format!("line {line}"),
+                        Ok(numbered(event, "ehr-csv")),
+                    ));
                 }
-                Err((line, reason)) => sink(Item::Reject {
-                    location: format!("line {line}"),
-                    reason: reason.to_string(),
-                }),
+                Err((line, reason)) => sink(Item::read(format!("line {line}"), Err(reason))),
             }
         }
         Ok(())
@@ -607,54 +615,27 @@ impl Parsers {
                         } else {
                             location.clone()
                         };
-                        match ehr::fhir::event(r, "fhir", received, self.ehr.zone) {
-                            Ok(event) => sink(Item::Record {
-                                event,
-                                location,
-                                sequence: None,
-                            }),
-                            Err(reason) => sink(Item::Reject {
-                                location,
-                                reason: reason.to_string(),
-                            }),
-                        }
+                        let read = ehr::fhir::event(r, "fhir", received, self.ehr.zone);
+                        sink(Item::read(location, read.map(|event| (event, None))));
                     }
                 }
                 Err(reason) => sink(Item::Reject { location, reason }),
             },
-            Format::Winlogbeat => match windows::json::parse(v, self.zone) {
-                Ok(record) => {
+            Format::Winlogbeat => {
+                let read = windows::json::parse(v, self.zone).map(|record| {
                     let sequence = record.record_id.map(|n| (record.sequence_source(), n));
                     let event = windows::normalize(&record, "windows", original, received);
-                    sink(Item::Record {
-                        event,
-                        location,
-                        sequence,
-                    });
-                }
-                Err(reason) => sink(Item::Reject {
+                    (event, sequence)
+                });
+                sink(Item::read(location, read));
+            }
+            _ => {
+                let read = ehr::jsonl_event(&self.ehr, v, "ehr-jsonl", original, received);
+                sink(Item::read(
                     location,
-                    reason: reason.to_string(),
-                }),
-            },
-            _ => match ehr::jsonl_event(&self.ehr, v, "ehr-jsonl", original, received) {
-                Ok(event) => {
-                    let sequence = event
-                        .labels
-                        .get("record.id")
-                        .and_then(|id| id.parse::<u64>().ok())
-                        .map(|n| ("ehr-jsonl".to_owned(), n));
-                    sink(Item::Record {
-                        event,
-                        location,
-                        sequence,
-                    });
-                }
-                Err(reason) => sink(Item::Reject {
-                    location,
-                    reason: reason.to_string(),
-                }),
-            },
+                    read.map(|event| numbered(event, "ehr-jsonl")),
+                ));
+            }
         }
     }
 
@@ -758,22 +739,15 @@ impl Parsers {
             match record {
                 Ok(r) => {
                     let location = format!("record {}", r.event_record_id);
-                    match windows::xml::parse_event(&r.data) {
-                        Ok(mut win) => {
-                            win.record_id.get_or_insert(r.event_record_id);
-                            let sequence = win.record_id.map(|n| (win.sequence_source(), n));
-                            let event = windows::normalize(&win, "windows", r.data, received);
-                            sink(Item::Record {
-                                event,
-                                location,
-                                sequence,
-                            });
-                        }
-                        Err(reason) => sink(Item::Reject {
-                            location,
-                            reason: reason.to_string(),
-                        }),
-                    }
+                    let read = windows::xml::parse_event(&r.data).map(|mut win| {
+                        win.record_id.get_or_insert(r.event_record_id);
+                        let sequence = win.record_id.map(|n| (win.sequence_source(), n));
+                        (
+                            windows::normalize(&win, "windows", r.data, received),
+                            sequence,
+                        )
+                    });
+                    sink(Item::read(location, read));
                 }
                 Err(e) => sink(Item::Reject {
                     location: "chunk".to_owned(),

@@ -4,8 +4,7 @@
 use chrono::Duration;
 use store::{Event, Outcome};
 
-use super::Detection;
-use crate::engine::{Engine, Who, note_near_miss};
+use crate::engine::{Engine, note_near_miss};
 use crate::{Alert, RuleId};
 
 detection_config! {
@@ -25,20 +24,9 @@ detection_config! {
     }
 }
 
-/// [`Detection`] for `Bulk`.
-pub(crate) struct Bulk;
-
-impl Detection for Bulk {
-    fn enabled(config: &super::DetectionsConfig) -> bool {
-        config.bulk_export.enabled
-    }
-
-    fn check(engine: &mut Engine, event: &Event, who: &Who<'_>) -> Vec<Alert> {
-        engine
-            .bulk(event, who.user, who.name, who.site)
-            .into_iter()
-            .collect()
-    }
+detection! {
+    /// The check of `Bulk`.
+    Bulk, on: bulk_export, check: bulk
 }
 
 impl Engine {

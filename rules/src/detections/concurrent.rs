@@ -4,8 +4,7 @@
 use chrono::Duration;
 use store::{Event, Outcome};
 
-use super::Detection;
-use crate::engine::{Engine, Presence, Who};
+use crate::engine::{Engine, Presence};
 use crate::{Alert, RuleId};
 
 detection_config! {
@@ -18,20 +17,9 @@ detection_config! {
     }
 }
 
-/// [`Detection`] for `Concurrent`.
-pub(crate) struct Concurrent;
-
-impl Detection for Concurrent {
-    fn enabled(config: &super::DetectionsConfig) -> bool {
-        config.concurrent_sessions.enabled
-    }
-
-    fn check(engine: &mut Engine, event: &Event, who: &Who<'_>) -> Vec<Alert> {
-        engine
-            .concurrent(event, who.user, who.name, who.site)
-            .into_iter()
-            .collect()
-    }
+detection! {
+    /// The check of `Concurrent`.
+    Concurrent, on: concurrent_sessions, check: concurrent
 }
 
 impl Engine {

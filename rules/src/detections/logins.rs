@@ -4,8 +4,7 @@
 use chrono::Duration;
 use store::{Event, Outcome};
 
-use super::Detection;
-use crate::engine::{Engine, MAX_HOSTS, Who};
+use crate::engine::{Engine, MAX_HOSTS};
 use crate::{Alert, RuleId};
 
 detection_config! {
@@ -25,19 +24,9 @@ detection_config! {
     }
 }
 
-/// [`Detection`] for `Logins`.
-pub(crate) struct Logins;
-
-impl Detection for Logins {
-    fn enabled(config: &super::DetectionsConfig) -> bool {
-        // Always: failures and machines are followed even while the checks are off.
-        let _ = config;
-        true
-    }
-
-    fn check(engine: &mut Engine, event: &Event, who: &Who<'_>) -> Vec<Alert> {
-        engine.logins(event, who.user, who.name, who.site)
-    }
+detection! {
+    /// Failures and machines are followed even while the checks are off.
+    Logins, always, check: logins
 }
 
 impl Engine {

@@ -32,6 +32,58 @@ macro_rules! detection_config {
     };
 }
 
+/// A [`Detection`]: a unit struct, when the config has it on, and its check. The short forms
+/// name the `[detections.*]` section whose `enabled` switches it (or `always`, for the checks
+/// whose state is followed even while they are off) and the [`Engine`] method that checks,
+/// called with the event, the account, its name and its site.
+macro_rules! detection {
+    ($(#[$meta:meta])* $name:ident, on: $section:ident, check: $method:ident) => {
+        detection! {
+            $(#[$meta])*
+            $name,
+            enabled: |config| config.$section.enabled,
+            check: |engine, event, who| engine
+                .$method(event, who.user, who.name, who.site)
+                .into_iter()
+                .collect(),
+        }
+    };
+    ($(#[$meta:meta])* $name:ident, always, check: $method:ident) => {
+        detection! {
+            $(#[$meta])*
+            $name,
+            enabled: |_config| true,
+            check: |engine, event, who| engine
+                .$method(event, who.user, who.name, who.site)
+                .into_iter()
+                .collect(),
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        $name:ident,
+        enabled: |$config:ident| $enabled:expr,
+        check: |$engine:ident, $event:ident, $who:ident| $check:expr $(,)?
+    ) => {
+        $(#[$meta])*
+        pub(crate) struct $name;
+
+        impl super::Detection for $name {
+            fn enabled($config: &super::DetectionsConfig) -> bool {
+                $enabled
+            }
+
+            fn check(
+                $engine: &mut crate::engine::Engine,
+                $event: &store::Event,
+                $who: &crate::engine::Who<'_>,
+            ) -> Vec<crate::Alert> {
+                $check
+            }
+        }
+    };
+}
+
 pub mod bulk;
 pub mod clocks;
 pub mod concurrent;

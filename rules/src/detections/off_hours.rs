@@ -3,9 +3,8 @@
 
 use store::{Event, Outcome};
 
-use super::Detection;
 use crate::clinic::Closed;
-use crate::engine::{Engine, Who, note_miss};
+use crate::engine::{Engine, note_miss};
 use crate::{Alert, RuleId};
 
 detection_config! {
@@ -20,20 +19,9 @@ detection_config! {
 /// Windows logon types that mean a person at a keyboard or a remote desktop.
 const INTERACTIVE_LOGONS: &[&str] = &["2", "7", "10", "11", "12", "13"];
 
-/// [`Detection`] for `OffHours`.
-pub(crate) struct OffHours;
-
-impl Detection for OffHours {
-    fn enabled(config: &super::DetectionsConfig) -> bool {
-        config.off_hours_login.enabled
-    }
-
-    fn check(engine: &mut Engine, event: &Event, who: &Who<'_>) -> Vec<Alert> {
-        engine
-            .off_hours(event, who.user, who.name, who.site)
-            .into_iter()
-            .collect()
-    }
+detection! {
+    /// The check of `OffHours`.
+    OffHours, on: off_hours_login, check: off_hours
 }
 
 impl Engine {

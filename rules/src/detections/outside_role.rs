@@ -4,8 +4,7 @@
 use chrono::Duration;
 use store::{Event, Outcome};
 
-use super::Detection;
-use crate::engine::{Engine, MAX_USERS, Who};
+use crate::engine::{Engine, MAX_USERS};
 use crate::{Alert, RuleId};
 
 detection_config! {
@@ -20,17 +19,15 @@ detection_config! {
     }
 }
 
-/// [`Detection`] for `OutsideRole`.
-pub(crate) struct OutsideRole;
-
-impl Detection for OutsideRole {
-    fn enabled(config: &super::DetectionsConfig) -> bool {
+detection! {
+    /// The check of `OutsideRole`.
+    OutsideRole,
+    enabled: |config| {
         // Always: last activity is followed even while the check is off.
         let _ = config;
         true
-    }
-
-    fn check(engine: &mut Engine, event: &Event, who: &Who<'_>) -> Vec<Alert> {
+    },
+    check: |engine, event, who| {
         // One alert per event: the role reason first.
         let role = if engine.config.access_outside_role.enabled {
             engine.outside_role(event, who.user, who.name, who.site)
@@ -39,7 +36,7 @@ impl Detection for OutsideRole {
         };
         let dormant = engine.dormant(event, who.user, who.site);
         role.or(dormant).into_iter().collect()
-    }
+    },
 }
 
 impl Engine {

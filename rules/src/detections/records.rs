@@ -5,9 +5,8 @@ use std::collections::HashMap;
 
 use store::{Event, Outcome};
 
-use super::Detection;
 use crate::clinic::Invalid;
-use crate::engine::{Engine, Who};
+use crate::engine::Engine;
 use crate::{Alert, RuleId};
 
 detection_config! {
@@ -93,19 +92,9 @@ impl Appointments {
     }
 }
 
-/// [`Detection`] for `Records`.
-pub(crate) struct Records;
-
-impl Detection for Records {
-    fn enabled(config: &super::DetectionsConfig) -> bool {
-        // Each of the two checks its own switch.
-        let _ = config;
-        true
-    }
-
-    fn check(engine: &mut Engine, event: &Event, who: &Who<'_>) -> Vec<Alert> {
-        engine.records(event, who.user, who.name, who.site)
-    }
+detection! {
+    /// Each of the two checks its own switch.
+    Records, always, check: records
 }
 
 impl Engine {
