@@ -11,7 +11,6 @@ mod import;
 mod output;
 mod serve;
 mod simulate;
-mod spool;
 mod store_admin;
 
 use std::path::PathBuf;

@@ -145,7 +145,7 @@ async fn bind_all(
         .await
         .with_context(|| format!("cannot listen for HTTP on {}", checked.config.http.listen))?;
     running.http_addr = listener.local_addr()?;
-    let spool = crate::spool::Spool::new(
+    let spool = ingest::spool::Spool::new(
         checked.spool_dir(),
         Duration::from_secs(checked.config.import.spool_poll_secs),
         Duration::from_secs(checked.config.import.spool_settle_secs),

@@ -8,6 +8,11 @@ pub enum IngestError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot create the spool directory {}: {source}", path.display())]
+    Spool {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Why an import (a file, a spool file, an HTTP body) stopped.

@@ -15,6 +15,7 @@ pub mod import;
 mod listener;
 mod metrics;
 mod normalize;
+pub mod spool;
 pub mod syslog;
 mod tls;
 pub mod windows;

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use ingest::import::{Format, ImportError, Importer, LineCap, Progress};
 use tracing::{info, warn};
+
+use crate::error::IngestError;
+use crate::import::{Format, ImportError, Importer, LineCap, Progress};
 
 pub struct Spool {
     dir: PathBuf,
@@ -19,11 +20,12 @@ pub struct Spool {
 }
 
 impl Spool {
-    pub fn new(dir: PathBuf, poll: Duration, settle: Duration) -> anyhow::Result<Spool> {
+    /// The spool in `dir` (created with its `done/` and `failed/`), looked at every `poll`; a
+    /// file is taken once its size has stayed the same for `settle`.
+    pub fn new(dir: PathBuf, poll: Duration, settle: Duration) -> Result<Spool, IngestError> {
         for sub in ["", "done", "failed"] {
             let d = dir.join(sub);
-            std::fs::create_dir_all(&d)
-                .with_context(|| format!("cannot create the spool directory {}", d.display()))?;
+            std::fs::create_dir_all(&d).map_err(|source| IngestError::Spool { path: d, source })?;
         }
         Ok(Spool { dir, poll, settle })
     }
