@@ -50,10 +50,11 @@ impl ZoneGuesses {
                 return None;
             }
         }
-        let state = self
-            .senders
-            .entry(sender.to_owned())
-            .or_insert(Some((0, 0)));
+        // Every live event comes through here: the sender's name is copied only once.
+        if !self.senders.contains_key(sender) {
+            self.senders.insert(sender.to_owned(), Some((0, 0)));
+        }
+        let state = self.senders.get_mut(sender).expect("just inserted");
         let Some((seen_hours, count)) = state else {
             return None; // reported already
         };
