@@ -8,7 +8,7 @@ use crate::output::say;
 use alerting::runner::alerts_db_path;
 use web::alert_filter;
 
-fn open_db(checked: &Checked) -> Result<AlertDb, Failure> {
+pub(crate) fn open_db(checked: &Checked) -> Result<AlertDb, Failure> {
     let path = alerts_db_path(&checked.config.storage.data_dir);
     if !path.exists() {
         return Err(Failure::Runtime(anyhow::anyhow!(
@@ -20,7 +20,7 @@ fn open_db(checked: &Checked) -> Result<AlertDb, Failure> {
 }
 
 /// Who changes an alert from the command line: the login name (the one behind sudo).
-fn operator() -> String {
+pub(crate) fn operator() -> String {
     let name = ["SUDO_USER", "USER", "LOGNAME"]
         .iter()
         .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))

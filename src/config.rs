@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use std::collections::BTreeMap;
 
+use alerting::channels::ChannelConfig;
+use alerting::delivery::{DeliveryConfig, SubscriberConfig};
 use ingest::import::Parsers;
 use ingest::{EhrConfig, SourceRule, SyslogConfig, SyslogParser, WindowsConfig};
 use rules::clinic::{
@@ -33,6 +35,9 @@ pub struct Config {
     pub detections: DetectionsConfig,
     pub alerts: AlertsConfig,
     pub custom_rules: Vec<CustomRuleConfig>,
+    pub delivery: DeliveryConfig,
+    pub channels: Vec<ChannelConfig>,
+    pub subscribers: Vec<SubscriberConfig>,
 }
 
 impl Default for Config {
@@ -52,6 +57,9 @@ impl Default for Config {
             detections: DetectionsConfig::default(),
             alerts: AlertsConfig::default(),
             custom_rules: Vec::new(),
+            delivery: DeliveryConfig::default(),
+            channels: Vec::new(),
+            subscribers: Vec::new(),
         }
     }
 }
@@ -366,6 +374,22 @@ impl Config {
                 ));
             }
         }
+        alerting::delivery::check_all(&config.delivery, &config.channels, &config.subscribers)
+            .map_err(|e| invalid("", e))?;
+        let other_tokens = [&http.ingest_tokens, &http.admin_tokens, &http.read_tokens];
+        if let Some(i) = config
+            .subscribers
+            .iter()
+            .position(|s| other_tokens.iter().any(|t| t.contains(&s.token)))
+        {
+            return Err(invalid(
+                "",
+                (
+                    format!("subscribers[{i}].token"),
+                    "a token of its own (not also an ingest, read or admin token)".into(),
+                ),
+            ));
+        }
         if config.import.spool_poll_secs == 0 {
             return Err(invalid(
                 "import",
@@ -390,6 +414,7 @@ impl Config {
             .map(Appointments::load)
             .transpose()
             .map_err(|e| invalid("", e))?;
+        config.delivery.timezone = clinic.zone;
         Ok(Checked {
             config,
             timezone,

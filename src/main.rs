@@ -7,6 +7,7 @@ mod bench;
 mod bench_import;
 mod bench_rules;
 mod config;
+mod delivery;
 mod import;
 mod output;
 mod serve;
@@ -101,6 +102,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Where alerts are sent (email, chat, webhooks, syslog): `list` and `test`.
+    Channels {
+        #[command(subcommand)]
+        command: ChannelsCommand,
+    },
     /// The rules: `check` validates the clinic model and detections in the config.
     Rules {
         #[command(subcommand)]
@@ -169,6 +175,29 @@ enum AlertChange {
         /// The alert's number.
         id: i64,
     },
+    /// The messages sent (or being sent) to the channels: state, tries, the receiver's answer.
+    Deliveries {
+        /// Only those given up on.
+        #[arg(long)]
+        failed: bool,
+        /// Only this channel.
+        #[arg(long)]
+        channel: Option<String>,
+        /// Deliveries shown at most (newest first).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// One JSON delivery per line.
+        #[arg(long)]
+        json: bool,
+        /// Queue a dead delivery again (by its number).
+        #[arg(long)]
+        retry: Option<i64>,
+    },
+    /// Mute alerts for a while (they are still raised and kept, only not sent).
+    Silence {
+        #[command(subcommand)]
+        command: SilenceCommand,
+    },
     /// One alert whole: explanation, evidence event ids, and who changed its status when.
     Show {
         /// The alert's number.
@@ -176,6 +205,43 @@ enum AlertChange {
         /// As JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SilenceCommand {
+    /// Mute alerts that match (at least one of --rule, --user, --site) for a time.
+    Add {
+        #[arg(long)]
+        rule: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        site: Option<String>,
+        /// How long: 30m, 2h, 3d (at most 90d).
+        #[arg(long = "for")]
+        duration: String,
+        /// Why (kept with the silence).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Silences in force (--all: also ended ones).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// End a silence now.
+    Expire { id: i64 },
+}
+
+#[derive(Subcommand)]
+enum ChannelsCommand {
+    /// Each channel: kind, routing, queue, last message sent, last error.
+    List,
+    /// Send a test message now and print what the receiver answered.
+    Test {
+        /// The channel's name in the config.
+        name: String,
     },
 }
 
@@ -217,6 +283,8 @@ enum ConfigCommand {
 /// that rejected records.
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // rustls needs one crypto provider for the whole process (ring: no C toolchain needed).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
         Command::Config {
             command: ConfigCommand::Default,
@@ -291,6 +359,42 @@ fn main() -> ExitCode {
                         alerts::set_status(&checked, id, AlertStatus::Open, None)
                     }
                     AlertChange::Show { id, json } => alerts::show(&checked, id, json),
+                    AlertChange::Deliveries {
+                        failed,
+                        channel,
+                        limit,
+                        json,
+                        retry,
+                    } => delivery::deliveries(
+                        &checked,
+                        delivery::DeliveryView {
+                            failed,
+                            channel: channel.as_deref(),
+                            limit,
+                            json,
+                            retry,
+                        },
+                    ),
+                    AlertChange::Silence { command } => match command {
+                        SilenceCommand::Add {
+                            rule,
+                            user,
+                            site,
+                            duration,
+                            reason,
+                        } => delivery::add_silence(
+                            &checked,
+                            delivery::NewSilence {
+                                rule,
+                                user,
+                                site,
+                                duration,
+                                reason,
+                            },
+                        ),
+                        SilenceCommand::List { all } => delivery::list_silences(&checked, all),
+                        SilenceCommand::Expire { id } => delivery::expire_silence(&checked, id),
+                    },
                 },
                 Command::Alerts {
                     change: None,
@@ -299,6 +403,12 @@ fn main() -> ExitCode {
                     limit,
                     json,
                 } => alerts::list(&checked, since.as_deref(), status.as_deref(), limit, json),
+                Command::Channels {
+                    command: ChannelsCommand::List,
+                } => delivery::list_channels(&checked),
+                Command::Channels {
+                    command: ChannelsCommand::Test { name },
+                } => delivery::test_channel(&checked, &name),
                 Command::Rules {
                     command: RulesCommand::Check,
                 } => {

@@ -26,6 +26,7 @@ pub struct Running {
     pub http_addr: SocketAddr,
     store: Store,
     rules: Option<RulesRunner>,
+    delivery: Option<alerting::delivery::Delivery>,
     tasks: Vec<JoinHandle<()>>,
     udp_stop: Arc<AtomicBool>,
     udp_threads: Vec<std::thread::JoinHandle<()>>,
@@ -65,12 +66,27 @@ pub async fn start(checked: &Checked, registry: prometheus::Registry) -> anyhow:
         udp_addrs: Vec::new(),
         http_addr: config.http.listen,
         rules: Some(rules),
+        delivery: None,
         store,
         tasks: Vec::new(),
         udp_stop: Arc::new(AtomicBool::new(false)),
         udp_threads: Vec::new(),
     };
     // From here a failure must still stop what was started: collect, then clean up on error.
+    let delivery = alerting::delivery::Delivery::start(
+        &alerts_db_path(&config.storage.data_dir),
+        &config.delivery,
+        &config.channels,
+        &registry,
+        running.store.health(),
+    );
+    match delivery {
+        Ok(d) => running.delivery = Some(d),
+        Err(e) => {
+            running.shutdown().await.ok();
+            return Err(anyhow::Error::new(e).context("cannot start alert delivery"));
+        }
+    }
     match bind_all(checked, &registry, context, importer, &mut running).await {
         Ok(()) => Ok(running),
         Err(e) => {
@@ -176,6 +192,9 @@ async fn bind_all(
         search_slots: Arc::new(tokio::sync::Semaphore::new(web::SEARCH_SLOTS)),
         request_timeout: Duration::from_secs(checked.config.http.request_timeout_secs),
         max_body_bytes: checked.config.http.max_body_bytes,
+        subscribers: Arc::new(checked.config.subscribers.clone()),
+        origin: checked.config.delivery.origin(),
+        streams: Arc::new(tokio::sync::Semaphore::new(web::api::delivery::MAX_STREAMS)),
     });
     let listener = web::listener::BoundedListener::new(
         listener,
@@ -240,7 +259,12 @@ impl Running {
         let store = self.store;
         let udp_threads = self.udp_threads;
         let rules = self.rules;
+        let delivery = self.delivery;
         tokio::task::spawn_blocking(move || {
+            // Messages not yet sent stay queued in alerts.db for the next start.
+            if let Some(d) = delivery {
+                d.stop();
+            }
             for t in udp_threads {
                 let _ = t.join();
             }

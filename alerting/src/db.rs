@@ -11,6 +11,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use store::EventId;
 
+use crate::outbox::{self, Change};
+use crate::schema;
+
 /// Evidence event ids kept per alert, at most.
 const MAX_EVIDENCE: usize = 100;
 
@@ -32,8 +35,7 @@ pub enum AlertDbError {
     Invalid(String),
 }
 
-/// The schema of `alerts.db` this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: u32 = 1;
+pub use crate::schema::SCHEMA_VERSION;
 
 /// Where an alert stands in its triage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -138,53 +140,14 @@ impl AlertDb {
             path: shown.clone(),
             source,
         };
-        let conn = Connection::open(path).map_err(err)?;
-        let version: u32 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(err)?;
-        if version > SCHEMA_VERSION {
-            return Err(AlertDbError::NewerFormat {
-                path: shown,
-                found: version,
-            });
-        }
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             PRAGMA busy_timeout = 5000;
-             CREATE TABLE IF NOT EXISTS alerts (
-                 id INTEGER PRIMARY KEY,
-                 rule TEXT NOT NULL,
-                 severity TEXT NOT NULL,
-                 user TEXT,
-                 site TEXT,
-                 dedup_key TEXT NOT NULL,
-                 first_seen TEXT NOT NULL,
-                 last_seen TEXT NOT NULL,
-                 count INTEGER NOT NULL,
-                 explanation TEXT NOT NULL,
-                 evidence TEXT NOT NULL,
-                 status TEXT NOT NULL DEFAULT 'open',
-                 status_reason TEXT
-             );
-             CREATE INDEX IF NOT EXISTS alerts_key ON alerts (dedup_key, last_seen);
-             CREATE INDEX IF NOT EXISTS alerts_last ON alerts (last_seen);
-             CREATE TABLE IF NOT EXISTS status_changes (
-                 alert_id INTEGER NOT NULL,
-                 at TEXT NOT NULL,
-                 status TEXT NOT NULL,
-                 reason TEXT,
-                 by TEXT NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS status_changes_alert ON status_changes (alert_id);
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS activity (user TEXT PRIMARY KEY, last_active TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS machines (user TEXT PRIMARY KEY, logins INTEGER NOT NULL, hosts TEXT NOT NULL);",
-        )
-        .map_err(err)?;
-        // Version 0 (no number: the first release) has the same tables; it is only numbered.
-        conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))
-            .map_err(err)?;
+        let mut conn = Connection::open(path).map_err(err)?;
+        schema::migrate(&mut conn).map_err(|e| match e {
+            schema::SchemaError::Newer(found) => AlertDbError::NewerFormat {
+                path: shown.clone(),
+                found,
+            },
+            schema::SchemaError::Sqlite(source) => err(source),
+        })?;
         Ok(AlertDb {
             conn,
             path: shown,
@@ -319,30 +282,35 @@ impl AlertDb {
 
     /// The event-log position the rules have processed (0: none).
     pub fn checkpoint(&self) -> Result<u64, AlertDbError> {
-        let v: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'rules_wal_seq'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.err())?;
+        let v = outbox::meta(&self.conn, "rules_wal_seq").map_err(self.err())?;
         Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
     pub fn set_checkpoint(&self, seq: u64) -> Result<(), AlertDbError> {
-        self.conn
-            .execute(
-                "INSERT INTO meta (key, value) VALUES ('rules_wal_seq', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![seq.to_string()],
-            )
-            .map_err(self.err())?;
-        Ok(())
+        outbox::set_meta(&self.conn, "rules_wal_seq", &seq.to_string()).map_err(self.err())
     }
 
-    fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
+    /// The database file, as shown in errors.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The connection, for reading the outbox and deliveries (the web API).
+    pub fn conn_for_reading(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// A transaction on the database, for the delivery router.
+    pub(crate) fn transaction(&mut self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        self.conn.transaction()
+    }
+
+    /// The database's connection, for the outbox's readers in this crate.
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAlert> {
         let time = parse_time;
         let evidence: String = r.get(9)?;
         let ids: Vec<String> = serde_json::from_str(&evidence).unwrap_or_default();
@@ -359,6 +327,7 @@ impl AlertDb {
                 explanation: r.get(8)?,
                 evidence: ids.into_iter().map(EventId::from_hex).collect(),
                 subject: None,
+                private: serde_json::from_str(&r.get::<_, String>(12)?).unwrap_or_default(),
             },
             status: r.get(10)?,
             status_reason: r.get(11)?,
@@ -366,7 +335,7 @@ impl AlertDb {
         })
     }
 
-    const COLUMNS: &'static str = "id, rule, severity, user, site, first_seen, last_seen, count, explanation, evidence, status, status_reason";
+    pub(crate) const COLUMNS: &'static str = "id, rule, severity, user, site, first_seen, last_seen, count, explanation, evidence, status, status_reason, private";
 
     /// Alerts, newest last-seen first.
     pub fn list(&self, filter: &AlertFilter) -> Result<Vec<StoredAlert>, AlertDbError> {
@@ -432,6 +401,8 @@ impl AlertDb {
             params![id, Utc::now().to_rfc3339(), status, reason, by],
         )
         .map_err(err)?;
+        // The notice to the channels is written with the change, never apart from it.
+        outbox::note(&tx, id, Change::from(status), Some(by)).map_err(err)?;
         tx.commit().map_err(err)?;
         self.get(id)
     }
@@ -469,7 +440,7 @@ impl AlertDb {
     }
 }
 
-fn parse_time(s: String) -> DateTime<Utc> {
+pub(crate) fn parse_time(s: String) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(&s)
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_default()
@@ -535,13 +506,22 @@ fn record_in(
         }
     }
     let since = (alert.first_seen - dedup_window).to_rfc3339();
-    let existing: Option<(i64, String, String, String, i64)> = tx
+    let existing: Option<(i64, String, String, String, i64, String)> = tx
         .query_row(
-            "SELECT id, evidence, first_seen, last_seen, count FROM alerts
+            "SELECT id, evidence, first_seen, last_seen, count, private FROM alerts
                  WHERE dedup_key = ?1 AND status != 'closed' AND last_seen >= ?2
                  ORDER BY last_seen DESC LIMIT 1",
             params![key, since],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
         )
         .optional()
         .map_err(|source| AlertDbError::Sqlite {
@@ -549,7 +529,7 @@ fn record_in(
             source,
         })?;
     let result = match existing {
-        Some((id, evidence, first, last, count)) => {
+        Some((id, evidence, first, last, count, private)) => {
             let mut ids: Vec<String> = serde_json::from_str(&evidence).unwrap_or_default();
             let new: Vec<String> = alert
                 .evidence
@@ -567,18 +547,26 @@ fn record_in(
                 }
                 let first = first.min(alert.first_seen.to_rfc3339());
                 let last = last.max(alert.last_seen.to_rfc3339());
+                let mut private: Vec<String> = serde_json::from_str(&private).unwrap_or_default();
+                for p in &alert.private {
+                    if !private.contains(p) && private.len() < MAX_EVIDENCE {
+                        private.push(p.clone());
+                    }
+                }
                 tx.execute(
                     "UPDATE alerts SET evidence = ?2, first_seen = ?3, last_seen = ?4, count = ?5,
-                         explanation = ?6 WHERE id = ?1",
+                         explanation = ?6, private = ?7 WHERE id = ?1",
                     params![
                         id,
                         serde_json::to_string(&ids).unwrap_or_default(),
                         first,
                         last,
                         count + 1,
-                        alert.explanation
+                        alert.explanation,
+                        serde_json::to_string(&private).unwrap_or_default()
                     ],
                 )
+                .and_then(|_| outbox::note(tx, id, Change::Updated, None))
                 .map_err(|source| AlertDbError::Sqlite {
                     path: path.to_owned(),
                     source,
@@ -588,9 +576,11 @@ fn record_in(
         }
         None => {
             let evidence: Vec<&str> = alert.evidence.iter().map(EventId::as_str).collect();
-            tx.execute(
+            let id = tx
+                .execute(
                     "INSERT INTO alerts (rule, severity, user, site, dedup_key, first_seen, last_seen,
-                     count, explanation, evidence) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     count, explanation, evidence, private)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                     params![
                         alert.rule,
                         alert.severity.as_str(),
@@ -601,14 +591,19 @@ fn record_in(
                         alert.last_seen.to_rfc3339(),
                         alert.count as i64,
                         alert.explanation,
-                        serde_json::to_string(&evidence).unwrap_or_default()
+                        serde_json::to_string(&evidence).unwrap_or_default(),
+                        serde_json::to_string(&alert.private).unwrap_or_default()
                     ],
                 )
+                .and_then(|_| {
+                    let id = tx.last_insert_rowid();
+                    outbox::note(tx, id, Change::Raised, None).map(|()| id)
+                })
                 .map_err(|source| AlertDbError::Sqlite {
                     path: path.to_owned(),
                     source,
                 })?;
-            (tx.last_insert_rowid(), Recorded::New)
+            (id, Recorded::New)
         }
     };
     Ok(result)
@@ -633,6 +628,7 @@ mod tests {
             explanation: format!("{user} at {at}"),
             evidence: vec![EventId::from_hex(evidence.into())],
             subject: None,
+            private: Vec::new(),
         }
     }
 

@@ -286,6 +286,7 @@ impl Pass {
                 ),
                 evidence: Vec::new(),
                 subject: None,
+                private: Vec::new(),
             });
         }
         self.refusing = refusing;

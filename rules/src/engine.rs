@@ -319,6 +319,7 @@ impl Engine {
             explanation,
             evidence: vec![event.id.clone()],
             subject: None,
+            private: event.patient.iter().cloned().collect(),
         }
     }
 

@@ -67,6 +67,25 @@ impl RuleId {
         }
     }
 
+    /// What the rule watches, in Japanese and English, for messages to people.
+    pub fn title(self) -> &'static str {
+        match self {
+            RuleId::OffHoursLogin => "時間外のログイン / Off-hours login",
+            RuleId::AccessOutsideRole => "職務外のアクセス / Access outside role",
+            RuleId::ConcurrentSessions => "同時ログイン / Concurrent sessions",
+            RuleId::BulkExport => "大量閲覧・持ち出し / Bulk access or export",
+            RuleId::LoginFailures => "ログイン失敗の多発 / Repeated login failures",
+            RuleId::PasswordSpray => "パスワードスプレー / Password spray",
+            RuleId::NewWorkstation => "初めての端末 / New workstation",
+            RuleId::SensitiveRecords => "特別なカルテへのアクセス / Sensitive record access",
+            RuleId::TreatmentRelationship => {
+                "診療関係のない閲覧 / Access without treatment relationship"
+            }
+            RuleId::ClockCheck => "時刻のずれ / Clock check",
+            RuleId::Storage => "記録の保存停止 / Storage refusing data",
+        }
+    }
+
     /// The rule a name means, if it is one of these.
     pub fn from_name(name: &str) -> Option<RuleId> {
         RuleId::DETECTIONS
@@ -134,4 +153,8 @@ pub struct Alert {
     /// a wrong clock): alerts about different subjects are never continued as one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// Patient ids and names the explanation mentions: left out of the messages sent about the
+    /// alert unless a channel is allowed patient data.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub private: Vec<String>,
 }

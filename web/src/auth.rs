@@ -101,6 +101,68 @@ pub struct Admin;
 /// A request allowed to send events.
 pub struct Ingester;
 
+/// A request allowed to change an alert's status: an admin token, or a subscriber's token
+/// (then the change is recorded with the subscriber's name).
+pub struct Changer(pub Option<String>);
+
+/// A request allowed to read the live alert stream: a subscriber (by name, and whether it may
+/// see patient data) or an admin token (without patient data).
+pub struct Subscriber {
+    pub name: String,
+    pub include_patient_data: bool,
+}
+
+/// The subscriber whose token the request carries, if any.
+fn subscriber(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Subscriber> {
+    let presented = bearer(headers);
+    state
+        .subscribers
+        .iter()
+        .find(|s| token_matches(std::slice::from_ref(&s.token), presented))
+        .map(|s| Subscriber {
+            name: s.name.clone(),
+            include_patient_data: s.include_patient_data,
+        })
+}
+
+impl FromRequestParts<Arc<AppState>> for Changer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(s) = subscriber(state, &parts.headers) {
+            return Ok(Changer(Some(s.name)));
+        }
+        admin(state, &parts.headers).map(|()| Changer(None))
+    }
+}
+
+impl FromRequestParts<Arc<AppState>> for Subscriber {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        if let Some(s) = subscriber(state, &parts.headers) {
+            return Ok(s);
+        }
+        admin(state, &parts.headers).map_err(|_| ApiError::Status {
+            status: StatusCode::UNAUTHORIZED,
+            code: "unauthorized",
+            message:
+                "the alert stream needs a subscriber's token ([[subscribers]]) or an admin token"
+                    .into(),
+        })?;
+        Ok(Subscriber {
+            name: "admin".into(),
+            include_patient_data: false,
+        })
+    }
+}
+
 impl FromRequestParts<Arc<AppState>> for Reader {
     type Rejection = ApiError;
 

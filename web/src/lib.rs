@@ -47,6 +47,12 @@ pub struct AppState {
     pub search_slots: Arc<tokio::sync::Semaphore>,
     /// A request not answered within this long gets 503 (`http.request_timeout_secs`).
     pub request_timeout: std::time::Duration,
+    /// Who may read the live alert stream and acknowledge alerts with their own token.
+    pub subscribers: Arc<Vec<alerting::delivery::SubscriberConfig>>,
+    /// The appliance's name and link base, for the alert documents of the stream.
+    pub origin: alerting::document::Origin,
+    /// Live streams open at once, at most [`api::delivery::MAX_STREAMS`].
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -62,6 +68,16 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/alerts/{id}/status",
             post(api::alerts::alert_status),
+        )
+        .route("/api/v1/alerts/stream", get(api::delivery::stream))
+        .route("/api/v1/deliveries", get(api::delivery::deliveries))
+        .route(
+            "/api/v1/silences",
+            get(api::delivery::silences).post(api::delivery::add_silence),
+        )
+        .route(
+            "/api/v1/silences/{id}",
+            axum::routing::delete(api::delivery::expire_silence),
         )
         // The body limit is enforced in the handler (with a 413 that says so).
         .layer(axum::extract::DefaultBodyLimit::disable())

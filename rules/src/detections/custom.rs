@@ -185,6 +185,18 @@ impl Engine {
                     .collect(),
                 // Each group its own alert.
                 subject: (!group.is_empty()).then(|| group.clone()),
+                // A patient grouped by is named in the explanation and the subject.
+                private: event
+                    .patient
+                    .iter()
+                    .cloned()
+                    .chain(
+                        c.group_by
+                            .iter()
+                            .filter(|f| f.starts_with("patient"))
+                            .filter_map(|f| crate::filter::field_text(event, f)),
+                    )
+                    .collect(),
             });
         }
         out

@@ -141,12 +141,15 @@ impl Engine {
                 } else {
                     &staff.name
                 };
-                out.push(self.alert(RuleId::SensitiveRecords,
+                let mut alert = self.alert(RuleId::SensitiveRecords,
                     sensitive.severity,
                     event,
                     site,
                     format!("{who} did {} on the record of patient {patient}, who is staff member {name}", event.action),
-                ));
+                );
+                // The patient's name is patient data too.
+                alert.private.push(name.clone());
+                out.push(alert);
             }
         }
         let treatment = &self.config.treatment_relationship;

@@ -13,7 +13,7 @@ use store::{SearchRequest, parse_time_bound};
 
 use crate::AppState;
 use crate::api::search::event_json;
-use crate::auth::{Admin, Reader};
+use crate::auth::{Changer, Reader};
 use crate::error::{ApiError, BadParameter, bad_parameter, query};
 
 #[derive(Debug, Deserialize)]
@@ -47,7 +47,7 @@ pub fn alert_filter(
 }
 
 /// The shared alert database (requests take turns; each is short).
-fn open_alerts(
+pub(crate) fn open_alerts(
     state: &AppState,
 ) -> Result<std::sync::MutexGuard<'_, alerting::db::AlertDb>, ApiError> {
     let db = state
@@ -134,7 +134,7 @@ struct StatusChangeBody {
 /// "reason": "...", "by": "..."}` (closing needs a reason): answers with the alert and its
 /// history.
 pub(crate) async fn alert_status(
-    _: Admin,
+    Changer(subscriber): Changer,
     State(state): State<Arc<AppState>>,
     axum::extract::Path(id): axum::extract::Path<i64>,
     body: axum::body::Body,
@@ -167,7 +167,11 @@ pub(crate) async fn alert_status(
             .map(str::trim)
             .filter(|b| !b.is_empty())
             .unwrap_or("an admin token");
-        let by = format!("{by} (api)");
+        // A subscriber is recorded by its configured name, whatever it says it is.
+        let by = match &subscriber {
+            Some(name) => format!("{by} (subscriber {name})"),
+            None => format!("{by} (api)"),
+        };
         match open_alerts(&state)?.set_status(id, status, change.reason.as_deref(), &by) {
             Ok(a) => Ok(Json(json!({ "alert": a }))),
             Err(alerting::db::AlertDbError::NotFound(_)) => Err(ApiError::Status {

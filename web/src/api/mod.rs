@@ -1,6 +1,7 @@
 //! One module per API area.
 
 pub mod alerts;
+pub mod delivery;
 pub mod health;
 pub mod ingest;
 pub mod rules;

@@ -1,0 +1,218 @@
+//! One channel's sender: takes its due deliveries in order, renders each once, sends it, and
+//! records the outcome: sent, another try later (exponential backoff with jitter, or the
+//! receiver's `Retry-After`), or dead (refused for good, or past `give_up_hours`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ::store::Health;
+use chrono::Utc;
+
+use super::store::{self, Delivery, State};
+use super::{DeliveryConfig, Metrics, POLL};
+use crate::channels::{Channel, Notice, SendError};
+use crate::db::{AlertDb, AlertDbError};
+use crate::document::{AlertDocument, Origin};
+
+pub(crate) struct Worker {
+    pub db: AlertDb,
+    pub channel: Channel,
+    pub prefix: String,
+    pub config: DeliveryConfig,
+    pub origin: Origin,
+    pub metrics: Metrics,
+    pub stop: Arc<AtomicBool>,
+    pub health: Health,
+}
+
+/// Longest wait between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(15 * 60);
+
+/// The wait before attempt `n + 1`: 2 s doubling to 15 minutes, times a random 0.5-1.5.
+pub(crate) fn backoff(attempts: u32) -> Duration {
+    let base = Duration::from_secs(2)
+        .saturating_mul(1u32 << attempts.min(10))
+        .min(MAX_BACKOFF);
+    let mut byte = [0u8; 1];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
+    base.mul_f64(0.5 + f64::from(byte[0]) / 255.0)
+}
+
+impl Worker {
+    pub(crate) fn run(mut self, stage: &str) {
+        let _guard = self.health.guard(stage);
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.health.failed(stage, &format!("no runtime: {e}"));
+                return;
+            }
+        };
+        let name = self.channel.config.name.clone();
+        let mut last_send: Option<Instant> = None;
+        let mut last_stats = Instant::now() - Duration::from_secs(60);
+        while !self.stop.load(Ordering::Relaxed) {
+            if last_stats.elapsed() > Duration::from_secs(2) {
+                last_stats = Instant::now();
+                self.stats(&name);
+            }
+            let due = match store::next_due(self.db.conn(), &self.prefix, &name, Utc::now()) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(channel = %name, error = %e, "cannot read the delivery queue; trying again");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let Some(delivery) = due else {
+                std::thread::sleep(POLL);
+                continue;
+            };
+            // The receiver's rate limit.
+            if let Some(t) = last_send {
+                let wait = self.channel.config.interval().saturating_sub(t.elapsed());
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
+                }
+            }
+            last_send = Some(Instant::now());
+            if let Err(e) = runtime.block_on(self.attempt(delivery, stage)) {
+                tracing::warn!(channel = %name, error = %e, "cannot record a delivery; trying again");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+        self.health.stopped(stage);
+    }
+
+    fn stats(&self, name: &str) {
+        if let Ok((queued, oldest, dead)) = store::queue(self.db.conn(), name) {
+            self.metrics
+                .queued
+                .with_label_values(&[name])
+                .set(queued as i64);
+            self.metrics
+                .dead_now
+                .with_label_values(&[name])
+                .set(dead as i64);
+            let age = oldest.map_or(0, |t| (Utc::now() - t).num_seconds().max(0));
+            self.metrics.oldest.with_label_values(&[name]).set(age);
+        }
+    }
+
+    fn sqlite(&self) -> impl Fn(rusqlite::Error) -> AlertDbError + '_ {
+        |source| AlertDbError::Sqlite {
+            path: self.db.path().to_owned(),
+            source,
+        }
+    }
+
+    /// The message of a delivery, rendered once and kept.
+    fn body(&self, delivery: &Delivery) -> Result<Result<String, String>, AlertDbError> {
+        if let Some(body) = &delivery.body {
+            return Ok(Ok(body.clone()));
+        }
+        let include = self.channel.config.include_patient_data;
+        let mut alerts = Vec::new();
+        for item in &delivery.items {
+            match self.db.get(item.alert_id) {
+                Ok(stored) => alerts.push(AlertDocument::new(
+                    &stored,
+                    item.change,
+                    item.by.as_deref(),
+                    &self.origin,
+                    include,
+                )),
+                Err(AlertDbError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if alerts.is_empty() {
+            return Ok(Err("its alerts are no longer in the database".into()));
+        }
+        let notice = Notice {
+            key: delivery.key.clone(),
+            alerts,
+            digest: delivery.group_key == "digest",
+            timezone: self.config.timezone.name().to_owned(),
+        };
+        Ok(match self.channel.render(&notice) {
+            Ok(body) => {
+                store::set_body(self.db.conn(), delivery.id, &body).map_err(self.sqlite())?;
+                Ok(body)
+            }
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn attempt(&mut self, delivery: Delivery, stage: &str) -> Result<(), AlertDbError> {
+        let name = self.channel.config.name.clone();
+        let body = match self.body(&delivery)? {
+            Ok(b) => b,
+            Err(reason) => {
+                store::finish(
+                    self.db.conn(),
+                    delivery.id,
+                    State::Dead,
+                    Utc::now(),
+                    Some(&reason),
+                    None,
+                )
+                .map_err(self.sqlite())?;
+                self.metrics.dead.with_label_values(&[&name]).inc();
+                return Ok(());
+            }
+        };
+        let result = self.channel.send(&delivery.key, &body).await;
+        let now = Utc::now();
+        let conn = self.db.conn();
+        match result {
+            Ok(sent) => {
+                store::finish(conn, delivery.id, State::Sent, now, None, Some(&sent.0))
+                    .map_err(self.sqlite())?;
+                self.metrics.sent.with_label_values(&[&name]).inc();
+                self.health.running(stage);
+                tracing::info!(channel = %name, delivery = delivery.id, alerts = delivery.items.len(), "alert message delivered");
+            }
+            Err(SendError::Retry { reason, after }) => {
+                let give_up = chrono::Duration::hours(self.config.give_up_hours as i64);
+                if now - delivery.created_at > give_up {
+                    let why = format!(
+                        "given up after {} attempts: {reason}",
+                        delivery.attempts + 1
+                    );
+                    store::finish(conn, delivery.id, State::Dead, now, Some(&why), None)
+                        .map_err(self.sqlite())?;
+                    self.metrics.dead.with_label_values(&[&name]).inc();
+                    tracing::error!(channel = %name, delivery = delivery.id, reason = %why, "alert message given up on");
+                } else {
+                    let wait = after
+                        .unwrap_or_default()
+                        .max(backoff(delivery.attempts))
+                        .min(Duration::from_secs(3600));
+                    let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    store::finish(conn, delivery.id, State::Pending, next, Some(&reason), None)
+                        .map_err(self.sqlite())?;
+                    self.metrics.retried.with_label_values(&[&name]).inc();
+                    self.health.degraded(
+                        stage,
+                        &format!("the receiver did not take a message: {reason}; retrying"),
+                    );
+                    tracing::warn!(channel = %name, delivery = delivery.id, attempt = delivery.attempts + 1, retry_in_s = wait.as_secs(), reason = %reason, "alert message not delivered; will retry");
+                }
+            }
+            Err(SendError::Permanent(reason)) => {
+                store::finish(conn, delivery.id, State::Dead, now, Some(&reason), None)
+                    .map_err(self.sqlite())?;
+                self.metrics.dead.with_label_values(&[&name]).inc();
+                self.health
+                    .degraded(stage, &format!("the receiver refused a message: {reason}"));
+                tracing::error!(channel = %name, delivery = delivery.id, reason = %reason, "alert message refused; not retried (see `mimamori alerts deliveries --failed`)");
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,285 @@
+//! Delivery over HTTP: `GET /api/v1/deliveries` (what was sent where, what failed),
+//! silences (`GET`/`POST /api/v1/silences`, `DELETE /api/v1/silences/{id}`), and the live
+//! alert stream `GET /api/v1/alerts/stream` (Server-Sent Events; `id:` is the outbox number,
+//! so a subscriber that reconnects with `Last-Event-ID` misses nothing).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::api::alerts::open_alerts;
+use crate::auth::{Admin, Reader, Subscriber};
+use crate::error::{ApiError, bad_parameter, query};
+use alerting::db::AlertDbError;
+use alerting::document::AlertDocument;
+use alerting::silences::Silence;
+
+/// Live streams open at once, at most.
+pub const MAX_STREAMS: usize = 16;
+
+/// Changes sent per look at the outbox.
+const STREAM_BATCH: usize = 200;
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryParams {
+    #[serde(default)]
+    failed: bool,
+    channel: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(crate) async fn deliveries(
+    _: Reader,
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<DeliveryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = query(params)?;
+    tokio::task::spawn_blocking(move || {
+        let db = open_alerts(&state)?;
+        let list = alerting::delivery::store::list(
+            db.conn_for_reading(),
+            p.channel.as_deref(),
+            p.failed,
+            p.limit.unwrap_or(100).clamp(1, 10_000),
+        )
+        .map_err(internal)?;
+        Ok(Json(json!({ "deliveries": list })))
+    })
+    .await
+    .map_err(internal)?
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SilenceParams {
+    #[serde(default)]
+    all: bool,
+}
+
+pub(crate) async fn silences(
+    _: Reader,
+    State(state): State<Arc<AppState>>,
+    params: Result<Query<SilenceParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = query(params)?;
+    tokio::task::spawn_blocking(move || {
+        let list = alerting::silences::list(&*open_alerts(&state)?, !p.all).map_err(internal)?;
+        Ok(Json(json!({ "silences": list })))
+    })
+    .await
+    .map_err(internal)?
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSilence {
+    #[serde(default)]
+    rule: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    site: Option<String>,
+    /// Default: now.
+    #[serde(default)]
+    starts_at: Option<chrono::DateTime<Utc>>,
+    /// Either an end or a duration.
+    #[serde(default)]
+    ends_at: Option<chrono::DateTime<Utc>>,
+    #[serde(default)]
+    duration_minutes: Option<u32>,
+    comment: String,
+    created_by: String,
+}
+
+/// Largest body of a new silence.
+const MAX_SILENCE_BODY: usize = 16 << 10;
+
+pub(crate) async fn add_silence(
+    _: Admin,
+    State(state): State<Arc<AppState>>,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let bytes = axum::body::to_bytes(body, MAX_SILENCE_BODY)
+        .await
+        .map_err(|_| ApiError::Status {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too_large",
+            message: format!("a silence is at most {MAX_SILENCE_BODY} bytes"),
+        })?;
+    let bad = |message: String| ApiError::BadRequest {
+        code: "bad_silence",
+        message,
+    };
+    let new: NewSilence = serde_json::from_slice(&bytes).map_err(|e| {
+        bad(format!(
+            "expected {{\"rule\"|\"user\"|\"site\": \"...\", \"duration_minutes\": 120 (or \"ends_at\"), \"comment\": \"why\", \"created_by\": \"who\"}}: {e}"
+        ))
+    })?;
+    let starts_at = new.starts_at.unwrap_or_else(Utc::now);
+    let ends_at = match (new.ends_at, new.duration_minutes) {
+        (Some(end), None) => end,
+        (None, Some(m)) => starts_at + chrono::Duration::minutes(i64::from(m)),
+        _ => return Err(bad("give either ends_at or duration_minutes".into())),
+    };
+    let silence = Silence {
+        id: 0,
+        rule: new.rule,
+        user: new.user,
+        site: new.site,
+        starts_at,
+        ends_at,
+        created_by: format!("{} (api)", new.created_by.trim()),
+        comment: new.comment,
+    };
+    tokio::task::spawn_blocking(move || {
+        match alerting::silences::add(&*open_alerts(&state)?, &silence) {
+            Ok(s) => Ok((StatusCode::CREATED, Json(json!({ "silence": s })))),
+            Err(AlertDbError::Invalid(m)) => Err(bad(m)),
+            Err(e) => Err(internal(e)),
+        }
+    })
+    .await
+    .map_err(internal)?
+}
+
+pub(crate) async fn expire_silence(
+    _: Admin,
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    tokio::task::spawn_blocking(move || {
+        match alerting::silences::expire(&*open_alerts(&state)?, id) {
+            Ok(()) => Ok(Json(json!({ "expired": id }))),
+            Err(AlertDbError::Invalid(message)) => Err(ApiError::Status {
+                status: StatusCode::NOT_FOUND,
+                code: "not_found",
+                message,
+            }),
+            Err(e) => Err(internal(e)),
+        }
+    })
+    .await
+    .map_err(internal)?
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamParams {
+    /// Start after this outbox number (as `Last-Event-ID` does); default: from now on.
+    since: Option<i64>,
+}
+
+/// The changes after `cursor` as stream events.
+fn next_events(
+    state: &AppState,
+    cursor: i64,
+    include_patient_data: bool,
+) -> Result<(i64, Vec<Event>), ApiError> {
+    let db = open_alerts(state)?;
+    let changes =
+        alerting::outbox::after(db.conn_for_reading(), cursor, STREAM_BATCH).map_err(internal)?;
+    let mut last = cursor;
+    let mut events = Vec::with_capacity(changes.len());
+    for c in changes {
+        last = c.seq;
+        let stored = match db.get(c.alert_id) {
+            Ok(a) => a,
+            Err(AlertDbError::NotFound(_)) => continue,
+            Err(e) => return Err(internal(e)),
+        };
+        let doc = AlertDocument::new(
+            &stored,
+            c.change,
+            c.by.as_deref(),
+            &state.origin,
+            include_patient_data,
+        );
+        let data = serde_json::to_string(&doc).map_err(internal)?;
+        events.push(
+            Event::default()
+                .id(c.seq.to_string())
+                .event("alert")
+                .data(data),
+        );
+    }
+    Ok((last, events))
+}
+
+pub(crate) async fn stream(
+    subscriber: Subscriber,
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    params: Result<Query<StreamParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let p = query(params)?;
+    let permit = state
+        .streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "busy",
+            message: format!("at most {MAX_STREAMS} alert streams are open at once"),
+        })?;
+    let resume = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .ok_or_else(|| bad_parameter("Last-Event-ID must be the number of an event".into()))
+        })
+        .transpose()?;
+    let start = match resume.or(p.since) {
+        Some(seq) => seq.max(0),
+        None => {
+            let s = state.clone();
+            tokio::task::spawn_blocking(move || {
+                alerting::outbox::last(open_alerts(&s)?.conn_for_reading()).map_err(internal)
+            })
+            .await
+            .map_err(internal)??
+        }
+    };
+    tracing::info!(subscriber = %subscriber.name, after = start, "alert stream opened");
+    let include = subscriber.include_patient_data;
+    let events = futures_util::stream::unfold(
+        (state, start, std::collections::VecDeque::new(), permit),
+        move |(state, mut cursor, mut queued, permit)| async move {
+            loop {
+                if let Some(event) = queued.pop_front() {
+                    return Some((Ok(event), (state, cursor, queued, permit)));
+                }
+                let s = state.clone();
+                let read =
+                    tokio::task::spawn_blocking(move || next_events(&s, cursor, include)).await;
+                match read {
+                    Ok(Ok((last, events))) => {
+                        cursor = last;
+                        queued.extend(events);
+                        if queued.is_empty() {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                    // The stream ends; the subscriber reconnects with its Last-Event-ID.
+                    _ => return None,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
