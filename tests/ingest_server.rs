@@ -6,11 +6,10 @@ mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, http_post, samples};
+use common::{Server, http_post, make_cert, samples};
 
 const TOKEN: &str = "test-token-0123456789abcdef";
 
@@ -191,32 +190,6 @@ fn http_ingest_is_off_without_tokens() {
         assert_eq!(status, 403, "{path}");
         assert!(text.contains("set http.admin_tokens"), "{path}: {text}");
     }
-}
-
-fn make_cert(dir: &Path) -> (String, String) {
-    let (cert, key) = (dir.join("syslog.crt"), dir.join("syslog.key"));
-    let status = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl is installed");
-    assert!(status.success());
-    (cert.display().to_string(), key.display().to_string())
 }
 
 #[test]

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod receiver;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_mimamori");
 
 pub struct Server {
@@ -176,6 +178,16 @@ impl Server {
             .unwrap()
     }
 
+    /// The CLI with this server's config file (channels, subscribers, rules).
+    pub fn cli_config(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
     /// Waits until `query` finds at least `n` events; returns what it found last.
     pub fn wait_for(&self, query: &str, n: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -320,4 +332,36 @@ fn rand_seed() -> u128 {
         .unwrap()
         .as_nanos()
         % 1_000_000_007
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 (not a CA, so rustls takes it as
+/// both the trusted root and the server's certificate): (cert path, key path).
+pub fn make_cert(dir: &Path) -> (String, String) {
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed");
+    assert!(status.success());
+    (cert.display().to_string(), key.display().to_string())
 }
