@@ -1,0 +1,297 @@
+//! Delivery's promises across faults and time: a receiver that fails and comes back, a
+//! `kill -9` with messages queued (nothing lost, nothing taken sent again), the live SSE stream
+//! resumed with `Last-Event-ID`, status changes told to the channels that were told, silences,
+//! and quiet hours.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::time::Duration;
+
+use common::delivery::{ROSTER, SECRET_A, alerts, raise_alerts, wait, webhook_alert_ids};
+use common::receiver::Receiver;
+use common::{Server, http_get, http_post};
+
+#[test]
+fn a_receiver_that_fails_then_recovers_and_a_kill_9_lose_nothing_and_resend_nothing_taken() {
+    // The receiver's port is known but nothing listens yet.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let channels = format!(
+        "[delivery]\ngroup_wait_seconds = 0\n[[channels]]\nname = \"soc\"\nkind = \"webhook\"\nurl = \"http://{addr}/hook\"\nsecrets = [\"{SECRET_A}\"]\n"
+    );
+    let mut server = Server::start_full("", "", &format!("{ROSTER}{channels}"));
+    raise_alerts(&server);
+    wait("three alerts", 30, &|| alerts(&server).len() >= 3);
+    wait("a failed attempt", 30, &|| {
+        server.metric("mimamori_delivery_retries_total") >= 1.0
+    });
+    let (_, health) = http_get(server.http, "/healthz").unwrap();
+    assert!(health.contains("delivery soc"), "{health}");
+    // Killed with messages queued; the receiver comes up answering 500, 500, then 429.
+    server.kill9();
+    let rx = Receiver::on(std::net::TcpListener::bind(addr).unwrap());
+    rx.answer_next(&[(500, None), (500, None), (429, Some(("Retry-After", "1")))]);
+    server.spawn();
+    wait("every alert delivered after the restart", 90, &|| {
+        webhook_alert_ids(&rx.accepted("/hook")).len() >= 3
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let accepted = rx.accepted("/hook");
+    let all = rx.requests();
+    assert!(
+        all.iter().filter(|r| r.answered >= 500).count() >= 2,
+        "{all:#?}"
+    );
+    // A message tried again carries its first idempotency key; each is taken once.
+    let mut keys: Vec<&str> = accepted
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap())
+        .collect();
+    keys.sort();
+    let n = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), n, "a message the receiver took was sent again");
+    for failed in all.iter().filter(|r| r.answered >= 300) {
+        let key = failed.header("webhook-id").unwrap();
+        assert!(
+            keys.contains(&key),
+            "a retried message never arrived: {key}"
+        );
+    }
+    // Another restart sends nothing already taken.
+    server.stop();
+    server.spawn();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(rx.accepted("/hook").len(), n, "resent after a restart");
+    let out = server.cli_config(&["alerts", "deliveries", "--json"]);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        listed
+            .lines()
+            .filter(|l| l.contains("\"state\":\"sent\""))
+            .count(),
+        n,
+        "{listed}"
+    );
+}
+
+/// Reads SSE events (id, data) until `n` arrived.
+fn read_events(
+    stream: &mut BufReader<std::net::TcpStream>,
+    n: usize,
+) -> Vec<(i64, serde_json::Value)> {
+    let mut out = Vec::new();
+    let mut id = None;
+    while out.len() < n {
+        let mut line = String::new();
+        assert!(stream.read_line(&mut line).unwrap() > 0, "stream ended");
+        let line = line.trim_end();
+        if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().parse().ok();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            out.push((id.unwrap(), serde_json::from_str(v.trim()).unwrap()));
+        }
+    }
+    out
+}
+
+fn open_stream(server: &Server, token: &str, last: Option<i64>) -> BufReader<std::net::TcpStream> {
+    let mut s = std::net::TcpStream::connect(server.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let resume = last.map_or(String::new(), |l| format!("Last-Event-ID: {l}\r\n"));
+    write!(
+        s,
+        "GET /api/v1/alerts/stream?since=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{resume}\r\n"
+    )
+    .unwrap();
+    let mut reader = BufReader::new(s);
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.contains(" 200 "), "{status}");
+    reader
+}
+
+#[test]
+fn the_live_stream_resumes_with_last_event_id_and_a_subscriber_acknowledges_by_name() {
+    let token = common::token() + "-soc-subscriber";
+    let server = Server::start_full(
+        "",
+        "",
+        &format!("{ROSTER}[[subscribers]]\nname = \"vendor-soc\"\ntoken = \"{token}\"\n"),
+    );
+    let (status, _) = http_get(server.http, "/api/v1/alerts/stream").unwrap();
+    assert_eq!(status, 401, "the stream needs a token");
+    raise_alerts(&server);
+    wait("three alerts", 30, &|| alerts(&server).len() >= 3);
+    let mut stream = open_stream(&server, &token, None);
+    let first = read_events(&mut stream, 3);
+    assert!(
+        first
+            .iter()
+            .all(|(_, d)| d["change"] == "raised" && d["schema"] == "mimamori.alert.v1")
+    );
+    assert!(!first.iter().any(|(_, d)| d.to_string().contains("P0099")));
+    drop(stream);
+    // While the subscriber is away: the subscriber's own acknowledgement and a close.
+    let id = first[0].1["alert_id"].as_i64().unwrap();
+    let (status, body) = http_post(
+        server.http,
+        &format!("/api/v1/alerts/{id}/status"),
+        &[("Authorization", &format!("Bearer {token}"))],
+        br#"{"status":"acknowledged","by":"analyst 7"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("analyst 7 (subscriber vendor-soc)"), "{body}");
+    let last = first[2].0;
+    let mut stream = open_stream(&server, &token, Some(last));
+    let rest = read_events(&mut stream, 1);
+    assert_eq!(
+        rest[0].0,
+        last + 1,
+        "resumed right after the last event seen"
+    );
+    assert_eq!(rest[0].1["change"], "acknowledged");
+    assert_eq!(rest[0].1["changed_by"], "analyst 7 (subscriber vendor-soc)");
+}
+
+#[test]
+fn status_changes_silences_and_quiet_hours_reach_only_whom_they_should() {
+    let rx = Receiver::start();
+    let admin = common::token() + "-admin-token";
+    // Quiet hours around now (Tokyo): every alert below critical is held for the digest.
+    let now = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Tokyo);
+    let hm = |t: chrono::DateTime<chrono_tz::Tz>| t.format("%H:%M").to_string();
+    let quiet = format!(
+        "{}-{}",
+        hm(now - chrono::Duration::hours(1)),
+        hm(now + chrono::Duration::hours(2))
+    );
+    let channels = format!(
+        r#"
+[delivery]
+group_wait_seconds = 0
+[[channels]]
+name = "soc"
+kind = "webhook"
+url = "{hook}"
+secrets = ["{SECRET_A}"]
+[[channels]]
+name = "night"
+kind = "slack"
+url = "{slack}"
+quiet_hours = "{quiet}"
+quiet_min_severity = "critical"
+"#,
+        hook = rx.url("/hook"),
+        slack = rx.url("/slack"),
+    );
+    let server = Server::start_full(
+        "",
+        &format!("admin_tokens = [\"{admin}\"]"),
+        &format!("{ROSTER}{channels}"),
+    );
+    let auth = format!("Bearer {admin}");
+    // n002 is on a night duty swap: her alerts are muted for two hours.
+    let (status, body) = http_post(
+        server.http,
+        "/api/v1/silences",
+        &[("Authorization", &auth)],
+        br#"{"user":"n002","duration_minutes":120,"comment":"night duty swap","created_by":"tanaka"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = http_post(server.http, "/api/v1/silences", &[], b"{}").unwrap();
+    assert_eq!(status, 401, "adding a silence needs an admin token");
+    let listed = server.cli_config(&["alerts", "silence", "list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("night duty swap"));
+    raise_alerts(&server);
+    wait("three alerts", 30, &|| alerts(&server).len() >= 3);
+    wait("r001's alerts at the SOC", 30, &|| {
+        webhook_alert_ids(&rx.accepted("/hook")).len() >= 2
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let raised = alerts(&server);
+    let id_of = |user: &str| -> Vec<i64> {
+        raised
+            .iter()
+            .filter(|a| a["user"] == user)
+            .map(|a| a["id"].as_i64().unwrap())
+            .collect()
+    };
+    let (r001, n002) = (id_of("r001"), id_of("n002"));
+    let mut told = webhook_alert_ids(&rx.accepted("/hook"));
+    told.sort();
+    let mut expected = r001.clone();
+    expected.sort();
+    assert_eq!(told, expected, "the silenced alert is not sent");
+    // The silenced one is recorded, not lost; the quiet channel holds everything for its digest.
+    let (_, listed) = http_get(server.http, "/api/v1/deliveries?limit=100").unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let deliveries = listed["deliveries"].as_array().unwrap();
+    let silenced: Vec<&serde_json::Value> = deliveries
+        .iter()
+        .filter(|d| d["state"] == "silenced")
+        .collect();
+    assert_eq!(silenced.len(), 2, "one per channel: {listed:#}");
+    assert!(
+        silenced
+            .iter()
+            .all(|d| d["items"][0]["alert_id"] == n002[0])
+    );
+    let held: Vec<&serde_json::Value> = deliveries
+        .iter()
+        .filter(|d| d["channel"] == "night" && d["state"] == "pending")
+        .collect();
+    assert_eq!(held.len(), 1, "{listed:#}");
+    assert_eq!(held[0]["group_key"], "digest");
+    assert_eq!(
+        held[0]["items"].as_array().unwrap().len(),
+        2,
+        "both of r001's alerts"
+    );
+    assert!(
+        rx.accepted("/slack").is_empty(),
+        "nothing sent in quiet hours"
+    );
+    // Closing an alert is told to the channel that was told of it, with who and why.
+    let (status, body) = http_post(
+        server.http,
+        &format!("/api/v1/alerts/{}/status", r001[0]),
+        &[("Authorization", &auth)],
+        br#"{"status":"closed","reason":"export approved by the director","by":"tanaka"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    wait("the closing at the SOC", 30, &|| {
+        rx.accepted("/hook")
+            .iter()
+            .any(|r| r.json()["type"] == "alert.closed")
+    });
+    let closed = rx
+        .accepted("/hook")
+        .into_iter()
+        .find(|r| r.json()["type"] == "alert.closed")
+        .unwrap()
+        .json();
+    let doc = &closed["data"]["alerts"][0];
+    assert_eq!(doc["alert_id"], r001[0]);
+    assert_eq!(doc["status"], "closed");
+    assert_eq!(doc["changed_by"], "tanaka (api)");
+    assert_eq!(doc["status_reason"], "export approved by the director");
+    // The muted alert's closing is not told: no channel heard of it.
+    http_post(
+        server.http,
+        &format!("/api/v1/alerts/{}/status", n002[0]),
+        &[("Authorization", &auth)],
+        br#"{"status":"closed","reason":"swap","by":"tanaka"}"#,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !webhook_alert_ids(&rx.accepted("/hook")).contains(&n002[0]),
+        "a silenced alert's closing was sent"
+    );
+}
