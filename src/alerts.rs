@@ -64,9 +64,14 @@ pub fn set_status(
 
 /// `mimamori alerts show ID`.
 pub fn show(checked: &Checked, id: i64, json: bool) -> Result<(), Failure> {
-    let a = open_db(checked)?.get(id).map_err(db_failure)?;
+    let db = open_db(checked)?;
+    let a = db.get(id).map_err(db_failure)?;
+    let deliveries = alerting::delivery::store::for_alert(db.conn_for_reading(), id)
+        .map_err(|e| Failure::Runtime(e.into()))?;
     if json {
-        say!("{}", serde_json::to_string_pretty(&a).unwrap_or_default());
+        let mut v = serde_json::to_value(&a).unwrap_or_default();
+        v["deliveries"] = serde_json::to_value(&deliveries).unwrap_or_default();
+        say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
     let zone = checked.clinic.zone;
@@ -114,6 +119,19 @@ pub fn show(checked: &Checked, id: i64, json: bool) -> Result<(), Failure> {
                 .as_deref()
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default()
+        );
+    }
+    // Who was told, and what an automatic response did.
+    for d in &deliveries {
+        say!(
+            "  {} {} to {}: {}",
+            local(d.sent_at.unwrap_or(d.created_at)),
+            d.state.as_str(),
+            d.channel,
+            d.answer
+                .as_deref()
+                .or(d.last_error.as_deref())
+                .unwrap_or("")
         );
     }
     Ok(())

@@ -295,3 +295,79 @@ quiet_min_severity = "critical"
         "a silenced alert's closing was sent"
     );
 }
+
+#[test]
+fn an_automatic_response_runs_once_per_alert_and_its_result_is_kept_with_the_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("seen");
+    let script = dir.path().join("disable-account");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nprintf '%s %s %s\\n' \"$MIMAMORI_RULE\" \"$MIMAMORI_USER\" \"$1\" >> {seen}\ncat >> {seen}.json\necho \"disabled $MIMAMORI_USER in the EHR\"\n",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    let failing = dir.path().join("block-address");
+    std::fs::write(
+        &failing,
+        "#!/bin/sh\necho 'UTM refused the login' >&2\nexit 3\n",
+    )
+    .unwrap();
+    for f in [&script, &failing] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let channels = format!(
+        r#"
+[[channels]]
+name = "disable"
+kind = "command"
+command = ["{script}", "--reason=mimamori"]
+rules = ["bulk_export"]
+[[channels]]
+name = "block"
+kind = "command"
+command = ["{failing}"]
+rules = ["sensitive_records"]
+"#,
+        script = script.display(),
+        failing = failing.display()
+    );
+    let server = Server::start_full("", "", &format!("{ROSTER}{channels}"));
+    raise_alerts(&server);
+    wait("three alerts", 30, &|| alerts(&server).len() >= 3);
+    wait("the response ran", 30, &|| seen.exists());
+    let bulk = alerts(&server)
+        .into_iter()
+        .find(|a| a["rule"] == "bulk_export")
+        .unwrap();
+    let id = bulk["id"].as_i64().unwrap().to_string();
+    let shown = || {
+        let out = server.cli_config(&["alerts", "show", &id, "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    wait("the result recorded", 30, &|| {
+        shown()["deliveries"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["state"] == "sent"))
+    });
+    let v = shown();
+    let d = &v["deliveries"][0];
+    assert_eq!(d["channel"], "disable");
+    assert_eq!(d["answer"], "exit 0: disabled r001 in the EHR");
+    // Once, for the rule it is set for, with the account in its environment (not its arguments).
+    std::thread::sleep(Duration::from_secs(2));
+    let runs = std::fs::read_to_string(&seen).unwrap();
+    assert_eq!(runs, "bulk_export r001 --reason=mimamori\n");
+    let stdin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("seen.json")).unwrap())
+            .unwrap();
+    assert_eq!(stdin["alerts"][0]["rule"], "bulk_export");
+    // A response that fails is dead at once, with what it said, and listed as failed.
+    wait("the failed response", 30, &|| {
+        let out = server.cli_config(&["alerts", "deliveries", "--failed"]);
+        String::from_utf8_lossy(&out.stdout).contains("exit 3: UTM refused the login")
+    });
+}

@@ -18,6 +18,8 @@ pub enum Kind {
     Lineworks,
     Webhook,
     Syslog,
+    /// An automatic response: a program run when a rule fires (off unless configured).
+    Command,
 }
 
 impl Kind {
@@ -30,6 +32,7 @@ impl Kind {
             Kind::Lineworks => "lineworks",
             Kind::Webhook => "webhook",
             Kind::Syslog => "syslog",
+            Kind::Command => "command",
         }
     }
 
@@ -37,7 +40,7 @@ impl Kind {
     fn default_interval(self) -> Duration {
         match self {
             Kind::Slack | Kind::Teams | Kind::Chatwork | Kind::Lineworks => Duration::from_secs(1),
-            Kind::Email | Kind::Webhook | Kind::Syslog => Duration::ZERO,
+            Kind::Email | Kind::Webhook | Kind::Syslog | Kind::Command => Duration::ZERO,
         }
     }
 }
@@ -130,6 +133,10 @@ pub struct ChannelConfig {
     pub address: Option<String>,
     #[serde(default)]
     pub format: Option<SyslogFormat>,
+    // command: the program and its arguments (no shell); the alerts come on stdin as JSON and
+    // in MIMAMORI_* environment variables
+    #[serde(default)]
+    pub command: Vec<String>,
     // lineworks
     #[serde(default)]
     pub bot_id: Option<String>,
@@ -289,6 +296,15 @@ impl ChannelConfig {
                 }
                 if self.username.is_some() != self.password.is_some() {
                     return Err(bad("password", "both username and password, or neither"));
+                }
+            }
+            Kind::Command => {
+                let program = self.command.first().map(std::path::Path::new);
+                if !program.is_some_and(|p| p.is_absolute()) {
+                    return Err(bad(
+                        "command",
+                        "[\"/absolute/path/to/program\", \"arg\", ...] (run without a shell)",
+                    ));
                 }
             }
             Kind::Syslog => {

@@ -3,6 +3,7 @@
 //! [`SendError`]. Each kind renders and sends in its own module.
 
 mod chat;
+mod command;
 mod config;
 mod email;
 mod http;
@@ -87,6 +88,7 @@ impl Channel {
             Kind::Teams => teams_body(notice).to_string(),
             Kind::Chatwork => chatwork_body(notice),
             Kind::Lineworks => lineworks::text(notice),
+            Kind::Command => serde_json::to_string(notice).unwrap_or_default(),
             Kind::Webhook => webhook_body(notice, c.template.as_deref())?,
             Kind::Syslog => {
                 let format = c.format.unwrap_or(SyslogFormat::Rfc5424);
@@ -122,6 +124,7 @@ impl Channel {
                     let conn = self.syslog.get_or_insert_with(Default::default);
                     syslog::send(c, conn, body).await
                 }
+                Kind::Command => command::run(c, body).await,
             }
         };
         match tokio::time::timeout(ATTEMPT_TIMEOUT + Duration::from_secs(5), attempt).await {

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::DeliveryConfig;
 use super::store::{Item, State};
-use crate::channels::{ChannelConfig, parse_quiet_hours};
+use crate::channels::{ChannelConfig, Kind, parse_quiet_hours};
 use crate::db::StoredAlert;
 use crate::outbox::{Change, Noted};
 use crate::silences::Silence;
@@ -26,6 +26,10 @@ pub(crate) fn route(
 ) -> rusqlite::Result<Option<State>> {
     let a = &alert.alert;
     if !channel.routes(&a.rule, a.severity, a.site.as_deref()) {
+        return Ok(None);
+    }
+    // An automatic response runs once, when the alert is raised.
+    if channel.kind == Kind::Command && noted.change != Change::Raised {
         return Ok(None);
     }
     let item = Item {
@@ -72,6 +76,18 @@ pub(crate) fn route(
          ON CONFLICT(channel, alert_id) DO UPDATE SET at = excluded.at",
         params![channel.name, alert.id, now.to_rfc3339()],
     )?;
+    if channel.kind == Kind::Command {
+        // At once, one run per alert: no grouping, no quiet hours.
+        insert(
+            tx,
+            channel,
+            &format!("response:{}", alert.id),
+            &[item],
+            State::Pending,
+            now,
+        )?;
+        return Ok(Some(State::Pending));
+    }
     let quiet_until = quiet_end(channel, &config.timezone, now)
         .filter(|_| a.severity < channel.quiet_min_severity);
     let group = match quiet_until {

@@ -235,3 +235,20 @@ pub fn retry(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
     )?;
     Ok(n == 1)
 }
+
+/// The deliveries that carried an alert (its messages and automatic responses), oldest first.
+pub fn for_alert(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<Delivery>> {
+    let prefix = appliance_id(conn)?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM deliveries
+         WHERE instr(items, ?1) > 0 OR instr(items, ?2) > 0 ORDER BY id LIMIT 1000"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            format!("\"alert_id\":{alert_id},"),
+            format!("\"alert_id\":{alert_id}}}")
+        ],
+        row(&prefix),
+    )?;
+    rows.collect()
+}

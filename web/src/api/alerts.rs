@@ -110,7 +110,12 @@ pub(crate) async fn alert(
                 events.push(event_json(e, false));
             }
         }
-        Ok(Json(json!({ "alert": found, "events": events })))
+        let deliveries =
+            alerting::delivery::store::for_alert(open_alerts(&state)?.conn_for_reading(), id)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+        Ok(Json(
+            json!({ "alert": found, "events": events, "deliveries": deliveries }),
+        ))
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
