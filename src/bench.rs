@@ -222,7 +222,8 @@ pub fn run(events: u64, searches: usize, import_mb: u64, big_file_mb: u64) -> an
     println!("memory:  peak RSS {:.0} MiB", peak_rss_mib());
     let result = result
         .and_then(|_| crate::bench_import::run(&work, import_mb, big_file_mb))
-        .and_then(|()| crate::bench_rules::run(&work));
+        .and_then(|()| crate::bench_rules::run(&work))
+        .and_then(|()| crate::bench_delivery::run(&work));
     std::fs::remove_dir_all(&work).ok();
     result
 }

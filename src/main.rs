@@ -4,6 +4,7 @@
 
 mod alerts;
 mod bench;
+mod bench_delivery;
 mod bench_import;
 mod bench_rules;
 mod config;

@@ -128,23 +128,24 @@ pub fn list(
     rows.collect()
 }
 
-/// The next delivery of `channel` due now, oldest attempt time first.
-pub(crate) fn next_due(
+/// The deliveries of `channel` due now, oldest attempt time first, at most `limit`.
+pub(crate) fn due(
     conn: &Connection,
     prefix: &str,
     channel: &str,
     now: DateTime<Utc>,
-) -> rusqlite::Result<Option<Delivery>> {
-    conn.query_row(
-        &format!(
-            "SELECT {COLUMNS} FROM deliveries
-             WHERE channel = ?1 AND state = 'pending' AND next_attempt_at <= ?2
-             ORDER BY next_attempt_at, id LIMIT 1"
-        ),
-        params![channel, now.to_rfc3339()],
+    limit: usize,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM deliveries
+         WHERE channel = ?1 AND state = 'pending' AND next_attempt_at <= ?2
+         ORDER BY next_attempt_at, id LIMIT ?3"
+    ))?;
+    let rows = stmt.query_map(
+        params![channel, now.to_rfc3339(), limit as i64],
         row(prefix),
-    )
-    .optional()
+    )?;
+    rows.collect()
 }
 
 /// Queue figures of a channel: pending count and the oldest pending creation time.

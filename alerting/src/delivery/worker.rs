@@ -11,7 +11,7 @@ use chrono::Utc;
 
 use super::store::{self, Delivery, State};
 use super::{DeliveryConfig, Metrics, POLL};
-use crate::channels::{Channel, Notice, SendError};
+use crate::channels::{Channel, Notice, SendError, Sent};
 use crate::db::{AlertDb, AlertDbError};
 use crate::document::{AlertDocument, Origin};
 
@@ -60,7 +60,7 @@ impl Worker {
                 last_stats = Instant::now();
                 self.stats(&name);
             }
-            let due = match store::next_due(self.db.conn(), &self.prefix, &name, Utc::now()) {
+            let due = match self.claim(&name) {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(channel = %name, error = %e, "cannot read the delivery queue; trying again");
@@ -68,24 +68,73 @@ impl Worker {
                     continue;
                 }
             };
-            let Some(delivery) = due else {
+            if due.is_empty() {
                 std::thread::sleep(POLL);
                 continue;
-            };
-            // The receiver's rate limit.
-            if let Some(t) = last_send {
-                let wait = self.channel.config.interval().saturating_sub(t.elapsed());
-                if !wait.is_zero() {
-                    std::thread::sleep(wait);
-                }
             }
-            last_send = Some(Instant::now());
-            if let Err(e) = runtime.block_on(self.attempt(delivery, stage)) {
-                tracing::warn!(channel = %name, error = %e, "cannot record a delivery; trying again");
+            let mut outcomes = Vec::with_capacity(due.len());
+            for (delivery, body) in due {
+                if self.stop.load(Ordering::Relaxed) {
+                    break; // the rest stays queued, rendered
+                }
+                let result = match body {
+                    Err(reason) => Err(SendError::Permanent(reason)),
+                    Ok(body) => {
+                        // The receiver's rate limit.
+                        if let Some(t) = last_send {
+                            let wait = self.channel.config.interval().saturating_sub(t.elapsed());
+                            if !wait.is_zero() {
+                                std::thread::sleep(wait);
+                            }
+                        }
+                        last_send = Some(Instant::now());
+                        runtime.block_on(self.channel.send(&delivery.key, &body))
+                    }
+                };
+                outcomes.push((delivery, result));
+            }
+            // A crash before this commit sends these again, with the same keys.
+            if let Err(e) = self.record(outcomes, stage) {
+                tracing::warn!(channel = %name, error = %e, "cannot record deliveries; they will be sent again");
                 std::thread::sleep(Duration::from_secs(1));
             }
         }
         self.health.stopped(stage);
+    }
+
+    /// The channel's due deliveries (at most [`BATCH`]), each with its message: rendered now
+    /// and kept if it had none (one transaction for them all), or why it cannot be.
+    #[allow(clippy::type_complexity)]
+    fn claim(&self, name: &str) -> Result<Vec<(Delivery, Result<String, String>)>, AlertDbError> {
+        let due = store::due(self.db.conn(), &self.prefix, name, Utc::now(), BATCH)
+            .map_err(self.sqlite())?;
+        if due.iter().all(|d| d.body.is_some()) {
+            return Ok(due
+                .into_iter()
+                .map(|d| {
+                    let body = d.body.clone().unwrap_or_default();
+                    (d, Ok(body))
+                })
+                .collect());
+        }
+        let conn = self.db.conn();
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(self.sqlite())?;
+        let result = (|| {
+            let mut out = Vec::with_capacity(due.len());
+            for d in due {
+                let body = self.body(&d)?;
+                out.push((d, body));
+            }
+            Ok(out)
+        })();
+        match &result {
+            Ok(_) => conn.execute_batch("COMMIT").map_err(self.sqlite())?,
+            Err(_) => {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+        result
     }
 
     fn stats(&self, name: &str) {
@@ -148,54 +197,81 @@ impl Worker {
         })
     }
 
-    async fn attempt(&mut self, delivery: Delivery, stage: &str) -> Result<(), AlertDbError> {
+    /// Records the outcomes of a batch in one transaction, then counts and logs them.
+    fn record(
+        &self,
+        outcomes: Vec<(Delivery, Result<Sent, SendError>)>,
+        stage: &str,
+    ) -> Result<(), AlertDbError> {
         let name = self.channel.config.name.clone();
-        let body = match self.body(&delivery)? {
-            Ok(b) => b,
-            Err(reason) => {
-                store::finish(
-                    self.db.conn(),
-                    delivery.id,
-                    State::Dead,
-                    Utc::now(),
-                    Some(&reason),
-                    None,
-                )
-                .map_err(self.sqlite())?;
-                self.metrics.dead.with_label_values(&[&name]).inc();
-                return Ok(());
-            }
-        };
-        let result = self.channel.send(&delivery.key, &body).await;
-        let now = Utc::now();
         let conn = self.db.conn();
-        match result {
-            Ok(sent) => {
-                store::finish(conn, delivery.id, State::Sent, now, None, Some(&sent.0))
-                    .map_err(self.sqlite())?;
-                self.metrics.sent.with_label_values(&[&name]).inc();
-                self.health.running(stage);
-                tracing::info!(channel = %name, delivery = delivery.id, alerts = delivery.items.len(), "alert message delivered");
+        let now = Utc::now();
+        let give_up = chrono::Duration::hours(self.config.give_up_hours as i64);
+        let mut notes = Vec::with_capacity(outcomes.len());
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(self.sqlite())?;
+        let written = (|| {
+            for (delivery, result) in &outcomes {
+                let note = match result {
+                    Ok(sent) => {
+                        store::finish(conn, delivery.id, State::Sent, now, None, Some(&sent.0))?;
+                        Note::Sent
+                    }
+                    Err(SendError::Retry { reason, .. })
+                        if now.signed_duration_since(delivery.created_at) > give_up =>
+                    {
+                        let why = format!(
+                            "given up after {} attempts: {reason}",
+                            delivery.attempts + 1
+                        );
+                        store::finish(conn, delivery.id, State::Dead, now, Some(&why), None)?;
+                        Note::Dead(why)
+                    }
+                    Err(SendError::Retry { reason, after }) => {
+                        let wait = after
+                            .unwrap_or_default()
+                            .max(backoff(delivery.attempts))
+                            .min(Duration::from_secs(3600));
+                        let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                        store::finish(
+                            conn,
+                            delivery.id,
+                            State::Pending,
+                            next,
+                            Some(reason.as_str()),
+                            None,
+                        )?;
+                        Note::Retry(reason.clone(), wait)
+                    }
+                    Err(SendError::Permanent(reason)) => {
+                        store::finish(
+                            conn,
+                            delivery.id,
+                            State::Dead,
+                            now,
+                            Some(reason.as_str()),
+                            None,
+                        )?;
+                        Note::Refused(reason.clone())
+                    }
+                };
+                notes.push((delivery, note));
             }
-            Err(SendError::Retry { reason, after }) => {
-                let give_up = chrono::Duration::hours(self.config.give_up_hours as i64);
-                if now - delivery.created_at > give_up {
-                    let why = format!(
-                        "given up after {} attempts: {reason}",
-                        delivery.attempts + 1
-                    );
-                    store::finish(conn, delivery.id, State::Dead, now, Some(&why), None)
-                        .map_err(self.sqlite())?;
-                    self.metrics.dead.with_label_values(&[&name]).inc();
-                    tracing::error!(channel = %name, delivery = delivery.id, reason = %why, "alert message given up on");
-                } else {
-                    let wait = after
-                        .unwrap_or_default()
-                        .max(backoff(delivery.attempts))
-                        .min(Duration::from_secs(3600));
-                    let next = now + chrono::Duration::from_std(wait).unwrap_or_default();
-                    store::finish(conn, delivery.id, State::Pending, next, Some(&reason), None)
-                        .map_err(self.sqlite())?;
+            Ok::<(), rusqlite::Error>(())
+        })();
+        if let Err(e) = written {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(self.sqlite()(e));
+        }
+        conn.execute_batch("COMMIT").map_err(self.sqlite())?;
+        for (delivery, note) in notes {
+            match note {
+                Note::Sent => {
+                    self.metrics.sent.with_label_values(&[&name]).inc();
+                    self.health.running(stage);
+                    tracing::info!(channel = %name, delivery = delivery.id, alerts = delivery.items.len(), "alert message delivered");
+                }
+                Note::Retry(reason, wait) => {
                     self.metrics.retried.with_label_values(&[&name]).inc();
                     self.health.degraded(
                         stage,
@@ -203,16 +279,31 @@ impl Worker {
                     );
                     tracing::warn!(channel = %name, delivery = delivery.id, attempt = delivery.attempts + 1, retry_in_s = wait.as_secs(), reason = %reason, "alert message not delivered; will retry");
                 }
-            }
-            Err(SendError::Permanent(reason)) => {
-                store::finish(conn, delivery.id, State::Dead, now, Some(&reason), None)
-                    .map_err(self.sqlite())?;
-                self.metrics.dead.with_label_values(&[&name]).inc();
-                self.health
-                    .degraded(stage, &format!("the receiver refused a message: {reason}"));
-                tracing::error!(channel = %name, delivery = delivery.id, reason = %reason, "alert message refused; not retried (see `mimamori alerts deliveries --failed`)");
+                Note::Dead(why) => {
+                    self.metrics.dead.with_label_values(&[&name]).inc();
+                    self.health
+                        .degraded(stage, &format!("a message was given up on: {why}"));
+                    tracing::error!(channel = %name, delivery = delivery.id, reason = %why, "alert message given up on");
+                }
+                Note::Refused(reason) => {
+                    self.metrics.dead.with_label_values(&[&name]).inc();
+                    self.health
+                        .degraded(stage, &format!("the receiver refused a message: {reason}"));
+                    tracing::error!(channel = %name, delivery = delivery.id, reason = %reason, "alert message refused; not retried (see `mimamori alerts deliveries --failed`)");
+                }
             }
         }
         Ok(())
     }
 }
+
+/// What happened to one delivery, for the metrics and the log.
+enum Note {
+    Sent,
+    Retry(String, Duration),
+    Dead(String),
+    Refused(String),
+}
+
+/// Deliveries taken from the queue at once (their outcomes are committed together).
+const BATCH: usize = 50;
