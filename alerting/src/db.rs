@@ -175,7 +175,7 @@ impl AlertDb {
         let window = self.dedup_window;
         let tx = self
             .conn
-            .transaction()
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|source| AlertDbError::Sqlite {
                 path: path.clone(),
                 source,
@@ -236,7 +236,10 @@ impl AlertDb {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         for row in rows {
             tx.execute(sql, rusqlite::params_from_iter(row))
                 .map_err(err)?;
@@ -302,7 +305,8 @@ impl AlertDb {
 
     /// A transaction on the database, for the delivery router.
     pub(crate) fn transaction(&mut self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
-        self.conn.transaction()
+        self.conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
     }
 
     /// The database's connection, for the outbox's readers in this crate.
@@ -386,7 +390,10 @@ impl AlertDb {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(err)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         let n = tx
             .execute(
                 "UPDATE alerts SET status = ?2, status_reason = ?3 WHERE id = ?1",

@@ -113,7 +113,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), SchemaError> {
         if version >= to {
             continue;
         }
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // A version-0 database already has version 1's tables: they are created only if missing.
         tx.execute_batch(sql)?;
         tx.execute_batch(&format!("PRAGMA user_version = {to};"))?;

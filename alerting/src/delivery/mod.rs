@@ -239,8 +239,11 @@ pub struct Delivery {
     threads: Vec<(String, std::thread::JoinHandle<()>)>,
 }
 
+/// Days the outbox keeps routed changes (how far back a stream subscriber can resume).
+pub const OUTBOX_DAYS: i64 = 30;
+
 /// How often the router looks at the outbox and a worker at its queue.
-pub(crate) const POLL: Duration = Duration::from_millis(200);
+pub(crate) const POLL: Duration = Duration::from_millis(50);
 
 impl Delivery {
     /// Starts routing and sending. `db_path` is `alerts.db`.
@@ -337,8 +340,13 @@ struct Router {
 impl Router {
     fn run(mut self) -> Result<(), AlertDbError> {
         let mut last_reminders = std::time::Instant::now();
+        let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
         while !self.stop.load(Ordering::Relaxed) {
             let routed = self.step()?;
+            if last_prune.elapsed() >= Duration::from_secs(3600) {
+                last_prune = std::time::Instant::now();
+                self.prune()?;
+            }
             if self.config.repeat_interval_minutes > 0
                 && last_reminders.elapsed() > Duration::from_secs(60)
             {
@@ -403,6 +411,24 @@ impl Router {
             self.metrics.silenced.with_label_values(&[channel]).inc();
         }
         Ok(changes.len())
+    }
+
+    /// Outbox entries routed and older than [`OUTBOX_DAYS`] go: the stream resumes within that.
+    /// Deliveries stay, as the record of who was told.
+    fn prune(&mut self) -> Result<(), AlertDbError> {
+        let before = (chrono::Utc::now() - chrono::Duration::days(OUTBOX_DAYS)).to_rfc3339();
+        self.db
+            .conn()
+            .execute(
+                "DELETE FROM outbox WHERE at < ?1
+                 AND seq <= (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'delivery_seq')",
+                [before],
+            )
+            .map_err(|source| AlertDbError::Sqlite {
+                path: self.db.path().to_owned(),
+                source,
+            })?;
+        Ok(())
     }
 
     fn remind(&mut self) -> Result<(), AlertDbError> {

@@ -88,7 +88,20 @@ impl Worker {
                             }
                         }
                         last_send = Some(Instant::now());
-                        runtime.block_on(self.channel.send(&delivery.key, &body))
+                        // Stopping does not wait for a slow receiver: the attempt is dropped
+                        // and the message stays queued, not counted as tried.
+                        let stop = self.stop.clone();
+                        let channel = &mut self.channel;
+                        let attempt = runtime.block_on(async {
+                            tokio::select! {
+                                r = channel.send(&delivery.key, &body) => Some(r),
+                                () = stopped(&stop) => None,
+                            }
+                        });
+                        match attempt {
+                            Some(r) => r,
+                            None => break,
+                        }
                     }
                 };
                 outcomes.push((delivery, result));
@@ -303,6 +316,13 @@ enum Note {
     Retry(String, Duration),
     Dead(String),
     Refused(String),
+}
+
+/// Returns once `stop` is set.
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// Deliveries taken from the queue at once (their outcomes are committed together).
