@@ -261,7 +261,7 @@ impl Config {
                 })?;
                 let config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
                     path: path.to_owned(),
-                    message: e.to_string(),
+                    message: without_secrets(&e.to_string(), &text),
                 })?;
                 (config, text, path.to_owned())
             }
@@ -406,6 +406,36 @@ impl Config {
             .map(|(i, r)| CustomRule::new(i, r))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid("", e))?;
+        // Routing names rules and sites that exist: a typo would silently route nothing.
+        let rule_names = rule_names(&custom_rules);
+        for (i, c) in config.channels.iter().enumerate() {
+            if let Some(r) = c.rules.iter().find(|r| !rule_names.contains(r)) {
+                return Err(invalid(
+                    "",
+                    (
+                        format!("channels[{i}].rules"),
+                        format!(
+                            "rule names among {}; {r:?} is not one",
+                            rule_names.join(", ")
+                        ),
+                    ),
+                ));
+            }
+            if let Some(site) = c
+                .sites
+                .iter()
+                .find(|x| !config.sites.iter().any(|s| s.name.eq_ignore_ascii_case(x)))
+            {
+                let sites: Vec<&str> = config.sites.iter().map(|s| s.name.as_str()).collect();
+                return Err(invalid(
+                    "",
+                    (
+                        format!("channels[{i}].sites"),
+                        format!("site names among {}; {site:?} is not one", sites.join(", ")),
+                    ),
+                ));
+            }
+        }
         let appointments = config
             .detections
             .treatment_relationship
@@ -426,6 +456,48 @@ impl Config {
             origin: (path.map(Path::to_owned), data_dir.map(Path::to_owned)),
         })
     }
+}
+
+/// `message` with the values of secret keys (passwords, tokens, secrets, webhook URLs) in
+/// `text` replaced by `***`: a parse error quotes the line it stopped at, and the log keeps it.
+fn without_secrets(message: &str, text: &str) -> String {
+    let secret = |key: &str| {
+        let key = key.trim().trim_matches('"').to_ascii_lowercase();
+        key.contains("password") || key.contains("token") || key.contains("secret") || key == "url"
+    };
+    let mut out = message.to_owned();
+    let mut in_array = false;
+    for line in text.lines() {
+        let value = match line.split_once('=') {
+            Some((key, value)) if secret(key) => {
+                in_array = value.contains('[') && !value.contains(']');
+                value
+            }
+            _ if in_array => {
+                in_array = !line.contains(']');
+                line
+            }
+            _ => continue,
+        };
+        let pieces = value
+            .split(['"', '\'', ',', '[', ']'])
+            .map(str::trim)
+            .filter(|p| p.len() >= 4);
+        for piece in pieces {
+            out = out.replace(piece, "***");
+        }
+    }
+    out
+}
+
+/// Every rule an alert can come from: the detections, the storage alert, the custom rules.
+pub fn rule_names(custom: &[CustomRule]) -> Vec<String> {
+    rules::RuleId::DETECTIONS
+        .iter()
+        .chain([rules::RuleId::Storage].iter())
+        .map(|r| r.as_str().to_owned())
+        .chain(custom.iter().map(|c| c.config.name.clone()))
+        .collect()
 }
 
 /// The line where the key at `path` (`http.read_tokens`, `custom_rules[2].window_minutes`) is
@@ -542,6 +614,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("http.read_tokens"), "{err}");
+    }
+
+    #[test]
+    fn channel_keys_are_checked_and_a_parse_error_hides_secret_values() {
+        let err = load_text(
+            "[[channels]]\nname = \"m\"\nkind = \"email\"\nsmtp_host = \"h\"\npassword = \"SMTPPW\\qLEAK99\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(!err.contains("LEAK99"), "{err}");
+        assert!(err.contains("line 5"), "{err}");
+        let err = load_text(
+            "[[channels]]\nname = \"s\"\nkind = \"slack\"\nurl = \"https://hooks.example/x\"\nrules = [\"bulk_exprot\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("channels[0].rules") && err.contains("bulk_exprot"),
+            "{err}"
+        );
+        let err =
+            load_text("[[channels]]\nname = \"w\"\nkind = \"webhook\"\nurl = \"https://x\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("channels[0].secrets") && err.contains("whsec_"),
+            "{err}"
+        );
     }
 
     #[test]

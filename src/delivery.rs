@@ -65,12 +65,15 @@ pub fn deliveries(checked: &Checked, view: DeliveryView<'_>) -> Result<(), Failu
             when.format("%Y-%m-%d %H:%M:%S"),
             d.attempts,
             alerts.join(", "),
-            printable(
-                d.last_error
+            // A sent message shows what the receiver said; others, why they are not sent.
+            printable(match d.state {
+                store::State::Sent => d.answer.as_deref().unwrap_or(""),
+                _ => d
+                    .last_error
                     .as_deref()
                     .or(d.answer.as_deref())
-                    .unwrap_or("")
-            )
+                    .unwrap_or(""),
+            })
         );
     }
     if !view.json {
@@ -117,7 +120,8 @@ pub fn add_silence(checked: &Checked, new: NewSilence) -> Result<(), Failure> {
         comment: new.reason,
     };
     let db = open(checked)?;
-    match alerting::silences::add(&db, &silence) {
+    let rules = crate::config::rule_names(&checked.custom_rules);
+    match alerting::silences::add(&db, &silence, &rules) {
         Ok(s) => {
             println!(
                 "silence {} until {}: alerts matching it are recorded but not sent",
@@ -194,7 +198,7 @@ pub fn list_channels(checked: &Checked) -> Result<(), Failure> {
         if !c.sites.is_empty() {
             routes.push(format!("sites {}", c.sites.join(",")));
         }
-        println!(
+        crate::output::say!(
             "{:<16} {:<9} {:<8} {}; queued {queued}{}, dead {dead}; last sent {}{}{}",
             c.name,
             c.kind.as_str(),
@@ -252,6 +256,7 @@ pub fn test_channel(checked: &Checked, name: &str) -> Result<(), Failure> {
         key: format!("mimamori-test-{}", chrono::Utc::now().timestamp_millis()),
         alerts: vec![AlertDocument::test(&origin)],
         digest: false,
+        storm: false,
         timezone: checked.config.delivery.timezone.name().to_owned(),
     };
     let body = channel

@@ -194,6 +194,7 @@ async fn bind_all(
         max_body_bytes: checked.config.http.max_body_bytes,
         subscribers: Arc::new(checked.config.subscribers.clone()),
         origin: checked.config.delivery.origin(),
+        rule_names: Arc::new(crate::config::rule_names(&checked.custom_rules)),
         streams: Arc::new(tokio::sync::Semaphore::new(web::api::delivery::MAX_STREAMS)),
     });
     let listener = web::listener::BoundedListener::new(

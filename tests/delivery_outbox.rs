@@ -145,6 +145,23 @@ fn the_live_stream_resumes_with_last_event_id_and_a_subscriber_acknowledges_by_n
     .unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("analyst 7 (subscriber vendor-soc)"), "{body}");
+    // A subscriber's answer withholds patient data, as its stream does.
+    let vip = alerts(&server)
+        .into_iter()
+        .find(|a| a["rule"] == "sensitive_records")
+        .unwrap();
+    let (status, body) = http_post(
+        server.http,
+        &format!("/api/v1/alerts/{}/status", vip["id"]),
+        &[("Authorization", &format!("Bearer {token}"))],
+        br#"{"status":"acknowledged"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("P0099") && body.contains("withheld"),
+        "{body}"
+    );
     let last = first[2].0;
     let mut stream = open_stream(&server, &token, Some(last));
     let rest = read_events(&mut stream, 1);
@@ -155,6 +172,17 @@ fn the_live_stream_resumes_with_last_event_id_and_a_subscriber_acknowledges_by_n
     );
     assert_eq!(rest[0].1["change"], "acknowledged");
     assert_eq!(rest[0].1["changed_by"], "analyst 7 (subscriber vendor-soc)");
+    // An id from before a restore (beyond the newest) resumes at the newest.
+    let mut stream = open_stream(&server, &token, Some(1_000_000));
+    http_post(
+        server.http,
+        &format!("/api/v1/alerts/{id}/status"),
+        &[("Authorization", &format!("Bearer {token}"))],
+        br#"{"status":"open"}"#,
+    )
+    .unwrap();
+    let next = read_events(&mut stream, 1);
+    assert_eq!(next[0].1["change"], "reopened");
 }
 
 #[test]
@@ -370,4 +398,119 @@ rules = ["sensitive_records"]
         let out = server.cli_config(&["alerts", "deliveries", "--failed"]);
         String::from_utf8_lossy(&out.stdout).contains("exit 3: UTM refused the login")
     });
+}
+
+#[test]
+fn status_changes_hammered_from_the_cli_and_the_api_neither_stop_the_service_nor_flood() {
+    let rx = Receiver::start();
+    let admin = common::token() + "-admin-token";
+    let channels = format!(
+        "[delivery]\ngroup_wait_seconds = 0\ngroup_interval_seconds = 60\n[[channels]]\nname = \"soc\"\nkind = \"webhook\"\nurl = \"{}\"\nsecrets = [\"{SECRET_A}\"]\n",
+        rx.url("/hook")
+    );
+    let server = Server::start_full(
+        "",
+        &format!("admin_tokens = [\"{admin}\"]"),
+        &format!("{ROSTER}{channels}"),
+    );
+    raise_alerts(&server);
+    wait("three alerts told", 30, &|| {
+        webhook_alert_ids(&rx.accepted("/hook")).len() >= 3
+    });
+    let before = rx.accepted("/hook").len();
+    let ids: Vec<String> = alerts(&server)
+        .iter()
+        .map(|a| a["id"].as_i64().unwrap().to_string())
+        .collect();
+    // The API and the command line change the same alerts at once, many times.
+    let http = server.http;
+    let (api_ids, auth) = (ids.clone(), format!("Bearer {admin}"));
+    let api = std::thread::spawn(move || {
+        for round in 0..40 {
+            for id in &api_ids {
+                let status = if round % 2 == 0 {
+                    "acknowledged"
+                } else {
+                    "open"
+                };
+                http_post(
+                    http,
+                    &format!("/api/v1/alerts/{id}/status"),
+                    &[("Authorization", &auth)],
+                    format!("{{\"status\":\"{status}\",\"by\":\"api\"}}").as_bytes(),
+                );
+            }
+        }
+    });
+    for round in 0..15 {
+        let change = if round % 2 == 0 { "ack" } else { "reopen" };
+        server.cli_config(&["alerts", change, &ids[0]]);
+    }
+    api.join().unwrap();
+    // Still running, every stage healthy.
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, health) = http_get(server.http, "/healthz").unwrap();
+    assert_eq!(status, 200, "{health}");
+    assert!(!server.log().contains("a stage died"), "{}", server.log());
+    // A no-op change is refused, and is not told.
+    let (status, body) = http_post(
+        server.http,
+        &format!("/api/v1/alerts/{}/status", ids[1]),
+        &[("Authorization", &format!("Bearer {admin}"))],
+        br#"{"status":"open"}"#,
+    )
+    .unwrap();
+    if status == 400 {
+        assert!(body.contains("already open"), "{body}");
+    }
+    // At most one status message per alert per group_interval (60 s): not one per change.
+    let told = rx.accepted("/hook").len() - before;
+    assert!(
+        told <= ids.len(),
+        "{told} status messages for {} alerts",
+        ids.len()
+    );
+}
+
+#[test]
+fn a_flood_of_accounts_is_a_few_messages_and_a_404_during_maintenance_is_retried() {
+    let rx = Receiver::start();
+    // The proxy in front of the SOC is under maintenance for the first answers.
+    rx.answer_next(&[(404, None), (503, None)]);
+    let channels = format!(
+        "[delivery]\ngroup_wait_seconds = 1\n[[channels]]\nname = \"soc\"\nkind = \"webhook\"\nurl = \"{}\"\nsecrets = [\"{SECRET_A}\"]\n",
+        rx.url("/hook")
+    );
+    let server = Server::start_full("", "", &format!("{ROSTER}{channels}"));
+    // One sender spoofing 120 accounts, each exporting: 120 alerts.
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let mut tcp = std::net::TcpStream::connect(server.tcp).unwrap();
+    for i in 0..120 {
+        writeln!(
+            tcp,
+            "<134>1 {now} ehr01 ehr - - - user=x{i:03} action=EXPORT count=300"
+        )
+        .unwrap();
+    }
+    drop(tcp);
+    wait("120 alerts", 30, &|| alerts(&server).len() >= 120);
+    let raised = alerts(&server).len();
+    wait("every alert at the SOC", 60, &|| {
+        webhook_alert_ids(&rx.accepted("/hook")).len() >= raised
+    });
+    let messages = rx.accepted("/hook");
+    // storm_limit (10) groups of their own, then the rest together, at most 50 a message.
+    assert!(
+        messages.len() <= 10 + raised.div_ceil(50) + 1,
+        "{} messages",
+        messages.len()
+    );
+    assert!(messages.iter().any(|r| r.json()["data"]["storm"] == true));
+    let refused: Vec<u16> = rx
+        .requests()
+        .iter()
+        .map(|r| r.answered)
+        .filter(|s| *s >= 300)
+        .collect();
+    assert_eq!(refused, [404, 503], "both tried again, not given up on");
 }

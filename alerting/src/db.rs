@@ -394,15 +394,29 @@ impl AlertDb {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        let n = tx
-            .execute(
-                "UPDATE alerts SET status = ?2, status_reason = ?3 WHERE id = ?1",
-                params![id, status, reason],
+        let current: Option<AlertStatus> = tx
+            .query_row(
+                "SELECT status FROM alerts WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
             )
+            .optional()
             .map_err(err)?;
-        if n == 0 {
-            return Err(AlertDbError::NotFound(id));
+        match current {
+            None => return Err(AlertDbError::NotFound(id)),
+            // Nothing would change: nothing is recorded or told.
+            Some(c) if c == status => {
+                return Err(AlertDbError::Invalid(format!(
+                    "alert {id} is already {status}"
+                )));
+            }
+            Some(_) => {}
         }
+        tx.execute(
+            "UPDATE alerts SET status = ?2, status_reason = ?3 WHERE id = ?1",
+            params![id, status, reason],
+        )
+        .map_err(err)?;
         tx.execute(
             "INSERT INTO status_changes (alert_id, at, status, reason, by) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![id, Utc::now().to_rfc3339(), status, reason, by],

@@ -53,10 +53,25 @@ fn sqlite(db: &AlertDb) -> impl Fn(rusqlite::Error) -> AlertDbError + '_ {
     }
 }
 
-/// Stores a silence; it needs a comment, an end after its start, and at most
-/// [`MAX_SILENCE_DAYS`].
-pub fn add(db: &AlertDb, silence: &Silence) -> Result<Silence, AlertDbError> {
+/// Stores a silence; it needs a comment, an end after its start, at most
+/// [`MAX_SILENCE_DAYS`], and a rule (if any) among `rules`.
+pub fn add(db: &AlertDb, silence: &Silence, rules: &[String]) -> Result<Silence, AlertDbError> {
     let invalid = |m: &str| Err(AlertDbError::Invalid(m.into()));
+    let parts = [&silence.rule, &silence.user, &silence.site];
+    if parts
+        .iter()
+        .any(|p| p.as_deref().is_some_and(|v| v.contains('*')))
+    {
+        return invalid("no wildcards: leave a part out (rule, user or site) to match any");
+    }
+    if let Some(r) = silence.rule.as_deref().filter(|r| !r.trim().is_empty())
+        && !rules.iter().any(|x| x == r)
+    {
+        return Err(AlertDbError::Invalid(format!(
+            "no rule named {r:?}; rules: {}",
+            rules.join(", ")
+        )));
+    }
     if silence.comment.trim().is_empty() {
         return invalid("a silence needs a comment (why alerts are muted)");
     }

@@ -103,7 +103,7 @@ pub struct Ingester;
 
 /// A request allowed to change an alert's status: an admin token, or a subscriber's token
 /// (then the change is recorded with the subscriber's name).
-pub struct Changer(pub Option<String>);
+pub struct Changer(pub Option<Subscriber>);
 
 /// A request allowed to read the live alert stream: a subscriber (by name, and whether it may
 /// see patient data) or an admin token (without patient data).
@@ -133,7 +133,7 @@ impl FromRequestParts<Arc<AppState>> for Changer {
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
         if let Some(s) = subscriber(state, &parts.headers) {
-            return Ok(Changer(Some(s.name)));
+            return Ok(Changer(Some(s)));
         }
         admin(state, &parts.headers).map(|()| Changer(None))
     }

@@ -51,6 +51,8 @@ pub struct AppState {
     pub subscribers: Arc<Vec<alerting::delivery::SubscriberConfig>>,
     /// The appliance's name and link base, for the alert documents of the stream.
     pub origin: alerting::document::Origin,
+    /// Every rule an alert can come from (silences must name one of them).
+    pub rule_names: Arc<Vec<String>>,
     /// Live streams open at once, at most [`api::delivery::MAX_STREAMS`].
     pub streams: Arc<tokio::sync::Semaphore>,
 }

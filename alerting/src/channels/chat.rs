@@ -31,23 +31,29 @@ pub fn slack_body(notice: &Notice) -> Value {
             }));
         }
     }
-    json!({"text": clip(&notice.subject(), 3000), "blocks": blocks})
+    json!({"text": clip(&escape_slack(&notice.subject()), 3000), "blocks": blocks})
+}
+
+/// Text for an Adaptive Card, whose TextBlocks and facts read markdown: brackets made
+/// full-width, so text from a log (an account name) cannot become a link.
+fn card_text(text: &str) -> String {
+    text.replace('[', "［").replace(']', "］")
 }
 
 /// Teams Workflows: a message with one Adaptive Card attachment.
 pub fn teams_body(notice: &Notice) -> Value {
     let mut body = vec![json!({
         "type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true,
-        "text": notice.subject()
+        "text": card_text(&notice.subject())
     })];
     let mut actions = Vec::new();
     for d in notice.alerts.iter().take(15) {
-        body.push(json!({"type": "TextBlock", "weight": "Bolder", "wrap": true, "text": d.title}));
-        body.push(json!({"type": "TextBlock", "wrap": true, "text": d.explanation}));
+        body.push(json!({"type": "TextBlock", "weight": "Bolder", "wrap": true, "text": card_text(&d.title)}));
+        body.push(json!({"type": "TextBlock", "wrap": true, "text": card_text(&d.explanation)}));
         let facts: Vec<Value> = notice
             .facts(d)
             .into_iter()
-            .map(|(l, v)| json!({"title": l, "value": v}))
+            .map(|(l, v)| json!({"title": l, "value": card_text(&v)}))
             .collect();
         body.push(json!({"type": "FactSet", "facts": facts}));
         if let Some(link) = &d.link

@@ -208,10 +208,24 @@ impl ChannelConfig {
         };
         let https_url = |k: &str| -> Result<(), BadKey> {
             match self.url.as_deref() {
-                Some(u) if u.starts_with("https://") || u.starts_with("http://") => Ok(()),
-                _ => Err(bad(k, "an http(s):// URL")),
+                // The URL itself is never shown: it may be the secret.
+                Some(u)
+                    if (u.starts_with("https://") || u.starts_with("http://"))
+                        && reqwest::Url::parse(u).is_ok_and(|u| u.host().is_some()) =>
+                {
+                    Ok(())
+                }
+                _ => Err(bad(k, "a well-formed http(s):// URL")),
             }
         };
+        if let Some(t) = &self.template
+            && !t.is_file()
+        {
+            return Err(bad(
+                "template",
+                &format!("a readable file; {} is not one", t.display()),
+            ));
+        }
         if let Some(q) = &self.quiet_hours
             && parse_quiet_hours(q).is_none()
         {

@@ -28,7 +28,8 @@ pub(super) async fn post_json(
     answer(request.send().await).await
 }
 
-/// Reads the answer of a request.
+/// Reads the answer of a request: the status, and at most [`BODY_BYTES`] of the body within
+/// [`BODY_WAIT`] (a receiver cannot fill our memory, nor hold a taken message unrecorded).
 pub(super) async fn answer(
     response: Result<reqwest::Response, reqwest::Error>,
 ) -> Result<Sent, SendError> {
@@ -38,20 +39,52 @@ pub(super) async fn answer(
     })?;
     let status = response.status();
     let after = retry_after(response.headers());
-    let text = response.text().await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bounded_body(response).await).into_owned();
     let said = format!("HTTP {} {}", status.as_u16(), short(&text));
+    let said = said.trim_end().to_owned();
     if status.is_success() {
-        return Ok(Sent(said.trim_end().to_owned()));
+        return Ok(Sent(said));
     }
-    let code = status.as_u16();
-    if code == 429 || code == 408 || code == 425 || status.is_server_error() {
+    if permanent(status.as_u16()) {
+        Err(SendError::Permanent(said))
+    } else {
         Err(SendError::Retry {
-            reason: said.trim_end().to_owned(),
+            reason: said,
             after,
         })
-    } else {
-        Err(SendError::Permanent(said.trim_end().to_owned()))
     }
+}
+
+/// Answers that will not change however long we wait: the message itself is refused (bad
+/// request, too large, wrong type, unprocessable). Everything else (401, 403 and 404 during a
+/// proxy's maintenance or a token's rotation, 3xx, 429, 5xx) is tried again until
+/// `give_up_hours`.
+fn permanent(code: u16) -> bool {
+    matches!(code, 400 | 413 | 414 | 415 | 422)
+}
+
+/// Most of an answer's body read.
+pub(super) const BODY_BYTES: usize = 64 << 10;
+
+/// Longest wait for an answer's body once its status has come.
+const BODY_WAIT: Duration = Duration::from_secs(5);
+
+/// At most [`BODY_BYTES`] of the body, for at most [`BODY_WAIT`]; the rest is not read.
+pub(super) async fn bounded_body(mut response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    let read = async {
+        while body.len() < BODY_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = BODY_BYTES - body.len();
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(BODY_WAIT, read).await;
+    body
 }
 
 /// A network error in words, without the URL.

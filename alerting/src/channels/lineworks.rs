@@ -9,6 +9,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
 use super::http::{answer, network_error};
+
 use super::{ChannelConfig, Notice, SendError, Sent};
 
 /// LINE WORKS's limit for a text message.
@@ -93,7 +94,8 @@ async fn token(
             after: None,
         })?;
     let status = response.status();
-    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let body: serde_json::Value =
+        serde_json::from_slice(&super::http::bounded_body(response).await).unwrap_or_default();
     let Some(token) = body["access_token"].as_str() else {
         let reason = format!(
             "LINE WORKS refused the service account (HTTP {}): {}",

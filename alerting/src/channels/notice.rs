@@ -14,6 +14,9 @@ pub struct Notice {
     /// Held over quiet hours.
     #[serde(default)]
     pub digest: bool,
+    /// Many alerts at once, sent together.
+    #[serde(default)]
+    pub storm: bool,
     /// The clinic's zone (IANA name): times in messages to people are local.
     pub timezone: String,
 }

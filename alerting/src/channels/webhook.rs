@@ -40,6 +40,7 @@ pub fn webhook_body(notice: &Notice, template: Option<&std::path::Path>) -> Resu
         "schema": "mimamori.notification.v1",
         "idempotency_key": notice.key,
         "digest": notice.digest,
+        "storm": notice.storm,
         "alerts": notice.alerts,
     });
     let Some(template) = template else {

@@ -34,6 +34,9 @@ pub struct DeliveryConfig {
     pub group_interval_seconds: u64,
     /// A still-open alert is told again this often; 0: never.
     pub repeat_interval_minutes: u64,
+    /// When a channel has started this many groups within `group_interval_seconds` (at least a
+    /// minute), further new alerts go out together, up to 50 a message; 0: never.
+    pub storm_limit: u32,
     /// A message not taken by its receiver for this long is given up on (dead).
     pub give_up_hours: u64,
     /// Acknowledging, closing or reopening an alert is told to the channels that were told.
@@ -55,6 +58,7 @@ impl Default for DeliveryConfig {
             group_wait_seconds: 30,
             group_interval_seconds: 300,
             repeat_interval_minutes: 0,
+            storm_limit: 10,
             give_up_hours: 48,
             notify_status_changes: true,
             link_base: String::new(),
@@ -242,6 +246,9 @@ pub struct Delivery {
 /// Days the outbox keeps routed changes (how far back a stream subscriber can resume).
 pub const OUTBOX_DAYS: i64 = 30;
 
+/// How long the router keeps trying a failing database before its stage fails.
+const ROUTER_PATIENCE: Duration = Duration::from_secs(120);
+
 /// How often the router looks at the outbox and a worker at its queue.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
@@ -312,7 +319,7 @@ impl Delivery {
             .name("deliver-route".into())
             .spawn(move || {
                 let _guard = health.guard(&stage);
-                if let Err(e) = router.run() {
+                if let Err(e) = router.run(&health, &stage) {
                     health.failed(&stage, &e.to_string());
                 }
             })?;
@@ -338,23 +345,46 @@ struct Router {
 }
 
 impl Router {
-    fn run(mut self) -> Result<(), AlertDbError> {
+    /// Routes until stopped. A failing database (busy past its timeout, a full disk) is tried
+    /// again every second, shown as degraded; only after [`ROUTER_PATIENCE`] of failures in a
+    /// row does the stage fail (and the service restart).
+    fn run(mut self, health: &Health, stage: &str) -> Result<(), AlertDbError> {
         let mut last_reminders = std::time::Instant::now();
         let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
+        let mut failing_since: Option<std::time::Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
-            let routed = self.step()?;
-            if last_prune.elapsed() >= Duration::from_secs(3600) {
-                last_prune = std::time::Instant::now();
-                self.prune()?;
-            }
-            if self.config.repeat_interval_minutes > 0
-                && last_reminders.elapsed() > Duration::from_secs(60)
-            {
-                last_reminders = std::time::Instant::now();
-                self.remind()?;
-            }
-            if routed == 0 {
-                std::thread::sleep(POLL);
+            let mut pass = || -> Result<usize, AlertDbError> {
+                let routed = self.step()?;
+                if last_prune.elapsed() >= Duration::from_secs(3600) {
+                    self.prune()?;
+                    last_prune = std::time::Instant::now();
+                }
+                if self.config.repeat_interval_minutes > 0
+                    && last_reminders.elapsed() > Duration::from_secs(60)
+                {
+                    self.remind()?;
+                    last_reminders = std::time::Instant::now();
+                }
+                Ok(routed)
+            };
+            match pass() {
+                Ok(routed) => {
+                    if failing_since.take().is_some() {
+                        health.running(stage);
+                    }
+                    if routed == 0 {
+                        std::thread::sleep(POLL);
+                    }
+                }
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() > ROUTER_PATIENCE {
+                        return Err(e);
+                    }
+                    tracing::warn!(error = %e, "cannot route alert changes; trying again");
+                    health.degraded(stage, &e.to_string());
+                    std::thread::sleep(Duration::from_secs(1));
+                }
             }
         }
         Ok(())

@@ -50,14 +50,22 @@ pub(crate) fn route(
         if !told || !config.notify_status_changes {
             return Ok(None);
         }
-        insert(
-            tx,
-            channel,
-            &format!("status:{}", alert.id),
-            &[item],
-            State::Pending,
-            now,
-        )?;
+        // One status message per alert per group_interval: a message not yet sent takes the
+        // newest change instead of another message.
+        let group = format!("status:{}", alert.id);
+        if let Some((id, _)) = open_group(tx, channel, &group)? {
+            tx.execute(
+                "UPDATE deliveries SET items = ?2 WHERE id = ?1",
+                params![id, serde_json::to_string(&[item]).unwrap_or_default()],
+            )?;
+            return Ok(Some(State::Pending));
+        }
+        let interval = Duration::seconds(config.group_interval_seconds as i64);
+        let due = match last_sent(tx, channel, &group)? {
+            Some(t) if t + interval > now => t + interval,
+            _ => now,
+        };
+        insert(tx, channel, &group, &[item], State::Pending, due)?;
         return Ok(Some(State::Pending));
     }
     if silences.iter().any(|s| s.matches(a, now)) {
@@ -90,20 +98,18 @@ pub(crate) fn route(
     }
     let quiet_until = quiet_end(channel, &config.timezone, now)
         .filter(|_| a.severity < channel.quiet_min_severity);
-    let group = match quiet_until {
+    let mut group = match quiet_until {
         Some(_) => "digest".to_owned(),
         None => group_key(config, alert),
     };
+    let mut open = open_group(tx, channel, &group)?;
+    // A storm (many new groups at once: a flood of accounts, a spoofing sender) is sent as
+    // a few messages of many alerts, not one message each.
+    if open.is_none() && quiet_until.is_none() && storming(tx, config, channel, now)? {
+        group = STORM.to_owned();
+        open = open_group(tx, channel, &group)?;
+    }
     // A group not yet rendered takes the alert (once: it is shown as it stands when sent).
-    let open: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT id, items FROM deliveries
-             WHERE channel = ?1 AND group_key = ?2 AND state = 'pending' AND body IS NULL
-             ORDER BY id DESC LIMIT 1",
-            params![channel.name, group],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
     if let Some((id, items)) = open {
         let mut items: Vec<Item> = serde_json::from_str(&items).unwrap_or_default();
         if !items.iter().any(|i| i.alert_id == alert.id) && items.len() < MAX_GROUP_ITEMS {
@@ -121,13 +127,8 @@ pub(crate) fn route(
     let due = match quiet_until {
         Some(end) => end,
         None => {
-            let last_sent: Option<String> = tx.query_row(
-                "SELECT MAX(sent_at) FROM deliveries WHERE channel = ?1 AND group_key = ?2",
-                params![channel.name, group],
-                |r| r.get(0),
-            )?;
             let interval = Duration::seconds(config.group_interval_seconds as i64);
-            match last_sent.map(crate::db::parse_time) {
+            match last_sent(tx, channel, &group)? {
                 Some(t) if t + interval > now => t + interval,
                 _ => now + Duration::seconds(config.group_wait_seconds as i64),
             }
@@ -135,6 +136,61 @@ pub(crate) fn route(
     };
     insert(tx, channel, &group, &[item], State::Pending, due)?;
     Ok(Some(State::Pending))
+}
+
+/// The group of alerts sent together during a storm.
+pub(crate) const STORM: &str = "storm";
+
+/// Whether the channel has started `storm_limit` groups within the last `group_interval`.
+fn storming(
+    tx: &Transaction<'_>,
+    config: &DeliveryConfig,
+    channel: &ChannelConfig,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    if config.storm_limit == 0 {
+        return Ok(false);
+    }
+    let since = now - Duration::seconds(config.group_interval_seconds.max(60) as i64);
+    let recent: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM deliveries WHERE channel = ?1 AND created_at >= ?2
+         AND state != 'silenced' AND group_key NOT LIKE 'status:%'
+         AND group_key NOT LIKE 'reminder:%' AND group_key != ?3",
+        params![channel.name, since.to_rfc3339(), STORM],
+        |r| r.get(0),
+    )?;
+    Ok(recent >= i64::from(config.storm_limit))
+}
+
+/// The group's message not yet rendered (it can still take alerts): its id and items.
+fn open_group(
+    tx: &Transaction<'_>,
+    channel: &ChannelConfig,
+    group: &str,
+) -> rusqlite::Result<Option<(i64, String)>> {
+    tx.query_row(
+        "SELECT id, items FROM deliveries
+         WHERE channel = ?1 AND group_key = ?2 AND state = 'pending' AND body IS NULL
+         ORDER BY id DESC LIMIT 1",
+        params![channel.name, group],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+}
+
+/// When the group's last message went out (or, being sent now, was due).
+fn last_sent(
+    tx: &Transaction<'_>,
+    channel: &ChannelConfig,
+    group: &str,
+) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let t: Option<String> = tx.query_row(
+        "SELECT MAX(COALESCE(sent_at, CASE WHEN state = 'pending' AND body IS NOT NULL
+             THEN due_at END)) FROM deliveries WHERE channel = ?1 AND group_key = ?2",
+        params![channel.name, group],
+        |r| r.get(0),
+    )?;
+    Ok(t.map(crate::db::parse_time))
 }
 
 /// Alerts in one message, at most; more start another.

@@ -199,6 +199,7 @@ impl Worker {
             key: delivery.key.clone(),
             alerts,
             digest: delivery.group_key == "digest",
+            storm: delivery.group_key == super::route::STORM,
             timezone: self.config.timezone.name().to_owned(),
         };
         Ok(match self.channel.render(&notice) {

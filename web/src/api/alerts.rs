@@ -166,19 +166,29 @@ pub(crate) async fn alert_status(
             message: e.to_string(),
         })?;
     tokio::task::spawn_blocking(move || {
-        let by = change
+        let given = change
             .by
             .as_deref()
             .map(str::trim)
-            .filter(|b| !b.is_empty())
-            .unwrap_or("an admin token");
+            .filter(|b| !b.is_empty());
         // A subscriber is recorded by its configured name, whatever it says it is.
-        let by = match &subscriber {
-            Some(name) => format!("{by} (subscriber {name})"),
-            None => format!("{by} (api)"),
+        let by = match (&subscriber, given) {
+            (Some(s), Some(by)) => format!("{by} (subscriber {})", s.name),
+            (Some(s), None) => format!("subscriber {}", s.name),
+            (None, by) => format!("{} (api)", by.unwrap_or("an admin token")),
         };
         match open_alerts(&state)?.set_status(id, status, change.reason.as_deref(), &by) {
-            Ok(a) => Ok(Json(json!({ "alert": a }))),
+            // A subscriber sees what its stream shows: patient data only if it may.
+            Ok(a) => Ok(Json(match &subscriber {
+                Some(s) => json!({ "alert": alerting::document::AlertDocument::new(
+                    &a,
+                    alerting::outbox::Change::from(a.status),
+                    Some(&by),
+                    &state.origin,
+                    s.include_patient_data,
+                ) }),
+                None => json!({ "alert": a }),
+            })),
             Err(alerting::db::AlertDbError::NotFound(_)) => Err(ApiError::Status {
                 status: StatusCode::NOT_FOUND,
                 code: "not_found",

@@ -146,7 +146,7 @@ pub(crate) async fn add_silence(
         comment: new.comment,
     };
     tokio::task::spawn_blocking(move || {
-        match alerting::silences::add(&*open_alerts(&state)?, &silence) {
+        match alerting::silences::add(&*open_alerts(&state)?, &silence, &state.rule_names) {
             Ok(s) => Ok((StatusCode::CREATED, Json(json!({ "silence": s })))),
             Err(AlertDbError::Invalid(m)) => Err(bad(m)),
             Err(e) => Err(internal(e)),
@@ -244,17 +244,14 @@ pub(crate) async fn stream(
                 .ok_or_else(|| bad_parameter("Last-Event-ID must be the number of an event".into()))
         })
         .transpose()?;
-    let start = match resume.or(p.since) {
-        Some(seq) => seq.max(0),
-        None => {
-            let s = state.clone();
-            tokio::task::spawn_blocking(move || {
-                alerting::outbox::last(open_alerts(&s)?.conn_for_reading()).map_err(internal)
-            })
-            .await
-            .map_err(internal)??
-        }
-    };
+    let s = state.clone();
+    let last = tokio::task::spawn_blocking(move || {
+        alerting::outbox::last(open_alerts(&s)?.conn_for_reading()).map_err(internal)
+    })
+    .await
+    .map_err(internal)??;
+    // An id from before a restore (beyond the newest) resumes at the newest, not never.
+    let start = resume.or(p.since).map_or(last, |seq| seq.clamp(0, last));
     tracing::info!(subscriber = %subscriber.name, after = start, "alert stream opened");
     let include = subscriber.include_patient_data;
     let events = futures_util::stream::unfold(
