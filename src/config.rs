@@ -642,6 +642,15 @@ mod tests {
             err.contains("channels[0].secrets") && err.contains("whsec_"),
             "{err}"
         );
+        let err = load_text(
+            "[[channels]]\nname = \"s\"\nkind = \"slack\"\nurl = \"https://x.example/h\"\ntoken = \"abc\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("channels[0].token") && err.contains("slack"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -231,6 +231,16 @@ impl ChannelConfig {
         {
             return Err(bad("quiet_hours", "\"HH:MM-HH:MM\", e.g. \"20:00-08:00\""));
         }
+        // A key of another kind is a mistake (a token on a Slack channel does nothing).
+        if let Some(key) = self.foreign_key() {
+            return Err(bad(
+                key,
+                &format!(
+                    "not set: it is not a key of a {} channel",
+                    self.kind.as_str()
+                ),
+            ));
+        }
         match self.kind {
             Kind::Slack | Kind::Teams => https_url("url")?,
             Kind::Webhook => {
@@ -322,6 +332,12 @@ impl ChannelConfig {
                 }
             }
             Kind::Syslog => {
+                if self.tls == Some(TlsMode::Starttls) {
+                    return Err(bad(
+                        "tls",
+                        "\"tls\" (TLS from the first byte, usually port 6514) or \"none\"",
+                    ));
+                }
                 need(&self.address, "address", "the collector's \"host:port\"")?;
                 if !self.address.as_deref().unwrap_or("").contains(':') {
                     return Err(bad(
@@ -332,6 +348,51 @@ impl ChannelConfig {
             }
         }
         Ok(())
+    }
+
+    /// The first key set that belongs to another kind of channel.
+    fn foreign_key(&self) -> Option<&'static str> {
+        use Kind::*;
+        let set: [(&'static str, bool, &[Kind]); 19] = [
+            (
+                "url",
+                self.url.is_some(),
+                &[Slack, Teams, Webhook, Chatwork, Lineworks],
+            ),
+            ("secrets", !self.secrets.is_empty(), &[Webhook]),
+            ("template", self.template.is_some(), &[Webhook]),
+            ("token", self.token.is_some(), &[Chatwork]),
+            ("room_id", self.room_id.is_some(), &[Chatwork]),
+            ("smtp_host", self.smtp_host.is_some(), &[Email]),
+            ("smtp_port", self.smtp_port.is_some(), &[Email]),
+            ("tls", self.tls.is_some(), &[Email, Syslog]),
+            ("username", self.username.is_some(), &[Email]),
+            ("password", self.password.is_some(), &[Email]),
+            ("from", self.from.is_some(), &[Email]),
+            ("to", !self.to.is_empty(), &[Email]),
+            (
+                "ca_file",
+                self.ca_file.is_some(),
+                &[Email, Syslog, Slack, Teams, Webhook, Chatwork, Lineworks],
+            ),
+            ("address", self.address.is_some(), &[Syslog]),
+            ("format", self.format.is_some(), &[Syslog]),
+            ("command", !self.command.is_empty(), &[Command]),
+            ("bot_id", self.bot_id.is_some(), &[Lineworks]),
+            (
+                "service_account",
+                self.service_account.is_some(),
+                &[Lineworks],
+            ),
+            (
+                "private_key_file",
+                self.private_key_file.is_some(),
+                &[Lineworks],
+            ),
+        ];
+        set.into_iter()
+            .find(|(_, is_set, kinds)| *is_set && !kinds.contains(&self.kind))
+            .map(|(key, _, _)| key)
     }
 
     pub fn interval(&self) -> Duration {
