@@ -261,7 +261,7 @@ impl Config {
                 })?;
                 let config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
                     path: path.to_owned(),
-                    message: without_secrets(&e.to_string(), &text),
+                    message: parse_error(&e, &text),
                 })?;
                 (config, text, path.to_owned())
             }
@@ -458,6 +458,61 @@ impl Config {
     }
 }
 
+/// A parse error for people: where and what. In `[[channels]]` and `[[subscribers]]` (any of
+/// whose values may be a secret, under a misspelled key too) neither the line nor a quoted
+/// value is shown; elsewhere toml's own message, with secret keys' values hidden.
+fn parse_error(e: &toml::de::Error, text: &str) -> String {
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+    let inline = text.lines().any(|l| {
+        let t = l.trim_start();
+        ["channels", "subscribers"].iter().any(|k| {
+            t.strip_prefix(k)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+    });
+    let mut table = String::new();
+    for (i, l) in text.lines().enumerate() {
+        if Some(i + 1) > line {
+            break;
+        }
+        let t = l.trim();
+        if t.starts_with('[') {
+            table = t.to_owned();
+        }
+    }
+    let secret_table = ["[[channels", "[channels", "[[subscribers", "[subscribers"]
+        .iter()
+        .any(|p| table.starts_with(p));
+    if !(inline || secret_table) {
+        return without_secrets(&e.to_string(), text);
+    }
+    let mut message = String::new();
+    let mut quote = None;
+    for c in e.message().chars() {
+        match quote {
+            Some(q) if c == q => {
+                message.push_str("***");
+                message.push(c);
+                quote = None;
+            }
+            Some(_) => {}
+            None => {
+                message.push(c);
+                if c == '"' || c == '\'' {
+                    quote = Some(c);
+                }
+            }
+        }
+    }
+    let at = line.map_or(String::new(), |l| format!("line {l}: "));
+    format!(
+        "{at}{} (values in [[channels]] and [[subscribers]] are not shown: they may be secrets)",
+        without_secrets(message.trim(), text)
+    )
+}
+
 /// `message` with the values of secret keys (passwords, tokens, secrets, webhook URLs) in
 /// `text` replaced by `***`: a parse error quotes the line it stopped at, and the log keeps it.
 fn without_secrets(message: &str, text: &str) -> String {
@@ -625,6 +680,16 @@ mod tests {
         .to_string();
         assert!(!err.contains("LEAK99"), "{err}");
         assert!(err.contains("line 5"), "{err}");
+        // A misspelled secret key, and a channel written inline: no value is shown.
+        for text in [
+            "[[channels]]\nname = \"m\"\nkind = \"email\"\npasswd = \"SMTPPASSWORDSECRET\"\n",
+            "channels = [{name = \"s\", kind = \"slack\", url = \"http://h/SLACKSECRETXYZ\", min_severity = \"hgh\"}]\n",
+            "[[subscribers]]\nname = \"soc\"\ntokn = \"SUBSCRIBERSECRET\"\n",
+        ] {
+            let err = load_text(text).unwrap_err().to_string();
+            assert!(!err.contains("SECRET"), "{err}");
+            assert!(err.contains("not shown"), "{err}");
+        }
         let err = load_text(
             "[[channels]]\nname = \"s\"\nkind = \"slack\"\nurl = \"https://hooks.example/x\"\nrules = [\"bulk_exprot\"]\n",
         )

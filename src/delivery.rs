@@ -121,7 +121,13 @@ pub fn add_silence(checked: &Checked, new: NewSilence) -> Result<(), Failure> {
     };
     let db = open(checked)?;
     let rules = crate::config::rule_names(&checked.custom_rules);
-    match alerting::silences::add(&db, &silence, &rules) {
+    let sites: Vec<String> = checked
+        .config
+        .sites
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    match alerting::silences::add(&db, &silence, &rules, &sites) {
         Ok(s) => {
             println!(
                 "silence {} until {}: alerts matching it are recorded but not sent",

@@ -195,6 +195,14 @@ async fn bind_all(
         subscribers: Arc::new(checked.config.subscribers.clone()),
         origin: checked.config.delivery.origin(),
         rule_names: Arc::new(crate::config::rule_names(&checked.custom_rules)),
+        site_names: Arc::new(
+            checked
+                .config
+                .sites
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
+        ),
         streams: Arc::new(tokio::sync::Semaphore::new(web::api::delivery::MAX_STREAMS)),
     });
     let listener = web::listener::BoundedListener::new(

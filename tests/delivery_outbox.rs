@@ -337,13 +337,24 @@ fn an_automatic_response_runs_once_per_alert_and_its_result_is_kept_with_the_ale
         ),
     )
     .unwrap();
+    // A program that leaves a child running (holding our pipe) and exits 0.
+    let leaving = dir.path().join("notify-and-leave");
+    let child_pid = dir.path().join("child.pid");
+    std::fs::write(
+        &leaving,
+        format!(
+            "#!/bin/sh\nsleep 300 &\necho $! > {}\necho notified\n",
+            child_pid.display()
+        ),
+    )
+    .unwrap();
     let failing = dir.path().join("block-address");
     std::fs::write(
         &failing,
         "#!/bin/sh\necho 'UTM refused the login' >&2\nexit 3\n",
     )
     .unwrap();
-    for f in [&script, &failing] {
+    for f in [&script, &failing, &leaving] {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
@@ -359,9 +370,15 @@ name = "block"
 kind = "command"
 command = ["{failing}"]
 rules = ["sensitive_records"]
+[[channels]]
+name = "leave"
+kind = "command"
+command = ["{leaving}"]
+rules = ["access_outside_role"]
 "#,
         script = script.display(),
-        failing = failing.display()
+        failing = failing.display(),
+        leaving = leaving.display()
     );
     let server = Server::start_full("", "", &format!("{ROSTER}{channels}"));
     raise_alerts(&server);
@@ -393,6 +410,29 @@ rules = ["sensitive_records"]
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("seen.json")).unwrap())
             .unwrap();
     assert_eq!(stdin["alerts"][0]["rule"], "bulk_export");
+    // Exit 0 is done at once, though a child it left holds the output open; the child is
+    // stopped with its group.
+    let outside = alerts(&server)
+        .into_iter()
+        .find(|a| a["rule"] == "access_outside_role")
+        .unwrap();
+    let outside_id = outside["id"].as_i64().unwrap().to_string();
+    wait("the leaving program's result", 20, &|| {
+        let out = server.cli_config(&["alerts", "show", &outside_id]);
+        String::from_utf8_lossy(&out.stdout).contains("sent to leave: exit 0: notified")
+    });
+    let pid = std::fs::read_to_string(&child_pid).unwrap();
+    // Gone, or a zombie waiting for init to reap it.
+    let stat = format!("/proc/{}/stat", pid.trim());
+    wait("its child stopped", 10, &|| {
+        std::fs::read_to_string(&stat).map_or(true, |s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+    });
     // A response that fails is dead at once, with what it said, and listed as failed.
     wait("the failed response", 30, &|| {
         let out = server.cli_config(&["alerts", "deliveries", "--failed"]);
@@ -477,11 +517,28 @@ fn a_flood_of_accounts_is_a_few_messages_and_a_404_during_maintenance_is_retried
     let rx = Receiver::start();
     // The proxy in front of the SOC is under maintenance for the first answers.
     rx.answer_next(&[(404, None), (503, None)]);
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs");
+    let script = dir.path().join("disable");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$MIMAMORI_USER\" >> {}\n", runs.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let admin = common::token() + "-admin-token";
     let channels = format!(
-        "[delivery]\ngroup_wait_seconds = 1\n[[channels]]\nname = \"soc\"\nkind = \"webhook\"\nurl = \"{}\"\nsecrets = [\"{SECRET_A}\"]\n",
-        rx.url("/hook")
+        "[delivery]\ngroup_wait_seconds = 1\n[[channels]]\nname = \"soc\"\nkind = \"webhook\"\nurl = \"{}\"\nsecrets = [\"{SECRET_A}\"]\n\
+         [[channels]]\nname = \"disable\"\nkind = \"command\"\ncommand = [\"{}\"]\nrules = [\"bulk_export\"]\n",
+        rx.url("/hook"),
+        script.display()
     );
-    let server = Server::start_full("", "", &format!("{ROSTER}{channels}"));
+    let server = Server::start_full(
+        "",
+        &format!("admin_tokens = [\"{admin}\"]"),
+        &format!("{ROSTER}{channels}"),
+    );
     // One sender spoofing 120 accounts, each exporting: 120 alerts.
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut tcp = std::net::TcpStream::connect(server.tcp).unwrap();
@@ -513,4 +570,61 @@ fn a_flood_of_accounts_is_a_few_messages_and_a_404_during_maintenance_is_retried
         .filter(|s| *s >= 300)
         .collect();
     assert_eq!(refused, [404, 503], "both tried again, not given up on");
+    // The automatic response does not disable 120 accounts: past storm_limit it is recorded,
+    // not run.
+    std::thread::sleep(Duration::from_secs(2));
+    let ran = std::fs::read_to_string(&runs)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    assert!((1..=10).contains(&ran), "{ran} responses ran");
+    let failed = server.cli_config(&[
+        "alerts",
+        "deliveries",
+        "--failed",
+        "--channel",
+        "disable",
+        "--limit",
+        "500",
+    ]);
+    let failed = String::from_utf8_lossy(&failed.stdout);
+    let not_run = failed
+        .lines()
+        .filter(|l| l.contains("not run: more than 10"))
+        .count();
+    assert!(not_run >= 100, "{failed}");
+    // Closing the flood's alerts is a few messages too.
+    let before = rx.accepted("/hook").len();
+    let auth = format!("Bearer {admin}");
+    for a in alerts(&server) {
+        http_post(
+            server.http,
+            &format!("/api/v1/alerts/{}/status", a["id"]),
+            &[("Authorization", &auth)],
+            br#"{"status":"closed","reason":"a spoofing sender, blocked at the switch"}"#,
+        )
+        .unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let closing = rx.accepted("/hook").len() - before;
+    let (_, listed) = http_get(server.http, "/api/v1/deliveries?channel=soc&limit=60").unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let groups: Vec<String> = listed["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{} {} {} {}",
+                d["group_key"],
+                d["state"],
+                d["items"].as_array().unwrap().len(),
+                d["created_at"]
+            )
+        })
+        .collect();
+    assert!(
+        (1..=15).contains(&closing),
+        "{closing} messages for closing 120 alerts: {groups:#?}"
+    );
 }

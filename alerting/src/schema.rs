@@ -61,9 +61,10 @@ const V2: &str = "
         body TEXT,
         last_error TEXT,
         answer TEXT,
-        sent_at TEXT
+        sent_at TEXT,
+        priority INTEGER NOT NULL DEFAULT 0
     );
-    CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, state, next_attempt_at);
+    CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (channel, state, priority DESC, next_attempt_at);
     CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries (channel, group_key, state);
     CREATE TABLE IF NOT EXISTS told (
         channel TEXT NOT NULL,

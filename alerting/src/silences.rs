@@ -54,8 +54,13 @@ fn sqlite(db: &AlertDb) -> impl Fn(rusqlite::Error) -> AlertDbError + '_ {
 }
 
 /// Stores a silence; it needs a comment, an end after its start, at most
-/// [`MAX_SILENCE_DAYS`], and a rule (if any) among `rules`.
-pub fn add(db: &AlertDb, silence: &Silence, rules: &[String]) -> Result<Silence, AlertDbError> {
+/// [`MAX_SILENCE_DAYS`], a rule (if any) among `rules` and a site (if any) among `sites`.
+pub fn add(
+    db: &AlertDb,
+    silence: &Silence,
+    rules: &[String],
+    sites: &[String],
+) -> Result<Silence, AlertDbError> {
     let invalid = |m: &str| Err(AlertDbError::Invalid(m.into()));
     let parts = [&silence.rule, &silence.user, &silence.site];
     if parts
@@ -64,12 +69,28 @@ pub fn add(db: &AlertDb, silence: &Silence, rules: &[String]) -> Result<Silence,
     {
         return invalid("no wildcards: leave a part out (rule, user or site) to match any");
     }
-    if let Some(r) = silence.rule.as_deref().filter(|r| !r.trim().is_empty())
+    if let Some(r) = silence
+        .rule
+        .as_deref()
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
         && !rules.iter().any(|x| x == r)
     {
         return Err(AlertDbError::Invalid(format!(
             "no rule named {r:?}; rules: {}",
             rules.join(", ")
+        )));
+    }
+    if let Some(site) = silence
+        .site
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        && !sites.iter().any(|x| x.eq_ignore_ascii_case(site))
+    {
+        return Err(AlertDbError::Invalid(format!(
+            "no site named {site:?}; sites: {}",
+            sites.join(", ")
         )));
     }
     if silence.comment.trim().is_empty() {
@@ -86,14 +107,19 @@ pub fn add(db: &AlertDb, silence: &Silence, rules: &[String]) -> Result<Silence,
     }
     let all_empty = [&silence.rule, &silence.user, &silence.site]
         .iter()
-        .all(|p| p.as_deref().is_none_or(str::is_empty));
+        .all(|p| p.as_deref().is_none_or(|v| v.trim().is_empty()));
     if all_empty {
         return invalid(
             "a silence needs at least one of rule, user or site (it would mute every alert)",
         );
     }
     let conn = db.conn();
-    let blank = |p: &Option<String>| p.clone().filter(|v| !v.trim().is_empty());
+    let blank = |p: &Option<String>| {
+        p.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
     conn.execute(
         "INSERT INTO silences (rule, user, site, starts_at, ends_at, created_by, comment, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",

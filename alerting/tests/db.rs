@@ -251,3 +251,32 @@ fn a_first_schema_database_is_migrated_and_keeps_its_alerts() {
         .unwrap();
     assert_eq!(version, SCHEMA_VERSION);
 }
+
+#[test]
+fn new_alerts_are_sent_before_a_backlog_of_status_changes_and_severe_ones_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = AlertDb::open(&dir.path().join("alerts.db"), Duration::hours(1)).unwrap();
+    let conn = db.conn_for_reading();
+    let old = "2026-11-24T00:00:00+00:00";
+    // 100 status changes queued first (priority 2: a medium alert's status), then a new
+    // medium alert (3) and a new critical one (7).
+    for i in 0..100 {
+        conn.execute(
+            "INSERT INTO deliveries (channel, group_key, items, state, created_at, due_at, next_attempt_at, priority)
+             VALUES ('c', ?1, '[]', 'pending', ?2, ?2, ?2, 2)",
+            rusqlite::params![format!("status:{i}"), old],
+        )
+        .unwrap();
+    }
+    for (group, priority) in [("rule=a", 3), ("rule=b", 7)] {
+        conn.execute(
+            "INSERT INTO deliveries (channel, group_key, items, state, created_at, due_at, next_attempt_at, priority)
+             VALUES ('c', ?1, '[]', 'pending', ?2, ?2, ?2, ?3)",
+            rusqlite::params![group, Utc::now().to_rfc3339(), priority],
+        )
+        .unwrap();
+    }
+    let due = alerting::delivery::store::due(conn, "x", "c", Utc::now(), 3).unwrap();
+    let groups: Vec<&str> = due.iter().map(|d| d.group_key.as_str()).collect();
+    assert_eq!(groups, ["rule=b", "rule=a", "status:0"]);
+}

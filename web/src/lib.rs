@@ -53,6 +53,8 @@ pub struct AppState {
     pub origin: alerting::document::Origin,
     /// Every rule an alert can come from (silences must name one of them).
     pub rule_names: Arc<Vec<String>>,
+    /// The clinic's sites (silences must name one of them).
+    pub site_names: Arc<Vec<String>>,
     /// Live streams open at once, at most [`api::delivery::MAX_STREAMS`].
     pub streams: Arc<tokio::sync::Semaphore>,
 }

@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::http::answer;
-use super::{ChannelConfig, Notice, SendError, Sent};
+use super::{ChannelConfig, Notice, SendError, Sent, defang};
 
 /// Slack: `text` is the fallback (phone notifications), `blocks` the message.
 pub fn slack_body(notice: &Notice) -> Value {
@@ -21,7 +21,7 @@ pub fn slack_body(notice: &Notice) -> Value {
             .collect();
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": clip(&format!("*{}*\n{}", escape_slack(&d.title), escape_slack(&d.explanation)), 3000)},
+            "text": {"type": "mrkdwn", "text": clip(&format!("*{}*\n{}", escape_slack(&d.title), escape_slack(&defang(&d.explanation))), 3000)},
             "fields": facts
         }));
         if let Some(link) = &d.link {
@@ -49,7 +49,9 @@ pub fn teams_body(notice: &Notice) -> Value {
     let mut actions = Vec::new();
     for d in notice.alerts.iter().take(15) {
         body.push(json!({"type": "TextBlock", "weight": "Bolder", "wrap": true, "text": card_text(&d.title)}));
-        body.push(json!({"type": "TextBlock", "wrap": true, "text": card_text(&d.explanation)}));
+        body.push(
+            json!({"type": "TextBlock", "wrap": true, "text": card_text(&defang(&d.explanation))}),
+        );
         let facts: Vec<Value> = notice
             .facts(d)
             .into_iter()

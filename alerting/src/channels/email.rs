@@ -38,7 +38,7 @@ pub(super) fn render(notice: &Notice) -> Mail {
         html.push_str(&format!(
             "<h2 style=\"font-size:17px;border-left:6px solid {colour};padding-left:8px\">{}</h2><p>{}</p><table style=\"border-collapse:collapse\">",
             esc(&d.title),
-            esc(&d.explanation)
+            esc(&super::defang(&d.explanation))
         ));
         for (label, value) in notice.facts(d) {
             html.push_str(&format!(

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use chat::{chatwork_body, slack_body, teams_body};
 pub use config::{BadKey, ChannelConfig, Kind, SyslogFormat, TlsMode, parse_quiet_hours};
-pub use notice::{Notice, severity_ja};
+pub use notice::{Notice, defang, severity_ja};
 pub use syslog::{cef_line, rfc5424_line};
 pub use webhook::{sign, webhook_body};
 

@@ -32,7 +32,7 @@ impl Notice {
                 one.title.split(" / ").next().unwrap_or(&one.title),
                 one.user
                     .as_deref()
-                    .map(|u| format!(" ({u})"))
+                    .map(|u| format!(" ({})", defang(u)))
                     .unwrap_or_default()
             ),
             many => format!(
@@ -73,10 +73,10 @@ impl Notice {
             ("状態 / Status", d.change.label().to_owned()),
         ];
         if let Some(u) = &d.user {
-            out.push(("職員 / Staff", u.clone()));
+            out.push(("職員 / Staff", defang(u)));
         }
         if let Some(s) = &d.site {
-            out.push(("拠点 / Site", s.clone()));
+            out.push(("拠点 / Site", defang(s)));
         }
         let when = if d.first_seen == d.last_seen {
             self.local(d.first_seen)
@@ -106,7 +106,7 @@ impl Notice {
             );
         }
         for d in &self.alerts {
-            out.push_str(&format!("■ {}\n{}\n", d.title, d.explanation));
+            out.push_str(&format!("■ {}\n{}\n", d.title, defang(&d.explanation)));
             for (label, value) in self.facts(d) {
                 out.push_str(&format!("{label}: {value}\n"));
             }
@@ -132,4 +132,10 @@ pub fn severity_ja(severity: &str) -> String {
         _ => "情報",
     };
     format!("【{ja}/{severity}】")
+}
+
+/// Text from logs as people's messages show it: an address in it is made unclickable
+/// (`http[:]//`), so a spoofed account name cannot put a working link in a chat or a mail.
+pub fn defang(text: &str) -> String {
+    text.replace("://", "[:]//")
 }

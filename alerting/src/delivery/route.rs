@@ -25,6 +25,9 @@ pub(crate) fn route(
     now: DateTime<Utc>,
 ) -> rusqlite::Result<Option<State>> {
     let a = &alert.alert;
+    // New alerts go before status changes, more severe before less (a backlog of notices
+    // never holds up a new critical alert).
+    let rank = a.severity as i64;
     if !channel.routes(&a.rule, a.severity, a.site.as_deref()) {
         return Ok(None);
     }
@@ -52,20 +55,45 @@ pub(crate) fn route(
         }
         // One status message per alert per group_interval: a message not yet sent takes the
         // newest change instead of another message.
-        let group = format!("status:{}", alert.id);
-        if let Some((id, _)) = open_group(tx, channel, &group)? {
-            tx.execute(
-                "UPDATE deliveries SET items = ?2 WHERE id = ?1",
-                params![id, serde_json::to_string(&[item]).unwrap_or_default()],
-            )?;
-            return Ok(Some(State::Pending));
+        let mut group = format!("status:{}", alert.id);
+        let mut open = open_group(tx, channel, &group)?;
+        // Closing a flood's hundred alerts is a few messages, not a hundred.
+        if open.is_none() && started(tx, config, channel, now, true)? {
+            group = STATUS_STORM.to_owned();
+            open = open_group(tx, channel, &group)?;
+        }
+        if let Some((id, items)) = open {
+            let mut items: Vec<Item> = serde_json::from_str(&items).unwrap_or_default();
+            let fits = match items.iter().position(|i| i.alert_id == alert.id) {
+                Some(at) => {
+                    items[at] = item.clone();
+                    true
+                }
+                None if items.len() < MAX_GROUP_ITEMS => {
+                    items.push(item.clone());
+                    true
+                }
+                // Full: a new message of the group, due when this one would have been.
+                None => false,
+            };
+            if fits {
+                tx.execute(
+                    "UPDATE deliveries SET items = ?2, priority = MAX(priority, ?3) WHERE id = ?1",
+                    params![
+                        id,
+                        serde_json::to_string(&items).unwrap_or_default(),
+                        rank * 2
+                    ],
+                )?;
+                return Ok(Some(State::Pending));
+            }
         }
         let interval = Duration::seconds(config.group_interval_seconds as i64);
         let due = match last_sent(tx, channel, &group)? {
             Some(t) if t + interval > now => t + interval,
             _ => now,
         };
-        insert(tx, channel, &group, &[item], State::Pending, due)?;
+        insert(tx, channel, &group, &[item], State::Pending, due, rank * 2)?;
         return Ok(Some(State::Pending));
     }
     if silences.iter().any(|s| s.matches(a, now)) {
@@ -76,6 +104,7 @@ pub(crate) fn route(
             &[item],
             State::Silenced,
             now,
+            rank * 2 + 1,
         )?;
         return Ok(Some(State::Silenced));
     }
@@ -85,6 +114,28 @@ pub(crate) fn route(
         params![channel.name, alert.id, now.to_rfc3339()],
     )?;
     if channel.kind == Kind::Command {
+        // A flood (a sender spoofing many accounts) must not disable accounts in bulk: past
+        // storm_limit runs within group_interval, responses are recorded, not run.
+        if storming(tx, config, channel, now)? {
+            insert(
+                tx,
+                channel,
+                &format!("response:{}", alert.id),
+                &[item],
+                State::Dead,
+                now,
+                rank * 2 + 1,
+            )?;
+            tx.execute(
+                "UPDATE deliveries SET last_error = ?1 WHERE id = last_insert_rowid()",
+                [format!(
+                    "not run: more than {} automatic responses within {} s (a flood); run it by hand if it is wanted",
+                    config.storm_limit,
+                    config.group_interval_seconds.max(60)
+                )],
+            )?;
+            return Ok(Some(State::Dead));
+        }
         // At once, one run per alert: no grouping, no quiet hours.
         insert(
             tx,
@@ -93,6 +144,7 @@ pub(crate) fn route(
             &[item],
             State::Pending,
             now,
+            rank * 2 + 1,
         )?;
         return Ok(Some(State::Pending));
     }
@@ -115,8 +167,12 @@ pub(crate) fn route(
         if !items.iter().any(|i| i.alert_id == alert.id) && items.len() < MAX_GROUP_ITEMS {
             items.push(item);
             tx.execute(
-                "UPDATE deliveries SET items = ?2 WHERE id = ?1",
-                params![id, serde_json::to_string(&items).unwrap_or_default()],
+                "UPDATE deliveries SET items = ?2, priority = MAX(priority, ?3) WHERE id = ?1",
+                params![
+                    id,
+                    serde_json::to_string(&items).unwrap_or_default(),
+                    rank * 2 + 1
+                ],
             )?;
             return Ok(Some(State::Pending));
         }
@@ -134,19 +190,41 @@ pub(crate) fn route(
             }
         }
     };
-    insert(tx, channel, &group, &[item], State::Pending, due)?;
+    insert(
+        tx,
+        channel,
+        &group,
+        &[item],
+        State::Pending,
+        due,
+        rank * 2 + 1,
+    )?;
     Ok(Some(State::Pending))
 }
 
 /// The group of alerts sent together during a storm.
 pub(crate) const STORM: &str = "storm";
 
-/// Whether the channel has started `storm_limit` groups within the last `group_interval`.
+/// The group of status changes sent together when many alerts change at once.
+pub(crate) const STATUS_STORM: &str = "status:storm";
+
+/// Whether the channel has started `storm_limit` groups within the last `group_interval`:
+/// of new alerts (and responses), or of status changes (`status`).
 fn storming(
     tx: &Transaction<'_>,
     config: &DeliveryConfig,
     channel: &ChannelConfig,
     now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    started(tx, config, channel, now, false)
+}
+
+fn started(
+    tx: &Transaction<'_>,
+    config: &DeliveryConfig,
+    channel: &ChannelConfig,
+    now: DateTime<Utc>,
+    status: bool,
 ) -> rusqlite::Result<bool> {
     if config.storm_limit == 0 {
         return Ok(false);
@@ -154,9 +232,16 @@ fn storming(
     let since = now - Duration::seconds(config.group_interval_seconds.max(60) as i64);
     let recent: i64 = tx.query_row(
         "SELECT COUNT(*) FROM deliveries WHERE channel = ?1 AND created_at >= ?2
-         AND state != 'silenced' AND group_key NOT LIKE 'status:%'
-         AND group_key NOT LIKE 'reminder:%' AND group_key != ?3",
-        params![channel.name, since.to_rfc3339(), STORM],
+         AND state != 'silenced' AND group_key NOT LIKE 'reminder:%'
+         AND group_key != ?3 AND group_key != ?4
+         AND (group_key LIKE 'status:%') = ?5",
+        params![
+            channel.name,
+            since.to_rfc3339(),
+            STORM,
+            STATUS_STORM,
+            status
+        ],
         |r| r.get(0),
     )?;
     Ok(recent >= i64::from(config.storm_limit))
@@ -203,18 +288,20 @@ fn insert(
     items: &[Item],
     state: State,
     due: DateTime<Utc>,
+    priority: i64,
 ) -> rusqlite::Result<()> {
     let now = Utc::now().to_rfc3339();
     tx.execute(
-        "INSERT INTO deliveries (channel, group_key, items, state, created_at, due_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        "INSERT INTO deliveries (channel, group_key, items, state, created_at, due_at, next_attempt_at, priority)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
         params![
             channel.name,
             group,
             serde_json::to_string(items).unwrap_or_default(),
             state.as_str(),
             now,
-            due.to_rfc3339()
+            due.to_rfc3339(),
+            priority
         ],
     )
     .map(|_| ())
@@ -296,6 +383,7 @@ pub(crate) fn reminders(
             &[item],
             State::Pending,
             now,
+            0,
         )?;
         tx.execute(
             "UPDATE told SET at = ?3 WHERE channel = ?1 AND alert_id = ?2",

@@ -128,8 +128,9 @@ pub fn list(
     rows.collect()
 }
 
-/// The deliveries of `channel` due now, oldest attempt time first, at most `limit`.
-pub(crate) fn due(
+/// The deliveries of `channel` due now, at most `limit`: new alerts before status changes, more
+/// severe first, then oldest attempt time first.
+pub fn due(
     conn: &Connection,
     prefix: &str,
     channel: &str,
@@ -139,7 +140,7 @@ pub(crate) fn due(
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {COLUMNS} FROM deliveries
          WHERE channel = ?1 AND state = 'pending' AND next_attempt_at <= ?2
-         ORDER BY next_attempt_at, id LIMIT ?3"
+         ORDER BY priority DESC, next_attempt_at, id LIMIT ?3"
     ))?;
     let rows = stmt.query_map(
         params![channel, now.to_rfc3339(), limit as i64],

@@ -199,7 +199,8 @@ impl Worker {
             key: delivery.key.clone(),
             alerts,
             digest: delivery.group_key == "digest",
-            storm: delivery.group_key == super::route::STORM,
+            storm: [super::route::STORM, super::route::STATUS_STORM]
+                .contains(&delivery.group_key.as_str()),
             timezone: self.config.timezone.name().to_owned(),
         };
         Ok(match self.channel.render(&notice) {

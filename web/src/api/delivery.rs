@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::api::alerts::open_alerts;
 use crate::auth::{Admin, Reader, Subscriber};
-use crate::error::{ApiError, bad_parameter, query};
+use crate::error::{ApiError, query};
 use alerting::db::AlertDbError;
 use alerting::document::AlertDocument;
 use alerting::silences::Silence;
@@ -146,7 +146,12 @@ pub(crate) async fn add_silence(
         comment: new.comment,
     };
     tokio::task::spawn_blocking(move || {
-        match alerting::silences::add(&*open_alerts(&state)?, &silence, &state.rule_names) {
+        match alerting::silences::add(
+            &*open_alerts(&state)?,
+            &silence,
+            &state.rule_names,
+            &state.site_names,
+        ) {
             Ok(s) => Ok((StatusCode::CREATED, Json(json!({ "silence": s })))),
             Err(AlertDbError::Invalid(m)) => Err(bad(m)),
             Err(e) => Err(internal(e)),
@@ -235,15 +240,14 @@ pub(crate) async fn stream(
             code: "busy",
             message: format!("at most {MAX_STREAMS} alert streams are open at once"),
         })?;
-    let resume = headers
-        .get("last-event-id")
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<i64>().ok())
-                .ok_or_else(|| bad_parameter("Last-Event-ID must be the number of an event".into()))
-        })
-        .transpose()?;
+    // An id this server never gave (from before a restore, or garbage) resumes at the newest:
+    // a browser's EventSource stops reconnecting after an error answer.
+    let resume = headers.get("last-event-id").map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(i64::MAX)
+    });
     let s = state.clone();
     let last = tokio::task::spawn_blocking(move || {
         alerting::outbox::last(open_alerts(&s)?.conn_for_reading()).map_err(internal)
