@@ -8,6 +8,7 @@ mod bench_delivery;
 mod bench_import;
 mod bench_rules;
 mod config;
+mod config_errors;
 mod delivery;
 mod import;
 mod output;
