@@ -119,7 +119,14 @@ impl Worker {
     /// and kept if it had none (one transaction for them all), or why it cannot be.
     #[allow(clippy::type_complexity)]
     fn claim(&self, name: &str) -> Result<Vec<(Delivery, Result<String, String>)>, AlertDbError> {
-        let due = store::due(self.db.conn(), &self.prefix, name, Utc::now(), BATCH)
+        // A rate-limited channel takes one at a time: its outcome is recorded at once, so a
+        // crash repeats no chat message but the one being sent.
+        let batch = if self.channel.config.interval().is_zero() {
+            BATCH
+        } else {
+            1
+        };
+        let due = store::due(self.db.conn(), &self.prefix, name, Utc::now(), batch)
             .map_err(self.sqlite())?;
         if due.iter().all(|d| d.body.is_some()) {
             return Ok(due
@@ -134,6 +141,9 @@ impl Worker {
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(self.sqlite())?;
         let result = (|| {
+            // Read again under the lock: the router may have added an alert to a group since.
+            let due = store::due(self.db.conn(), &self.prefix, name, Utc::now(), batch)
+                .map_err(self.sqlite())?;
             let mut out = Vec::with_capacity(due.len());
             for d in due {
                 let body = self.body(&d)?;
