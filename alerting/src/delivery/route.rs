@@ -164,7 +164,10 @@ pub(crate) fn route(
     // A group not yet rendered takes the alert (once: it is shown as it stands when sent).
     if let Some((id, items)) = open {
         let mut items: Vec<Item> = serde_json::from_str(&items).unwrap_or_default();
-        if !items.iter().any(|i| i.alert_id == alert.id) && items.len() < MAX_GROUP_ITEMS {
+        if items.iter().any(|i| i.alert_id == alert.id) {
+            return Ok(Some(State::Pending)); // shown as it stands when sent
+        }
+        if items.len() < MAX_GROUP_ITEMS {
             items.push(item);
             tx.execute(
                 "UPDATE deliveries SET items = ?2, priority = MAX(priority, ?3) WHERE id = ?1",
@@ -174,9 +177,6 @@ pub(crate) fn route(
                     rank * 2 + 1
                 ],
             )?;
-            return Ok(Some(State::Pending));
-        }
-        if items.len() < MAX_GROUP_ITEMS {
             return Ok(Some(State::Pending));
         }
     }
