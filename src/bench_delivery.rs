@@ -147,13 +147,19 @@ fn latency(tcp: SocketAddr, got: &Mutex<Received>) -> anyhow::Result<Vec<Duratio
     Ok(out)
 }
 
-fn one(stream: &mut TcpStream, user: &str, got: &Mutex<Received>) -> anyhow::Result<Duration> {
+/// Sends one export of 500 records by `user` (it raises an alert); returns when it was sent.
+fn export(stream: &mut TcpStream, user: &str) -> anyhow::Result<Instant> {
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let sent = Instant::now();
     writeln!(
         stream,
         "<134>1 {now} ehr01 ehr - - - user={user} action=EXPORT count=500"
     )?;
+    Ok(sent)
+}
+
+fn one(stream: &mut TcpStream, user: &str, got: &Mutex<Received>) -> anyhow::Result<Duration> {
+    let sent = export(stream, user)?;
     loop {
         if let Some(t) = got
             .lock()
@@ -173,12 +179,7 @@ fn one(stream: &mut TcpStream, user: &str, got: &Mutex<Received>) -> anyhow::Res
 
 /// Sends an export by `user`; the time until its alert is stored (the rules at work).
 fn stored(stream: &mut TcpStream, user: &str, db: &AlertDb) -> anyhow::Result<Duration> {
-    let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let sent = Instant::now();
-    writeln!(
-        stream,
-        "<134>1 {now} ehr01 ehr - - - user={user} action=EXPORT count=500"
-    )?;
+    let sent = export(stream, user)?;
     loop {
         let newest = db.list(&alerting::db::AlertFilter {
             limit: 1,

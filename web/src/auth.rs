@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -125,86 +125,70 @@ fn subscriber(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Subsc
         })
 }
 
-impl FromRequestParts<Arc<AppState>> for Changer {
-    type Rejection = ApiError;
+/// An admin token, or a subscriber's own (its name kept).
+fn changer(state: &AppState, headers: &HeaderMap) -> Result<Changer, ApiError> {
+    if let Some(s) = subscriber(state, headers) {
+        return Ok(Changer(Some(s)));
+    }
+    admin(state, headers).map(|()| Changer(None))
+}
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        if let Some(s) = subscriber(state, &parts.headers) {
-            return Ok(Changer(Some(s)));
+/// A subscriber's token, or an admin token (which sees no patient data).
+fn streamer(state: &AppState, headers: &HeaderMap) -> Result<Subscriber, ApiError> {
+    if let Some(s) = subscriber(state, headers) {
+        return Ok(s);
+    }
+    admin(state, headers).map_err(|_| ApiError::Status {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthorized",
+        message: "the alert stream needs a subscriber's token ([[subscribers]]) or an admin token"
+            .into(),
+    })?;
+    Ok(Subscriber {
+        name: "admin".into(),
+        include_patient_data: false,
+    })
+}
+
+/// An ingest token, on a server that stores events.
+fn ingester(state: &AppState, headers: &HeaderMap) -> Result<Ingester, ApiError> {
+    if state.importer.is_none() {
+        return Err(ApiError::Status {
+            status: StatusCode::FORBIDDEN,
+            code: "read_only",
+            message: "this server does not store events".into(),
+        });
+    }
+    authorized(
+        &state.ingest_tokens,
+        "ingest_tokens",
+        "HTTP ingest",
+        headers,
+    )
+    .map(|()| Ingester)
+}
+
+/// Each extractor is one check of the request's headers.
+macro_rules! extractors {
+    ($($ty:ty => $check:expr;)*) => {$(
+        impl FromRequestParts<Arc<AppState>> for $ty {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &Arc<AppState>,
+            ) -> Result<Self, Self::Rejection> {
+                let check: fn(&AppState, &HeaderMap) -> Result<$ty, ApiError> = $check;
+                check(state, &parts.headers)
+            }
         }
-        admin(state, &parts.headers).map(|()| Changer(None))
-    }
+    )*};
 }
 
-impl FromRequestParts<Arc<AppState>> for Subscriber {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        if let Some(s) = subscriber(state, &parts.headers) {
-            return Ok(s);
-        }
-        admin(state, &parts.headers).map_err(|_| ApiError::Status {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
-            message:
-                "the alert stream needs a subscriber's token ([[subscribers]]) or an admin token"
-                    .into(),
-        })?;
-        Ok(Subscriber {
-            name: "admin".into(),
-            include_patient_data: false,
-        })
-    }
-}
-
-impl FromRequestParts<Arc<AppState>> for Reader {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        reader(state, &parts.headers).map(|()| Reader)
-    }
-}
-
-impl FromRequestParts<Arc<AppState>> for Admin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        admin(state, &parts.headers).map(|()| Admin)
-    }
-}
-
-impl FromRequestParts<Arc<AppState>> for Ingester {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &Arc<AppState>,
-    ) -> Result<Self, Self::Rejection> {
-        if state.importer.is_none() {
-            return Err(ApiError::Status {
-                status: StatusCode::FORBIDDEN,
-                code: "read_only",
-                message: "this server does not store events".into(),
-            });
-        }
-        authorized(
-            &state.ingest_tokens,
-            "ingest_tokens",
-            "HTTP ingest",
-            &parts.headers,
-        )
-        .map(|()| Ingester)
-    }
+extractors! {
+    Reader => |state, headers| reader(state, headers).map(|()| Reader);
+    Admin => |state, headers| admin(state, headers).map(|()| Admin);
+    Ingester => ingester;
+    Changer => changer;
+    Subscriber => streamer;
 }

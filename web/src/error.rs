@@ -93,3 +93,25 @@ store::reason_error! {
     /// A request parameter (or command-line option) that is wrong, and why.
     BadParameter
 }
+
+/// A small JSON request body: at most `max` bytes (413 beyond, naming `what`), read as `T`
+/// (400 with `code`, saying what was `expected`, otherwise).
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    body: axum::body::Body,
+    max: usize,
+    what: &str,
+    code: &'static str,
+    expected: &str,
+) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, max)
+        .await
+        .map_err(|_| ApiError::Status {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "too_large",
+            message: format!("{what} is at most {max} bytes"),
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
+        code,
+        message: format!("expected {expected}: {e}"),
+    })
+}

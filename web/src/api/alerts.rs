@@ -14,7 +14,7 @@ use store::{SearchRequest, parse_time_bound};
 use crate::AppState;
 use crate::api::search::event_json;
 use crate::auth::{Changer, Reader};
-use crate::error::{ApiError, BadParameter, bad_parameter, query};
+use crate::error::{ApiError, BadParameter, bad_parameter, json_body, query};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,20 +144,14 @@ pub(crate) async fn alert_status(
     axum::extract::Path(id): axum::extract::Path<i64>,
     body: axum::body::Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_STATUS_BODY)
-        .await
-        .map_err(|_| ApiError::Status {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "too_large",
-            message: format!("a status change is at most {MAX_STATUS_BODY} bytes"),
-        })?;
-    let change: StatusChangeBody =
-        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadRequest {
-            code: "bad_body",
-            message: format!(
-                "expected {{\"status\": \"acknowledged\" | \"closed\" | \"open\", \"reason\": \"...\", \"by\": \"...\"}}: {e}"
-            ),
-        })?;
+    let change: StatusChangeBody = json_body(
+        body,
+        MAX_STATUS_BODY,
+        "a status change",
+        "bad_body",
+        r#"{"status": "acknowledged" | "closed" | "open", "reason": "...", "by": "..."}"#,
+    )
+    .await?;
     let status = change
         .status
         .parse::<alerting::db::AlertStatus>()

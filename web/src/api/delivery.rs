@@ -18,7 +18,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::api::alerts::open_alerts;
 use crate::auth::{Admin, Reader, Subscriber};
-use crate::error::{ApiError, query};
+use crate::error::{ApiError, json_body, query};
 use alerting::db::AlertDbError;
 use alerting::document::AlertDocument;
 use alerting::silences::Silence;
@@ -113,22 +113,18 @@ pub(crate) async fn add_silence(
     State(state): State<Arc<AppState>>,
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_SILENCE_BODY)
-        .await
-        .map_err(|_| ApiError::Status {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "too_large",
-            message: format!("a silence is at most {MAX_SILENCE_BODY} bytes"),
-        })?;
+    let new: NewSilence = json_body(
+        body,
+        MAX_SILENCE_BODY,
+        "a silence",
+        "bad_silence",
+        r#"{"rule"|"user"|"site": "...", "duration_minutes": 120 (or "ends_at"), "comment": "why", "created_by": "who"}"#,
+    )
+    .await?;
     let bad = |message: String| ApiError::BadRequest {
         code: "bad_silence",
         message,
     };
-    let new: NewSilence = serde_json::from_slice(&bytes).map_err(|e| {
-        bad(format!(
-            "expected {{\"rule\"|\"user\"|\"site\": \"...\", \"duration_minutes\": 120 (or \"ends_at\"), \"comment\": \"why\", \"created_by\": \"who\"}}: {e}"
-        ))
-    })?;
     let starts_at = new.starts_at.unwrap_or_else(Utc::now);
     let ends_at = match (new.ends_at, new.duration_minutes) {
         (Some(end), None) => end,
