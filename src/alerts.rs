@@ -371,6 +371,7 @@ pub fn backtest(checked: &Checked, from: &str, rule: Option<&str>) -> Result<(),
             since: None,
             status: None,
             limit: usize::MAX,
+            ..Default::default()
         })
         .map_err(|e| Failure::Runtime(e.into()))?;
     fired.sort_by_key(|a| a.alert.first_seen);

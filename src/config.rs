@@ -40,6 +40,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub channels: Vec<ChannelConfig>,
     pub subscribers: Vec<SubscriberConfig>,
+    pub web: web::accounts::WebConfig,
 }
 
 impl Default for Config {
@@ -62,6 +63,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             channels: Vec::new(),
             subscribers: Vec::new(),
+            web: web::accounts::WebConfig::default(),
         }
     }
 }

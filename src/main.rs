@@ -15,6 +15,8 @@ mod output;
 mod serve;
 mod simulate;
 mod store_admin;
+mod users;
+mod web_ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -108,6 +110,11 @@ enum Command {
     Channels {
         #[command(subcommand)]
         command: ChannelsCommand,
+    },
+    /// Accounts of the web UI: `add`, `list`, `passwd`.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
     },
     /// The rules: `check` validates the clinic model and detections in the config.
     Rules {
@@ -207,6 +214,28 @@ enum AlertChange {
         /// As JSON.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add an account; its password is generated and printed once unless --password-stdin.
+    Add {
+        name: String,
+        /// admin (everything), auditor (plus alerts and sign-off) or viewer (search, reports).
+        #[arg(long)]
+        role: String,
+        /// Read the password from one line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Every account with its role and state.
+    List,
+    /// Set a new password (generated unless --password-stdin); the account's sessions end.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
     },
 }
 
@@ -426,6 +455,18 @@ fn main() -> ExitCode {
                 Command::Rules {
                     command: RulesCommand::Backtest { from, rule },
                 } => alerts::backtest(&checked, &from, rule.as_deref()),
+                Command::User { command } => match command {
+                    UserCommand::Add {
+                        name,
+                        role,
+                        password_stdin,
+                    } => users::add(&checked, &name, &role, password_stdin),
+                    UserCommand::List => users::list(&checked),
+                    UserCommand::Passwd {
+                        name,
+                        password_stdin,
+                    } => users::passwd(&checked, &name, password_stdin),
+                },
                 Command::Verify => store_admin::verify(&checked),
                 Command::Reindex => store_admin::reindex(&checked),
                 Command::Bench {

@@ -204,6 +204,7 @@ async fn bind_all(
                 .collect(),
         ),
         streams: Arc::new(tokio::sync::Semaphore::new(web::api::delivery::MAX_STREAMS)),
+        ui: crate::web_ui::build(checked, registry, running.http_addr)?,
     });
     let listener = web::listener::BoundedListener::new(
         listener,
@@ -216,6 +217,7 @@ async fn bind_all(
         registry,
     )?;
     let task = spawn_stage(&running.health(), "http".into(), async move {
+        let app = app.into_make_service_with_connect_info::<web::listener::ClientAddr>();
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }

@@ -94,13 +94,23 @@ impl rusqlite::ToSql for AlertStatus {
 }
 
 /// Longest reason or name kept with a status change.
-const MAX_NOTE_CHARS: usize = 1000;
+pub(crate) const MAX_NOTE_CHARS: usize = 1000;
 
 /// One change of an alert's status: who, when, to what, why.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusChange {
     pub at: DateTime<Utc>,
+    /// What was done: a status change, an assignment or a comment.
+    pub kind: crate::triage::ChangeKind,
+    /// The status after the change.
     pub status: AlertStatus,
+    /// How a closed alert was judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<crate::triage::Resolution>,
+    /// To whom it was assigned (an assignment).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// The reason or the comment.
     pub reason: Option<String>,
     pub by: String,
 }
@@ -113,6 +123,12 @@ pub struct StoredAlert {
     pub alert: Alert,
     pub status: AlertStatus,
     pub status_reason: Option<String>,
+    /// How it was judged when closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<crate::triage::Resolution>,
+    /// Who is looking into it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
     /// Its status changes, oldest first (given by [`AlertDb::get`], not in lists).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<StatusChange>,
@@ -129,7 +145,14 @@ pub struct AlertDb {
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
     pub since: Option<DateTime<Utc>>,
+    /// Alerts first seen before this only.
+    pub until: Option<DateTime<Utc>>,
     pub status: Option<AlertStatus>,
+    pub severity: Option<Severity>,
+    pub rule: Option<String>,
+    pub site: Option<String>,
+    /// The person the alert is about (case-insensitive).
+    pub user: Option<String>,
     pub limit: usize,
 }
 
@@ -335,11 +358,13 @@ impl AlertDb {
             },
             status: r.get(10)?,
             status_reason: r.get(11)?,
+            resolution: r.get(13)?,
+            assignee: r.get(14)?,
             history: Vec::new(),
         })
     }
 
-    pub(crate) const COLUMNS: &'static str = "id, rule, severity, user, site, first_seen, last_seen, count, explanation, evidence, status, status_reason, private";
+    pub(crate) const COLUMNS: &'static str = "id, rule, severity, user, site, first_seen, last_seen, count, explanation, evidence, status, status_reason, private, resolution, assignee";
 
     /// Alerts, newest last-seen first.
     pub fn list(&self, filter: &AlertFilter) -> Result<Vec<StoredAlert>, AlertDbError> {
@@ -348,6 +373,9 @@ impl AlertDb {
             .conn
             .prepare(&format!(
                 "SELECT {} FROM alerts WHERE last_seen >= ?1 AND (?2 IS NULL OR status = ?2)
+                 AND (?4 IS NULL OR first_seen < ?4) AND (?5 IS NULL OR severity = ?5)
+                 AND (?6 IS NULL OR rule = ?6) AND (?7 IS NULL OR site = ?7)
+                 AND (?8 IS NULL OR lower(user) = lower(?8))
                  ORDER BY last_seen DESC, id DESC LIMIT ?3",
                 Self::COLUMNS
             ))
@@ -358,106 +386,21 @@ impl AlertDb {
             filter.limit
         } as i64;
         let rows = stmt
-            .query_map(params![since, filter.status, limit], Self::row)
-            .map_err(self.err())?;
-        rows.collect::<Result<_, _>>().map_err(self.err())
-    }
-
-    /// Acknowledges or closes an alert (`closed` needs a reason), or opens it again; `by` says
-    /// who (kept with the time in the alert's history).
-    pub fn set_status(
-        &mut self,
-        id: i64,
-        status: AlertStatus,
-        reason: Option<&str>,
-        by: &str,
-    ) -> Result<StoredAlert, AlertDbError> {
-        let reason = reason.map(str::trim).filter(|r| !r.is_empty());
-        if status == AlertStatus::Closed && reason.is_none() {
-            return Err(AlertDbError::Invalid(
-                "closing an alert needs a reason (what was found)".into(),
-            ));
-        }
-        if reason.is_some_and(|r| r.chars().count() > MAX_NOTE_CHARS)
-            || by.chars().count() > MAX_NOTE_CHARS
-        {
-            return Err(AlertDbError::Invalid(format!(
-                "a reason or name is at most {MAX_NOTE_CHARS} characters"
-            )));
-        }
-        let path = self.path.clone();
-        let err = |source| AlertDbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
-        let current: Option<AlertStatus> = tx
-            .query_row(
-                "SELECT status FROM alerts WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(err)?;
-        match current {
-            None => return Err(AlertDbError::NotFound(id)),
-            // Nothing would change: nothing is recorded or told.
-            Some(c) if c == status => {
-                return Err(AlertDbError::Invalid(format!(
-                    "alert {id} is already {status}"
-                )));
-            }
-            Some(_) => {}
-        }
-        tx.execute(
-            "UPDATE alerts SET status = ?2, status_reason = ?3 WHERE id = ?1",
-            params![id, status, reason],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "INSERT INTO status_changes (alert_id, at, status, reason, by) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, Utc::now().to_rfc3339(), status, reason, by],
-        )
-        .map_err(err)?;
-        // The notice to the channels is written with the change, never apart from it.
-        outbox::note(&tx, id, Change::from(status), Some(by)).map_err(err)?;
-        tx.commit().map_err(err)?;
-        self.get(id)
-    }
-
-    /// One alert with its status history.
-    pub fn get(&self, id: i64) -> Result<StoredAlert, AlertDbError> {
-        let mut found = self
-            .conn
-            .query_row(
-                &format!("SELECT {} FROM alerts WHERE id = ?1", Self::COLUMNS),
-                params![id],
+            .query_map(
+                params![
+                    since,
+                    filter.status,
+                    limit,
+                    filter.until.map(|t| t.to_rfc3339()),
+                    filter.severity.map(|s| s.as_str()),
+                    filter.rule,
+                    filter.site,
+                    filter.user
+                ],
                 Self::row,
             )
-            .optional()
-            .map_err(self.err())?
-            .ok_or(AlertDbError::NotFound(id))?;
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT at, status, reason, by FROM status_changes WHERE alert_id = ?1 ORDER BY rowid",
-            )
             .map_err(self.err())?;
-        let rows = stmt
-            .query_map(params![id], |r| {
-                Ok(StatusChange {
-                    at: parse_time(r.get(0)?),
-                    status: r.get(1)?,
-                    reason: r.get(2)?,
-                    by: r.get(3)?,
-                })
-            })
-            .map_err(self.err())?;
-        found.history = rows.collect::<Result<_, _>>().map_err(self.err())?;
-        Ok(found)
+        rows.collect::<Result<_, _>>().map_err(self.err())
     }
 }
 

@@ -13,3 +13,4 @@ pub mod outbox;
 pub mod runner;
 mod schema;
 pub mod silences;
+pub mod triage;

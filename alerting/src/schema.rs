@@ -4,7 +4,7 @@
 use rusqlite::Connection;
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The first schema: alerts and their triage, the rules' position and memory.
 const V1: &str = "
@@ -84,6 +84,15 @@ const V2: &str = "
         created_at TEXT NOT NULL
     );";
 
+/// Version 3: the investigation. Who an alert is assigned to, how a closed one was judged, and
+/// history steps that are assignments and comments besides status changes.
+const V3: &str = "
+    ALTER TABLE alerts ADD COLUMN resolution TEXT;
+    ALTER TABLE alerts ADD COLUMN assignee TEXT;
+    ALTER TABLE status_changes ADD COLUMN kind TEXT NOT NULL DEFAULT 'status';
+    ALTER TABLE status_changes ADD COLUMN resolution TEXT;
+    ALTER TABLE status_changes ADD COLUMN assignee TEXT;";
+
 /// Why a database cannot be used.
 #[derive(Debug)]
 pub enum SchemaError {
@@ -109,7 +118,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), SchemaError> {
         return Err(SchemaError::Newer(version));
     }
     // Version 0 (no number: the first release) has the tables of version 1.
-    let steps: [(u32, &str); 2] = [(1, V1), (2, V2)];
+    let steps: [(u32, &str); 3] = [(1, V1), (2, V2), (3, V3)];
     for (to, sql) in steps {
         if version >= to {
             continue;

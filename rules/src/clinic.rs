@@ -507,16 +507,8 @@ impl Clinic {
     /// `None` when the clinic is open at `t` (grace margins included), else why not.
     pub fn closed_at(&self, t: DateTime<Utc>) -> Option<Closed> {
         let local = t.with_timezone(&self.zone);
-        let day = local.date_naive();
-        if !self.open.iter().any(|r| r.matches(day)) {
-            if self.national_holidays
-                && let Some(name) = holidays::holiday_name(day)
-            {
-                return Some(Closed::Holiday(name));
-            }
-            if self.closed.iter().any(|r| r.matches(day)) {
-                return Some(Closed::ClosedDate);
-            }
+        if let Some(closed) = self.closed_date(local.date_naive()) {
+            return Some(closed);
         }
         let spans = &self.hours[local.weekday().num_days_from_monday() as usize];
         if spans.is_empty() {
@@ -534,6 +526,38 @@ impl Clinic {
         } else {
             Some(Closed::OutsideHours(self.hours_text(local.weekday())))
         }
+    }
+
+    /// The opening hours of a local date, as (open, close) local times: none on a closed day,
+    /// a closed date or a national holiday (when those count).
+    pub fn hours_on(&self, day: NaiveDate) -> Vec<(NaiveTime, NaiveTime)> {
+        if !self.open.iter().any(|r| r.matches(day))
+            && ((self.national_holidays && holidays::holiday_name(day).is_some())
+                || self.closed.iter().any(|r| r.matches(day)))
+        {
+            return Vec::new();
+        }
+        self.hours[day.weekday().num_days_from_monday() as usize]
+            .iter()
+            .map(|iv| (iv.open, iv.close))
+            .collect()
+    }
+
+    /// Why a local date is closed: a national holiday (its name) or a closed date; `None` on a
+    /// normal day.
+    pub fn closed_date(&self, day: NaiveDate) -> Option<Closed> {
+        if self.open.iter().any(|r| r.matches(day)) {
+            return None;
+        }
+        if self.national_holidays
+            && let Some(name) = holidays::holiday_name(day)
+        {
+            return Some(Closed::Holiday(name));
+        }
+        self.closed
+            .iter()
+            .any(|r| r.matches(day))
+            .then_some(Closed::ClosedDate)
     }
 
     /// On an open day, how many minutes `t` lies outside the opening hours proper (before the

@@ -26,10 +26,10 @@ pub const MAX_SEARCH_LIMIT: usize = 100_000;
 /// A search handle on the index. Cheap to clone.
 #[derive(Clone)]
 pub struct EventIndex {
-    index: Index,
-    reader: IndexReader,
-    schema: Arc<EventSchema>,
-    metrics: Option<StoreMetrics>,
+    pub(crate) index: Index,
+    pub(crate) reader: IndexReader,
+    pub(crate) schema: Arc<EventSchema>,
+    pub(crate) metrics: Option<StoreMetrics>,
     /// The last log record the committed index holds, for [`EventIndex::wait_committed`].
     committed: Arc<(Mutex<u64>, Condvar)>,
 }
@@ -63,7 +63,7 @@ pub(crate) fn open_index(dir: &Path, create: bool) -> Result<Index, StoreError> 
 }
 
 /// Whether the index has this build's schema (an index of the first format lacks `_seq`, one
-/// of the second `user.domain`); an older one is rebuilt from the log.
+/// of the second `user.domain`, one of the third the facet columns); an older one is rebuilt from the log.
 pub(crate) fn is_current_schema(index: &Index) -> bool {
     index.schema() == EventSchema::new().schema
 }
@@ -185,30 +185,38 @@ impl EventIndex {
         StoreError::BadQuery(message)
     }
 
+    /// `text` parsed, limited to `[from, to)` when either is given.
+    pub(crate) fn bounded_query(
+        &self,
+        text: &str,
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        to: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Box<dyn Query>, StoreError> {
+        let query = self.parse_query(text)?;
+        if from.is_none() && to.is_none() {
+            return Ok(query);
+        }
+        let bound = |t: Option<chrono::DateTime<chrono::Utc>>, inclusive: bool| match t {
+            None => Bound::Unbounded,
+            Some(t) => {
+                let term = Term::from_field_date_for_search(self.schema.timestamp, to_tantivy(t));
+                if inclusive {
+                    Bound::Included(term)
+                } else {
+                    Bound::Excluded(term)
+                }
+            }
+        };
+        let range = RangeQuery::new(bound(from, true), bound(to, false));
+        Ok(Box::new(BooleanQuery::new(vec![
+            (Occur::Must, query),
+            (Occur::Must, Box::new(range)),
+        ])))
+    }
+
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResults, StoreError> {
         let started = Instant::now();
-        let query = self.parse_query(&request.query)?;
-        let query: Box<dyn Query> = if request.from.is_none() && request.to.is_none() {
-            query
-        } else {
-            let bound = |t: Option<chrono::DateTime<chrono::Utc>>, inclusive: bool| match t {
-                None => Bound::Unbounded,
-                Some(t) => {
-                    let term =
-                        Term::from_field_date_for_search(self.schema.timestamp, to_tantivy(t));
-                    if inclusive {
-                        Bound::Included(term)
-                    } else {
-                        Bound::Excluded(term)
-                    }
-                }
-            };
-            let range = RangeQuery::new(bound(request.from, true), bound(request.to, false));
-            Box::new(BooleanQuery::new(vec![
-                (Occur::Must, query),
-                (Occur::Must, Box::new(range)),
-            ]))
-        };
+        let query = self.bounded_query(&request.query, request.from, request.to)?;
         let searcher = self.reader.searcher();
         let limit = request.limit.clamp(1, MAX_SEARCH_LIMIT);
         let top = TopDocs::with_limit(limit)
@@ -221,8 +229,9 @@ impl EventIndex {
                 // not a failure of the store.
                 tantivy::TantivyError::SchemaError(reason) if reason.contains("fast field") => {
                     StoreError::BadQuery(format!(
-                        "`{}`: `field:*` (any value) works only on @timestamp, event.ingested and record.count; `*` alone finds everything ({reason})",
-                        request.query
+                        "`{}`: `field:*` (any value) works only on @timestamp, event.ingested, record.count and {}; `*` alone finds everything ({reason})",
+                        request.query,
+                        crate::schema::FACET_FIELDS.join(", ")
                     ))
                 }
                 other => other.into(),

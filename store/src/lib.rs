@@ -13,6 +13,7 @@ mod checkpoint;
 mod durable;
 mod error;
 mod event;
+mod facets;
 mod follower;
 mod health;
 mod index;
@@ -35,6 +36,9 @@ pub use crate::appender::MAX_EVENT_BYTES;
 pub use crate::checkpoint::Checkpoint;
 pub use crate::error::StoreError;
 pub use crate::event::{ACTIONS, Event, EventId, Outcome};
+pub use crate::facets::{
+    FacetRequest, FacetValue, Facets, MAX_BUCKETS, MAX_FACET_VALUES, bucket_width,
+};
 pub use crate::follower::Follower;
 pub use crate::health::{Health, StageGuard, StageStatus};
 pub use crate::index::{EventIndex, MAX_SEARCH_LIMIT};
@@ -42,7 +46,7 @@ pub use crate::metrics::{Registrar, StoreMetrics};
 pub use crate::pipeline::{Ack, Batch, Store, StoreConfig, StoreHandle};
 pub use crate::reindex::reindex;
 pub use crate::replay::{Replay, replay};
-pub use crate::schema::{DEFAULT_FIELDS, EventSchema};
+pub use crate::schema::{DEFAULT_FIELDS, EventSchema, FACET_FIELDS};
 pub use crate::search::{
     MAX_OFFSET, MAX_RESULT_BYTES, SearchRequest, SearchResults, parse_time_bound,
 };

@@ -31,6 +31,19 @@ pub const DEFAULT_FIELDS: &[&str] = &[
     "tags",
 ];
 
+/// Fields whose values can be counted ([`crate::EventIndex::facets`]): who, what, where, which
+/// patient, from which source.
+pub const FACET_FIELDS: &[&str] = &[
+    "user.name",
+    "event.action",
+    "host.name",
+    "site",
+    "event.dataset",
+    "patient.id",
+    "log.source.address",
+    "event.outcome",
+];
+
 /// Handles to every field, resolved once.
 #[derive(Clone)]
 pub struct EventSchema {
@@ -71,7 +84,17 @@ impl EventSchema {
         let date = DateOptions::from(INDEXED)
             .set_fast()
             .set_precision(DateTimePrecision::Microseconds);
-        let mut kw = |name: &str| builder.add_text_field(name, keyword.clone());
+        // The fields people narrow a search by also keep their values in a column (as written,
+        // not lower-cased), so counts per value are aggregations, not a scan of the events.
+        let facet = keyword.clone().set_fast("raw");
+        let mut kw = |name: &str| {
+            let options = if FACET_FIELDS.contains(&name) {
+                facet.clone()
+            } else {
+                keyword.clone()
+            };
+            builder.add_text_field(name, options)
+        };
         let id = kw("event.id");
         let dataset = kw("event.dataset");
         let action = kw("event.action");

@@ -362,3 +362,90 @@ fn retention_removes_old_segments_from_log_and_index_and_the_chain_still_verifie
             .any(|f| f.kind == FindingKind::BadSignature)
     );
 }
+
+#[test]
+fn facets_count_values_and_hours_with_the_query_and_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut events: Vec<Event> = (0..30)
+        .map(|n| {
+            event(
+                n,
+                if n % 3 == 0 { "Suzuki" } else { "tanaka" },
+                "view",
+                at(n % 5),
+            )
+        })
+        .collect();
+    events[0].site = Some("本院".into());
+    let (batch, ack) = Batch::with_ack(events);
+    store.sender().blocking_send(batch).unwrap();
+    ack.blocking_recv().unwrap().unwrap();
+    wait_for(store.index(), 30);
+    let request = |query: &str, from: u32, to: u32| FacetRequest {
+        query: query.into(),
+        from: at(from),
+        to: at(to),
+        fields: vec!["user.name".into(), "site".into()],
+        size: 10,
+        bucket_secs: 3600,
+    };
+    let facets = store.index().facets(&request("*", 0, 5)).unwrap();
+    assert_eq!(facets.total, 30);
+    let users = &facets.fields[0].1;
+    assert_eq!(
+        users[0],
+        FacetValue {
+            value: "tanaka".into(),
+            count: 20
+        }
+    );
+    assert_eq!(
+        users[1],
+        FacetValue {
+            value: "Suzuki".into(),
+            count: 10
+        },
+        "as written"
+    );
+    assert_eq!(
+        facets.fields[1].1,
+        vec![FacetValue {
+            value: "本院".into(),
+            count: 1
+        }]
+    );
+    let hours: Vec<(u32, u64)> = facets
+        .histogram
+        .iter()
+        .map(|(t, n)| (chrono::Timelike::hour(t), *n))
+        .collect();
+    assert_eq!(
+        hours,
+        vec![(0, 6), (1, 6), (2, 6), (3, 6), (4, 6)],
+        "every hour of the range"
+    );
+
+    // The range and the query narrow the counts; empty buckets at the ends are kept.
+    let facets = store
+        .index()
+        .facets(&request("user.name:suzuki", 1, 8))
+        .unwrap();
+    assert_eq!(facets.total, 8);
+    assert_eq!(facets.histogram.len(), 7);
+    assert_eq!(facets.histogram.last().unwrap().1, 0);
+    assert_eq!(facets.histogram.iter().map(|b| b.1).sum::<u64>(), 8);
+
+    let bad = FacetRequest {
+        fields: vec!["message".into()],
+        ..request("*", 0, 5)
+    };
+    assert!(matches!(
+        store.index().facets(&bad),
+        Err(StoreError::BadQuery(_))
+    ));
+    assert_eq!(
+        bucket_width(at(0), at(0) + chrono::Duration::days(365), 3600),
+        86400
+    );
+}

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 pub mod delivery;
 pub mod receiver;
+pub mod web;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_mimamori");
 

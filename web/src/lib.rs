@@ -1,11 +1,14 @@
-//! The HTTP side of the appliance: the API (search, ingest, alerts, rules, health, metrics) on
-//! a bounded listener, ready for the web UI's pages. Each API area is a module of [`api`];
-//! who may call what is decided by the extractors in [`auth`]; errors are [`error::ApiError`].
+//! The HTTP side of the appliance: the API (search, ingest, alerts, rules, health, metrics) and
+//! the web UI's pages ([`ui`], with the accounts of [`accounts`]) on a bounded listener. Each
+//! API area is a module of [`api`]; who may call what is decided by the extractors in [`auth`];
+//! errors are [`error::ApiError`].
 
+pub mod accounts;
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod listener;
+pub mod ui;
 
 use std::sync::Arc;
 
@@ -57,6 +60,8 @@ pub struct AppState {
     pub site_names: Arc<Vec<String>>,
     /// Live streams open at once, at most [`api::delivery::MAX_STREAMS`].
     pub streams: Arc<tokio::sync::Semaphore>,
+    /// The web UI's pages and accounts; none: the API alone (a read-only search server).
+    pub ui: Option<Arc<ui::Ui>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -83,12 +88,14 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/silences/{id}",
             axum::routing::delete(api::delivery::expire_silence),
         )
+        .merge(ui::routes())
         // The body limit is enforced in the handler (with a 413 that says so).
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             deadline,
         ))
+        .layer(axum::middleware::from_fn(ui::security_headers))
         .with_state(state)
 }
 

@@ -314,3 +314,16 @@ mod tests {
         assert_ne!(header_end(0, b"a\r\rb\n"), 4);
     }
 }
+
+/// The address of the client a request came from (`ConnectInfo<ClientAddr>`), for sign-in
+/// throttling, the first-run setup's loopback check and the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, BoundedListener>>
+    for ClientAddr
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, BoundedListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}

@@ -74,7 +74,7 @@ impl Appointments {
 
     /// Is there an appointment or visit for the patient at the site (any site when the event
     /// has none) within `days` of `day`?
-    fn related(
+    pub fn related(
         &self,
         patient: &str,
         site: Option<&str>,

@@ -43,6 +43,7 @@ pub fn alert_filter(
         since,
         status,
         limit: limit.unwrap_or(1000).clamp(1, 100_000),
+        ..Default::default()
     })
 }
 

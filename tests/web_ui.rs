@@ -1,0 +1,444 @@
+//! The web UI over real HTTP: first-run setup, sign-in, the refusals (no session, an expired
+//! session, a forged or missing CSRF token, a token of the wrong scope, a viewer trying an
+//! admin's action) and that each is audited; every page in both languages; the investigation
+//! of an alert through the forms, seen the same through the API.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::Server;
+use common::delivery::{ROSTER, raise_alerts, wait};
+use common::web::Browser;
+
+const ADMIN_PASSWORD: &str = "kanri-sha-2026";
+
+/// `mimamori user add NAME --role ROLE --password-stdin`.
+fn add_user(server: &Server, name: &str, role: &str, password: &str) {
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["--config"])
+        .arg(&server.config)
+        .args(["user", "add", name, "--role", role, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "user add {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The first-run setup through its form: the admin account, signed in.
+fn setup(server: &Server) -> Browser {
+    let mut admin = Browser::new(server.http);
+    let home = admin.get("/");
+    assert_eq!(home.status, 303);
+    assert_eq!(home.header("location"), Some("/setup"));
+    let page = admin.get("/setup");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("初期設定"), "Japanese by default");
+    let token = page.csrf();
+    let mismatch = admin.post(
+        "/setup",
+        &[
+            ("csrf", &token),
+            ("name", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("password2", "something-else"),
+        ],
+    );
+    assert!(mismatch.body.contains("一致しません"), "{}", mismatch.body);
+    let token = mismatch.csrf();
+    let done = admin.post(
+        "/setup",
+        &[
+            ("csrf", &token),
+            ("name", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("password2", ADMIN_PASSWORD),
+        ],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(admin.cookies.contains_key("mimamori_session"));
+    admin
+}
+
+fn audit_count(server: &Server, query: &str) -> usize {
+    server
+        .search(&format!("event.dataset:mimamori.audit AND {query}"))
+        .len()
+}
+
+#[test]
+fn sign_in_sessions_csrf_roles_and_tokens_refuse_and_audit() {
+    let server = Server::start_full(
+        "",
+        "ingest_tokens = [\"ingest-token-0001-abcdef\"]\nread_tokens = [\"read-token-0001-abcdef\"]\nadmin_tokens = [\"admin-token-0001-abcdef\"]",
+        "",
+    );
+    // No session: pages send to the sign-in page, forms are refused.
+    let mut stranger = Browser::new(server.http);
+    let page = stranger.get("/search?q=x");
+    assert_eq!(page.status, 303);
+    assert_eq!(
+        page.header("location"),
+        Some("/login?next=%2Fsearch%3Fq%3Dx")
+    );
+    assert_eq!(stranger.post("/users", &[("name", "x")]).status, 303);
+
+    let mut admin = setup(&server);
+    // The setup is over once an account exists.
+    assert_eq!(stranger.get("/setup").status, 303);
+    let search = admin.get("/search");
+    assert_eq!(search.status, 200);
+    for (header, expected) in [
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("x-content-type-options", "nosniff"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(search.header(header), Some(expected), "{header}");
+    }
+    let csp = search.header("content-security-policy").unwrap();
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert!(!search.body.contains("<script>"), "no inline script");
+    let cookie = admin
+        .get("/login")
+        .headers
+        .iter()
+        .find(|(k, v)| k.eq_ignore_ascii_case("set-cookie") && v.starts_with("mimamori_form"))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+
+    add_user(&server, "viewer1", "viewer", "miru-dake-2026");
+    add_user(&server, "auditor1", "auditor", "kansa-tanto-2026");
+
+    // A form without the session's token, with a wrong one, or from another site.
+    let csrf = admin.get("/users").csrf();
+    let fields = |token: &str| {
+        vec![
+            ("csrf", token.to_owned()),
+            ("name", "intruder".to_owned()),
+            ("role", "admin".to_owned()),
+            ("password", "long-enough-password".to_owned()),
+        ]
+    };
+    let post = |b: &mut Browser, f: Vec<(&str, String)>, extra: &[(&str, &str)]| {
+        let body: Vec<String> = f
+            .iter()
+            .map(|(k, v)| format!("{k}={}", common::web::enc(v)))
+            .collect();
+        let mut headers = vec![("Content-Type", "application/x-www-form-urlencoded")];
+        headers.extend_from_slice(extra);
+        b.request("POST", "/users", &headers, &body.join("&"))
+    };
+    assert_eq!(
+        post(&mut admin, fields(""), &[]).status,
+        403,
+        "missing token"
+    );
+    assert_eq!(
+        post(&mut admin, fields("forged"), &[]).status,
+        403,
+        "forged token"
+    );
+    assert_eq!(
+        post(
+            &mut admin,
+            fields(&csrf),
+            &[("Origin", "http://evil.example")]
+        )
+        .status,
+        403,
+        "another site's form"
+    );
+    let listed = admin.get("/users");
+    assert!(!listed.body.contains("intruder"), "no account was added");
+    assert_eq!(
+        post(&mut admin, fields(&csrf), &[]).status,
+        303,
+        "the real form works"
+    );
+
+    // A viewer may search but not administer or triage.
+    let mut viewer = Browser::new(server.http);
+    viewer.sign_in("viewer1", "miru-dake-2026");
+    assert_eq!(viewer.get("/search").status, 200);
+    assert_eq!(viewer.get("/users").status, 403);
+    assert_eq!(viewer.get("/settings").status, 403);
+    let token = viewer.get("/search").csrf();
+    let refused = viewer.post(
+        "/users",
+        &[
+            ("csrf", &token),
+            ("name", "x2"),
+            ("role", "admin"),
+            ("password", "long-enough-pw"),
+        ],
+    );
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        viewer
+            .post("/alerts/1", &[("csrf", &token), ("action", "acknowledge")])
+            .status,
+        403
+    );
+
+    // An idle session ends.
+    let accounts = web::accounts::AccountDb::open(&server.data_dir().join("accounts.db")).unwrap();
+    accounts
+        .age_sessions(chrono::Duration::minutes(31))
+        .unwrap();
+    let expired = viewer.get("/search");
+    assert_eq!(expired.status, 303, "an idle session is over");
+    assert!(expired.header("location").unwrap().starts_with("/login"));
+
+    // Repeated failures lock the account, even for the right password afterwards.
+    let mut guesser = Browser::new(server.http);
+    for _ in 0..5 {
+        let token = guesser.get("/login").csrf();
+        let answer = guesser.post(
+            "/login",
+            &[
+                ("csrf", &token),
+                ("name", "auditor1"),
+                ("password", "wrong-guess-123"),
+            ],
+        );
+        assert_eq!(answer.status, 401);
+        assert!(answer.body.contains("違います"), "{}", answer.body);
+    }
+    let token = guesser.get("/login").csrf();
+    let locked = guesser.post(
+        "/login",
+        &[
+            ("csrf", &token),
+            ("name", "auditor1"),
+            ("password", "kansa-tanto-2026"),
+        ],
+    );
+    assert_eq!(locked.status, 401);
+    assert!(locked.body.contains("ロック"), "{}", locked.body);
+
+    // API tokens keep to their scope.
+    let api = |path: &str, method: &str, token: &str| {
+        let mut b = Browser::new(server.http);
+        b.request(
+            method,
+            path,
+            &[("Authorization", &format!("Bearer {token}"))],
+            if method == "POST" {
+                r#"{"status":"acknowledged"}"#
+            } else {
+                ""
+            },
+        )
+        .status
+    };
+    assert_eq!(
+        api("/api/v1/search?q=*", "GET", "ingest-token-0001-abcdef"),
+        401
+    );
+    assert_eq!(
+        api("/api/v1/search?q=*", "GET", "read-token-0001-abcdef"),
+        200
+    );
+    assert_eq!(
+        api("/api/v1/alerts/1/status", "POST", "read-token-0001-abcdef"),
+        401
+    );
+    assert_eq!(
+        api("/api/v1/search?q=*", "GET", "admin-token-0001-abcdef"),
+        200
+    );
+
+    // Every refusal and sign-in is in the store as an audit event.
+    wait("audit events searchable", 20, &|| {
+        audit_count(&server, "event.action:login_failed") >= 5
+    });
+    assert!(audit_count(&server, "event.action:login AND user.name:viewer1") >= 1);
+    assert!(audit_count(&server, "event.action:user.add AND user.name:admin") >= 2);
+    assert!(
+        audit_count(&server, "event.action:access_denied AND user.name:viewer1") >= 4,
+        "the viewer's refusals"
+    );
+    assert!(
+        audit_count(&server, "event.action:access_denied AND user.name:admin") >= 3,
+        "the forged forms"
+    );
+    assert!(server.metric("ui_refused_total{reason=\"csrf\"}") >= 3.0);
+}
+
+#[test]
+fn pages_in_both_languages_reports_export_and_the_investigation_of_an_alert() {
+    let server = Server::start_full("", "", ROSTER);
+    let mut admin = setup(&server);
+    add_user(&server, "auditor1", "auditor", "kansa-tanto-2026");
+    raise_alerts(&server);
+    wait("alerts raised", 30, &|| {
+        common::delivery::alerts(&server).len() >= 2
+    });
+    wait("events searchable", 20, &|| {
+        server.search("user.name:n002").len() == 1
+    });
+
+    let pages = [
+        "/search?q=P0099&range=24h",
+        "/reports/patient?patient=P0099&range=7d",
+        "/reports/staff?user=n002&range=7d",
+        "/alerts",
+        "/sources",
+        "/settings",
+        "/users",
+    ];
+    for path in pages {
+        let ja = admin.get(path);
+        assert_eq!(ja.status, 200, "{path}: {}", ja.body);
+        assert!(ja.body.contains("<html lang=\"ja\">"), "{path}");
+    }
+    admin.headers = vec![("Accept-Language".into(), "en-US,en;q=0.9".into())];
+    for path in pages {
+        let en = admin.get(path);
+        assert_eq!(en.status, 200, "{path}: {}", en.body);
+        assert!(en.body.contains("<html lang=\"en\">"), "{path}");
+        assert!(en.body.contains("Sign out"), "{path}");
+    }
+    // The account's choice wins over the browser's.
+    let token = admin.get("/search").csrf();
+    let switched = admin.post(
+        "/language",
+        &[("csrf", &token), ("lang", "ja"), ("next", "/alerts")],
+    );
+    assert_eq!(switched.header("location"), Some("/alerts"));
+    assert!(admin.get("/alerts").body.contains("アラート"));
+
+    // The search: the count matches the CLI, a facet narrows it.
+    let page = admin.get("/search?q=&range=24h");
+    let facet = page
+        .body
+        .split("class=\"facet\" data-field=\"user.name\"")
+        .next()
+        .and_then(|before| before.rsplit("href=\"").next())
+        .map(|href| {
+            let href = href.split('"').next().unwrap();
+            href.replace("&amp;", "&").replace("&#x2f;", "/")
+        })
+        .unwrap();
+    let narrowed = admin.get(&facet);
+    let total: usize = narrowed
+        .body
+        .split("id=\"total\">")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap();
+    let user = facet
+        .split("user.name%3A%22")
+        .nth(1)
+        .unwrap()
+        .split("%22")
+        .next()
+        .unwrap();
+    assert_eq!(
+        total,
+        server.search(&format!("user.name:{user}")).len(),
+        "{facet}"
+    );
+
+    // The patient report: the nurse's access, not explained (no appointment file), and the
+    // report's own view is recorded against the patient.
+    let views = "event.action:report.patient AND patient.id:P0099";
+    wait("earlier views are audited", 20, &|| {
+        audit_count(&server, views) == 2
+    });
+    let report = admin.get("/reports/patient?patient=P0099&range=7d");
+    assert!(report.body.contains("n002 (山田花子)"), "{}", report.body);
+    assert!(report.body.contains("class=\"unexplained\""));
+    wait("the report view is audited", 20, &|| {
+        audit_count(&server, views) == 3
+    });
+    let again = admin.get("/reports/patient?patient=P0099&range=7d");
+    assert!(
+        again.body.contains("mimamori での閲覧"),
+        "the first view is an access too"
+    );
+
+    // CSV export.
+    let csv = admin.get("/search/export.csv?q=user.name%3An002&range=24h");
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(csv.body.starts_with('\u{feff}'), "a BOM for Excel");
+    assert_eq!(csv.body.lines().count(), 2, "{}", csv.body);
+    assert!(csv.body.contains("\"P0099\""));
+
+    // The investigation through the forms.
+    let id = common::delivery::alerts(&server)
+        .iter()
+        .find(|a| a["rule"] == "sensitive_records")
+        .map(|a| a["id"].as_i64().unwrap())
+        .unwrap();
+    let path = format!("/alerts/{id}");
+    let page = admin.get(&path);
+    assert!(page.body.contains("id=\"evidence\""));
+    let token = page.csrf();
+    for fields in [
+        vec![("action", "acknowledge")],
+        vec![("action", "assign"), ("assignee", "auditor1")],
+        vec![("action", "comment"), ("reason", "本人に確認中")],
+        vec![
+            ("action", "close"),
+            ("resolution", "false_positive"),
+            ("reason", "担当患者の急変対応"),
+        ],
+    ] {
+        let mut form = vec![("csrf", token.as_str())];
+        form.extend(fields);
+        let answer = admin.post(&path, &form);
+        assert_eq!(answer.status, 303, "{form:?}: {}", answer.body);
+    }
+    let bad = admin.post(
+        &path,
+        &[("csrf", &token), ("action", "close"), ("reason", "x")],
+    );
+    assert_eq!(bad.status, 400, "closing needs a judgement");
+    assert!(bad.body.contains("判定"), "{}", bad.body);
+    let (status, body) = common::http_get(server.http, &format!("/api/v1/alerts/{id}")).unwrap();
+    assert_eq!(status, 200);
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let alert = &answer["alert"];
+    assert_eq!(alert["status"], "closed");
+    assert_eq!(alert["resolution"], "false_positive");
+    assert_eq!(alert["assignee"], "auditor1");
+    let kinds: Vec<&str> = alert["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["status", "assigned", "comment", "status"]);
+    assert!(
+        alert["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["by"] == "admin")
+    );
+    let page = admin.get(&path);
+    assert!(page.body.contains("誤検知だった"), "the judgement is shown");
+    wait("the changes are audited", 20, &|| {
+        audit_count(&server, "event.action:alert.change") == 4
+    });
+}

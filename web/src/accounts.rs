@@ -1,0 +1,535 @@
+//! People who sign in to the web UI: accounts with a role, passwords hashed with argon2id,
+//! lockout after repeated failures, and sessions (`<data_dir>/accounts.db`, SQLite). A session
+//! is known by the SHA-256 of its cookie, never the cookie itself, and carries its own CSRF
+//! token.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use chrono::{DateTime, Duration, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+/// What a person may do. Each role may do everything the ones before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Search and reports.
+    Viewer,
+    /// Plus alerts and sign-off.
+    Auditor,
+    /// Plus users, tokens and settings.
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = AccountError;
+
+    fn from_str(s: &str) -> Result<Role, AccountError> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "auditor" => Ok(Role::Auditor),
+            "admin" => Ok(Role::Admin),
+            other => Err(AccountError::Invalid(format!(
+                "a role is admin, auditor or viewer, not {other:?}"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("account database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no account named {0:?}")]
+    NotFound(String),
+    #[error("an account named {0:?} exists already")]
+    Exists(String),
+}
+
+/// Why a sign-in failed. The page says the same for an unknown name and a wrong password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginError {
+    /// Unknown name or wrong password.
+    Refused,
+    /// Too many failures: locked until then.
+    Locked(DateTime<Utc>),
+    Disabled,
+}
+
+/// Failures in a row that lock an account.
+pub const LOCKOUT_FAILURES: u32 = 5;
+/// How long a locked account stays locked.
+pub const LOCKOUT_MINUTES: i64 = 15;
+/// Shortest password accepted (NIST SP 800-63B asks for at least 8; a shared clinic PC
+/// deserves more).
+pub const MIN_PASSWORD_CHARS: usize = 10;
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// A signed-in person, as the pages see them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub name: String,
+    pub role: Role,
+    /// The language they chose (`ja` / `en`); none: the browser's.
+    pub lang: Option<String>,
+}
+
+/// An account as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountInfo {
+    pub name: String,
+    pub role: Role,
+    pub disabled: bool,
+    /// Locked after failed sign-ins until then (RFC 3339).
+    pub locked_until: Option<String>,
+}
+
+/// A session found by its cookie.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub account: Account,
+    /// The token every form of this session must carry back.
+    pub csrf: String,
+}
+
+/// How long sessions live.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Signed out after this long without a request.
+    pub idle: Duration,
+    /// Signed out this long after signing in, however busy.
+    pub absolute: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            idle: Duration::minutes(30),
+            absolute: Duration::hours(12),
+        }
+    }
+}
+
+pub struct AccountDb {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    /// A hash checked when the name is unknown, so both cost the same time.
+    decoy: String,
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS users (
+        name TEXT PRIMARY KEY COLLATE NOCASE,
+        role TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        lang TEXT,
+        disabled INTEGER NOT NULL DEFAULT 0,
+        failures INTEGER NOT NULL DEFAULT 0,
+        locked_until TEXT,
+        created_at TEXT NOT NULL,
+        created_by TEXT NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS sessions (
+        digest TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        csrf TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        seen_at TEXT NOT NULL
+    );
+    PRAGMA user_version = 1;";
+
+/// 32 random bytes, URL-safe base64: a session cookie, a CSRF token, a setup token.
+pub fn random_token() -> String {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the system's random source works");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn digest(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn hash(password: &str) -> Result<String, AccountError> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| AccountError::Invalid(format!("cannot hash the password: {e}")))
+}
+
+fn verify(password: &str, stored: &str) -> bool {
+    PasswordHash::new(stored).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// Account names: letters, digits, `.`, `_`, `-`, `@`, 1 to 64 of them.
+pub fn check_name(name: &str) -> Result<(), AccountError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AccountError::Invalid(
+            "an account name is 1 to 64 letters, digits, `.`, `_`, `-` or `@`".into(),
+        ))
+    }
+}
+
+pub fn check_password(password: &str) -> Result<(), AccountError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+        return Err(AccountError::Invalid(format!(
+            "a password is at least {MIN_PASSWORD_CHARS} characters (and at most {MAX_PASSWORD_BYTES} bytes)"
+        )));
+    }
+    Ok(())
+}
+
+impl AccountDb {
+    pub fn open(path: &Path) -> Result<AccountDb, AccountError> {
+        let err = |source| AccountError::Sqlite {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(AccountDb {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+            decoy: hash(&random_token())?,
+        })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> AccountError + '_ {
+        |source| AccountError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether nobody has an account yet (the first-run setup is open).
+    pub fn is_empty(&self) -> Result<bool, AccountError> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .map_err(self.err())?;
+        Ok(n == 0)
+    }
+
+    pub fn add(
+        &self,
+        name: &str,
+        role: Role,
+        password: &str,
+        by: &str,
+    ) -> Result<(), AccountError> {
+        check_name(name)?;
+        check_password(password)?;
+        let hash = hash(password)?;
+        let added = self
+            .conn()
+            .execute(
+                "INSERT INTO users (name, role, hash, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (name) DO NOTHING",
+                params![name, role.as_str(), hash, Utc::now().to_rfc3339(), by],
+            )
+            .map_err(self.err())?;
+        if added == 0 {
+            return Err(AccountError::Exists(name.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Sets a new password; the account's sessions end and a lockout is lifted.
+    pub fn set_password(&self, name: &str, password: &str) -> Result<(), AccountError> {
+        check_password(password)?;
+        let hash = hash(password)?;
+        let conn = self.conn();
+        let n = conn
+            .execute(
+                "UPDATE users SET hash = ?2, failures = 0, locked_until = NULL WHERE name = ?1",
+                params![name, hash],
+            )
+            .map_err(self.err())?;
+        if n == 0 {
+            return Err(AccountError::NotFound(name.to_owned()));
+        }
+        conn.execute("DELETE FROM sessions WHERE user = ?1", params![name])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Every account, by name.
+    pub fn list(&self) -> Result<Vec<AccountInfo>, AccountError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT name, role, disabled, locked_until FROM users ORDER BY name")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                ))
+            })
+            .map_err(self.err())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, role, disabled, locked_until) = row.map_err(self.err())?;
+            out.push(AccountInfo {
+                name,
+                role: role.parse().unwrap_or(Role::Viewer),
+                disabled,
+                locked_until,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Checks a name and password; counts failures and locks the account after
+    /// [`LOCKOUT_FAILURES`] in a row.
+    pub fn login(&self, name: &str, password: &str) -> Result<Account, LoginError> {
+        let now = Utc::now();
+        type Row = (String, String, String, Option<String>, bool, Option<String>);
+        let row: Option<Row> = self
+            .conn()
+            .query_row(
+                "SELECT name, role, hash, lang, disabled, locked_until FROM users WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .optional()
+            .ok()
+            .flatten();
+        let Some((name, role, stored, lang, disabled, locked)) = row else {
+            verify(password, &self.decoy);
+            return Err(LoginError::Refused);
+        };
+        if let Some(until) = locked
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .filter(|t| *t > now)
+        {
+            return Err(LoginError::Locked(until));
+        }
+        // The hash is checked outside the lock: it takes a while by design.
+        if !verify(password, &stored) {
+            let until = (now + Duration::minutes(LOCKOUT_MINUTES)).to_rfc3339();
+            let _ = self.conn().execute(
+                "UPDATE users SET failures = failures + 1,
+                   locked_until = CASE WHEN failures + 1 >= ?2 THEN ?3 ELSE locked_until END,
+                   failures = CASE WHEN failures + 1 >= ?2 THEN 0 ELSE failures + 1 END
+                 WHERE name = ?1",
+                params![name, LOCKOUT_FAILURES, until],
+            );
+            return Err(LoginError::Refused);
+        }
+        if disabled {
+            return Err(LoginError::Disabled);
+        }
+        let _ = self.conn().execute(
+            "UPDATE users SET failures = 0, locked_until = NULL WHERE name = ?1",
+            params![name],
+        );
+        Ok(Account {
+            name,
+            role: role.parse().unwrap_or(Role::Viewer),
+            lang,
+        })
+    }
+
+    /// Starts a session: the cookie's value (given once, stored only as a digest).
+    pub fn start_session(&self, name: &str) -> Result<String, AccountError> {
+        let token = random_token();
+        let now = Utc::now().to_rfc3339();
+        self.conn()
+            .execute(
+                "INSERT INTO sessions (digest, user, csrf, created_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![digest(&token), name, random_token(), now],
+            )
+            .map_err(self.err())?;
+        Ok(token)
+    }
+
+    /// The live session of a cookie, its last use moved to now; an idle or old one ends.
+    pub fn session(&self, token: &str, limits: SessionLimits) -> Option<Session> {
+        let now = Utc::now();
+        let conn = self.conn();
+        let key = digest(token);
+        let row: (String, String, String, String, String, Option<String>, bool) = conn
+            .query_row(
+                "SELECT s.user, s.csrf, s.created_at, s.seen_at, u.role, u.lang, u.disabled
+                 FROM sessions s JOIN users u ON u.name = s.user WHERE s.digest = ?1",
+                params![key],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
+            )
+            .optional()
+            .ok()
+            .flatten()?;
+        let (user, csrf, created, seen, role, lang, disabled) = row;
+        let time = |t: &str| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default()
+        };
+        if disabled || now - time(&seen) > limits.idle || now - time(&created) > limits.absolute {
+            let _ = conn.execute("DELETE FROM sessions WHERE digest = ?1", params![key]);
+            return None;
+        }
+        let _ = conn.execute(
+            "UPDATE sessions SET seen_at = ?2 WHERE digest = ?1",
+            params![key, now.to_rfc3339()],
+        );
+        Some(Session {
+            account: Account {
+                name: user,
+                role: role.parse().unwrap_or(Role::Viewer),
+                lang,
+            },
+            csrf,
+        })
+    }
+
+    pub fn end_session(&self, token: &str) {
+        let _ = self.conn().execute(
+            "DELETE FROM sessions WHERE digest = ?1",
+            params![digest(token)],
+        );
+    }
+
+    /// Sets the language an account's pages are in (`ja`, `en`).
+    pub fn set_lang(&self, name: &str, lang: &str) -> Result<(), AccountError> {
+        self.conn()
+            .execute(
+                "UPDATE users SET lang = ?2 WHERE name = ?1",
+                params![name, lang],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Makes a session look older than it is (tests of the timeouts).
+    #[doc(hidden)]
+    pub fn age_sessions(&self, by: Duration) -> Result<(), AccountError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT digest, created_at, seen_at FROM sessions")
+            .map_err(self.err())?;
+        let rows: Vec<(String, String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.err())?
+            .collect::<Result<_, _>>()
+            .map_err(self.err())?;
+        for (key, created, seen) in rows {
+            let shift = |t: &str| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|t| (t.with_timezone(&Utc) - by).to_rfc3339())
+                    .unwrap_or_default()
+            };
+            conn.execute(
+                "UPDATE sessions SET created_at = ?2, seen_at = ?3 WHERE digest = ?1",
+                params![key, shift(&created), shift(&seen)],
+            )
+            .map_err(self.err())?;
+        }
+        Ok(())
+    }
+}
+
+/// The web UI's settings (`[web]`).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// Serve the pages (the API is served either way).
+    pub enabled: bool,
+    /// Mark the session cookie `Secure`: set it when a TLS proxy serves the UI over HTTPS.
+    pub secure_cookies: bool,
+    /// Signed out after this long without a request.
+    pub session_idle_minutes: u32,
+    /// Signed out this long after signing in.
+    pub session_hours: u32,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            enabled: true,
+            secure_cookies: false,
+            session_idle_minutes: 30,
+            session_hours: 12,
+        }
+    }
+}
+
+impl WebConfig {
+    pub fn limits(&self) -> SessionLimits {
+        SessionLimits {
+            idle: Duration::minutes(i64::from(self.session_idle_minutes.max(1))),
+            absolute: Duration::hours(i64::from(self.session_hours.max(1))),
+        }
+    }
+}
+
+/// Where the accounts are kept: `<data_dir>/accounts.db`.
+pub fn accounts_db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("accounts.db")
+}

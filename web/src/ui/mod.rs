@@ -1,0 +1,358 @@
+//! The web UI: server-rendered pages (minijinja templates compiled into the binary, one
+//! stylesheet and one small script, nothing from the internet) for the clinic's director and
+//! office manager. Who is signed in is decided by [`session`]; every page and change is
+//! recorded in the store as an audit event ([`audit`]).
+
+pub mod audit;
+pub mod i18n;
+mod pages;
+pub mod session;
+mod svg;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use chrono_tz::Tz;
+use minijinja::{Environment, Value, context};
+
+use crate::AppState;
+use crate::accounts::{AccountDb, SessionLimits};
+use crate::ui::i18n::{Catalogues, Lang};
+use crate::ui::session::Viewer;
+
+/// What the pages share.
+pub struct Ui {
+    pub accounts: AccountDb,
+    pub catalogues: Catalogues,
+    env: Environment<'static>,
+    pub clinic: Arc<rules::clinic::Clinic>,
+    pub appointments: Option<Arc<rules::detections::records::Appointments>>,
+    /// The first-run setup's one-time token (printed at start while nobody has an account).
+    pub setup_token: String,
+    /// Cookies marked `Secure` (the UI is served over HTTPS or only on loopback).
+    pub secure_cookies: bool,
+    pub limits: SessionLimits,
+    /// Failed sign-ins per client address in the current window, for throttling.
+    pub(crate) failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Shown on every page when set (`mimamori demo`).
+    pub banner: Option<String>,
+    pub metrics: UiMetrics,
+}
+
+/// Counters of the UI in `/metrics`.
+#[derive(Clone)]
+pub struct UiMetrics {
+    pub logins: prometheus::IntCounterVec,
+    pub refused: prometheus::IntCounterVec,
+    pub audit_events: prometheus::IntCounter,
+    pub audit_lost: prometheus::IntCounter,
+}
+
+impl UiMetrics {
+    pub fn new(registry: &prometheus::Registry) -> prometheus::Result<UiMetrics> {
+        let logins = prometheus::IntCounterVec::new(
+            prometheus::Opts::new("ui_logins_total", "Sign-ins by outcome"),
+            &["outcome"],
+        )?;
+        let refused = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "ui_refused_total",
+                "Requests of the web UI refused, by reason",
+            ),
+            &["reason"],
+        )?;
+        let audit_events = prometheus::IntCounter::new(
+            "ui_audit_events_total",
+            "Audit events (sign-ins, searches, reports, changes) written to the store",
+        )?;
+        let audit_lost = prometheus::IntCounter::new(
+            "ui_audit_events_lost_total",
+            "Audit events the store did not take (it refused data or was closing)",
+        )?;
+        registry.register(Box::new(logins.clone()))?;
+        registry.register(Box::new(refused.clone()))?;
+        registry.register(Box::new(audit_events.clone()))?;
+        registry.register(Box::new(audit_lost.clone()))?;
+        Ok(UiMetrics {
+            logins,
+            refused,
+            audit_events,
+            audit_lost,
+        })
+    }
+}
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/base.html")),
+    ("login.html", include_str!("../../templates/login.html")),
+    ("setup.html", include_str!("../../templates/setup.html")),
+    ("search.html", include_str!("../../templates/search.html")),
+    ("event.html", include_str!("../../templates/event.html")),
+    ("patient.html", include_str!("../../templates/patient.html")),
+    ("staff.html", include_str!("../../templates/staff.html")),
+    ("alerts.html", include_str!("../../templates/alerts.html")),
+    ("alert.html", include_str!("../../templates/alert.html")),
+    ("sources.html", include_str!("../../templates/sources.html")),
+    (
+        "settings.html",
+        include_str!("../../templates/settings.html"),
+    ),
+    ("users.html", include_str!("../../templates/users.html")),
+    ("range.html", include_str!("../../templates/range.html")),
+];
+
+const STYLE: &str = include_str!("../../static/app.css");
+const SCRIPT: &str = include_str!("../../static/app.js");
+
+impl Ui {
+    pub fn new(
+        accounts: AccountDb,
+        clinic: Arc<rules::clinic::Clinic>,
+        appointments: Option<Arc<rules::detections::records::Appointments>>,
+        secure_cookies: bool,
+        metrics: UiMetrics,
+    ) -> Ui {
+        let mut env = Environment::new();
+        // A key missing from a catalogue is an error (a test renders every page), not an
+        // empty string on a page.
+        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+        for (name, source) in TEMPLATES {
+            env.add_template(name, source)
+                .unwrap_or_else(|e| panic!("template {name}: {e}"));
+        }
+        Ui {
+            accounts,
+            catalogues: Catalogues::load(),
+            env,
+            clinic,
+            appointments,
+            setup_token: crate::accounts::random_token(),
+            secure_cookies,
+            limits: SessionLimits::default(),
+            failures: Mutex::new(HashMap::new()),
+            banner: None,
+            metrics,
+        }
+    }
+
+    pub fn zone(&self) -> Tz {
+        self.clinic.zone
+    }
+
+    /// A page: `template` with `values`, the catalogue and who is looking.
+    pub fn render(&self, template: &str, viewer: &Viewer, values: Value) -> Response {
+        let base = context! {
+            t => self.catalogues.messages(viewer.lang),
+            lang => viewer.lang.code(),
+            user => viewer.account.as_ref().map(|a| a.name.clone()),
+            role => viewer.account.as_ref().map(|a| a.role.as_str()),
+            may_triage => viewer.may(crate::accounts::Role::Auditor),
+            is_admin => viewer.may(crate::accounts::Role::Admin),
+            csrf => viewer.csrf.clone(),
+            path => viewer.path.clone(),
+            clinic => self.clinic.name.clone(),
+            banner => self.banner.clone(),
+        };
+        let page = context! { ..values, ..base };
+        match self.env.get_template(template).and_then(|t| t.render(page)) {
+            Ok(html) => Html(html).into_response(),
+            Err(e) => {
+                tracing::error!(template, error = %e, "page cannot be rendered");
+                PageError::Internal.into_response()
+            }
+        }
+    }
+}
+
+/// Why a page is not shown.
+#[derive(Debug)]
+pub enum PageError {
+    /// Not signed in: to the sign-in page, then back.
+    SignIn(String),
+    /// Signed in, but the role does not allow it.
+    Forbidden,
+    /// A form without its session's CSRF token, or from another site.
+    Forged,
+    NotFound,
+    /// Wrong input, said for people.
+    Bad(String),
+    TooMany,
+    Internal,
+}
+
+impl IntoResponse for PageError {
+    fn into_response(self) -> Response {
+        let (status, text) = match self {
+            PageError::SignIn(next) => {
+                let target = format!("/login?next={}", urlencode(&next));
+                return Redirect::to(&target).into_response();
+            }
+            PageError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                "この操作の権限がありません / Your role does not allow this".to_owned(),
+            ),
+            PageError::Forged => (
+                StatusCode::FORBIDDEN,
+                "フォームの有効期限が切れたか、別のサイトから送られました。ページを開き直してください / The form expired or came from another site: open the page again".to_owned(),
+            ),
+            PageError::NotFound => (
+                StatusCode::NOT_FOUND,
+                "見つかりません / Not found".to_owned(),
+            ),
+            PageError::Bad(message) => (StatusCode::BAD_REQUEST, message),
+            PageError::TooMany => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "試行が多すぎます。しばらく待ってください / Too many attempts: wait a while"
+                    .to_owned(),
+            ),
+            PageError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "内部エラー / Internal error".to_owned(),
+            ),
+        };
+        let html = format!(
+            "<!doctype html><html lang=\"ja\"><meta charset=\"utf-8\"><title>mimamori</title>\
+             <link rel=\"stylesheet\" href=\"/static/app.css\"><main class=\"error\">\
+             <h1>{}</h1><p>{}</p><p><a href=\"/\">mimamori</a></p></main></html>",
+            status.as_u16(),
+            escape(&text)
+        );
+        (status, Html(html)).into_response()
+    }
+}
+
+/// Any serializable value for a template (`context!` takes only what converts to a value).
+pub fn ser<T: serde::Serialize>(value: T) -> Value {
+    Value::from(minijinja::value::Serde(value))
+}
+
+/// HTML-escapes text put into a page outside a template.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Percent-encodes a query-string value.
+pub fn urlencode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            b => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The pages' routes (under `/`, beside the API).
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/static/app.css", get(style))
+        .route("/static/app.js", get(script))
+        .route("/login", get(pages::login::form).post(pages::login::submit))
+        .route("/logout", post(pages::login::logout))
+        .route(
+            "/setup",
+            get(pages::login::setup_form).post(pages::login::setup),
+        )
+        .route("/language", post(pages::login::language))
+        .route("/search", get(pages::search::page))
+        .route("/search/export.csv", get(pages::search::export))
+        .route("/events/{id}", get(pages::search::event))
+        .route("/reports/patient", get(pages::reports::patient))
+        .route("/reports/staff", get(pages::reports::staff))
+        .route("/alerts", get(pages::alerts::list))
+        .route(
+            "/alerts/{id}",
+            get(pages::alerts::page).post(pages::alerts::change),
+        )
+        .route("/sources", get(pages::admin::sources))
+        .route("/settings", get(pages::admin::settings))
+        .route(
+            "/users",
+            get(pages::admin::users).post(pages::admin::add_user),
+        )
+}
+
+async fn style() -> Response {
+    static_file(STYLE, "text/css; charset=utf-8")
+}
+
+async fn script() -> Response {
+    static_file(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+fn static_file(body: &'static str, kind: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static(kind)),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Headers on every answer: nothing runs but our own script, nothing frames the pages, no
+/// address with a patient's id leaks to another site, and pages are not cached.
+pub async fn security_headers(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let is_static = request.uri().path().starts_with("/static/");
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !is_static {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// The language of a request's pages: the account's choice, else the browser's.
+pub(crate) fn lang_of(account_lang: Option<&str>, headers: &axum::http::HeaderMap) -> Lang {
+    account_lang.and_then(Lang::from_code).unwrap_or_else(|| {
+        Lang::from_accept_language(
+            headers
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        )
+    })
+}

@@ -1,0 +1,340 @@
+//! Signing in and out, the first-run setup, and the language switch.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use minijinja::context;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::accounts::{LOCKOUT_FAILURES, LoginError, Role, random_token};
+use crate::ui::audit::{self, Entry};
+use crate::ui::pages::blocking;
+use crate::ui::session::{
+    AnonymousPost, AnyRole, FORM_COOKIE, Posted, SESSION_COOKIE, Viewer, set_cookie, ui_of,
+};
+use crate::ui::{PageError, Ui, i18n::Lang};
+
+/// Failed sign-ins from one address within [`THROTTLE_WINDOW`] before it must wait.
+const THROTTLE_FAILURES: u32 = 20;
+const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
+/// Addresses remembered at most (an attacker with many addresses cannot grow the table).
+const THROTTLE_TABLE: usize = 10_000;
+
+/// Where to go after signing in: a path of this server only.
+fn next_path(next: Option<&str>) -> String {
+    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
+        .unwrap_or("/search")
+        .to_owned()
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct NextParams {
+    next: Option<String>,
+    token: Option<String>,
+}
+
+/// A page with a sign-in style form: its token goes in a cookie too.
+fn form_page(ui: &Ui, viewer: &Viewer, template: &str, values: minijinja::Value) -> Response {
+    let token = random_token();
+    let mut response = ui.render(
+        template,
+        viewer,
+        minijinja::context! { form_token => token.clone(), ..values },
+    );
+    if let Ok(cookie) = set_cookie(ui, FORM_COOKIE, &token, Some(3600)).parse() {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+pub(crate) async fn form(
+    State(state): State<Arc<AppState>>,
+    viewer: Viewer,
+    Query(params): Query<NextParams>,
+) -> Result<Response, PageError> {
+    let ui = ui_of(&state)?;
+    if ui.accounts.is_empty().map_err(|_| PageError::Internal)? {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    Ok(form_page(
+        ui,
+        &viewer,
+        "login.html",
+        context! { next => next_path(params.next.as_deref()), error => None::<String> },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    name: String,
+    password: String,
+    next: Option<String>,
+}
+
+/// Whether `client` has failed too often lately; forgets old windows.
+fn throttled(ui: &Ui, client: Option<std::net::IpAddr>) -> bool {
+    let Some(client) = client else { return false };
+    let mut table = ui.failures.lock().unwrap_or_else(|p| p.into_inner());
+    table.retain(|_, (_, since)| since.elapsed() < THROTTLE_WINDOW);
+    table
+        .get(&client)
+        .is_some_and(|(n, _)| *n >= THROTTLE_FAILURES)
+}
+
+fn count_failure(ui: &Ui, client: Option<std::net::IpAddr>) {
+    let Some(client) = client else { return };
+    let mut table = ui.failures.lock().unwrap_or_else(|p| p.into_inner());
+    if table.len() >= THROTTLE_TABLE && !table.contains_key(&client) {
+        return;
+    }
+    table.entry(client).or_insert((0, Instant::now())).0 += 1;
+}
+
+/// A response that signs `name` in: the session cookie, and on to `next`.
+fn signed_in(ui: &Ui, token: &str, next: &str) -> Response {
+    let mut response = Redirect::to(next).into_response();
+    let headers = response.headers_mut();
+    let max_age = ui.limits.absolute.num_seconds();
+    for cookie in [
+        set_cookie(ui, SESSION_COOKIE, token, Some(max_age)),
+        set_cookie(ui, FORM_COOKIE, "", Some(0)),
+    ] {
+        if let Ok(v) = cookie.parse() {
+            headers.append(header::SET_COOKIE, v);
+        }
+    }
+    response
+}
+
+pub(crate) async fn submit(
+    State(state): State<Arc<AppState>>,
+    AnonymousPost(viewer, form): AnonymousPost<LoginForm>,
+) -> Result<Response, PageError> {
+    let ui = ui_of(&state)?;
+    let next = next_path(form.next.as_deref());
+    if throttled(ui, viewer.client) {
+        ui.metrics.logins.with_label_values(&["throttled"]).inc();
+        audit::record(
+            &state,
+            &viewer,
+            Entry::new("login_failed", "too many failed sign-ins from this address")
+                .failed()
+                .user(&form.name),
+        )
+        .await;
+        return Err(PageError::TooMany);
+    }
+    let (db, name, password) = (state.clone(), form.name.clone(), form.password);
+    let outcome = blocking(move || {
+        let ui = ui_of(&db)?;
+        let result = ui.accounts.login(&name, &password);
+        Ok(match result {
+            Ok(account) => Ok((
+                ui.accounts
+                    .start_session(&account.name)
+                    .map_err(|_| PageError::Internal)?,
+                account,
+            )),
+            Err(e) => Err(e),
+        })
+    })
+    .await?;
+    match outcome {
+        Ok((token, account)) => {
+            ui.metrics.logins.with_label_values(&["success"]).inc();
+            let viewer = Viewer {
+                account: Some(account),
+                ..viewer
+            };
+            audit::record(
+                &state,
+                &viewer,
+                Entry::new("login", "signed in to the web UI"),
+            )
+            .await;
+            Ok(signed_in(ui, &token, &next))
+        }
+        Err(e) => {
+            count_failure(ui, viewer.client);
+            let (label, key, why) = match &e {
+                LoginError::Refused => ("refused", "login.refused", "wrong name or password"),
+                LoginError::Locked(_) => ("locked", "login.locked", "account locked"),
+                LoginError::Disabled => ("disabled", "login.refused", "account disabled"),
+            };
+            ui.metrics.logins.with_label_values(&[label]).inc();
+            audit::record(
+                &state,
+                &viewer,
+                Entry::new("login_failed", why).failed().user(&form.name),
+            )
+            .await;
+            let error = ui
+                .catalogues
+                .text(viewer.lang, key)
+                .replace("{n}", &LOCKOUT_FAILURES.to_string());
+            let mut response = form_page(
+                ui,
+                &viewer,
+                "login.html",
+                context! { next => next, error => Some(error) },
+            );
+            *response.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
+            Ok(response)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Empty {}
+
+pub(crate) async fn logout(
+    State(state): State<Arc<AppState>>,
+    Posted(viewer, _, _): Posted<AnyRole, Empty>,
+) -> Result<Response, PageError> {
+    let ui = ui_of(&state)?;
+    if let Some(token) = viewer.cookie.clone() {
+        let db = state.clone();
+        blocking(move || {
+            ui_end(&db, &token);
+            Ok(())
+        })
+        .await?;
+    }
+    audit::record(&state, &viewer, Entry::new("logout", "signed out")).await;
+    let mut response = Redirect::to("/login").into_response();
+    if let Ok(v) = set_cookie(ui, SESSION_COOKIE, "", Some(0)).parse() {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+fn ui_end(state: &AppState, token: &str) {
+    if let Some(ui) = state.ui.as_deref() {
+        ui.accounts.end_session(token);
+    }
+}
+
+/// The setup is open while nobody has an account, from this machine or with the token printed
+/// at start.
+fn setup_allowed(ui: &Ui, viewer: &Viewer, token: Option<&str>) -> bool {
+    viewer.client.is_some_and(|c| c.is_loopback())
+        || token.is_some_and(|t| !t.is_empty() && t == ui.setup_token)
+}
+
+pub(crate) async fn setup_form(
+    State(state): State<Arc<AppState>>,
+    viewer: Viewer,
+    Query(params): Query<NextParams>,
+) -> Result<Response, PageError> {
+    let ui = ui_of(&state)?;
+    if !ui.accounts.is_empty().map_err(|_| PageError::Internal)? {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    if !setup_allowed(ui, &viewer, params.token.as_deref()) {
+        return Err(PageError::Forbidden);
+    }
+    Ok(form_page(
+        ui,
+        &viewer,
+        "setup.html",
+        context! { token => params.token.unwrap_or_default(), error => None::<String> },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SetupForm {
+    name: String,
+    password: String,
+    password2: String,
+    #[serde(default)]
+    token: String,
+}
+
+pub(crate) async fn setup(
+    State(state): State<Arc<AppState>>,
+    AnonymousPost(viewer, form): AnonymousPost<SetupForm>,
+) -> Result<Response, PageError> {
+    let ui = ui_of(&state)?;
+    if !setup_allowed(ui, &viewer, Some(&form.token)) {
+        return Err(PageError::Forbidden);
+    }
+    let error = if form.password != form.password2 {
+        Some(ui.catalogues.text(viewer.lang, "setup.mismatch"))
+    } else {
+        let (db, name, password) = (state.clone(), form.name.clone(), form.password.clone());
+        blocking(move || {
+            let ui = ui_of(&db)?;
+            // Only the first account comes from here: a second request finds one.
+            if !ui.accounts.is_empty().map_err(|_| PageError::Internal)? {
+                return Err(PageError::Forbidden);
+            }
+            Ok(ui
+                .accounts
+                .add(&name, Role::Admin, &password, "setup")
+                .err())
+        })
+        .await?
+        .map(|e| e.to_string())
+    };
+    if let Some(error) = error {
+        return Ok(form_page(
+            ui,
+            &viewer,
+            "setup.html",
+            context! { token => form.token, error => Some(error) },
+        ));
+    }
+    let viewer = Viewer {
+        account: Some(crate::accounts::Account {
+            name: form.name.clone(),
+            role: Role::Admin,
+            lang: None,
+        }),
+        ..viewer
+    };
+    audit::record(
+        &state,
+        &viewer,
+        Entry::new(
+            "user.add",
+            format!("first-run setup: admin account {}", form.name),
+        ),
+    )
+    .await;
+    let (db, name) = (state.clone(), form.name.clone());
+    let token = blocking(move || {
+        ui_of(&db)?
+            .accounts
+            .start_session(&name)
+            .map_err(|_| PageError::Internal)
+    })
+    .await?;
+    Ok(signed_in(ui, &token, "/search"))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LangForm {
+    lang: String,
+    next: Option<String>,
+}
+
+pub(crate) async fn language(
+    State(state): State<Arc<AppState>>,
+    Posted(viewer, form, _): Posted<AnyRole, LangForm>,
+) -> Result<Response, PageError> {
+    let lang = Lang::from_code(&form.lang)
+        .ok_or_else(|| PageError::Bad(format!("unknown language {:?}", form.lang)))?;
+    let (db, name) = (state.clone(), viewer.name().to_owned());
+    blocking(move || {
+        ui_of(&db)?
+            .accounts
+            .set_lang(&name, lang.code())
+            .map_err(|_| PageError::Internal)
+    })
+    .await?;
+    Ok(Redirect::to(&next_path(form.next.as_deref())).into_response())
+}

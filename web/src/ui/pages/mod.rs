@@ -1,0 +1,60 @@
+//! The pages, one module per area. Each handler takes the extractor of the role it needs
+//! ([`crate::ui::session`]) and records what was looked at ([`crate::ui::audit`]).
+
+pub mod admin;
+pub mod alerts;
+pub mod login;
+mod range;
+pub mod reports;
+pub mod search;
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use crate::AppState;
+use crate::ui::PageError;
+use crate::ui::session::{Viewer, ui_of};
+
+/// `/`: the search page once signed in; the first-run setup while nobody has an account.
+pub(crate) async fn home(
+    State(state): State<Arc<AppState>>,
+    viewer: Viewer,
+) -> Result<Response, PageError> {
+    let ui = ui_of(&state)?;
+    if viewer.account.is_some() {
+        return Ok(Redirect::to("/search").into_response());
+    }
+    if ui.accounts.is_empty().map_err(|_| PageError::Internal)? {
+        return Ok(Redirect::to("/setup").into_response());
+    }
+    Ok(Redirect::to("/login").into_response())
+}
+
+/// Runs blocking work (the index, SQLite) off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, PageError> + Send + 'static,
+) -> Result<T, PageError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| PageError::Internal)?
+}
+
+/// A store error for a page: a bad query says what is wrong, anything else is internal.
+pub(crate) fn store_error(e: store::StoreError) -> PageError {
+    match e {
+        store::StoreError::BadQuery(message) => PageError::Bad(message),
+        other => {
+            tracing::error!(error = %other, "page cannot read the store");
+            PageError::Internal
+        }
+    }
+}
+
+/// The alert database, for pages.
+pub(crate) fn alert_db(
+    state: &AppState,
+) -> Result<Arc<std::sync::Mutex<alerting::db::AlertDb>>, PageError> {
+    state.alerts.clone().ok_or(PageError::NotFound)
+}
