@@ -99,7 +99,7 @@ fn sign_in_sessions_csrf_roles_and_tokens_refuse_and_audit() {
     assert_eq!(search.status, 200);
     for (header, expected) in [
         ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
+        ("referrer-policy", "same-origin"),
         ("x-content-type-options", "nosniff"),
         ("cache-control", "no-store"),
     ] {

@@ -178,11 +178,8 @@ impl AlertDb {
         })
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> AlertDbError + '_ {
-        |source| AlertDbError::Sqlite {
-            path: self.path.clone(),
-            source,
-        }
+    pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> AlertDbError + use<> {
+        sql_err(&self.path)
     }
 
     /// Stores an alert, or continues the open one with the same rule, user, site (and subject).
@@ -401,6 +398,15 @@ impl AlertDb {
             )
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+}
+
+/// A SQLite error of the database at `path`.
+pub(crate) fn sql_err(path: &str) -> impl Fn(rusqlite::Error) -> AlertDbError + use<> {
+    let path = path.to_owned();
+    move |source| AlertDbError::Sqlite {
+        path: path.clone(),
+        source,
     }
 }
 

@@ -148,12 +148,8 @@ impl AlertDb {
         by: &str,
     ) -> Result<StoredAlert, AlertDbError> {
         checked(Some(by), "a name")?;
-        let path = self.path().to_owned();
-        let err = |source| AlertDbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self.transaction().map_err(err)?;
+        let err = self.err();
+        let tx = self.transaction().map_err(&err)?;
         let current: Option<(AlertStatus, Option<String>)> = tx
             .query_row(
                 "SELECT status, assignee FROM alerts WHERE id = ?1",
@@ -161,7 +157,7 @@ impl AlertDb {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
-            .map_err(err)?;
+            .map_err(&err)?;
         let Some((current, assignee)) = current else {
             return Err(AlertDbError::NotFound(id));
         };
@@ -194,7 +190,7 @@ impl AlertDb {
                     "UPDATE alerts SET status = ?2, status_reason = ?3, resolution = ?4 WHERE id = ?1",
                     params![id, status, reason, resolution],
                 )
-                .map_err(err)?;
+                .map_err(&err)?;
                 tx.execute(
                     insert,
                     params![
@@ -208,9 +204,9 @@ impl AlertDb {
                         None::<String>
                     ],
                 )
-                .map_err(err)?;
+                .map_err(&err)?;
                 // The notice to the channels is written with the change, never apart from it.
-                outbox::note(&tx, id, Change::from(status), Some(by)).map_err(err)?;
+                outbox::note(&tx, id, Change::from(status), Some(by)).map_err(&err)?;
             }
             Step::Assign(to) => {
                 let to = checked(Some(to), "a reviewer's name")?;
@@ -223,7 +219,7 @@ impl AlertDb {
                     "UPDATE alerts SET assignee = ?2 WHERE id = ?1",
                     params![id, to],
                 )
-                .map_err(err)?;
+                .map_err(&err)?;
                 tx.execute(
                     insert,
                     params![
@@ -237,7 +233,7 @@ impl AlertDb {
                         to
                     ],
                 )
-                .map_err(err)?;
+                .map_err(&err)?;
             }
             Step::Comment(text) => {
                 let Some(text) = checked(Some(text), "a comment")? else {
@@ -256,20 +252,16 @@ impl AlertDb {
                         None::<String>
                     ],
                 )
-                .map_err(err)?;
+                .map_err(&err)?;
             }
         }
-        tx.commit().map_err(err)?;
+        tx.commit().map_err(&err)?;
         self.get(id)
     }
 
     /// One alert with its history.
     pub fn get(&self, id: i64) -> Result<StoredAlert, AlertDbError> {
-        let path = self.path().to_owned();
-        let err = |source| AlertDbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = self.err();
         let conn = self.conn();
         let mut found = conn
             .query_row(
@@ -278,13 +270,13 @@ impl AlertDb {
                 AlertDb::row,
             )
             .optional()
-            .map_err(err)?
+            .map_err(&err)?
             .ok_or(AlertDbError::NotFound(id))?;
         let mut stmt = conn
             .prepare(
                 "SELECT at, status, reason, by, kind, resolution, assignee FROM status_changes WHERE alert_id = ?1 ORDER BY rowid",
             )
-            .map_err(err)?;
+            .map_err(&err)?;
         let rows = stmt
             .query_map(params![id], |r| {
                 Ok(StatusChange {
@@ -297,25 +289,21 @@ impl AlertDb {
                     assignee: r.get(6)?,
                 })
             })
-            .map_err(err)?;
-        found.history = rows.collect::<Result<_, _>>().map_err(err)?;
+            .map_err(&err)?;
+        found.history = rows.collect::<Result<_, _>>().map_err(&err)?;
         Ok(found)
     }
 
     /// How many alerts are in each status (for the alert list's counts).
     pub fn counts(&self) -> Result<Vec<(AlertStatus, u64)>, AlertDbError> {
-        let path = self.path().to_owned();
-        let err = |source| AlertDbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let err = self.err();
         let mut stmt = self
             .conn()
             .prepare("SELECT status, count(*) FROM alerts GROUP BY status")
-            .map_err(err)?;
+            .map_err(&err)?;
         let rows = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
-            .map_err(err)?;
-        rows.collect::<Result<_, _>>().map_err(err)
+            .map_err(&err)?;
+        rows.collect::<Result<_, _>>().map_err(&err)
     }
 }

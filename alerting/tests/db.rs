@@ -280,3 +280,78 @@ fn new_alerts_are_sent_before_a_backlog_of_status_changes_and_severe_ones_first(
     let groups: Vec<&str> = due.iter().map(|d| d.group_key.as_str()).collect();
     assert_eq!(groups, ["rule=b", "rule=a", "status:0"]);
 }
+
+#[test]
+fn an_investigation_keeps_every_step_with_who_and_the_judgement() {
+    use alerting::triage::{ChangeKind, Resolution, Step};
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = AlertDb::open(&dir.path().join("alerts.db"), Duration::hours(1)).unwrap();
+    let (a, _) = db
+        .record(&alert("n002", "2026-11-24T22:40:00Z", "e1"))
+        .unwrap();
+    db.investigate(a, Step::Assign("suzuki"), "tanaka").unwrap();
+    assert!(matches!(
+        db.investigate(a, Step::Assign("suzuki"), "tanaka"),
+        Err(AlertDbError::Invalid(_))
+    ));
+    assert!(matches!(
+        db.investigate(a, Step::Comment("   "), "tanaka"),
+        Err(AlertDbError::Invalid(m)) if m.contains("empty")
+    ));
+    db.investigate(a, Step::Comment("asked the ward"), "suzuki")
+        .unwrap();
+    assert!(matches!(
+        db.investigate(
+            a,
+            Step::Status {
+                status: AlertStatus::Acknowledged,
+                resolution: Some(Resolution::Allowed),
+                reason: None
+            },
+            "suzuki"
+        ),
+        Err(AlertDbError::Invalid(m)) if m.contains("only a closed alert")
+    ));
+    let closed = db
+        .investigate(
+            a,
+            Step::Status {
+                status: AlertStatus::Closed,
+                resolution: Some(Resolution::Allowed),
+                reason: Some("emergency admission"),
+            },
+            "suzuki",
+        )
+        .unwrap();
+    assert_eq!(closed.resolution, Some(Resolution::Allowed));
+    assert_eq!(closed.assignee.as_deref(), Some("suzuki"));
+    let steps: Vec<(ChangeKind, &str, Option<&str>)> = closed
+        .history
+        .iter()
+        .map(|h| (h.kind, h.by.as_str(), h.reason.as_deref()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (ChangeKind::Assigned, "tanaka", None),
+            (ChangeKind::Comment, "suzuki", Some("asked the ward")),
+            (ChangeKind::Status, "suzuki", Some("emergency admission")),
+        ]
+    );
+    // Reopening clears the judgement; the history keeps it.
+    let reopened = db.set_status(a, AlertStatus::Open, None, "tanaka").unwrap();
+    assert_eq!(reopened.resolution, None);
+    assert_eq!(reopened.history[2].resolution, Some(Resolution::Allowed));
+    // Only status changes reach the outbox (and so the channels).
+    let told: i64 = db
+        .conn_for_reading()
+        .query_row(
+            "SELECT count(*) FROM outbox WHERE alert_id = ?1",
+            [a],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(told, 3, "raised, closed, reopened");
+    let counts = db.counts().unwrap();
+    assert_eq!(counts, [(AlertStatus::Open, 1)]);
+}

@@ -20,6 +20,27 @@ pub struct SearchRequest {
     pub max_bytes: usize,
 }
 
+impl SearchRequest {
+    /// The newest `limit` events matching `query`, any time, at most [`MAX_RESULT_BYTES`].
+    pub fn newest(query: impl Into<String>, limit: usize) -> SearchRequest {
+        SearchRequest {
+            query: query.into(),
+            from: None,
+            to: None,
+            limit,
+            offset: 0,
+            max_bytes: MAX_RESULT_BYTES,
+        }
+    }
+
+    /// Only those in `[from, to)`.
+    pub fn between(mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> SearchRequest {
+        self.from = Some(from);
+        self.to = Some(to);
+        self
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchResults {
     /// Every match, not just the ones returned.

@@ -167,6 +167,13 @@ pub fn random_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A time as stored (RFC 3339); an unreadable one is the epoch (long past).
+fn parse_time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
 fn digest(token: &str) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(token.as_bytes())
@@ -303,15 +310,9 @@ impl AccountDb {
         let mut stmt = conn
             .prepare("SELECT name, role, disabled, locked_until FROM users ORDER BY name")
             .map_err(self.err())?;
+        type Row = (String, String, bool, Option<String>);
         let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, Option<String>>(3)?,
-                ))
-            })
+            .query_map([], |r| Row::try_from(r))
             .map_err(self.err())?;
         let mut out = Vec::new();
         for row in rows {
@@ -336,16 +337,7 @@ impl AccountDb {
             .query_row(
                 "SELECT name, role, hash, lang, disabled, locked_until FROM users WHERE name = ?1",
                 params![name],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                },
+                |r| Row::try_from(r),
             )
             .optional()
             .ok()
@@ -354,11 +346,7 @@ impl AccountDb {
             verify(password, &self.decoy);
             return Err(LoginError::Refused);
         };
-        if let Some(until) = locked
-            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .filter(|t| *t > now)
-        {
+        if let Some(until) = locked.as_deref().map(parse_time).filter(|t| *t > now) {
             return Err(LoginError::Locked(until));
         }
         // The hash is checked outside the lock: it takes a while by design.
@@ -405,33 +393,22 @@ impl AccountDb {
         let now = Utc::now();
         let conn = self.conn();
         let key = digest(token);
-        let row: (String, String, String, String, String, Option<String>, bool) = conn
+        type Row = (String, String, String, String, String, Option<String>, bool);
+        let row: Row = conn
             .query_row(
                 "SELECT s.user, s.csrf, s.created_at, s.seen_at, u.role, u.lang, u.disabled
                  FROM sessions s JOIN users u ON u.name = s.user WHERE s.digest = ?1",
                 params![key],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                    ))
-                },
+                |r| Row::try_from(r),
             )
             .optional()
             .ok()
             .flatten()?;
         let (user, csrf, created, seen, role, lang, disabled) = row;
-        let time = |t: &str| {
-            DateTime::parse_from_rfc3339(t)
-                .map(|t| t.with_timezone(&Utc))
-                .unwrap_or_default()
-        };
-        if disabled || now - time(&seen) > limits.idle || now - time(&created) > limits.absolute {
+        if disabled
+            || now - parse_time(&seen) > limits.idle
+            || now - parse_time(&created) > limits.absolute
+        {
             let _ = conn.execute("DELETE FROM sessions WHERE digest = ?1", params![key]);
             return None;
         }
@@ -480,11 +457,7 @@ impl AccountDb {
             .collect::<Result<_, _>>()
             .map_err(self.err())?;
         for (key, created, seen) in rows {
-            let shift = |t: &str| {
-                DateTime::parse_from_rfc3339(t)
-                    .map(|t| (t.with_timezone(&Utc) - by).to_rfc3339())
-                    .unwrap_or_default()
-            };
+            let shift = |t: &str| (parse_time(t) - by).to_rfc3339();
             conn.execute(
                 "UPDATE sessions SET created_at = ?2, seen_at = ?3 WHERE digest = ?1",
                 params![key, shift(&created), shift(&seen)],

@@ -183,6 +183,8 @@ pub enum PageError {
     /// Wrong input, said for people.
     Bad(String),
     TooMany,
+    /// Every search slot is taken: try again shortly.
+    Busy,
     Internal,
 }
 
@@ -209,6 +211,11 @@ impl IntoResponse for PageError {
             PageError::TooMany => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "試行が多すぎます。しばらく待ってください / Too many attempts: wait a while"
+                    .to_owned(),
+            ),
+            PageError::Busy => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "混み合っています。少し待ってから開き直してください / Busy: try again shortly"
                     .to_owned(),
             ),
             PageError::Internal => (
@@ -316,7 +323,8 @@ fn static_file(body: &'static str, kind: &'static str) -> Response {
 }
 
 /// Headers on every answer: nothing runs but our own script, nothing frames the pages, no
-/// address with a patient's id leaks to another site, and pages are not cached.
+/// address with a patient's id leaks to another site (`same-origin`: `no-referrer` would make
+/// browsers send `Origin: null` with our own forms), and pages are not cached.
 pub async fn security_headers(
     request: axum::extract::Request,
     next: axum::middleware::Next,
@@ -334,7 +342,7 @@ pub async fn security_headers(
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,

@@ -224,6 +224,20 @@ fn same_token(a: &str, b: &str) -> bool {
         == 0
 }
 
+/// Whether a form is this server's own: sent from its pages (`Origin`), with the token
+/// expected.
+fn genuine(origin_ok: bool, token: &str, expected: &str) -> bool {
+    origin_ok && !token.is_empty() && !expected.is_empty() && same_token(token, expected)
+}
+
+/// The refusal of a forged form, counted.
+fn forged(state: &AppState) -> PageError {
+    if let Some(ui) = state.ui.as_deref() {
+        ui.metrics.refused.with_label_values(&["csrf"]).inc();
+    }
+    PageError::Forged
+}
+
 #[derive(serde::Deserialize)]
 struct Token {
     #[serde(default)]
@@ -269,20 +283,19 @@ impl<R: Needs, T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for Posted
         let origin_ok = same_origin(&parts.headers);
         let viewer = allowed::<R>(viewer, state, &what).await?;
         let (value, token) = form::<T>(Request::from_parts(parts, body)).await?;
-        let expected = viewer.csrf.clone().unwrap_or_default();
-        if !origin_ok || token.is_empty() || !same_token(&token, &expected) {
-            ui_of(state)?
-                .metrics
-                .refused
-                .with_label_values(&["csrf"])
-                .inc();
+        if !genuine(
+            origin_ok,
+            &token,
+            viewer.csrf.as_deref().unwrap_or_default(),
+        ) {
+            let refusal = forged(state);
             audit::record(
                 state,
                 &viewer,
                 audit::Entry::denied(&format!("{what}: form without a valid CSRF token")),
             )
             .await;
-            return Err(PageError::Forged);
+            return Err(refusal);
         }
         Ok(Posted(viewer, value, PhantomData))
     }
@@ -305,13 +318,8 @@ impl<T: DeserializeOwned + Send> FromRequest<Arc<AppState>> for AnonymousPost<T>
             .to_owned();
         let origin_ok = same_origin(&parts.headers);
         let (value, token) = form::<T>(Request::from_parts(parts, body)).await?;
-        if !origin_ok || expected.is_empty() || !same_token(&token, &expected) {
-            ui_of(state)?
-                .metrics
-                .refused
-                .with_label_values(&["csrf"])
-                .inc();
-            return Err(PageError::Forged);
+        if !genuine(origin_ok, &token, &expected) {
+            return Err(forged(state));
         }
         Ok(AnonymousPost(viewer, value))
     }

@@ -16,7 +16,7 @@ use crate::ui::PageError;
 use crate::ui::audit::{self, Entry};
 use crate::ui::i18n::format_time;
 use crate::ui::pages::search::quoted;
-use crate::ui::pages::{blocking, store_error};
+use crate::ui::pages::{blocking, search_slot, store_error};
 use crate::ui::session::{AdminRole, AnyRole, Page, Posted, ui_of};
 
 /// Sources listed at most (per kind).
@@ -39,6 +39,7 @@ pub(crate) async fn sources(
     let ui = ui_of(&state)?;
     let zone = ui.zone();
     let now = Utc::now();
+    let _slot = search_slot(&state).await?;
     let index = state.index.clone();
     let rows = blocking(move || {
         let count = |from| {
@@ -77,14 +78,10 @@ pub(crate) async fn sources(
         let mut rows = Vec::new();
         for s in sources {
             let last = index
-                .search(&SearchRequest {
-                    query: format!("{}:{}", s.field, quoted(&s.value)),
-                    from: None,
-                    to: None,
-                    limit: 1,
-                    offset: 0,
-                    max_bytes: store::MAX_RESULT_BYTES,
-                })
+                .search(&SearchRequest::newest(
+                    format!("{}:{}", s.field, quoted(&s.value)),
+                    1,
+                ))
                 .map_err(store_error)?
                 .events
                 .into_iter()

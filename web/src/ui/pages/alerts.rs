@@ -19,7 +19,7 @@ use crate::ui::audit::{self, Entry};
 use crate::ui::i18n::format_time;
 use crate::ui::pages::range::{RangeParams, span};
 use crate::ui::pages::search::{quoted, row};
-use crate::ui::pages::{alert_db, blocking, store_error};
+use crate::ui::pages::{alert_db, blocking, search_slot, store_error};
 use crate::ui::session::{AnyRole, AuditorRole, Page, Posted, ui_of};
 
 /// Alerts listed at most.
@@ -157,27 +157,17 @@ pub(crate) async fn page(
         alert.alert.first_seen - Duration::minutes(SESSION_MARGIN_MINUTES),
         alert.alert.last_seen + Duration::minutes(SESSION_MARGIN_MINUTES),
     );
+    let _slot = search_slot(&state).await?;
     let index = state.index.clone();
     let (evidence, session) = blocking(move || {
-        let search = |query: String, from, to, limit| {
-            index
-                .search(&SearchRequest {
-                    query,
-                    from,
-                    to,
-                    limit,
-                    offset: 0,
-                    max_bytes: store::MAX_RESULT_BYTES,
-                })
-                .map_err(store_error)
-        };
+        let search = |request: SearchRequest| index.search(&request).map_err(store_error);
         let evidence = if evidence_query.is_empty() {
             Vec::new()
         } else {
-            search(evidence_query, None, None, 100)?.events
+            search(SearchRequest::newest(evidence_query, 100))?.events
         };
         let session = match session_query {
-            Some(q) => search(q, Some(from), Some(to), 200)?.events,
+            Some(q) => search(SearchRequest::newest(q, 200).between(from, to))?.events,
             None => Vec::new(),
         };
         Ok((evidence, session))

@@ -41,6 +41,21 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(|_| PageError::Internal)?
 }
 
+/// How long a page waits for one of the search slots it shares with the API.
+const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One of the [`crate::SEARCH_SLOTS`] (searches at once, each holding up to
+/// [`store::MAX_RESULT_BYTES`] of events), or a busy answer after [`SLOT_WAIT`].
+pub(crate) async fn search_slot(
+    state: &AppState,
+) -> Result<tokio::sync::OwnedSemaphorePermit, PageError> {
+    tokio::time::timeout(SLOT_WAIT, state.search_slots.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or(PageError::Busy)
+}
+
 /// A store error for a page: a bad query says what is wrong, anything else is internal.
 pub(crate) fn store_error(e: store::StoreError) -> PageError {
     match e {

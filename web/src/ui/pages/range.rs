@@ -35,6 +35,11 @@ pub struct Span {
 }
 
 impl Span {
+    /// `[from .. to]` in RFC 3339, for the audit trail.
+    pub fn describe(&self) -> String {
+        format!("[{} .. {}]", self.from.to_rfc3339(), self.to.to_rfc3339())
+    }
+
     /// The range as query-string parameters (for links that keep it).
     pub fn query(&self) -> String {
         if self.key == "custom" {

@@ -16,7 +16,7 @@ use crate::ui::audit::{self, Entry};
 use crate::ui::i18n::{format_date, format_time};
 use crate::ui::pages::range::{PRESETS, RangeParams, span};
 use crate::ui::pages::search::quoted;
-use crate::ui::pages::{alert_db, blocking, store_error};
+use crate::ui::pages::{alert_db, blocking, search_slot, store_error};
 use crate::ui::session::{AnyRole, Page, ui_of};
 use crate::ui::{PageError, svg};
 
@@ -33,6 +33,17 @@ pub struct ReportParams {
     user: String,
     #[serde(flatten)]
     range: RangeParams,
+}
+
+/// A report's subject (a patient id, an account) as typed, at most 200 characters.
+fn subject(text: &str) -> Result<String, PageError> {
+    let text = text.trim();
+    if text.chars().count() > 200 {
+        return Err(PageError::Bad(
+            "200文字までにしてください / at most 200 characters".into(),
+        ));
+    }
+    Ok(text.to_owned())
 }
 
 /// The roster's name for an account, if the roster knows it (`CLINIC\n001`, `n001@clinic`).
@@ -54,20 +65,13 @@ async fn events(
     from: chrono::DateTime<Utc>,
     to: chrono::DateTime<Utc>,
 ) -> Result<(Vec<Event>, u64), PageError> {
+    let _slot = search_slot(state).await?;
     let index = state.index.clone();
-    let found = blocking(move || {
-        index
-            .search(&SearchRequest {
-                query,
-                from: Some(from),
-                to: Some(to),
-                limit: MAX_REPORT_EVENTS,
-                offset: 0,
-                max_bytes: store::MAX_RESULT_BYTES * 4,
-            })
-            .map_err(store_error)
-    })
-    .await?;
+    let request = SearchRequest {
+        max_bytes: store::MAX_RESULT_BYTES * 4,
+        ..SearchRequest::newest(query, MAX_REPORT_EVENTS).between(from, to)
+    };
+    let found = blocking(move || index.search(&request).map_err(store_error)).await?;
     let mut events = found.events;
     events.reverse();
     Ok((events, found.total))
@@ -110,15 +114,10 @@ pub(crate) async fn patient(
 ) -> Result<Response, PageError> {
     let ui = ui_of(&state)?;
     let zone = ui.zone();
-    let patient = params.patient.trim().to_owned();
+    let patient = subject(&params.patient)?;
     let span = span(&params.range, zone, "90d", Utc::now())?;
     let mut values = context! {};
     if !patient.is_empty() {
-        if patient.chars().count() > 200 {
-            return Err(PageError::Bad(
-                "患者IDが長すぎます / patient id too long".into(),
-            ));
-        }
         let (events, total) = events(
             &state,
             format!("patient.id:{}", quoted(&patient)),
@@ -132,11 +131,7 @@ pub(crate) async fn patient(
             &viewer,
             Entry::new(
                 "report.patient",
-                format!(
-                    "patient access report [{} .. {}]",
-                    span.from.to_rfc3339(),
-                    span.to.to_rfc3339()
-                ),
+                format!("patient access report {}", span.describe()),
             )
             .patient(Some(&patient)),
         )
@@ -152,7 +147,8 @@ pub(crate) async fn patient(
                 let local_day = e.timestamp.with_timezone(&zone).date_naive();
                 let site = e.site.clone().or_else(|| ui.clinic.site_of(e));
                 let own = staff_record(&ui.clinic, &user, &patient);
-                let (explanation, explained) = if let Some(alert) = alerts.get(e.id.as_str()) {
+                let alert = alerts.get(e.id.as_str()).copied();
+                let (explanation, explained) = if let Some(alert) = alert {
                     (format!("{} #{alert}", text("report.alerted")), false)
                 } else if own {
                     (text("report.own_record"), false)
@@ -181,6 +177,7 @@ pub(crate) async fn patient(
                     category => e.category.clone().unwrap_or_default(),
                     explanation => explanation,
                     explained => explained,
+                    alert => alert,
                 }
             })
             .collect();
@@ -228,15 +225,10 @@ pub(crate) async fn staff(
 ) -> Result<Response, PageError> {
     let ui = ui_of(&state)?;
     let zone = ui.zone();
-    let user = params.user.trim().to_owned();
+    let user = subject(&params.user)?;
     let span = span(&params.range, zone, "7d", Utc::now())?;
     let mut values = context! {};
     if !user.is_empty() {
-        if user.chars().count() > 200 {
-            return Err(PageError::Bad(
-                "ユーザー名が長すぎます / user name too long".into(),
-            ));
-        }
         let query = format!("user.name:{}", quoted(&user));
         let (events, total) = events(&state, query.clone(), span.from, span.to).await?;
         let index = state.index.clone();
@@ -260,11 +252,7 @@ pub(crate) async fn staff(
             &viewer,
             Entry::new(
                 "report.staff",
-                format!(
-                    "staff activity report of {user} [{} .. {}]",
-                    span.from.to_rfc3339(),
-                    span.to.to_rfc3339()
-                ),
+                format!("staff activity report of {user} {}", span.describe()),
             ),
         )
         .await;

@@ -16,7 +16,7 @@ use crate::AppState;
 use crate::ui::audit::{self, Entry};
 use crate::ui::i18n::format_time;
 use crate::ui::pages::range::{PRESETS, RangeParams, Span, span};
-use crate::ui::pages::{blocking, store_error};
+use crate::ui::pages::{blocking, search_slot, store_error};
 use crate::ui::session::{AnyRole, Page, ui_of};
 use crate::ui::{PageError, svg, urlencode};
 
@@ -115,14 +115,7 @@ pub(crate) async fn page(
                 audit::record(
                     &state,
                     &viewer,
-                    Entry::new(
-                        "search",
-                        format!(
-                            "{q} [{} .. {}]",
-                            span.from.to_rfc3339(),
-                            span.to.to_rfc3339()
-                        ),
-                    ),
+                    Entry::new("search", format!("{q} {}", span.describe())),
                 )
                 .await;
                 values = found.render(&q, &span, page_no, zone, viewer.lang);
@@ -159,20 +152,11 @@ async fn run(
     span: &Span,
     page_no: usize,
 ) -> Result<Found, PageError> {
-    let _slot = state
-        .search_slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| PageError::Internal)?;
+    let _slot = search_slot(state).await?;
     let index = state.index.clone();
     let search = SearchRequest {
-        query: q.to_owned(),
-        from: Some(span.from),
-        to: Some(span.to),
-        limit: PAGE_ROWS,
         offset: (page_no - 1) * PAGE_ROWS,
-        max_bytes: store::MAX_RESULT_BYTES,
+        ..SearchRequest::newest(q, PAGE_ROWS).between(span.from, span.to)
     };
     let facets = FacetRequest {
         query: q.to_owned(),
@@ -180,7 +164,8 @@ async fn run(
         to: span.to,
         fields: FACETS.iter().map(|(f, _)| (*f).to_owned()).collect(),
         size: 8,
-        bucket_secs: 60,
+        // About a hundred bars, whatever the range.
+        bucket_secs: ((span.to - span.from).num_seconds() / 100).max(60),
     };
     blocking(move || {
         let results = index.search(&search).map_err(store_error)?;
@@ -266,20 +251,11 @@ pub(crate) async fn export(
     let zone = ui.zone();
     let q = checked_query(&params.q)?;
     let span = span(&params.range, zone, "24h", Utc::now())?;
-    let _slot = state
-        .search_slots
-        .clone()
-        .acquire_owned()
-        .await
-        .map_err(|_| PageError::Internal)?;
+    let _slot = search_slot(&state).await?;
     let index = state.index.clone();
     let request = SearchRequest {
-        query: q.clone(),
-        from: Some(span.from),
-        to: Some(span.to),
-        limit: MAX_EXPORT_ROWS,
-        offset: 0,
         max_bytes: store::MAX_RESULT_BYTES * 4,
+        ..SearchRequest::newest(q.clone(), MAX_EXPORT_ROWS).between(span.from, span.to)
     };
     let results = blocking(move || index.search(&request).map_err(store_error)).await?;
     // A byte-order mark: Excel on a Japanese Windows reads UTF-8 only with one.
@@ -311,10 +287,9 @@ pub(crate) async fn export(
         Entry::new(
             "export",
             format!(
-                "CSV of {} events: {q} [{} .. {}]",
+                "CSV of {} events: {q} {}",
                 results.events.len(),
-                span.from.to_rfc3339(),
-                span.to.to_rfc3339()
+                span.describe()
             ),
         ),
     )
@@ -346,20 +321,8 @@ pub(crate) async fn event(
         return Err(PageError::NotFound);
     }
     let index = state.index.clone();
-    let query = format!("event.id:{id}");
-    let found = blocking(move || {
-        index
-            .search(&SearchRequest {
-                query,
-                from: None,
-                to: None,
-                limit: 1,
-                offset: 0,
-                max_bytes: store::MAX_RESULT_BYTES,
-            })
-            .map_err(store_error)
-    })
-    .await?;
+    let request = SearchRequest::newest(format!("event.id:{id}"), 1);
+    let found = blocking(move || index.search(&request).map_err(store_error)).await?;
     let event = found.events.into_iter().next().ok_or(PageError::NotFound)?;
     audit::record(
         &state,
