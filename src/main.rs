@@ -2,6 +2,7 @@
 //! `mimamori verify` checks, and raises alerts. This binary wires the crates together: CLI, HTTP
 //! server, configuration.
 
+mod accounts;
 mod alerts;
 mod bench;
 mod bench_delivery;
@@ -15,7 +16,6 @@ mod output;
 mod serve;
 mod simulate;
 mod store_admin;
-mod users;
 mod web_ui;
 
 use std::path::PathBuf;
@@ -115,6 +115,11 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// API tokens with scopes: `add`, `list`, `revoke`.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
     },
     /// The rules: `check` validates the clinic model and detections in the config.
     Rules {
@@ -237,6 +242,21 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token (printed once; only its digest is kept).
+    Add {
+        name: String,
+        /// search, alerts:read, alerts:write, ingest (repeat for several).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    /// Every token: scopes, state, when created and last used (never the token itself).
+    List,
+    /// Stop a token from working, at once.
+    Revoke { name: String },
 }
 
 #[derive(Subcommand)]
@@ -460,12 +480,19 @@ fn main() -> ExitCode {
                         name,
                         role,
                         password_stdin,
-                    } => users::add(&checked, &name, &role, password_stdin),
-                    UserCommand::List => users::list(&checked),
+                    } => accounts::add(&checked, &name, &role, password_stdin),
+                    UserCommand::List => accounts::list(&checked),
                     UserCommand::Passwd {
                         name,
                         password_stdin,
-                    } => users::passwd(&checked, &name, password_stdin),
+                    } => accounts::passwd(&checked, &name, password_stdin),
+                },
+                Command::Token { command } => match command {
+                    TokenCommand::Add { name, scopes } => {
+                        accounts::add_token(&checked, &name, &scopes)
+                    }
+                    TokenCommand::List => accounts::list_tokens(&checked),
+                    TokenCommand::Revoke { name } => accounts::revoke_token(&checked, &name),
                 },
                 Command::Verify => store_admin::verify(&checked),
                 Command::Reindex => store_admin::reindex(&checked),

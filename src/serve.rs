@@ -172,6 +172,7 @@ async fn bind_all(
         spool.run(importer.clone()),
     );
     running.tasks.push(task);
+    let accounts = crate::web_ui::accounts(checked);
     let app = router(AppState {
         index: running.store.index().clone(),
         store: Some(running.store.handle()),
@@ -204,7 +205,10 @@ async fn bind_all(
                 .collect(),
         ),
         streams: Arc::new(tokio::sync::Semaphore::new(web::api::delivery::MAX_STREAMS)),
-        ui: crate::web_ui::build(checked, registry, running.http_addr)?,
+        ui: crate::web_ui::build(checked, accounts.clone(), registry, running.http_addr)?,
+        accounts,
+        open_reads: checked.config.http.listen.ip().is_loopback(),
+        allowed_hosts: Arc::new(checked.config.web.allowed_hosts.clone()),
     });
     let listener = web::listener::BoundedListener::new(
         listener,

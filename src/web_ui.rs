@@ -3,26 +3,54 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use web::accounts::{AccountDb, accounts_db_path};
 use web::ui::{Ui, UiMetrics};
 
 use crate::config::Checked;
 
+/// The account database (accounts, sessions, API tokens). One that cannot be opened turns
+/// the UI and the API tokens off, said loudly; collection goes on.
+pub fn accounts(checked: &Checked) -> Option<Arc<AccountDb>> {
+    let path = accounts_db_path(&checked.config.storage.data_dir);
+    match AccountDb::open(&path) {
+        Ok(accounts) => Some(Arc::new(accounts)),
+        Err(e) => {
+            tracing::error!(
+                error = %e,
+                "the web UI and API tokens are off: the account database cannot be used \
+                 (restore accounts.db from a backup, or move it aside to start over with /setup)"
+            );
+            None
+        }
+    }
+}
+
 /// The UI for `checked` (none when `[web] enabled = false`). While nobody has an account, the
 /// first-run setup's one-time token is printed to stderr (not the log), with where to use it.
 pub fn build(
     checked: &Checked,
+    accounts: Option<Arc<AccountDb>>,
     registry: &prometheus::Registry,
     http: std::net::SocketAddr,
 ) -> anyhow::Result<Option<Arc<Ui>>> {
     let config = &checked.config.web;
-    if !config.enabled {
-        return Ok(None);
+    let http_config = &checked.config.http;
+    if [
+        &http_config.ingest_tokens,
+        &http_config.read_tokens,
+        &http_config.admin_tokens,
+    ]
+    .iter()
+    .any(|t| !t.is_empty())
+    {
+        tracing::warn!(
+            "http.ingest_tokens, read_tokens and admin_tokens are deprecated: create API tokens \
+             with scopes instead (`mimamori token add NAME --scope search`), kept only as digests"
+        );
     }
-    let path = accounts_db_path(&checked.config.storage.data_dir);
-    let accounts = AccountDb::open(&path)
-        .with_context(|| format!("cannot open the account database {}", path.display()))?;
+    let Some(accounts) = accounts.filter(|_| config.enabled) else {
+        return Ok(None);
+    };
     let mut ui = Ui::new(
         accounts,
         Arc::new(checked.clinic.clone()),

@@ -103,7 +103,7 @@ fn open_stream(server: &Server, token: &str, last: Option<i64>) -> BufReader<std
     let resume = last.map_or(String::new(), |l| format!("Last-Event-ID: {l}\r\n"));
     write!(
         s,
-        "GET /api/v1/alerts/stream?since=0 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{resume}\r\n"
+        "GET /api/v1/alerts/stream?since=0 HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n{resume}\r\n"
     )
     .unwrap();
     let mut reader = BufReader::new(s);

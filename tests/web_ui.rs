@@ -265,20 +265,117 @@ fn sign_in_sessions_csrf_roles_and_tokens_refuse_and_audit() {
         200
     );
 
+    // API tokens made on the tokens page: shown once, scoped, revocable. (The admin's session
+    // aged out with the others above.)
+    admin.sign_in("admin", ADMIN_PASSWORD);
+    let page = admin.get("/tokens");
+    let csrf = page.csrf();
+    let created = admin.post(
+        "/tokens",
+        &[
+            ("csrf", &csrf),
+            ("action", "add"),
+            ("name", "soc-search"),
+            ("scope", "search"),
+        ],
+    );
+    assert_eq!(created.status, 200, "{}", created.body);
+    let token = created
+        .body
+        .split("id=\"new-token\">")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .unwrap()
+        .to_owned();
+    assert!(token.starts_with("mmr_"), "{token}");
+    assert!(!admin.get("/tokens").body.contains(&token), "shown once");
+    assert_eq!(api("/api/v1/search?q=*", "GET", &token), 200);
+    assert_eq!(api("/api/v1/alerts", "GET", &token), 403, "no alerts:read");
+    assert_eq!(
+        api("/api/v1/alerts/1/status", "POST", &token),
+        403,
+        "no alerts:write"
+    );
+    let revoked = admin.post(
+        "/tokens",
+        &[
+            ("csrf", &csrf),
+            ("action", "revoke"),
+            ("name", "soc-search"),
+        ],
+    );
+    assert_eq!(revoked.status, 303);
+    assert_eq!(api("/api/v1/search?q=*", "GET", &token), 401, "revoked");
+    let out = server.cli_config(&["token", "add", "feed", "--scope", "alerts:read"]);
+    assert!(out.status.success());
+    let feed = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    assert_eq!(api("/api/v1/alerts", "GET", &feed), 200);
+    assert_eq!(api("/api/v1/search?q=*", "GET", &feed), 403);
+    assert_eq!(api("/api/v1/ingest", "POST", &feed), 403);
+    let listed = server.cli_config(&["token", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains("soc-search\tsearch\trevoked")
+            && listed.contains("feed\talerts:read\tlive"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&feed), "never the token itself");
+
     // Every refusal and sign-in is in the store as an audit event.
-    wait("audit events searchable", 20, &|| {
-        audit_count(&server, "event.action:login_failed") >= 5
-    });
-    assert!(audit_count(&server, "event.action:login AND user.name:viewer1") >= 1);
-    assert!(audit_count(&server, "event.action:user.add AND user.name:admin") >= 2);
-    assert!(
-        audit_count(&server, "event.action:access_denied AND user.name:viewer1") >= 4,
-        "the viewer's refusals"
-    );
-    assert!(
-        audit_count(&server, "event.action:access_denied AND user.name:admin") >= 3,
-        "the forged forms"
-    );
+    for (what, query, least) in [
+        ("failed sign-ins", "event.action:login_failed", 5),
+        (
+            "the viewer's sign-in",
+            "event.action:login AND user.name:viewer1",
+            1,
+        ),
+        (
+            "accounts added",
+            "event.action:user.add AND user.name:admin",
+            2,
+        ),
+        (
+            "the viewer's refusals",
+            "event.action:access_denied AND user.name:viewer1",
+            4,
+        ),
+        (
+            "the forged forms",
+            "event.action:access_denied AND user.name:admin",
+            3,
+        ),
+        (
+            "the refused tokens",
+            "event.action:access_denied AND message:token",
+            5,
+        ),
+        (
+            "the token's search",
+            "event.action:search AND user.name:\"token:soc-search\"",
+            1,
+        ),
+        ("the token made", "event.action:token.add", 1),
+    ] {
+        if !(0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            audit_count(&server, query) >= least
+        }) {
+            let all: Vec<String> = server
+                .search("event.dataset:mimamori.audit")
+                .iter()
+                .map(|e| format!("{} {} {}", e["user.name"], e["event.action"], e["message"]))
+                .collect();
+            panic!(
+                "{what}: {query} found {} of {least}: {all:#?}\n{}",
+                audit_count(&server, query),
+                server.log()
+            );
+        }
+    }
     assert!(server.metric("ui_refused_total{reason=\"csrf\"}") >= 3.0);
 }
 
@@ -303,6 +400,7 @@ fn pages_in_both_languages_reports_export_and_the_investigation_of_an_alert() {
         "/sources",
         "/settings",
         "/users",
+        "/tokens",
     ];
     for path in pages {
         let ja = admin.get(path);
@@ -441,4 +539,148 @@ fn pages_in_both_languages_reports_export_and_the_investigation_of_an_alert() {
     wait("the changes are audited", 20, &|| {
         audit_count(&server, "event.action:alert.change") == 4
     });
+}
+
+#[test]
+fn races_rebinding_redirects_and_self_judgement_are_refused() {
+    let server = Server::start_full("", "", ROSTER);
+    // Two first-run setups at once: one admin.
+    let racers: Vec<Browser> = (0..6)
+        .map(|_| {
+            let mut b = Browser::new(server.http);
+            b.get("/setup");
+            b
+        })
+        .collect();
+    let outcomes: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = racers
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut b)| {
+                s.spawn(move || {
+                    let token = b.cookies["mimamori_form"].clone();
+                    let name = format!("admin{i}");
+                    b.post(
+                        "/setup",
+                        &[
+                            ("csrf", &token),
+                            ("name", &name),
+                            ("password", ADMIN_PASSWORD),
+                            ("password2", ADMIN_PASSWORD),
+                        ],
+                    )
+                    .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        outcomes.iter().filter(|s| **s == 303).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let listed = server.cli_config(&["user", "list"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 1);
+
+    // A page elsewhere whose name now points here (DNS rebinding) is not served.
+    let mut rebound = Browser::new(server.http);
+    let answer = rebound.request("GET", "/setup", &[("Host", "evil.example:8480")], "");
+    assert_eq!(answer.status, 421);
+    let answer = rebound.request("GET", "/api/v1/search?q=*", &[("Host", "evil.example")], "");
+    assert_eq!(answer.status, 421);
+
+    // Guesses sent at once do not outrun the lockout.
+    add_user(&server, "auditor1", "auditor", "kansa-tanto-2026");
+    std::thread::scope(|s| {
+        for _ in 0..12 {
+            s.spawn(|| {
+                let mut b = Browser::new(server.http);
+                let token = b.get("/login").csrf();
+                b.post(
+                    "/login",
+                    &[
+                        ("csrf", &token),
+                        ("name", "auditor1"),
+                        ("password", "wrong-guess-123"),
+                    ],
+                );
+            });
+        }
+    });
+    let mut late = Browser::new(server.http);
+    let token = late.get("/login").csrf();
+    let refused = late.post(
+        "/login",
+        &[
+            ("csrf", &token),
+            ("name", "auditor1"),
+            ("password", "kansa-tanto-2026"),
+        ],
+    );
+    assert_eq!(refused.status, 401, "locked after the burst");
+
+    // After signing in, only this server's paths: no `/\t/host` (a browser reads `//host`).
+    let mut admin = Browser::new(server.http);
+    let token = admin.get("/login").csrf();
+    let name = server
+        .cli_config(&["user", "list"])
+        .stdout
+        .split(|b| *b == b'\t')
+        .next()
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .unwrap();
+    let answer = admin.post(
+        "/login",
+        &[
+            ("csrf", &token),
+            ("name", &name),
+            ("password", ADMIN_PASSWORD),
+            ("next", "/\t/evil.example/"),
+        ],
+    );
+    assert_eq!(answer.header("location"), Some("/search"));
+
+    // Nobody judges an alert about themselves.
+    add_user(&server, "n002", "auditor", "kango-shi-2026x");
+    raise_alerts(&server);
+    wait("alerts raised", 30, &|| {
+        common::delivery::alerts(&server).len() >= 2
+    });
+    let id = common::delivery::alerts(&server)
+        .iter()
+        .find(|a| a["user"] == "n002")
+        .map(|a| a["id"].as_i64().unwrap())
+        .unwrap();
+    let mut nurse = Browser::new(server.http);
+    nurse.sign_in("n002", "kango-shi-2026x");
+    let token = nurse.get(&format!("/alerts/{id}")).csrf();
+    let close = nurse.post(
+        &format!("/alerts/{id}"),
+        &[
+            ("csrf", &token),
+            ("action", "close"),
+            ("resolution", "false_positive"),
+            ("reason", "it was me"),
+        ],
+    );
+    assert_eq!(close.status, 403, "{}", close.body);
+    let comment = nurse.post(
+        &format!("/alerts/{id}"),
+        &[
+            ("csrf", &token),
+            ("action", "comment"),
+            ("reason", "主治医の指示でした"),
+        ],
+    );
+    assert_eq!(comment.status, 303, "a comment is welcome");
+    let assign = nurse.post(
+        &format!("/alerts/{id}"),
+        &[
+            ("csrf", &token),
+            ("action", "assign"),
+            ("assignee", "<script>"),
+        ],
+    );
+    assert_eq!(assign.status, 400, "only reviewers' accounts");
 }

@@ -252,6 +252,9 @@ impl Engine {
 
     /// The checks on arrival, in arrival order: senders' clocks and the appliance's own.
     pub fn arrived(&mut self, event: &Event) -> Vec<Alert> {
+        if event.dataset == store::AUDIT_DATASET {
+            return Vec::new();
+        }
         self.clocks(event)
     }
 
@@ -264,6 +267,12 @@ impl Engine {
             return alerts;
         }
         alerts.extend(self.custom_rules(event));
+        // mimamori's own audit trail (who used the UI and the API) is searched and reported,
+        // and custom rules may watch it; the built-in detections are tuned for the clinic's
+        // systems and would take API tokens and admins' sign-ins for staff.
+        if event.dataset == store::AUDIT_DATASET {
+            return alerts;
+        }
         if self.config.password_spray.enabled {
             alerts.extend(self.spray(event));
         }

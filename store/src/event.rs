@@ -24,6 +24,10 @@ pub const ACTIONS: &[&str] = &[
     "other",
 ];
 
+/// The dataset of mimamori's own audit trail: sign-ins, searches, reports and changes made
+/// through the web UI and the API.
+pub const AUDIT_DATASET: &str = "mimamori.audit";
+
 /// One access-log event, normalized.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {

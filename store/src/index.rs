@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery,
+    AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery,
 };
+use tantivy::schema::IndexRecordOption;
 use tantivy::schema::Value;
 use tantivy::{Index, IndexReader, Order, ReloadPolicy, TantivyDocument, Term};
 use tracing::warn;
@@ -185,14 +186,27 @@ impl EventIndex {
         StoreError::BadQuery(message)
     }
 
-    /// `text` parsed, limited to `[from, to)` when either is given.
+    /// `text` parsed, limited to `[from, to)` when either is given. mimamori's own audit trail
+    /// (`event.dataset:mimamori.audit`) is left out unless the query names a dataset, so a
+    /// search for a patient finds the accesses, not the earlier searches for them
+    /// (`event.dataset:*` takes everything).
     pub(crate) fn bounded_query(
         &self,
         text: &str,
         from: Option<chrono::DateTime<chrono::Utc>>,
         to: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Box<dyn Query>, StoreError> {
-        let query = self.parse_query(text)?;
+        let mut query = self.parse_query(text)?;
+        if !text.contains("event.dataset") {
+            let audit = Term::from_field_text(self.schema.dataset, crate::event::AUDIT_DATASET);
+            query = Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query),
+                (
+                    Occur::MustNot,
+                    Box::new(TermQuery::new(audit, IndexRecordOption::Basic)),
+                ),
+            ]));
+        }
         if from.is_none() && to.is_none() {
             return Ok(query);
         }

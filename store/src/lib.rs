@@ -21,7 +21,7 @@ mod indexer;
 mod metrics;
 pub mod pattern;
 mod pipeline;
-mod query;
+pub mod query;
 mod reindex;
 mod replay;
 mod retention;
@@ -35,7 +35,7 @@ mod wal;
 pub use crate::appender::MAX_EVENT_BYTES;
 pub use crate::checkpoint::Checkpoint;
 pub use crate::error::StoreError;
-pub use crate::event::{ACTIONS, Event, EventId, Outcome};
+pub use crate::event::{ACTIONS, AUDIT_DATASET, Event, EventId, Outcome};
 pub use crate::facets::{
     FacetRequest, FacetValue, Facets, MAX_BUCKETS, MAX_FACET_VALUES, bucket_width,
 };

@@ -114,3 +114,37 @@ mod tests {
         assert_eq!(accounts_as_typed(r"a\b\c"), r"a\b\c");
     }
 }
+
+/// The patient ids a query names (`patient.id:P0042`, `patient.id:"P 42"`), for the audit
+/// trail of a search.
+pub fn patients_named(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("patient.id:") {
+        rest = &rest[at + "patient.id:".len()..];
+        let value = if let Some(quoted) = rest.strip_prefix('"') {
+            quoted.split('"').next().unwrap_or("")
+        } else {
+            rest.split(|c: char| c.is_whitespace() || c == ')')
+                .next()
+                .unwrap_or("")
+        };
+        if !value.is_empty() && !found.iter().any(|f| f == value) {
+            found.push(value.to_owned());
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod audit_tests {
+    use super::*;
+
+    #[test]
+    fn the_patients_a_query_names_are_found() {
+        assert_eq!(
+            patients_named("patient.id:P0042 OR (patient.id:\"P 7\") patient.id:P0042"),
+            ["P0042", "P 7"]
+        );
+    }
+}

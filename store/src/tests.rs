@@ -125,7 +125,7 @@ fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
     assert_eq!(search(index, "@timestamp:[* TO *]").total, 6);
     let err = index
         .search(&SearchRequest {
-            query: "user.name:*".into(),
+            query: "process.name:*".into(),
             from: None,
             to: None,
             limit: 10,

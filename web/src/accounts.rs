@@ -154,7 +154,16 @@ const SCHEMA: &str = "
         created_at TEXT NOT NULL,
         seen_at TEXT NOT NULL
     );
-    PRAGMA user_version = 1;";
+    CREATE TABLE IF NOT EXISTS tokens (
+        name TEXT PRIMARY KEY COLLATE NOCASE,
+        digest TEXT NOT NULL UNIQUE,
+        scopes TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_used_at TEXT,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    PRAGMA user_version = 2;";
 
 /// 32 random bytes, URL-safe base64: a session cookie, a CSRF token, a setup token.
 pub fn random_token() -> String {
@@ -174,7 +183,7 @@ fn parse_time(text: &str) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
-fn digest(token: &str) -> String {
+pub(crate) fn digest(token: &str) -> String {
     use sha2::{Digest, Sha256};
     Sha256::digest(token.as_bytes())
         .iter()
@@ -214,9 +223,10 @@ pub fn check_name(name: &str) -> Result<(), AccountError> {
 }
 
 pub fn check_password(password: &str) -> Result<(), AccountError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+    let letters = password.chars().filter(|c| !c.is_whitespace()).count();
+    if letters < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
         return Err(AccountError::Invalid(format!(
-            "a password is at least {MIN_PASSWORD_CHARS} characters (and at most {MAX_PASSWORD_BYTES} bytes)"
+            "a password is at least {MIN_PASSWORD_CHARS} characters besides spaces (and at most {MAX_PASSWORD_BYTES} bytes)"
         )));
     }
     Ok(())
@@ -241,14 +251,14 @@ impl AccountDb {
         })
     }
 
-    fn err(&self) -> impl Fn(rusqlite::Error) -> AccountError + '_ {
+    pub(crate) fn err(&self) -> impl Fn(rusqlite::Error) -> AccountError + '_ {
         |source| AccountError::Sqlite {
             path: self.path.clone(),
             source,
         }
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -268,21 +278,49 @@ impl AccountDb {
         password: &str,
         by: &str,
     ) -> Result<(), AccountError> {
+        self.insert(name, role, password, by, false)
+    }
+
+    /// Adds the first account, in one statement that finds none yet: of two setups at once,
+    /// one wins.
+    pub fn add_first(&self, name: &str, password: &str) -> Result<(), AccountError> {
+        self.insert(name, Role::Admin, password, "setup", true)
+    }
+
+    fn insert(
+        &self,
+        name: &str,
+        role: Role,
+        password: &str,
+        by: &str,
+        first: bool,
+    ) -> Result<(), AccountError> {
         check_name(name)?;
         check_password(password)?;
         let hash = hash(password)?;
         let added = self
             .conn()
             .execute(
-                "INSERT INTO users (name, role, hash, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5)
+                "INSERT INTO users (name, role, hash, created_at, created_by)
+                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT ?6 OR NOT EXISTS (SELECT 1 FROM users)
                  ON CONFLICT (name) DO NOTHING",
-                params![name, role.as_str(), hash, Utc::now().to_rfc3339(), by],
+                params![
+                    name,
+                    role.as_str(),
+                    hash,
+                    Utc::now().to_rfc3339(),
+                    by,
+                    first
+                ],
             )
             .map_err(self.err())?;
-        if added == 0 {
-            return Err(AccountError::Exists(name.to_owned()));
+        match added {
+            0 if first => Err(AccountError::Invalid(
+                "the first account exists already: sign in".into(),
+            )),
+            0 => Err(AccountError::Exists(name.to_owned())),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// Sets a new password; the account's sessions end and a lockout is lifted.
@@ -349,16 +387,32 @@ impl AccountDb {
         if let Some(until) = locked.as_deref().map(parse_time).filter(|t| *t > now) {
             return Err(LoginError::Locked(until));
         }
+        // The attempt is counted before the password is checked, so guesses sent at once
+        // cannot outrun the lockout; a success clears the count.
+        let until = (now + Duration::minutes(LOCKOUT_MINUTES)).to_rfc3339();
+        let attempt: u32 = self
+            .conn()
+            .query_row(
+                "UPDATE users SET failures = failures + 1 WHERE name = ?1 RETURNING failures",
+                params![name],
+                |r| r.get(0),
+            )
+            .unwrap_or(u32::MAX);
+        let lock = || {
+            let _ = self.conn().execute(
+                "UPDATE users SET locked_until = ?2, failures = 0 WHERE name = ?1",
+                params![name, until],
+            );
+        };
+        if attempt > LOCKOUT_FAILURES {
+            lock();
+            return Err(LoginError::Locked(now + Duration::minutes(LOCKOUT_MINUTES)));
+        }
         // The hash is checked outside the lock: it takes a while by design.
         if !verify(password, &stored) {
-            let until = (now + Duration::minutes(LOCKOUT_MINUTES)).to_rfc3339();
-            let _ = self.conn().execute(
-                "UPDATE users SET failures = failures + 1,
-                   locked_until = CASE WHEN failures + 1 >= ?2 THEN ?3 ELSE locked_until END,
-                   failures = CASE WHEN failures + 1 >= ?2 THEN 0 ELSE failures + 1 END
-                 WHERE name = ?1",
-                params![name, LOCKOUT_FAILURES, until],
-            );
+            if attempt >= LOCKOUT_FAILURES {
+                lock();
+            }
             return Err(LoginError::Refused);
         }
         if disabled {
@@ -480,6 +534,10 @@ pub struct WebConfig {
     pub session_idle_minutes: u32,
     /// Signed out this long after signing in.
     pub session_hours: u32,
+    /// Host names the appliance is reached by (`mimamori.clinic.local`). A request naming
+    /// another host is refused (a web page elsewhere cannot rebind its name to this appliance);
+    /// addresses (`192.0.2.10:8480`) and `localhost` are always accepted.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for WebConfig {
@@ -489,11 +547,36 @@ impl Default for WebConfig {
             secure_cookies: false,
             session_idle_minutes: 30,
             session_hours: 12,
+            allowed_hosts: Vec::new(),
         }
     }
 }
 
 impl WebConfig {
+    /// What is wrong with these settings, as (key, expected).
+    pub fn check(&self) -> Result<(), (String, String)> {
+        if !(1..=24 * 60).contains(&self.session_idle_minutes) {
+            return Err((
+                "web.session_idle_minutes".into(),
+                "from 1 to 1440 (a day)".into(),
+            ));
+        }
+        if !(1..=24 * 7).contains(&self.session_hours) {
+            return Err(("web.session_hours".into(), "from 1 to 168 (a week)".into()));
+        }
+        if let Some(bad) = self
+            .allowed_hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains(['/', ' ', ':']))
+        {
+            return Err((
+                "web.allowed_hosts".into(),
+                format!("host names without port or scheme (mimamori.clinic.local), not {bad:?}"),
+            ));
+        }
+        Ok(())
+    }
+
     pub fn limits(&self) -> SessionLimits {
         SessionLimits {
             idle: Duration::minutes(i64::from(self.session_idle_minutes.max(1))),

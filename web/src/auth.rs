@@ -1,17 +1,22 @@
-//! Who may do what: bearer tokens per role (ingest, read, admin), checked by extractors, so a
-//! handler that takes [`Reader`], [`Admin`] or [`Ingester`] cannot forget it. Tokens are
+//! Who may call what in the API: an API token with the scope the endpoint needs
+//! ([`crate::api_tokens`]: `search`, `alerts:read`, `alerts:write`, `ingest`), or one of the
+//! `[http]` token lists (deprecated), checked by extractors so a handler that takes
+//! [`Searcher`], [`Reader`], [`Admin`] or [`Ingester`] cannot forget it. Config tokens are
 //! compared as fixed-length digests (no length or prefix leaks through timing); the scheme is
-//! case-insensitive.
+//! case-insensitive. A presented token that is refused is recorded in the audit trail.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 
 use crate::AppState;
+use crate::api_tokens::Scope;
 use crate::error::ApiError;
+use crate::ui::audit::{self, Actor, Entry};
 
 /// Whether `presented` is one of `tokens`. Fixed-length digests are compared, every byte of
 /// every configured token, so the time taken says nothing of a token's length or how much of
@@ -39,74 +44,139 @@ fn bearer(headers: &axum::http::HeaderMap) -> &str {
         .map_or("", |(_, token)| token.trim())
 }
 
-/// Writes through the API need a bearer token from `tokens`, the config key `http.<setting>`;
-/// without any, `what` is off.
-pub(crate) fn authorized(
-    tokens: &[String],
-    setting: &str,
-    what: &str,
-    headers: &axum::http::HeaderMap,
-) -> Result<(), ApiError> {
-    if tokens.is_empty() {
+/// Who called the API: an API token's name, a config token list, or nobody (open reads on
+/// loopback); and from where.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub client: Option<IpAddr>,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: Some(self.name.clone()),
+            role: None,
+            client: self.client,
+        }
+    }
+}
+
+/// The legacy `[http]` list that also grants `scope`, with its key.
+fn legacy(state: &AppState, scope: Scope) -> Vec<(&[String], &'static str)> {
+    match scope {
+        Scope::Ingest => vec![(&state.ingest_tokens, "ingest_tokens")],
+        Scope::AlertsWrite => vec![(&state.admin_tokens, "admin_tokens")],
+        Scope::Search | Scope::AlertsRead => vec![
+            (&state.read_tokens, "read_tokens"),
+            (&state.admin_tokens, "admin_tokens"),
+        ],
+    }
+}
+
+/// What a refusal says is needed.
+fn needed(scope: Scope) -> (&'static str, &'static str) {
+    match scope {
+        Scope::Ingest => ("HTTP ingest", "ingest_tokens"),
+        Scope::AlertsWrite => ("changing alerts and rules over HTTP", "admin_tokens"),
+        Scope::Search | Scope::AlertsRead => ("reading over HTTP", "read_tokens"),
+    }
+}
+
+/// The caller, if the request may use `scope`.
+fn grant(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+    scope: Scope,
+) -> Result<Caller, ApiError> {
+    let presented = bearer(headers);
+    let caller = |name: String| Caller { name, client };
+    let accounts = state.accounts.as_deref();
+    if let Some((name, scopes)) = accounts.and_then(|a| a.token(presented)) {
+        if scopes.contains(&scope) {
+            return Ok(caller(format!("token:{name}")));
+        }
         return Err(ApiError::Status {
             status: StatusCode::FORBIDDEN,
-            code: "disabled",
-            message: format!("{what} is off: set http.{setting} in the config"),
-        });
-    }
-    if !token_matches(tokens, bearer(headers)) {
-        return Err(ApiError::Status {
-            status: StatusCode::UNAUTHORIZED,
-            code: "unauthorized",
+            code: "scope",
             message: format!(
-                "a valid `Authorization: Bearer <token>` header is required (one of http.{setting})"
+                "token {name:?} may not do this: it needs the scope {}",
+                scope.as_str()
             ),
         });
     }
-    Ok(())
-}
-
-/// Reading events and alerts needs a token from `http.read_tokens` (or an admin token) when
-/// any are set.
-pub(crate) fn reader(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    if state.read_tokens.is_empty() {
-        return Ok(());
+    let lists = legacy(state, scope);
+    if let Some((_, key)) = lists
+        .iter()
+        .find(|(tokens, _)| !presented.is_empty() && token_matches(tokens, presented))
+    {
+        return Ok(caller(format!("http.{key}")));
     }
-    admin(state, headers).or_else(|_| {
-        authorized(
-            &state.read_tokens,
-            "read_tokens",
-            "reading over HTTP",
-            headers,
-        )
+    let (what, key) = needed(scope);
+    let any_db_token = accounts.is_some_and(|a| a.any_token_with(scope));
+    let reads = matches!(scope, Scope::Search | Scope::AlertsRead);
+    // Reads are open only on loopback and only while no token grants them.
+    if reads && state.open_reads && state.read_tokens.is_empty() && !any_db_token {
+        return Ok(caller("anonymous".into()));
+    }
+    if !reads && lists.iter().all(|(t, _)| t.is_empty()) && !any_db_token {
+        return Err(ApiError::Status {
+            status: StatusCode::FORBIDDEN,
+            code: "disabled",
+            message: format!(
+                "{what} is off: set http.{key} in the config, or create a token with the scope {} (`mimamori token add NAME --scope {}`)",
+                scope.as_str(),
+                scope.as_str()
+            ),
+        });
+    }
+    Err(ApiError::Status {
+        status: StatusCode::UNAUTHORIZED,
+        code: "unauthorized",
+        message: format!(
+            "a valid `Authorization: Bearer <token>` header is required: a token with the scope {} (or one of http.{key})",
+            scope.as_str()
+        ),
     })
 }
 
-/// Changing alerts and rules needs a token from `http.admin_tokens`.
-pub(crate) fn admin(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
-    authorized(
-        &state.admin_tokens,
-        "admin_tokens",
-        "changing alerts and rules over HTTP",
-        headers,
-    )
+/// Records a refused token (not its value) in the audit trail, within the cap.
+fn audit_refusal(state: &Arc<AppState>, client: Option<IpAddr>, path: &str, error: &ApiError) {
+    if !audit::unauthenticated_budget() {
+        return;
+    }
+    let ApiError::Status { code, .. } = error else {
+        return;
+    };
+    let actor = Actor {
+        name: None,
+        role: None,
+        client,
+    };
+    let entry = Entry::denied(&format!("API {path}: token refused ({code})"));
+    let state = state.clone();
+    tokio::spawn(async move { audit::record(&state, &actor, entry).await });
 }
 
-/// A request allowed to read events and alerts.
-pub struct Reader;
+/// A request allowed to search events (`search`).
+pub struct Searcher(pub Caller);
 
-/// A request allowed to change alerts and rules.
-pub struct Admin;
+/// A request allowed to read alerts, deliveries and silences (`alerts:read`).
+pub struct Reader(pub Caller);
 
-/// A request allowed to send events.
+/// A request allowed to change alerts and rules (`alerts:write`).
+pub struct Admin(pub Caller);
+
+/// A request allowed to send events (`ingest`).
 pub struct Ingester;
 
-/// A request allowed to change an alert's status: an admin token, or a subscriber's token
+/// A request allowed to change an alert's status: `alerts:write`, or a subscriber's token
 /// (then the change is recorded with the subscriber's name).
-pub struct Changer(pub Option<Subscriber>);
+pub struct Changer(pub Option<Subscriber>, pub Caller);
 
 /// A request allowed to read the live alert stream: a subscriber (by name, and whether it may
-/// see patient data) or an admin token (without patient data).
+/// see patient data) or an `alerts:read` token (without patient data).
 pub struct Subscriber {
     pub name: String,
     pub include_patient_data: bool,
@@ -125,50 +195,10 @@ fn subscriber(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Subsc
         })
 }
 
-/// An admin token, or a subscriber's own (its name kept).
-fn changer(state: &AppState, headers: &HeaderMap) -> Result<Changer, ApiError> {
-    if let Some(s) = subscriber(state, headers) {
-        return Ok(Changer(Some(s)));
-    }
-    admin(state, headers).map(|()| Changer(None))
-}
+/// What one extractor checks.
+type Check<T> = fn(&AppState, &HeaderMap, Option<IpAddr>) -> Result<T, ApiError>;
 
-/// A subscriber's token, or an admin token (which sees no patient data).
-fn streamer(state: &AppState, headers: &HeaderMap) -> Result<Subscriber, ApiError> {
-    if let Some(s) = subscriber(state, headers) {
-        return Ok(s);
-    }
-    admin(state, headers).map_err(|_| ApiError::Status {
-        status: StatusCode::UNAUTHORIZED,
-        code: "unauthorized",
-        message: "the alert stream needs a subscriber's token ([[subscribers]]) or an admin token"
-            .into(),
-    })?;
-    Ok(Subscriber {
-        name: "admin".into(),
-        include_patient_data: false,
-    })
-}
-
-/// An ingest token, on a server that stores events.
-fn ingester(state: &AppState, headers: &HeaderMap) -> Result<Ingester, ApiError> {
-    if state.importer.is_none() {
-        return Err(ApiError::Status {
-            status: StatusCode::FORBIDDEN,
-            code: "read_only",
-            message: "this server does not store events".into(),
-        });
-    }
-    authorized(
-        &state.ingest_tokens,
-        "ingest_tokens",
-        "HTTP ingest",
-        headers,
-    )
-    .map(|()| Ingester)
-}
-
-/// Each extractor is one check of the request's headers.
+/// Each extractor is one check of the request's headers; a refused token is audited.
 macro_rules! extractors {
     ($($ty:ty => $check:expr;)*) => {$(
         impl FromRequestParts<Arc<AppState>> for $ty {
@@ -178,17 +208,56 @@ macro_rules! extractors {
                 parts: &mut Parts,
                 state: &Arc<AppState>,
             ) -> Result<Self, Self::Rejection> {
-                let check: fn(&AppState, &HeaderMap) -> Result<$ty, ApiError> = $check;
-                check(state, &parts.headers)
+                let check: Check<$ty> = $check;
+                let client = parts
+                    .extensions
+                    .get::<ConnectInfo<crate::listener::ClientAddr>>()
+                    .map(|c| c.0.0.ip());
+                let result = check(state, &parts.headers, client);
+                if let Err(e) = &result
+                    && !bearer(&parts.headers).is_empty()
+                {
+                    audit_refusal(state, client, parts.uri.path(), e);
+                }
+                result
             }
         }
     )*};
 }
 
 extractors! {
-    Reader => |state, headers| reader(state, headers).map(|()| Reader);
-    Admin => |state, headers| admin(state, headers).map(|()| Admin);
-    Ingester => ingester;
-    Changer => changer;
-    Subscriber => streamer;
+    Searcher => |state, headers, client| grant(state, headers, client, Scope::Search).map(Searcher);
+    Reader => |state, headers, client| grant(state, headers, client, Scope::AlertsRead).map(Reader);
+    Admin => |state, headers, client| grant(state, headers, client, Scope::AlertsWrite).map(Admin);
+    Ingester => |state, headers, client| {
+        if state.importer.is_none() {
+            return Err(ApiError::Status {
+                status: StatusCode::FORBIDDEN,
+                code: "read_only",
+                message: "this server does not store events".into(),
+            });
+        }
+        grant(state, headers, client, Scope::Ingest).map(|_| Ingester)
+    };
+    Changer => |state, headers, client| match subscriber(state, headers) {
+        Some(s) => Ok(Changer(Some(s), Caller { name: "subscriber".into(), client })),
+        None => grant(state, headers, client, Scope::AlertsWrite).map(|c| Changer(None, c)),
+    };
+    Subscriber => |state, headers, client| {
+        if let Some(s) = subscriber(state, headers) {
+            return Ok(s);
+        }
+        grant(state, headers, client, Scope::AlertsRead)
+            .ok()
+            .filter(|c| c.name != "anonymous")
+            .map(|_| Subscriber {
+                name: "admin".into(),
+                include_patient_data: false,
+            })
+            .ok_or_else(|| ApiError::Status {
+                status: StatusCode::UNAUTHORIZED,
+                code: "unauthorized",
+                message: "the alert stream needs a subscriber's token ([[subscribers]]) or a token with the scope alerts:read".into(),
+            })
+    };
 }

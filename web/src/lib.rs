@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod api;
+pub mod api_tokens;
 pub mod auth;
 pub mod error;
 pub mod listener;
@@ -60,8 +61,15 @@ pub struct AppState {
     pub site_names: Arc<Vec<String>>,
     /// Live streams open at once, at most [`api::delivery::MAX_STREAMS`].
     pub streams: Arc<tokio::sync::Semaphore>,
-    /// The web UI's pages and accounts; none: the API alone (a read-only search server).
+    /// The web UI's pages; none: the API alone (`[web] enabled = false`).
     pub ui: Option<Arc<ui::Ui>>,
+    /// Accounts and API tokens (`accounts.db`).
+    pub accounts: Option<Arc<accounts::AccountDb>>,
+    /// Reads (search, alerts) need no token: the API listens on loopback only and no token
+    /// grants reading.
+    pub open_reads: bool,
+    /// Host names requests may name besides addresses and `localhost` (`web.allowed_hosts`).
+    pub allowed_hosts: Arc<Vec<String>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -96,6 +104,10 @@ pub fn router(state: AppState) -> Router {
             deadline,
         ))
         .layer(axum::middleware::from_fn(ui::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ui::known_host,
+        ))
         .with_state(state)
 }
 

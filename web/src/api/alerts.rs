@@ -13,8 +13,9 @@ use store::{SearchRequest, parse_time_bound};
 
 use crate::AppState;
 use crate::api::search::event_json;
-use crate::auth::{Changer, Reader};
+use crate::auth::{Caller, Changer, Reader};
 use crate::error::{ApiError, BadParameter, bad_parameter, json_body, query};
+use crate::ui::audit::{self, Entry};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,7 +141,7 @@ struct StatusChangeBody {
 /// "reason": "...", "by": "..."}` (closing needs a reason): answers with the alert and its
 /// history.
 pub(crate) async fn alert_status(
-    Changer(subscriber): Changer,
+    Changer(subscriber, caller): Changer,
     State(state): State<Arc<AppState>>,
     axum::extract::Path(id): axum::extract::Path<i64>,
     body: axum::body::Body,
@@ -160,7 +161,8 @@ pub(crate) async fn alert_status(
             code: "bad_status",
             message: e.to_string(),
         })?;
-    tokio::task::spawn_blocking(move || {
+    let audited = state.clone();
+    let answer = tokio::task::spawn_blocking(move || {
         let given = change
             .by
             .as_deref()
@@ -170,9 +172,17 @@ pub(crate) async fn alert_status(
         let by = match (&subscriber, given) {
             (Some(s), Some(by)) => format!("{by} (subscriber {})", s.name),
             (Some(s), None) => format!("subscriber {}", s.name),
-            (None, by) => format!("{} (api)", by.unwrap_or("an admin token")),
+            (None, by) => format!("{} (api)", by.unwrap_or(&caller.name)),
         };
-        match open_alerts(&state)?.set_status(id, status, change.reason.as_deref(), &by) {
+        let caller = Caller {
+            name: subscriber
+                .as_ref()
+                .map_or(caller.name.clone(), |s| format!("subscriber:{}", s.name)),
+            ..caller
+        };
+        let changed = open_alerts(&state)?.set_status(id, status, change.reason.as_deref(), &by);
+        let described = format!("API: alert {id} {status} by {by}");
+        let answer = match changed {
             // A subscriber sees what its stream shows: patient data only if it may.
             Ok(a) => Ok(Json(match &subscriber {
                 Some(s) => json!({ "alert": alerting::document::AlertDocument::new(
@@ -194,8 +204,14 @@ pub(crate) async fn alert_status(
                 message,
             }),
             Err(e) => Err(ApiError::Internal(e.to_string())),
-        }
+        };
+        Ok::<_, ApiError>((answer, caller, described))
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let (answer, caller, described) = answer;
+    if answer.is_ok() {
+        audit::api(&audited, &caller, Entry::new("alert.change", described)).await;
+    }
+    answer
 }

@@ -19,6 +19,7 @@ use crate::AppState;
 use crate::api::alerts::open_alerts;
 use crate::auth::{Admin, Reader, Subscriber};
 use crate::error::{ApiError, json_body, query};
+use crate::ui::audit::{self, Entry};
 use alerting::db::AlertDbError;
 use alerting::document::AlertDocument;
 use alerting::silences::Silence;
@@ -109,7 +110,7 @@ struct NewSilence {
 const MAX_SILENCE_BODY: usize = 16 << 10;
 
 pub(crate) async fn add_silence(
-    _: Admin,
+    Admin(caller): Admin,
     State(state): State<Arc<AppState>>,
     body: axum::body::Body,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
@@ -141,7 +142,8 @@ pub(crate) async fn add_silence(
         created_by: format!("{} (api)", new.created_by.trim()),
         comment: new.comment,
     };
-    tokio::task::spawn_blocking(move || {
+    let audited = state.clone();
+    let answer = tokio::task::spawn_blocking(move || {
         match alerting::silences::add(
             &*open_alerts(&state)?,
             &silence,
@@ -154,15 +156,19 @@ pub(crate) async fn add_silence(
         }
     })
     .await
-    .map_err(internal)?
+    .map_err(internal)??;
+    let what = format!("API: silence added: {}", answer.1.0["silence"]);
+    audit::api(&audited, &caller, Entry::new("silence.add", what)).await;
+    Ok(answer)
 }
 
 pub(crate) async fn expire_silence(
-    _: Admin,
+    Admin(caller): Admin,
     State(state): State<Arc<AppState>>,
     Path(id): Path<i64>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    tokio::task::spawn_blocking(move || {
+    let audited = state.clone();
+    let answer = tokio::task::spawn_blocking(move || {
         match alerting::silences::expire(&*open_alerts(&state)?, id) {
             Ok(()) => Ok(Json(json!({ "expired": id }))),
             Err(AlertDbError::Invalid(message)) => Err(ApiError::Status {
@@ -174,7 +180,10 @@ pub(crate) async fn expire_silence(
         }
     })
     .await
-    .map_err(internal)?
+    .map_err(internal)??;
+    let what = format!("API: silence {id} expired");
+    audit::api(&audited, &caller, Entry::new("silence.expire", what)).await;
+    Ok(answer)
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,10 +9,11 @@ use serde_json::json;
 use crate::AppState;
 use crate::auth::Admin;
 use crate::error::ApiError;
+use crate::ui::audit::{self, Entry};
 
 /// `POST /api/v1/rules/reload`: reads the config file again (roster, clinic model, rules).
 pub(crate) async fn reload(
-    _: Admin,
+    Admin(caller): Admin,
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let reloader = state
@@ -23,7 +24,11 @@ pub(crate) async fn reload(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
     {
-        Ok(summary) => Ok(Json(json!({ "status": "reloaded", "message": summary }))),
+        Ok(summary) => {
+            let entry = Entry::new("rules.reload", format!("API: {summary}"));
+            audit::api(&state, &caller, entry).await;
+            Ok(Json(json!({ "status": "reloaded", "message": summary })))
+        }
         Err(message) => Err(ApiError::BadRequest {
             code: "bad_config",
             message: format!("{message} (the previous rules stay in force)"),

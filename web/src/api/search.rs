@@ -12,8 +12,9 @@ use serde_json::json;
 use store::{SearchRequest, parse_time_bound};
 
 use crate::AppState;
-use crate::auth::Reader;
+use crate::auth::Searcher;
 use crate::error::{ApiError, BadParameter, bad_parameter, query};
+use crate::ui::audit::{self, Entry};
 
 /// Longest query string accepted.
 const MAX_QUERY_BYTES: usize = 4096;
@@ -49,7 +50,7 @@ pub fn event_json(event: &store::Event, original: bool) -> serde_json::Value {
 }
 
 pub(crate) async fn search(
-    _: Reader,
+    Searcher(caller): Searcher,
     State(state): State<Arc<AppState>>,
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -73,10 +74,21 @@ pub(crate) async fn search(
         })?;
     let (index, original) = (state.index.clone(), params.original);
     let offset = request.offset;
+    let patient = store::query::patients_named(&request.query)
+        .into_iter()
+        .next();
+    let described = format!(
+        "API search: {} [{} .. {}]",
+        request.query,
+        request.from.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        request.to.map(|t| t.to_rfc3339()).unwrap_or_default()
+    );
     let started = std::time::Instant::now();
     let results = tokio::task::spawn_blocking(move || index.search(&request))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let entry = Entry::new("search", described).patient(patient.as_deref());
+    audit::api(&state, &caller, entry).await;
     let next = offset + results.events.len() + results.unreadable as usize;
     Ok(Json(json!({
         "total": results.total,

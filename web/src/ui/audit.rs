@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::ui::session::Viewer;
 
 /// The dataset of audit events.
-pub const DATASET: &str = "mimamori.audit";
+pub const DATASET: &str = store::AUDIT_DATASET;
 
 /// One thing someone did.
 #[derive(Debug, Clone)]
@@ -61,16 +61,67 @@ impl Entry {
     }
 }
 
+/// Who did it: an account (with its role), an API token, or nobody yet; and from where.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub client: Option<std::net::IpAddr>,
+}
+
+/// Anything that acts: a signed-in person, an API caller.
+pub trait AsActor {
+    fn actor(&self) -> Actor;
+}
+
+impl AsActor for Actor {
+    fn actor(&self) -> Actor {
+        self.clone()
+    }
+}
+
+impl AsActor for Viewer {
+    fn actor(&self) -> Actor {
+        Actor {
+            name: self.account.as_ref().map(|a| a.name.clone()),
+            role: self.account.as_ref().map(|a| a.role.as_str().to_owned()),
+            client: self.client,
+        }
+    }
+}
+
+impl AsActor for crate::auth::Caller {
+    fn actor(&self) -> Actor {
+        crate::auth::Caller::actor(self)
+    }
+}
+
+/// Audit events of requests by nobody known (failed sign-ins, refused tokens) stored per
+/// minute at most; the rest are counted in `/metrics` only, so a flood of guesses cannot fill
+/// the disk through the trail.
+pub const UNAUTHENTICATED_PER_MINUTE: u64 = 60;
+static UNAUTHENTICATED: AtomicU64 = AtomicU64::new(0);
+
+/// Whether one more unauthenticated audit event may be stored this minute.
+pub fn unauthenticated_budget() -> bool {
+    let minute = (Utc::now().timestamp() / 60) as u64;
+    let result = UNAUTHENTICATED.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |packed| {
+        let (at, n) = (packed >> 16, packed & 0xffff);
+        let n = if at == minute { n + 1 } else { 1 };
+        Some((minute << 16) | n.min(0xffff))
+    });
+    let packed = result.unwrap_or(0);
+    let (at, n) = (packed >> 16, packed & 0xffff);
+    (if at == minute { n + 1 } else { 1 }) <= UNAUTHENTICATED_PER_MINUTE
+}
+
 /// Tells events apart that are otherwise alike (the same search twice in one instant).
 static SEQUENCE: AtomicU64 = AtomicU64::new(0);
 
-/// The audit event of `entry` by `viewer`.
-pub fn event(viewer: &Viewer, entry: Entry, appliance: &str) -> Event {
+/// The audit event of `entry` by `who`.
+pub fn event(who: &Actor, entry: Entry, appliance: &str) -> Event {
     let now = Utc::now();
-    let actor = entry
-        .user
-        .clone()
-        .or_else(|| viewer.account.as_ref().map(|a| a.name.clone()));
+    let actor = entry.user.clone().or_else(|| who.name.clone());
     let original = serde_json::json!({
         "at": now.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
         "n": SEQUENCE.fetch_add(1, Ordering::Relaxed),
@@ -78,7 +129,7 @@ pub fn event(viewer: &Viewer, entry: Entry, appliance: &str) -> Event {
         "action": entry.action,
         "outcome": entry.outcome.as_str(),
         "patient": entry.patient,
-        "client": viewer.client.map(|c| c.to_string()),
+        "client": who.client.map(|c| c.to_string()),
         "what": entry.message,
     })
     .to_string();
@@ -86,11 +137,9 @@ pub fn event(viewer: &Viewer, entry: Entry, appliance: &str) -> Event {
     event.action = entry.action.to_owned();
     event.outcome = entry.outcome;
     event.user = actor;
-    if let Some(account) = &viewer.account {
-        event.roles = vec![account.role.as_str().to_owned()];
-    }
+    event.roles = who.role.iter().cloned().collect();
     event.patient = entry.patient;
-    event.source_ip = viewer.client.map(|c| c.to_string());
+    event.source_ip = who.client.map(|c| c.to_string());
     event.host = Some(appliance.to_owned());
     event.process = Some("mimamori".into());
     event.message = entry.message;
@@ -98,29 +147,51 @@ pub fn event(viewer: &Viewer, entry: Entry, appliance: &str) -> Event {
 }
 
 /// Writes `entry` to the store and waits until it is durable (a refused or closing store is
-/// counted in `ui_audit_events_lost_total` and logged, without the entry's text).
-pub async fn record(state: &Arc<AppState>, viewer: &Viewer, entry: Entry) {
-    let Some(ui) = state.ui.as_deref() else {
-        return;
-    };
+/// counted in `ui_audit_events_lost_total` and logged, without the entry's text). Whether it
+/// was stored (true where there is no store to write: a read-only server).
+pub async fn record(state: &Arc<AppState>, who: &impl AsActor, entry: Entry) -> bool {
     let Some(store) = &state.store else {
-        return;
+        return true;
     };
     let action = entry.action;
-    let event = event(viewer, entry, &state.origin.appliance);
+    let event = event(&who.actor(), entry, &state.origin.appliance);
     let (batch, ack) = Batch::with_ack(vec![event]);
     let taken = store.sender().send(batch).await.is_ok()
         && matches!(
             tokio::time::timeout(std::time::Duration::from_secs(10), ack).await,
             Ok(Ok(Ok(_)))
         );
+    let metrics = state.ui.as_deref().map(|ui| &ui.metrics);
     if taken {
-        ui.metrics.audit_events.inc();
+        metrics.inspect(|m| m.audit_events.inc());
     } else {
-        ui.metrics.audit_lost.inc();
+        metrics.inspect(|m| m.audit_lost.inc());
         tracing::warn!(
             action,
             "an audit event was not stored (the store refuses data)"
         );
+    }
+    taken
+}
+
+/// Records `entry`, or refuses the page: patient data is shown only when the trail of its
+/// showing is kept (a full disk stops the showing, not the keeping).
+pub async fn require(
+    state: &Arc<AppState>,
+    who: &impl AsActor,
+    entry: Entry,
+) -> Result<(), crate::ui::PageError> {
+    if record(state, who, entry).await {
+        Ok(())
+    } else {
+        Err(crate::ui::PageError::AuditDown)
+    }
+}
+
+/// Records what an API caller did, when it is identified by a token (anonymous reads on
+/// loopback are like the command line: the appliance's own shell).
+pub async fn api(state: &Arc<AppState>, caller: &crate::auth::Caller, entry: Entry) {
+    if caller.name != "anonymous" {
+        record(state, caller, entry).await;
     }
 }

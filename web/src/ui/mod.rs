@@ -28,7 +28,7 @@ use crate::ui::session::Viewer;
 
 /// What the pages share.
 pub struct Ui {
-    pub accounts: AccountDb,
+    pub accounts: Arc<AccountDb>,
     pub catalogues: Catalogues,
     env: Environment<'static>,
     pub clinic: Arc<rules::clinic::Clinic>,
@@ -105,6 +105,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("users.html", include_str!("../../templates/users.html")),
     ("range.html", include_str!("../../templates/range.html")),
+    ("tokens.html", include_str!("../../templates/tokens.html")),
 ];
 
 const STYLE: &str = include_str!("../../static/app.css");
@@ -112,7 +113,7 @@ const SCRIPT: &str = include_str!("../../static/app.js");
 
 impl Ui {
     pub fn new(
-        accounts: AccountDb,
+        accounts: Arc<AccountDb>,
         clinic: Arc<rules::clinic::Clinic>,
         appointments: Option<Arc<rules::detections::records::Appointments>>,
         secure_cookies: bool,
@@ -182,9 +183,13 @@ pub enum PageError {
     NotFound,
     /// Wrong input, said for people.
     Bad(String),
+    /// Not allowed, with why (said for people).
+    Refused(String),
     TooMany,
     /// Every search slot is taken: try again shortly.
     Busy,
+    /// The audit trail cannot be written: patient data is not shown.
+    AuditDown,
     Internal,
 }
 
@@ -208,15 +213,23 @@ impl IntoResponse for PageError {
                 "見つかりません / Not found".to_owned(),
             ),
             PageError::Bad(message) => (StatusCode::BAD_REQUEST, message),
-            PageError::TooMany => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "試行が多すぎます。しばらく待ってください / Too many attempts: wait a while"
-                    .to_owned(),
-            ),
+            PageError::Refused(message) => (StatusCode::FORBIDDEN, message),
+            PageError::TooMany => {
+                let text = "試行が多すぎます。しばらく待ってください / Too many attempts: wait a while";
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, text).into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("900"));
+                return response;
+            }
             PageError::Busy => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "混み合っています。少し待ってから開き直してください / Busy: try again shortly"
                     .to_owned(),
+            ),
+            PageError::AuditDown => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "操作の記録(監査証跡)を保存できないため、表示できません。ディスクの空きを確認してください / The audit trail cannot be written (is the disk full?): nothing is shown until it can".to_owned(),
             ),
             PageError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -237,6 +250,32 @@ impl IntoResponse for PageError {
 /// Any serializable value for a template (`context!` takes only what converts to a value).
 pub fn ser<T: serde::Serialize>(value: T) -> Value {
     Value::from(minijinja::value::Serde(value))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_addresses_localhost_and_configured_names_are_served() {
+        let allowed = vec!["mimamori.clinic.local".to_owned()];
+        for ok in [
+            "127.0.0.1:8480",
+            "192.0.2.10",
+            "[::1]:8480",
+            "localhost:8480",
+            "MIMAMORI.clinic.local:443",
+        ] {
+            assert!(super::host_allowed(ok, &allowed), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8480",
+            "",
+            "127.0.0.1.evil.example",
+            "[evil]",
+        ] {
+            assert!(!super::host_allowed(bad, &allowed), "{bad}");
+        }
+    }
 }
 
 /// HTML-escapes text put into a page outside a template.
@@ -298,6 +337,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/users",
             get(pages::admin::users).post(pages::admin::add_user),
         )
+        .route(
+            "/tokens",
+            get(pages::tokens::page).post(pages::tokens::change),
+        )
 }
 
 async fn style() -> Response {
@@ -352,6 +395,52 @@ pub async fn security_headers(
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     response
+}
+
+/// Whether a `Host` header names this appliance: an address (any: a name is what a page
+/// elsewhere would rebind), `localhost`, or one of `web.allowed_hosts`.
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        // [v6]:port
+        return rest
+            .split(']')
+            .next()
+            .is_some_and(|ip| ip.parse::<std::net::Ipv6Addr>().is_ok());
+    } else {
+        host.rsplit_once(':')
+            .filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit()))
+            .map_or(host, |(name, _)| name)
+    };
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
+/// Refuses a request that names a host this appliance is not (DNS rebinding: a page on
+/// another site whose name now points here), before anything else runs. `/healthz` and
+/// `/metrics` (no patient data, scraped by name) answer any host.
+pub async fn known_host(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let path = request.uri().path();
+    if path != "/healthz" && path != "/metrics" && !host_allowed(host, &state.allowed_hosts) {
+        if let Some(ui) = state.ui.as_deref() {
+            ui.metrics.refused.with_label_values(&["host"]).inc();
+        }
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            "このホスト名では応答しません(web.allowed_hosts) / this host name is not served here: add it to web.allowed_hosts\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 /// The language of a request's pages: the account's choice, else the browser's.

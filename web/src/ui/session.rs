@@ -37,6 +37,9 @@ pub struct Viewer {
     pub(crate) cookie: Option<String>,
     /// The page's path and query (where the language switch comes back to).
     pub path: String,
+    /// The request came through a proxy (`Forwarded`, `X-Forwarded-For`): its address is the
+    /// proxy's, not the person's.
+    pub proxied: bool,
 }
 
 impl Viewer {
@@ -122,6 +125,8 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_owned(),
+            proxied: parts.headers.contains_key("forwarded")
+                || parts.headers.contains_key("x-forwarded-for"),
         })
     }
 }

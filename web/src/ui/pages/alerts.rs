@@ -174,13 +174,13 @@ pub(crate) async fn page(
     })
     .await?;
     let patients: Vec<String> = alert.alert.private.clone();
-    audit::record(
+    audit::require(
         &state,
         &viewer,
         Entry::new("alert.view", format!("alert {id}"))
             .patient(patients.first().map(String::as_str)),
     )
-    .await;
+    .await?;
     let evidence_ids: Vec<&str> = alert.alert.evidence.iter().map(|e| e.as_str()).collect();
     let session_rows: Vec<Value> = session
         .iter()
@@ -260,8 +260,48 @@ pub(crate) async fn change(
     let db = alert_db(&state)?;
     let by = viewer.name().to_owned();
     let action = form.action.clone();
+    // A reviewer is someone who may triage: an auditor or admin account that is not disabled.
+    let accounts = ui_of(&state)?.accounts.clone();
+    let assignee = some(&form.assignee);
+    if form.action == "assign"
+        && let Some(name) = assignee.clone()
+    {
+        let known = blocking(move || {
+            Ok(accounts
+                .list()
+                .map_err(|_| PageError::Internal)?
+                .into_iter()
+                .any(|a| {
+                    a.name.eq_ignore_ascii_case(&name)
+                        && a.role >= crate::accounts::Role::Auditor
+                        && !a.disabled
+                }))
+        })
+        .await?;
+        if !known {
+            return Err(PageError::Bad(
+                "担当者は監査担当か管理者のアカウントにしてください / a reviewer is an auditor's or administrator's account".into(),
+            ));
+        }
+    }
     let described = blocking(move || {
         let mut db = db.lock().map_err(|_| PageError::Internal)?;
+        // Nobody judges an alert about themselves (comments are welcome).
+        let subject = db.get(id).map_err(|e| match e {
+            alerting::db::AlertDbError::NotFound(_) => PageError::NotFound,
+            _ => PageError::Internal,
+        })?;
+        if form.action != "comment"
+            && subject
+                .alert
+                .user
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(&by))
+        {
+            return Err(PageError::Refused(
+                "自分についてのアラートは、他の人が対応してください / an alert about you is for someone else to handle".into(),
+            ));
+        }
         let reason = some(&form.reason);
         let step = match form.action.as_str() {
             "acknowledge" => Step::Status {

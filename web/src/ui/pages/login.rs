@@ -26,9 +26,16 @@ const THROTTLE_TABLE: usize = 10_000;
 
 /// Where to go after signing in: a path of this server only.
 fn next_path(next: Option<&str>) -> String {
-    next.filter(|n| n.starts_with('/') && !n.starts_with("//") && !n.contains('\\'))
-        .unwrap_or("/search")
-        .to_owned()
+    next.filter(|n| {
+        n.starts_with('/')
+            && !n.starts_with("//")
+            && n.len() <= 2000
+            // No backslash, space, tab or control character: browsers drop some of them and
+            // would read `/\t/host` as `//host`, another site.
+            && n.chars().all(|c| c.is_ascii_graphic() && c != '\\')
+    })
+    .unwrap_or("/search")
+    .to_owned()
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -118,14 +125,10 @@ pub(crate) async fn submit(
     let next = next_path(form.next.as_deref());
     if throttled(ui, viewer.client) {
         ui.metrics.logins.with_label_values(&["throttled"]).inc();
-        audit::record(
-            &state,
-            &viewer,
-            Entry::new("login_failed", "too many failed sign-ins from this address")
-                .failed()
-                .user(&form.name),
-        )
-        .await;
+        if audit::unauthenticated_budget() {
+            let entry = Entry::new("login_failed", "too many failed sign-ins from this address");
+            audit::record(&state, &viewer, entry.failed().user(&form.name)).await;
+        }
         return Err(PageError::TooMany);
     }
     let (db, name, password) = (state.clone(), form.name.clone(), form.password);
@@ -160,21 +163,20 @@ pub(crate) async fn submit(
         }
         Err(e) => {
             count_failure(ui, viewer.client);
-            let (label, key, why) = match &e {
-                LoginError::Refused => ("refused", "login.refused", "wrong name or password"),
-                LoginError::Locked(_) => ("locked", "login.locked", "account locked"),
-                LoginError::Disabled => ("disabled", "login.refused", "account disabled"),
+            // One message for all: it must not tell which accounts exist.
+            let (label, why) = match &e {
+                LoginError::Refused => ("refused", "wrong name or password"),
+                LoginError::Locked(_) => ("locked", "account locked"),
+                LoginError::Disabled => ("disabled", "account disabled"),
             };
             ui.metrics.logins.with_label_values(&[label]).inc();
-            audit::record(
-                &state,
-                &viewer,
-                Entry::new("login_failed", why).failed().user(&form.name),
-            )
-            .await;
+            if audit::unauthenticated_budget() {
+                let entry = Entry::new("login_failed", why).failed().user(&form.name);
+                audit::record(&state, &viewer, entry).await;
+            }
             let error = ui
                 .catalogues
-                .text(viewer.lang, key)
+                .text(viewer.lang, "login.refused")
                 .replace("{n}", &LOCKOUT_FAILURES.to_string());
             let mut response = form_page(
                 ui,
@@ -218,10 +220,10 @@ fn ui_end(state: &AppState, token: &str) {
     }
 }
 
-/// The setup is open while nobody has an account, from this machine or with the token printed
-/// at start.
+/// The setup is open while nobody has an account, from this machine (not through a proxy on
+/// it, which makes everyone look local) or with the token printed at start.
 fn setup_allowed(ui: &Ui, viewer: &Viewer, token: Option<&str>) -> bool {
-    viewer.client.is_some_and(|c| c.is_loopback())
+    (viewer.client.is_some_and(|c| c.is_loopback()) && !viewer.proxied)
         || token.is_some_and(|t| !t.is_empty() && t == ui.setup_token)
 }
 
@@ -268,14 +270,8 @@ pub(crate) async fn setup(
         let (db, name, password) = (state.clone(), form.name.clone(), form.password.clone());
         blocking(move || {
             let ui = ui_of(&db)?;
-            // Only the first account comes from here: a second request finds one.
-            if !ui.accounts.is_empty().map_err(|_| PageError::Internal)? {
-                return Err(PageError::Forbidden);
-            }
-            Ok(ui
-                .accounts
-                .add(&name, Role::Admin, &password, "setup")
-                .err())
+            // Only the first account comes from here: of two setups at once, one wins.
+            Ok(ui.accounts.add_first(&name, &password).err())
         })
         .await?
         .map(|e| e.to_string())

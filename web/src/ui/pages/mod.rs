@@ -7,6 +7,7 @@ pub mod login;
 mod range;
 pub mod reports;
 pub mod search;
+pub mod tokens;
 
 use std::sync::Arc;
 

@@ -64,6 +64,20 @@ fn local(zone: Tz, t: NaiveDateTime) -> DateTime<Utc> {
 /// Parses a bound typed in local time; `end` makes a date alone mean the end of that day.
 fn bound(text: &str, zone: Tz, end: bool) -> Result<DateTime<Utc>, PageError> {
     let text = text.trim();
+    // Years a clinic's records can have (and the histogram can count).
+    let year_ok = |y: i32| (1970..=2200).contains(&y);
+    if let Some(year) = text.get(..4).and_then(|y| y.parse::<i32>().ok())
+        && !year_ok(year)
+    {
+        return Err(PageError::Bad(format!(
+            "年は1970年から2200年までです / a year from 1970 to 2200, not {year}"
+        )));
+    }
+    if text.starts_with(['+', '-']) {
+        return Err(PageError::Bad(format!(
+            "日時は 2026-11-24 の形で入力してください / a time is 2026-11-24, not {text:?}"
+        )));
+    }
     if let Ok(t) = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M") {
         return Ok(local(zone, t));
     }

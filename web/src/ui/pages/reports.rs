@@ -120,13 +120,14 @@ pub(crate) async fn patient(
     if !patient.is_empty() {
         let (events, total) = events(
             &state,
-            format!("patient.id:{}", quoted(&patient)),
+            // Views in mimamori itself are accesses too (`event.dataset:*` takes the audit trail).
+            format!("patient.id:{} AND event.dataset:*", quoted(&patient)),
             span.from,
             span.to,
         )
         .await?;
         let (alerts, _) = alerts_by_evidence(&state, span.from, None).await?;
-        audit::record(
+        audit::require(
             &state,
             &viewer,
             Entry::new(
@@ -135,7 +136,7 @@ pub(crate) async fn patient(
             )
             .patient(Some(&patient)),
         )
-        .await;
+        .await?;
         let text = |key: &str| ui.catalogues.text(viewer.lang, key);
         let mut people: BTreeMap<String, u64> = BTreeMap::new();
         let mut unexplained = 0u64;
@@ -229,7 +230,7 @@ pub(crate) async fn staff(
     let span = span(&params.range, zone, "7d", Utc::now())?;
     let mut values = context! {};
     if !user.is_empty() {
-        let query = format!("user.name:{}", quoted(&user));
+        let query = format!("user.name:{} AND event.dataset:*", quoted(&user));
         let (events, total) = events(&state, query.clone(), span.from, span.to).await?;
         let index = state.index.clone();
         let (from, to) = (span.from, span.to);
@@ -247,7 +248,7 @@ pub(crate) async fn staff(
         })
         .await?;
         let (_, alerts) = alerts_by_evidence(&state, span.from, Some(user.clone())).await?;
-        audit::record(
+        audit::require(
             &state,
             &viewer,
             Entry::new(
@@ -255,7 +256,7 @@ pub(crate) async fn staff(
                 format!("staff activity report of {user} {}", span.describe()),
             ),
         )
-        .await;
+        .await?;
         // Sessions per local day: runs of events no more than SESSION_GAP apart.
         let mut days: BTreeMap<chrono::NaiveDate, Vec<(u32, u32, u64)>> = BTreeMap::new();
         let mut last: Option<chrono::DateTime<Utc>> = None;

@@ -110,19 +110,22 @@ pub(crate) async fn page(
     match span {
         Err(PageError::Bad(message)) => error = Some(message),
         Err(e) => return Err(e),
-        Ok(span) => match run(&state, &q, &span, page_no).await {
-            Ok(found) => {
-                audit::record(
-                    &state,
-                    &viewer,
-                    Entry::new("search", format!("{q} {}", span.describe())),
-                )
-                .await;
-                values = found.render(&q, &span, page_no, zone, viewer.lang);
+        Ok(span) => {
+            let found = run(&state, &q, &span, page_no).await;
+            let entry = Entry::new("search", format!("{q} {}", span.describe()))
+                .patient(store::query::patients_named(&q).first().map(String::as_str));
+            match found {
+                Ok(found) => {
+                    audit::require(&state, &viewer, entry).await?;
+                    values = found.render(&q, &span, page_no, zone, viewer.lang);
+                }
+                Err(PageError::Bad(message)) => {
+                    audit::record(&state, &viewer, entry.failed()).await;
+                    error = Some(message);
+                }
+                Err(e) => return Err(e),
             }
-            Err(PageError::Bad(message)) => error = Some(message),
-            Err(e) => return Err(e),
-        },
+        }
     }
     let range = params.range.range.clone().unwrap_or_else(|| "24h".into());
     Ok(ui.render(
@@ -234,7 +237,7 @@ impl Found {
 /// A cell of a CSV file: quoted, and a leading `=`, `+`, `-` or `@` made plain text so a
 /// spreadsheet does not run it as a formula.
 fn csv_cell(text: &str) -> String {
-    let text = if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+    let text = if text.starts_with(['=', '+', '-', '@', '|', '%', '\t', '\r']) {
         format!("'{text}")
     } else {
         text.to_owned()
@@ -281,19 +284,16 @@ pub(crate) async fn export(
         out.push_str(&cells.map(csv_cell).join(","));
         out.push_str("\r\n");
     }
-    audit::record(
-        &state,
-        &viewer,
-        Entry::new(
-            "export",
-            format!(
-                "CSV of {} events: {q} {}",
-                results.events.len(),
-                span.describe()
-            ),
+    let entry = Entry::new(
+        "export",
+        format!(
+            "CSV of {} events: {q} {}",
+            results.events.len(),
+            span.describe()
         ),
     )
-    .await;
+    .patient(store::query::patients_named(&q).first().map(String::as_str));
+    audit::require(&state, &viewer, entry).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -321,15 +321,11 @@ pub(crate) async fn event(
         return Err(PageError::NotFound);
     }
     let index = state.index.clone();
-    let request = SearchRequest::newest(format!("event.id:{id}"), 1);
+    let request = SearchRequest::newest(format!("event.id:{id} AND event.dataset:*"), 1);
     let found = blocking(move || index.search(&request).map_err(store_error)).await?;
     let event = found.events.into_iter().next().ok_or(PageError::NotFound)?;
-    audit::record(
-        &state,
-        &viewer,
-        Entry::new("event.view", format!("event {id}")).patient(event.patient.as_deref()),
-    )
-    .await;
+    let entry = Entry::new("event.view", format!("event {id}")).patient(event.patient.as_deref());
+    audit::require(&state, &viewer, entry).await?;
     let mut fields: Vec<(String, String)> = match serde_json::to_value(&event) {
         Ok(serde_json::Value::Object(map)) => map
             .into_iter()

@@ -1,5 +1,6 @@
-//! `mimamori user add|list|passwd`: the web UI's accounts from the command line (works while
-//! the server runs: the account database is SQLite in WAL mode).
+//! `mimamori user add|list|passwd` and `mimamori token add|list|revoke`: the web UI's
+//! accounts and the API's tokens from the command line (works while the server runs: the
+//! account database is SQLite in WAL mode).
 
 use std::io::BufRead;
 
@@ -86,5 +87,45 @@ pub fn list(checked: &Checked) -> Result<(), Failure> {
         };
         println!("{}\t{}\t{state}", account.name, account.role.as_str());
     }
+    Ok(())
+}
+
+pub fn add_token(checked: &Checked, name: &str, scopes: &[String]) -> Result<(), Failure> {
+    let scopes = scopes
+        .iter()
+        .map(|s| s.parse::<web::api_tokens::Scope>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::Usage(format!("--scope: {e}")))?;
+    let db = open(checked)?;
+    let token = db
+        .add_token(name, &scopes, &operator())
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    println!("token {name} added; it is shown this once, keep it in the client's secret store:");
+    println!("{token}");
+    Ok(())
+}
+
+pub fn list_tokens(checked: &Checked) -> Result<(), Failure> {
+    let db = open(checked)?;
+    for t in db.tokens().map_err(|e| Failure::Runtime(e.into()))? {
+        let scopes: Vec<&str> = t.scopes.iter().map(|s| s.as_str()).collect();
+        println!(
+            "{}\t{}\t{}\tcreated {} by {}\tlast used {}",
+            t.name,
+            scopes.join(","),
+            if t.revoked { "revoked" } else { "live" },
+            t.created_at,
+            t.created_by,
+            t.last_used_at.as_deref().unwrap_or("never")
+        );
+    }
+    Ok(())
+}
+
+pub fn revoke_token(checked: &Checked, name: &str) -> Result<(), Failure> {
+    open(checked)?
+        .revoke_token(name)
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    println!("token {name} revoked");
     Ok(())
 }
