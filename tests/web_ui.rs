@@ -684,3 +684,114 @@ fn races_rebinding_redirects_and_self_judgement_are_refused() {
     );
     assert_eq!(assign.status, 400, "only reviewers' accounts");
 }
+
+#[test]
+fn a_second_factor_guards_the_sign_in_and_only_its_owner_or_an_admin_touches_it() {
+    let server = Server::start_full("", "", "");
+    let mut admin = setup(&server);
+    add_user(&server, "auditor1", "auditor", "kansa-tanto-2026");
+    let mut auditor = Browser::new(server.http);
+    auditor.sign_in("auditor1", "kansa-tanto-2026");
+    let token = auditor.get("/account").csrf();
+    let started = auditor.post("/account/totp", &[("csrf", &token), ("action", "start")]);
+    let secret = started
+        .body
+        .split("id=\"secret\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .to_owned();
+    let code = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap())
+        .with_account_name("auditor1")
+        .build()
+        .unwrap()
+        .generate_current()
+        .to_string();
+    let confirmed = auditor.post(
+        "/account/totp",
+        &[("csrf", &token), ("action", "confirm"), ("code", &code)],
+    );
+    let recovery: Vec<String> = confirmed
+        .body
+        .split("id=\"recovery\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(recovery.len(), 10, "{}", confirmed.body);
+
+    // Another's second factor is an administrator's business only.
+    assert_eq!(auditor.get("/users/admin/totp").status, 403);
+    let token = auditor.get("/search").csrf();
+    assert_eq!(
+        auditor
+            .post("/users/admin/totp", &[("csrf", &token)])
+            .status,
+        403
+    );
+
+    // Signing in now takes the password and then a code.
+    let mut again = Browser::new(server.http);
+    let token = again.get("/login").csrf();
+    let step = again.post(
+        "/login",
+        &[
+            ("csrf", &token),
+            ("name", "auditor1"),
+            ("password", "kansa-tanto-2026"),
+            ("next", "/alerts"),
+        ],
+    );
+    assert_eq!(step.header("location"), Some("/login/code?next=%2Falerts"));
+    assert_eq!(
+        again.get("/search").status,
+        303,
+        "nothing but the code page yet"
+    );
+    let page = again.get("/login/code?next=%2Falerts");
+    let token = page.csrf();
+    let wrong = again.post(
+        "/login/code",
+        &[("csrf", &token), ("code", "000000"), ("next", "/alerts")],
+    );
+    assert_eq!(wrong.status, 401);
+    let replayed = again.post(
+        "/login/code",
+        &[
+            ("csrf", &wrong.csrf()),
+            ("code", &code),
+            ("next", "/alerts"),
+        ],
+    );
+    assert_eq!(
+        replayed.status, 401,
+        "the code that confirmed the set-up is used"
+    );
+    let done = again.post(
+        "/login/code",
+        &[
+            ("csrf", &replayed.csrf()),
+            ("code", &recovery[0]),
+            ("next", "/alerts"),
+        ],
+    );
+    assert_eq!(done.header("location"), Some("/alerts"), "{}", done.body);
+    assert_eq!(again.get("/alerts").status, 200);
+
+    // A lost phone: the administrator turns it off.
+    let page = admin.get("/users/auditor1/totp");
+    assert!(page.body.contains("id=\"reset\""));
+    let reset = admin.post("/users/auditor1/totp", &[("csrf", &page.csrf())]);
+    assert_eq!(reset.status, 303);
+    let mut plain = Browser::new(server.http);
+    plain.sign_in("auditor1", "kansa-tanto-2026");
+    assert_eq!(plain.get("/search").status, 200);
+    wait("second-factor changes audited", 20, &|| {
+        audit_count(&server, "event.action:totp.enable") == 1
+            && audit_count(&server, "event.action:totp.reset") == 1
+            && audit_count(&server, "event.action:access_denied AND user.name:auditor1") >= 2
+    });
+}

@@ -108,6 +108,9 @@ pub struct Session {
     pub account: Account,
     /// The token every form of this session must carry back.
     pub csrf: String,
+    /// The password was right but the second factor is still to come: nothing but the code
+    /// page is open to this session.
+    pub pending: bool,
 }
 
 /// How long sessions live.
@@ -164,6 +167,16 @@ const SCHEMA: &str = "
         revoked INTEGER NOT NULL DEFAULT 0
     );
     PRAGMA user_version = 2;";
+
+/// Columns added after the first release (two-factor sign-in), added where missing.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("users", "totp_secret TEXT"),
+    ("users", "totp_pending TEXT"),
+    ("users", "totp_step INTEGER"),
+    ("users", "recovery TEXT"),
+    ("sessions", "pending INTEGER NOT NULL DEFAULT 0"),
+    ("sessions", "tries INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// 32 random bytes, URL-safe base64: a session cookie, a CSRF token, a setup token.
 pub fn random_token() -> String {
@@ -244,6 +257,21 @@ impl AccountDb {
         )
         .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        for (table, column) in ADDED_COLUMNS {
+            let name = column.split(' ').next().unwrap_or(column);
+            let exists: bool = conn
+                .query_row(
+                    &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                    params![name],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map_err(err)?
+                > 0;
+            if !exists {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column}"))
+                    .map_err(err)?;
+            }
+        }
         Ok(AccountDb {
             conn: Mutex::new(conn),
             path: path.to_owned(),
@@ -431,15 +459,54 @@ impl AccountDb {
 
     /// Starts a session: the cookie's value (given once, stored only as a digest).
     pub fn start_session(&self, name: &str) -> Result<String, AccountError> {
+        self.new_session(name, false)
+    }
+
+    /// Starts a session that waits for the second factor ([`AccountDb::complete_session`]).
+    pub fn start_pending_session(&self, name: &str) -> Result<String, AccountError> {
+        self.new_session(name, true)
+    }
+
+    fn new_session(&self, name: &str, pending: bool) -> Result<String, AccountError> {
         let token = random_token();
         let now = Utc::now().to_rfc3339();
         self.conn()
             .execute(
-                "INSERT INTO sessions (digest, user, csrf, created_at, seen_at) VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![digest(&token), name, random_token(), now],
+                "INSERT INTO sessions (digest, user, csrf, created_at, seen_at, pending) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                params![digest(&token), name, random_token(), now, pending],
             )
             .map_err(self.err())?;
         Ok(token)
+    }
+
+    /// The second factor was given: the session is a full one from now.
+    pub fn complete_session(&self, token: &str) -> Result<(), AccountError> {
+        self.conn()
+            .execute(
+                "UPDATE sessions SET pending = 0 WHERE digest = ?1",
+                params![digest(token)],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Counts a wrong second-factor code against a waiting session: after
+    /// [`LOCKOUT_FAILURES`] the session ends (the password must be given again).
+    pub fn fail_second_factor(&self, token: &str) -> bool {
+        let conn = self.conn();
+        let key = digest(token);
+        let tries: u32 = conn
+            .query_row(
+                "UPDATE sessions SET tries = tries + 1 WHERE digest = ?1 RETURNING tries",
+                params![key],
+                |r| r.get(0),
+            )
+            .unwrap_or(u32::MAX);
+        if tries >= LOCKOUT_FAILURES {
+            let _ = conn.execute("DELETE FROM sessions WHERE digest = ?1", params![key]);
+            return false;
+        }
+        true
     }
 
     /// The live session of a cookie, its last use moved to now; an idle or old one ends.
@@ -447,10 +514,19 @@ impl AccountDb {
         let now = Utc::now();
         let conn = self.conn();
         let key = digest(token);
-        type Row = (String, String, String, String, String, Option<String>, bool);
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            bool,
+            bool,
+        );
         let row: Row = conn
             .query_row(
-                "SELECT s.user, s.csrf, s.created_at, s.seen_at, u.role, u.lang, u.disabled
+                "SELECT s.user, s.csrf, s.created_at, s.seen_at, u.role, u.lang, u.disabled, s.pending
                  FROM sessions s JOIN users u ON u.name = s.user WHERE s.digest = ?1",
                 params![key],
                 |r| Row::try_from(r),
@@ -458,10 +534,16 @@ impl AccountDb {
             .optional()
             .ok()
             .flatten()?;
-        let (user, csrf, created, seen, role, lang, disabled) = row;
+        let (user, csrf, created, seen, role, lang, disabled, pending) = row;
+        // A session waiting for its second factor lasts five minutes.
+        let absolute = if pending {
+            Duration::minutes(5)
+        } else {
+            limits.absolute
+        };
         if disabled
             || now - parse_time(&seen) > limits.idle
-            || now - parse_time(&created) > limits.absolute
+            || now - parse_time(&created) > absolute
         {
             let _ = conn.execute("DELETE FROM sessions WHERE digest = ?1", params![key]);
             return None;
@@ -477,6 +559,7 @@ impl AccountDb {
                 lang,
             },
             csrf,
+            pending,
         })
     }
 

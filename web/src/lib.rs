@@ -9,6 +9,7 @@ pub mod api_tokens;
 pub mod auth;
 pub mod error;
 pub mod listener;
+pub mod twofactor;
 pub mod ui;
 
 use std::sync::Arc;

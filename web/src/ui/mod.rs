@@ -106,6 +106,12 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("users.html", include_str!("../../templates/users.html")),
     ("range.html", include_str!("../../templates/range.html")),
     ("tokens.html", include_str!("../../templates/tokens.html")),
+    ("account.html", include_str!("../../templates/account.html")),
+    ("code.html", include_str!("../../templates/code.html")),
+    (
+        "user_totp.html",
+        include_str!("../../templates/user_totp.html"),
+    ),
 ];
 
 const STYLE: &str = include_str!("../../static/app.css");
@@ -316,6 +322,16 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/static/app.js", get(script))
         .route("/login", get(pages::login::form).post(pages::login::submit))
         .route("/logout", post(pages::login::logout))
+        .route(
+            "/login/code",
+            get(pages::login::code_form).post(pages::login::code),
+        )
+        .route("/account", get(pages::account::page))
+        .route("/account/totp", post(pages::account::totp))
+        .route(
+            "/users/{name}/totp",
+            get(pages::account::user_totp).post(pages::account::reset_user_totp),
+        )
         .route(
             "/setup",
             get(pages::login::setup_form).post(pages::login::setup),

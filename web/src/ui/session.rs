@@ -37,6 +37,8 @@ pub struct Viewer {
     pub(crate) cookie: Option<String>,
     /// The page's path and query (where the language switch comes back to).
     pub path: String,
+    /// The account whose password was right but whose second factor is still to come.
+    pub pending: Option<String>,
     /// The request came through a proxy (`Forwarded`, `X-Forwarded-For`): its address is the
     /// proxy's, not the person's.
     pub proxied: bool,
@@ -114,7 +116,13 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
             session.as_ref().and_then(|s| s.account.lang.as_deref()),
             &parts.headers,
         );
+        // A session waiting for its second factor is nobody yet, but for the code page.
+        let (session, pending) = match session {
+            Some(s) if s.pending => (None, Some(s.account.name)),
+            other => (other, None),
+        };
         Ok(Viewer {
+            pending,
             csrf: session.as_ref().map(|s| s.csrf.clone()),
             account: session.map(|s| s.account),
             lang,

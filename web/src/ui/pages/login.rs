@@ -136,18 +136,34 @@ pub(crate) async fn submit(
         let ui = ui_of(&db)?;
         let result = ui.accounts.login(&name, &password);
         Ok(match result {
-            Ok(account) => Ok((
-                ui.accounts
-                    .start_session(&account.name)
-                    .map_err(|_| PageError::Internal)?,
-                account,
-            )),
+            Ok(account) => {
+                // With a second factor, the session waits for its code.
+                let second = ui.accounts.totp_enabled(&account.name);
+                let token = if second {
+                    ui.accounts.start_pending_session(&account.name)
+                } else {
+                    ui.accounts.start_session(&account.name)
+                };
+                let token = token.map_err(|e| {
+                    tracing::error!(error = %e, "cannot start a session");
+                    PageError::Internal
+                })?;
+                Ok((token, account, second))
+            }
             Err(e) => Err(e),
         })
     })
     .await?;
     match outcome {
-        Ok((token, account)) => {
+        Ok((token, _, true)) => {
+            ui.metrics
+                .logins
+                .with_label_values(&["second_factor"])
+                .inc();
+            let target = format!("/login/code?next={}", crate::ui::urlencode(&next));
+            Ok(signed_in(ui, &token, &target))
+        }
+        Ok((token, account, false)) => {
             ui.metrics.logins.with_label_values(&["success"]).inc();
             let viewer = Viewer {
                 account: Some(account),
@@ -333,4 +349,85 @@ pub(crate) async fn language(
     })
     .await?;
     Ok(Redirect::to(&next_path(form.next.as_deref())).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CodeForm {
+    code: String,
+    next: Option<String>,
+}
+
+/// `/login/code`: the second factor of a sign-in whose password was right.
+pub(crate) async fn code_form(
+    State(state): State<Arc<AppState>>,
+    viewer: Viewer,
+    Query(params): Query<NextParams>,
+) -> Result<Response, PageError> {
+    let ui = ui_of(&state)?;
+    if viewer.pending.is_none() {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    Ok(form_page(
+        ui,
+        &viewer,
+        "code.html",
+        context! { next => next_path(params.next.as_deref()), error => None::<String> },
+    ))
+}
+
+pub(crate) async fn code(
+    State(state): State<Arc<AppState>>,
+    AnonymousPost(viewer, form): AnonymousPost<CodeForm>,
+) -> Result<Response, PageError> {
+    let ui = ui_of(&state)?;
+    let (Some(name), Some(token)) = (viewer.pending.clone(), viewer.cookie.clone()) else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let next = next_path(form.next.as_deref());
+    let (accounts, who, session) = (ui.accounts.clone(), name.clone(), token.clone());
+    let (good, alive) = blocking(move || {
+        if accounts.totp_check(&who, &form.code) {
+            accounts
+                .complete_session(&session)
+                .map_err(|_| PageError::Internal)?;
+            Ok((true, true))
+        } else {
+            Ok((false, accounts.fail_second_factor(&session)))
+        }
+    })
+    .await?;
+    let account = ui
+        .accounts
+        .list()
+        .ok()
+        .and_then(|l| l.into_iter().find(|a| a.name == name));
+    let acting = Viewer {
+        account: account.map(|a| crate::accounts::Account {
+            name: a.name,
+            role: a.role,
+            lang: None,
+        }),
+        ..viewer.clone()
+    };
+    if good {
+        ui.metrics.logins.with_label_values(&["success"]).inc();
+        let entry = Entry::new("login", "signed in to the web UI (with a second factor)");
+        audit::record(&state, &acting, entry).await;
+        return Ok(Redirect::to(&next).into_response());
+    }
+    ui.metrics.logins.with_label_values(&["refused"]).inc();
+    let entry = Entry::new("login_failed", "wrong second-factor code").failed();
+    audit::record(&state, &acting, entry.user(&name)).await;
+    if !alive {
+        return Ok(Redirect::to("/login").into_response());
+    }
+    let error = ui.catalogues.text(viewer.lang, "code.wrong");
+    let mut response = form_page(
+        ui,
+        &viewer,
+        "code.html",
+        context! { next => next, error => Some(error) },
+    );
+    *response.status_mut() = axum::http::StatusCode::UNAUTHORIZED;
+    Ok(response)
 }

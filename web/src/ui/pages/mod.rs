@@ -1,6 +1,7 @@
 //! The pages, one module per area. Each handler takes the extractor of the role it needs
 //! ([`crate::ui::session`]) and records what was looked at ([`crate::ui::audit`]).
 
+pub mod account;
 pub mod admin;
 pub mod alerts;
 pub mod login;
