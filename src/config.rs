@@ -114,6 +114,11 @@ pub struct HttpConfig {
     pub header_timeout_secs: u64,
     /// A request not answered within this long gets 503 (the work it started may finish).
     pub request_timeout_secs: u64,
+    /// Serve HTTPS: with `tls_cert` and `tls_key`, or a certificate made for the appliance at
+    /// first start (`<data_dir>/tls/`). Session cookies are `Secure` then.
+    pub tls: bool,
+    pub tls_cert: Option<std::path::PathBuf>,
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -129,6 +134,9 @@ impl Default for HttpConfig {
             idle_timeout_secs: 60,
             header_timeout_secs: 10,
             request_timeout_secs: 120,
+            tls: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -328,6 +336,15 @@ impl Config {
         .find(|(_, v)| *v == 0);
         if let Some((key, _)) = zero {
             return Err(invalid("http", (key.into(), "at least 1".into())));
+        }
+        if config.http.tls_cert.is_some() != config.http.tls_key.is_some() {
+            return Err(invalid(
+                "http",
+                (
+                    "tls_cert".into(),
+                    "both tls_cert and tls_key (PEM files), or neither (a certificate is made at first start)".into(),
+                ),
+            ));
         }
         for (key, tokens) in [
             ("ingest_tokens", &config.http.ingest_tokens),

@@ -220,12 +220,23 @@ async fn bind_all(
         },
         registry,
     )?;
-    let task = spawn_stage(&running.health(), "http".into(), async move {
-        let app = app.into_make_service_with_connect_info::<web::listener::ClientAddr>();
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "HTTP server stopped");
+    let app = app.into_make_service_with_connect_info::<web::listener::ClientAddr>();
+    let task = match crate::web_ui::https_acceptor(checked)? {
+        Some(acceptor) => {
+            let deadline = Duration::from_secs(checked.config.http.header_timeout_secs);
+            let listener = web::https::TlsListener::new(listener, acceptor, deadline)?;
+            spawn_stage(&running.health(), "http".into(), async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "HTTPS server stopped");
+                }
+            })
         }
-    });
+        None => spawn_stage(&running.health(), "http".into(), async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }),
+    };
     running.tasks.push(task);
     info!(
         http = %running.http_addr,

@@ -55,7 +55,7 @@ pub fn build(
         accounts,
         Arc::new(checked.clinic.clone()),
         checked.appointments.clone().map(Arc::new),
-        config.secure_cookies,
+        config.secure_cookies || checked.config.http.tls,
         UiMetrics::new(registry)?,
     );
     ui.limits = config.limits();
@@ -73,4 +73,30 @@ pub fn build(
         );
     }
     Ok(Some(Arc::new(ui)))
+}
+
+/// The TLS acceptor of the HTTP port when `http.tls` is on: the configured certificate, or
+/// one made for the appliance's names and addresses at first start.
+pub fn https_acceptor(checked: &Checked) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    let http = &checked.config.http;
+    if !http.tls {
+        return Ok(None);
+    }
+    let (cert, key) = match (&http.tls_cert, &http.tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        _ => {
+            let mut names: Vec<String> = checked.config.web.allowed_hosts.clone();
+            if !http.listen.ip().is_unspecified() {
+                names.push(http.listen.ip().to_string());
+            }
+            if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+                names.push(host.trim().to_owned());
+            }
+            names.retain(|n| !n.is_empty());
+            let dir = checked.config.storage.data_dir.join("tls");
+            web::https::self_signed(&dir, &names).map_err(|e| anyhow::anyhow!("HTTPS: {e}"))?
+        }
+    };
+    let acceptor = ingest::tls_acceptor(&cert, &key).map_err(|e| anyhow::anyhow!("HTTPS: {e}"))?;
+    Ok(Some(acceptor))
 }

@@ -795,3 +795,55 @@ fn a_second_factor_guards_the_sign_in_and_only_its_owner_or_an_admin_touches_it(
             && audit_count(&server, "event.action:access_denied AND user.name:auditor1") >= 2
     });
 }
+
+#[test]
+fn https_with_a_certificate_made_at_first_start_and_secure_cookies() {
+    let mut server = Server::prepare("", "tls = true", "");
+    let log = std::fs::File::create(server.dir.path().join("serve.log")).unwrap();
+    server.child = Some(
+        std::process::Command::new(common::BIN)
+            .arg("--config")
+            .arg(&server.config)
+            .arg("serve")
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let curl = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "-D", "-", "-o", "/dev/null"])
+            .arg(format!("https://{}{path}", server.http))
+            .output()
+            .expect("curl is installed");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    wait("HTTPS up", 30, &|| {
+        curl("/healthz").starts_with("HTTP/1.1 200")
+    });
+    let key = server.data_dir().join("tls/key.pem");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&key).unwrap().permissions());
+    assert_eq!(mode & 0o077, 0, "the key is the owner's only");
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-D", "-", "-o", "/dev/null"])
+        .arg(format!("https://{}/login", server.http))
+        .output()
+        .expect("curl is installed");
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        head.starts_with("HTTP/1.1 303") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    let setup = std::process::Command::new("curl")
+        .args(["-sk", "-D", "-", "-o", "/dev/null"])
+        .arg(format!("https://{}/setup", server.http))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&setup.stdout);
+    assert!(
+        head.contains("mimamori_form=") && head.contains("; Secure"),
+        "{head}"
+    );
+    // Plain HTTP on the HTTPS port gets nowhere.
+    assert!(common::http_get(server.http, "/login").is_none_or(|(s, _)| s != 200));
+}

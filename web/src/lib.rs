@@ -8,6 +8,7 @@ pub mod api;
 pub mod api_tokens;
 pub mod auth;
 pub mod error;
+pub mod https;
 pub mod listener;
 pub mod twofactor;
 pub mod ui;

@@ -125,6 +125,7 @@ impl axum::serve::Listener for BoundedListener {
                     tail: 0,
                 },
                 metrics: self.metrics.clone(),
+                _open: Open(self.metrics.open.clone()),
             };
             return (io, addr);
         }
@@ -135,9 +136,10 @@ impl axum::serve::Listener for BoundedListener {
     }
 }
 
-/// A connection holding one slot until it closes.
-pub struct Bounded {
-    stream: TcpStream,
+/// A connection holding one slot until it closes: plain TCP, or TLS over it
+/// ([`Bounded::tls`]), the limits watching what the HTTP layer reads either way.
+pub struct Bounded<S = TcpStream> {
+    stream: S,
     _slot: OwnedSemaphorePermit,
     _peer_slot: PeerSlot,
     idle: Duration,
@@ -145,6 +147,52 @@ pub struct Bounded {
     header_timeout: Duration,
     headers: Headers,
     metrics: HttpMetrics,
+    _open: Open,
+}
+
+/// Counts the connection open while it lives.
+struct Open(IntGauge);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+impl Bounded<TcpStream> {
+    /// The same connection (its slots and limits) after a TLS handshake; the request's header
+    /// deadline starts after it.
+    pub async fn tls(
+        self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+    ) -> io::Result<Bounded<tokio_rustls::server::TlsStream<TcpStream>>> {
+        let Bounded {
+            stream,
+            _slot,
+            _peer_slot,
+            idle,
+            deadline,
+            header_timeout,
+            headers: _,
+            metrics,
+            _open,
+        } = self;
+        let stream = acceptor.accept(stream).await?;
+        Ok(Bounded {
+            stream,
+            _slot,
+            _peer_slot,
+            idle,
+            deadline,
+            header_timeout,
+            headers: Headers::Reading {
+                deadline: Box::pin(tokio::time::sleep(header_timeout)),
+                tail: 0,
+            },
+            metrics,
+            _open,
+        })
+    }
 }
 
 /// Where the connection is in its current request, as far as the bytes show.
@@ -176,13 +224,7 @@ fn header_end(mut tail: u8, bytes: &[u8]) -> u8 {
     tail
 }
 
-impl Drop for Bounded {
-    fn drop(&mut self) {
-        self.metrics.open.dec();
-    }
-}
-
-impl Bounded {
+impl<S> Bounded<S> {
     /// An answer is being written: whatever is read next is another request (after an
     /// interim `100 Continue`, the body still is).
     fn answered(&mut self, written: &[u8]) {
@@ -213,7 +255,7 @@ impl Bounded {
     }
 }
 
-impl Bounded {
+impl<S> Bounded<S> {
     /// Follows the request's headers through the bytes just read; an error once they have
     /// taken too long.
     fn watch_headers(&mut self, cx: &mut Context<'_>, read: &[u8]) -> Option<io::Error> {
@@ -242,7 +284,7 @@ impl Bounded {
     }
 }
 
-impl AsyncRead for Bounded {
+impl<S: AsyncRead + Unpin> AsyncRead for Bounded<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -262,7 +304,7 @@ impl AsyncRead for Bounded {
     }
 }
 
-impl AsyncWrite for Bounded {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Bounded<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
