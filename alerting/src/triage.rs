@@ -162,7 +162,18 @@ impl AlertDb {
             return Err(AlertDbError::NotFound(id));
         };
         let now = Utc::now().to_rfc3339();
-        let insert = "INSERT INTO status_changes (alert_id, at, status, reason, by, kind, resolution, assignee) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+        // One step of the history, with who and when.
+        let history = |tx: &rusqlite::Transaction<'_>,
+                       status: AlertStatus,
+                       reason: Option<&str>,
+                       kind: ChangeKind,
+                       resolution: Option<Resolution>,
+                       assignee: Option<&str>| {
+            tx.execute(
+                "INSERT INTO status_changes (alert_id, at, status, reason, by, kind, resolution, assignee) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![id, now, status, reason, by, kind, resolution, assignee],
+            )
+        };
         match step {
             Step::Status {
                 status,
@@ -191,18 +202,13 @@ impl AlertDb {
                     params![id, status, reason, resolution],
                 )
                 .map_err(&err)?;
-                tx.execute(
-                    insert,
-                    params![
-                        id,
-                        now,
-                        status,
-                        reason,
-                        by,
-                        ChangeKind::Status,
-                        resolution,
-                        None::<String>
-                    ],
+                history(
+                    &tx,
+                    status,
+                    reason.as_deref(),
+                    ChangeKind::Status,
+                    resolution,
+                    None,
                 )
                 .map_err(&err)?;
                 // The notice to the channels is written with the change, never apart from it.
@@ -220,18 +226,13 @@ impl AlertDb {
                     params![id, to],
                 )
                 .map_err(&err)?;
-                tx.execute(
-                    insert,
-                    params![
-                        id,
-                        now,
-                        current,
-                        None::<String>,
-                        by,
-                        ChangeKind::Assigned,
-                        None::<Resolution>,
-                        to
-                    ],
+                history(
+                    &tx,
+                    current,
+                    None,
+                    ChangeKind::Assigned,
+                    None,
+                    to.as_deref(),
                 )
                 .map_err(&err)?;
             }
@@ -239,20 +240,8 @@ impl AlertDb {
                 let Some(text) = checked(Some(text), "a comment")? else {
                     return Err(AlertDbError::Invalid("a comment cannot be empty".into()));
                 };
-                tx.execute(
-                    insert,
-                    params![
-                        id,
-                        now,
-                        current,
-                        text,
-                        by,
-                        ChangeKind::Comment,
-                        None::<Resolution>,
-                        None::<String>
-                    ],
-                )
-                .map_err(&err)?;
+                history(&tx, current, Some(&text), ChangeKind::Comment, None, None)
+                    .map_err(&err)?;
             }
         }
         tx.commit().map_err(&err)?;

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
 use std::time::Duration;
+
+use super::Server;
 
 pub struct Answer {
     pub status: u16,
@@ -161,4 +164,67 @@ impl Browser {
         );
         assert_eq!(answer.status, 303, "sign-in of {name}: {}", answer.body);
     }
+}
+
+pub const ADMIN_PASSWORD: &str = "kanri-sha-2026";
+
+/// `mimamori user add NAME --role ROLE --password-stdin`.
+pub fn add_user(server: &Server, name: &str, role: &str, password: &str) {
+    let mut child = std::process::Command::new(super::BIN)
+        .args(["--config"])
+        .arg(&server.config)
+        .args(["user", "add", name, "--role", role, "--password-stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "user add {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The first-run setup through its form: the admin account, signed in.
+pub fn setup(server: &Server) -> Browser {
+    let mut admin = Browser::new(server.http);
+    let home = admin.get("/");
+    assert_eq!(home.status, 303);
+    assert_eq!(home.header("location"), Some("/setup"));
+    let page = admin.get("/setup");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("初期設定"), "Japanese by default");
+    let token = page.csrf();
+    let mismatch = admin.post(
+        "/setup",
+        &[
+            ("csrf", &token),
+            ("name", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("password2", "something-else"),
+        ],
+    );
+    assert!(mismatch.body.contains("一致しません"), "{}", mismatch.body);
+    let token = mismatch.csrf();
+    let done = admin.post(
+        "/setup",
+        &[
+            ("csrf", &token),
+            ("name", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("password2", ADMIN_PASSWORD),
+        ],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(admin.cookies.contains_key("mimamori_session"));
+    admin
+}
+
+pub fn audit_count(server: &Server, query: &str) -> usize {
+    server
+        .search(&format!("event.dataset:mimamori.audit AND {query}"))
+        .len()
 }

@@ -4,6 +4,9 @@
 //! token.
 
 use std::path::{Path, PathBuf};
+
+pub use crate::sessions::{Session, SessionLimits};
+pub use crate::web_config::{WebConfig, accounts_db_path};
 use std::sync::Mutex;
 
 use argon2::password_hash::phc::PasswordHash;
@@ -102,35 +105,6 @@ pub struct AccountInfo {
     pub locked_until: Option<String>,
 }
 
-/// A session found by its cookie.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub account: Account,
-    /// The token every form of this session must carry back.
-    pub csrf: String,
-    /// The password was right but the second factor is still to come: nothing but the code
-    /// page is open to this session.
-    pub pending: bool,
-}
-
-/// How long sessions live.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionLimits {
-    /// Signed out after this long without a request.
-    pub idle: Duration,
-    /// Signed out this long after signing in, however busy.
-    pub absolute: Duration,
-}
-
-impl Default for SessionLimits {
-    fn default() -> Self {
-        SessionLimits {
-            idle: Duration::minutes(30),
-            absolute: Duration::hours(12),
-        }
-    }
-}
-
 pub struct AccountDb {
     conn: Mutex<Connection>,
     path: PathBuf,
@@ -190,7 +164,7 @@ pub fn random_token() -> String {
 }
 
 /// A time as stored (RFC 3339); an unreadable one is the epoch (long past).
-fn parse_time(text: &str) -> DateTime<Utc> {
+pub(crate) fn parse_time(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_default()
@@ -456,219 +430,4 @@ impl AccountDb {
             lang,
         })
     }
-
-    /// Starts a session: the cookie's value (given once, stored only as a digest).
-    pub fn start_session(&self, name: &str) -> Result<String, AccountError> {
-        self.new_session(name, false)
-    }
-
-    /// Starts a session that waits for the second factor ([`AccountDb::complete_session`]).
-    pub fn start_pending_session(&self, name: &str) -> Result<String, AccountError> {
-        self.new_session(name, true)
-    }
-
-    fn new_session(&self, name: &str, pending: bool) -> Result<String, AccountError> {
-        let token = random_token();
-        let now = Utc::now().to_rfc3339();
-        self.conn()
-            .execute(
-                "INSERT INTO sessions (digest, user, csrf, created_at, seen_at, pending) VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
-                params![digest(&token), name, random_token(), now, pending],
-            )
-            .map_err(self.err())?;
-        Ok(token)
-    }
-
-    /// The second factor was given: the session is a full one from now.
-    pub fn complete_session(&self, token: &str) -> Result<(), AccountError> {
-        self.conn()
-            .execute(
-                "UPDATE sessions SET pending = 0 WHERE digest = ?1",
-                params![digest(token)],
-            )
-            .map_err(self.err())?;
-        Ok(())
-    }
-
-    /// Counts a wrong second-factor code against a waiting session: after
-    /// [`LOCKOUT_FAILURES`] the session ends (the password must be given again).
-    pub fn fail_second_factor(&self, token: &str) -> bool {
-        let conn = self.conn();
-        let key = digest(token);
-        let tries: u32 = conn
-            .query_row(
-                "UPDATE sessions SET tries = tries + 1 WHERE digest = ?1 RETURNING tries",
-                params![key],
-                |r| r.get(0),
-            )
-            .unwrap_or(u32::MAX);
-        if tries >= LOCKOUT_FAILURES {
-            let _ = conn.execute("DELETE FROM sessions WHERE digest = ?1", params![key]);
-            return false;
-        }
-        true
-    }
-
-    /// The live session of a cookie, its last use moved to now; an idle or old one ends.
-    pub fn session(&self, token: &str, limits: SessionLimits) -> Option<Session> {
-        let now = Utc::now();
-        let conn = self.conn();
-        let key = digest(token);
-        type Row = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            Option<String>,
-            bool,
-            bool,
-        );
-        let row: Row = conn
-            .query_row(
-                "SELECT s.user, s.csrf, s.created_at, s.seen_at, u.role, u.lang, u.disabled, s.pending
-                 FROM sessions s JOIN users u ON u.name = s.user WHERE s.digest = ?1",
-                params![key],
-                |r| Row::try_from(r),
-            )
-            .optional()
-            .ok()
-            .flatten()?;
-        let (user, csrf, created, seen, role, lang, disabled, pending) = row;
-        // A session waiting for its second factor lasts five minutes.
-        let absolute = if pending {
-            Duration::minutes(5)
-        } else {
-            limits.absolute
-        };
-        if disabled
-            || now - parse_time(&seen) > limits.idle
-            || now - parse_time(&created) > absolute
-        {
-            let _ = conn.execute("DELETE FROM sessions WHERE digest = ?1", params![key]);
-            return None;
-        }
-        let _ = conn.execute(
-            "UPDATE sessions SET seen_at = ?2 WHERE digest = ?1",
-            params![key, now.to_rfc3339()],
-        );
-        Some(Session {
-            account: Account {
-                name: user,
-                role: role.parse().unwrap_or(Role::Viewer),
-                lang,
-            },
-            csrf,
-            pending,
-        })
-    }
-
-    pub fn end_session(&self, token: &str) {
-        let _ = self.conn().execute(
-            "DELETE FROM sessions WHERE digest = ?1",
-            params![digest(token)],
-        );
-    }
-
-    /// Sets the language an account's pages are in (`ja`, `en`).
-    pub fn set_lang(&self, name: &str, lang: &str) -> Result<(), AccountError> {
-        self.conn()
-            .execute(
-                "UPDATE users SET lang = ?2 WHERE name = ?1",
-                params![name, lang],
-            )
-            .map_err(self.err())?;
-        Ok(())
-    }
-
-    /// Makes a session look older than it is (tests of the timeouts).
-    #[doc(hidden)]
-    pub fn age_sessions(&self, by: Duration) -> Result<(), AccountError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT digest, created_at, seen_at FROM sessions")
-            .map_err(self.err())?;
-        let rows: Vec<(String, String, String)> = stmt
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(self.err())?
-            .collect::<Result<_, _>>()
-            .map_err(self.err())?;
-        for (key, created, seen) in rows {
-            let shift = |t: &str| (parse_time(t) - by).to_rfc3339();
-            conn.execute(
-                "UPDATE sessions SET created_at = ?2, seen_at = ?3 WHERE digest = ?1",
-                params![key, shift(&created), shift(&seen)],
-            )
-            .map_err(self.err())?;
-        }
-        Ok(())
-    }
-}
-
-/// The web UI's settings (`[web]`).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebConfig {
-    /// Serve the pages (the API is served either way).
-    pub enabled: bool,
-    /// Mark the session cookie `Secure`: set it when a TLS proxy serves the UI over HTTPS.
-    pub secure_cookies: bool,
-    /// Signed out after this long without a request.
-    pub session_idle_minutes: u32,
-    /// Signed out this long after signing in.
-    pub session_hours: u32,
-    /// Host names the appliance is reached by (`mimamori.clinic.local`). A request naming
-    /// another host is refused (a web page elsewhere cannot rebind its name to this appliance);
-    /// addresses (`192.0.2.10:8480`) and `localhost` are always accepted.
-    pub allowed_hosts: Vec<String>,
-}
-
-impl Default for WebConfig {
-    fn default() -> Self {
-        WebConfig {
-            enabled: true,
-            secure_cookies: false,
-            session_idle_minutes: 30,
-            session_hours: 12,
-            allowed_hosts: Vec::new(),
-        }
-    }
-}
-
-impl WebConfig {
-    /// What is wrong with these settings, as (key, expected).
-    pub fn check(&self) -> Result<(), (String, String)> {
-        if !(1..=24 * 60).contains(&self.session_idle_minutes) {
-            return Err((
-                "web.session_idle_minutes".into(),
-                "from 1 to 1440 (a day)".into(),
-            ));
-        }
-        if !(1..=24 * 7).contains(&self.session_hours) {
-            return Err(("web.session_hours".into(), "from 1 to 168 (a week)".into()));
-        }
-        if let Some(bad) = self
-            .allowed_hosts
-            .iter()
-            .find(|h| h.is_empty() || h.contains(['/', ' ', ':']))
-        {
-            return Err((
-                "web.allowed_hosts".into(),
-                format!("host names without port or scheme (mimamori.clinic.local), not {bad:?}"),
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn limits(&self) -> SessionLimits {
-        SessionLimits {
-            idle: Duration::minutes(i64::from(self.session_idle_minutes.max(1))),
-            absolute: Duration::hours(i64::from(self.session_hours.max(1))),
-        }
-    }
-}
-
-/// Where the accounts are kept: `<data_dir>/accounts.db`.
-pub fn accounts_db_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("accounts.db")
 }

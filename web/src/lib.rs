@@ -10,8 +10,10 @@ pub mod auth;
 pub mod error;
 pub mod https;
 pub mod listener;
+pub mod sessions;
 pub mod twofactor;
 pub mod ui;
+pub mod web_config;
 
 use std::sync::Arc;
 
