@@ -281,6 +281,54 @@ fn time_searches(index: &store::EventIndex, events: u64, n: usize) -> anyhow::Re
         }
         out.push((name, timings));
     }
+    // The web UI's work per page: the search page (50 rows, the histogram, five facets) over
+    // 24 hours, and a patient's access report over a year (up to 5,000 accesses).
+    let mut page = Vec::with_capacity(n);
+    let mut report = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = BASE_MICROS + (rng.below(span_micros.max(1) as u64) as i64);
+        let from = DateTime::from_timestamp_micros(start).context("bench time")?;
+        let to = from + chrono::Duration::hours(24);
+        let t = Instant::now();
+        index
+            .search(&SearchRequest::newest("*", 50).between(from, to))
+            .context("bench page")?;
+        index
+            .facets(&store::FacetRequest {
+                query: "*".into(),
+                from,
+                to,
+                fields: [
+                    "user.name",
+                    "event.action",
+                    "host.name",
+                    "site",
+                    "event.dataset",
+                ]
+                .map(String::from)
+                .to_vec(),
+                size: 8,
+                bucket_secs: 864,
+            })
+            .context("bench facets")?;
+        page.push(t.elapsed());
+        let patient = format!(
+            "patient.id:P{:07} AND event.dataset:*",
+            1 + rng.below(PATIENTS)
+        );
+        let year_from = DateTime::from_timestamp_micros(BASE_MICROS).context("bench time")?;
+        let t = Instant::now();
+        index
+            .search(&SearchRequest {
+                max_bytes: store::MAX_RESULT_BYTES * 4,
+                ..SearchRequest::newest(patient, 5000)
+                    .between(year_from, year_from + chrono::Duration::days(365))
+            })
+            .context("bench report")?;
+        report.push(t.elapsed());
+    }
+    out.push(("UI search page (50 rows, histogram, 5 facets), 24h", page));
+    out.push(("UI patient access report, a year", report));
     Ok(out)
 }
 
