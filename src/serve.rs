@@ -173,6 +173,7 @@ async fn bind_all(
     );
     running.tasks.push(task);
     let accounts = crate::web_ui::accounts(checked);
+    let open_reads = checked.config.http.listen.ip().is_loopback() && accounts.is_some();
     let app = router(AppState {
         index: running.store.index().clone(),
         store: Some(running.store.handle()),
@@ -207,8 +208,17 @@ async fn bind_all(
         streams: Arc::new(tokio::sync::Semaphore::new(web::api::delivery::MAX_STREAMS)),
         ui: crate::web_ui::build(checked, accounts.clone(), registry, running.http_addr)?,
         accounts,
-        open_reads: checked.config.http.listen.ip().is_loopback(),
-        allowed_hosts: Arc::new(checked.config.web.allowed_hosts.clone()),
+        // With the token store unreadable, reads stay closed (a token could not be checked).
+        open_reads,
+        allowed_hosts: Arc::new({
+            // The machine's own name is this appliance too (it is in the made certificate).
+            let mut hosts = checked.config.web.allowed_hosts.clone();
+            if let Ok(name) = std::fs::read_to_string("/etc/hostname") {
+                hosts.push(name.trim().to_owned());
+            }
+            hosts.retain(|h| !h.is_empty());
+            hosts
+        }),
     });
     let listener = web::listener::BoundedListener::new(
         listener,

@@ -65,9 +65,14 @@ pub fn build(
         } else {
             http.to_string()
         };
+        let scheme = if checked.config.http.tls {
+            "https"
+        } else {
+            "http"
+        };
         eprintln!(
-            "mimamori: no account yet. Create the first administrator at http://{host}/setup \
-             (from this machine), or from another with http://{host}/setup?token={}, \
+            "mimamori: no account yet. Create the first administrator at {scheme}://{host}/setup \
+             (from this machine), or from another with {scheme}://{host}/setup?token={}, \
              or run `mimamori user add NAME --role admin`.",
             ui.setup_token
         );

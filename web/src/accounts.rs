@@ -225,6 +225,21 @@ impl AccountDb {
             path: path.to_owned(),
             source,
         };
+        // The file holds password hashes and second-factor secrets: its owner's only.
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            let _ = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path);
+            for suffix in ["", "-wal", "-shm"] {
+                let file = PathBuf::from(format!("{}{suffix}", path.display()));
+                if file.exists() {
+                    let _ = std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600));
+                }
+            }
+        }
         let conn = Connection::open(path).map_err(err)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
@@ -325,6 +340,48 @@ impl AccountDb {
         }
     }
 
+    /// Counts a failed second-factor code against the account as a failed sign-in: after
+    /// [`LOCKOUT_FAILURES`] in a row it is locked, and the password step refuses it too.
+    pub fn count_failure(&self, name: &str) {
+        let until = (Utc::now() + Duration::minutes(LOCKOUT_MINUTES)).to_rfc3339();
+        let _ = self.conn().execute(
+            "UPDATE users SET failures = failures + 1,
+               locked_until = CASE WHEN failures + 1 >= ?2 THEN ?3 ELSE locked_until END
+             WHERE name = ?1",
+            params![name, LOCKOUT_FAILURES, until],
+        );
+    }
+
+    /// A sign-in is complete (the second factor was right): the count starts again.
+    pub fn clear_failures(&self, name: &str) {
+        let _ = self.conn().execute(
+            "UPDATE users SET failures = 0 WHERE name = ?1",
+            params![name],
+        );
+    }
+
+    /// Whether the account is locked now.
+    pub fn locked(&self, name: &str) -> bool {
+        self.conn()
+            .query_row(
+                "SELECT locked_until FROM users WHERE name = ?1",
+                params![name],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .ok()
+            .flatten()
+            .is_some_and(|t| parse_time(&t) > Utc::now())
+    }
+
+    /// Ends the account's sessions but `keep` (a change of its second factor).
+    pub fn end_sessions(&self, name: &str, keep: Option<&str>) {
+        let keep = keep.map(digest).unwrap_or_default();
+        let _ = self.conn().execute(
+            "DELETE FROM sessions WHERE user = ?1 AND digest != ?2",
+            params![name, keep],
+        );
+    }
+
     /// Sets a new password; the account's sessions end and a lockout is lifted.
     pub fn set_password(&self, name: &str, password: &str) -> Result<(), AccountError> {
         check_password(password)?;
@@ -420,8 +477,11 @@ impl AccountDb {
         if disabled {
             return Err(LoginError::Disabled);
         }
+        // The right password clears the count, but for an account with a second factor only
+        // this attempt is taken back: wrong codes stay counted until a code is right.
         let _ = self.conn().execute(
-            "UPDATE users SET failures = 0, locked_until = NULL WHERE name = ?1",
+            "UPDATE users SET failures = CASE WHEN totp_secret IS NULL THEN 0 ELSE max(failures - 1, 0) END,
+               locked_until = NULL WHERE name = ?1",
             params![name],
         );
         Ok(Account {

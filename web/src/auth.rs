@@ -144,6 +144,9 @@ fn grant(
 /// Records a refused token (not its value) in the audit trail, within the cap.
 fn audit_refusal(state: &Arc<AppState>, client: Option<IpAddr>, path: &str, error: &ApiError) {
     if !audit::unauthenticated_budget() {
+        if let Some(ui) = state.ui.as_deref() {
+            ui.metrics.audit_suppressed.inc();
+        }
         return;
     }
     let ApiError::Status { code, .. } = error else {

@@ -172,8 +172,26 @@ pub(crate) async fn alert_status(
         let by = match (&subscriber, given) {
             (Some(s), Some(by)) => format!("{by} (subscriber {})", s.name),
             (Some(s), None) => format!("subscriber {}", s.name),
-            (None, by) => format!("{} (api)", by.unwrap_or(&caller.name)),
+            // A token is named with the change; a config token (older) says only "api".
+            (None, by) if caller.name.starts_with("http.") => {
+                format!("{} (api)", by.unwrap_or("api"))
+            }
+            (None, by) => format!("{} (api, {})", by.unwrap_or("api"), caller.name),
         };
+        // Nobody judges an alert about themselves, through the API either.
+        if let (Some(given), Ok(subject)) = (given, open_alerts(&state)?.get(id))
+            && subject
+                .alert
+                .user
+                .as_deref()
+                .is_some_and(|u| u.eq_ignore_ascii_case(given))
+        {
+            return Err(ApiError::Status {
+                status: StatusCode::FORBIDDEN,
+                code: "own_alert",
+                message: format!("alert {id} is about {given}: someone else must change it"),
+            });
+        }
         let caller = Caller {
             name: subscriber
                 .as_ref()

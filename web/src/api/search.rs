@@ -88,7 +88,14 @@ pub(crate) async fn search(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))??;
     let entry = Entry::new("search", described).patient(patient.as_deref());
-    audit::api(&state, &caller, entry).await;
+    // Events are handed out only when the record of it is kept.
+    if !audit::api(&state, &caller, entry).await {
+        return Err(ApiError::Status {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "audit_unavailable",
+            message: "the audit trail cannot be written (is the disk full?): nothing is answered until it can".into(),
+        });
+    }
     let next = offset + results.events.len() + results.unreadable as usize;
     Ok(Json(json!({
         "total": results.total,

@@ -190,8 +190,7 @@ pub async fn require(
 
 /// Records what an API caller did, when it is identified by a token (anonymous reads on
 /// loopback are like the command line: the appliance's own shell).
-pub async fn api(state: &Arc<AppState>, caller: &crate::auth::Caller, entry: Entry) {
-    if caller.name != "anonymous" {
-        record(state, caller, entry).await;
-    }
+/// Whether it was stored (or needed no storing).
+pub async fn api(state: &Arc<AppState>, caller: &crate::auth::Caller, entry: Entry) -> bool {
+    caller.name == "anonymous" || record(state, caller, entry).await
 }

@@ -52,6 +52,7 @@ pub struct UiMetrics {
     pub refused: prometheus::IntCounterVec,
     pub audit_events: prometheus::IntCounter,
     pub audit_lost: prometheus::IntCounter,
+    pub audit_suppressed: prometheus::IntCounter,
 }
 
 impl UiMetrics {
@@ -75,6 +76,11 @@ impl UiMetrics {
             "ui_audit_events_lost_total",
             "Audit events the store did not take (it refused data or was closing)",
         )?;
+        let audit_suppressed = prometheus::IntCounter::new(
+            "ui_audit_events_suppressed_total",
+            "Audit events of unknown requesters (failed sign-ins, refused tokens) over the 60 a minute stored",
+        )?;
+        registry.register(Box::new(audit_suppressed.clone()))?;
         registry.register(Box::new(logins.clone()))?;
         registry.register(Box::new(refused.clone()))?;
         registry.register(Box::new(audit_events.clone()))?;
@@ -84,6 +90,7 @@ impl UiMetrics {
             refused,
             audit_events,
             audit_lost,
+            audit_suppressed,
         })
     }
 }
@@ -446,7 +453,15 @@ pub async fn known_host(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let path = request.uri().path();
-    if path != "/healthz" && path != "/metrics" && !host_allowed(host, &state.allowed_hosts) {
+    // One Host only, and a request line's own host (`GET http://name/...`) must pass too.
+    let hosts = request.headers().get_all(header::HOST).iter().count();
+    let named = request.uri().authority().map(|a| a.as_str().to_owned());
+    let allowed = hosts <= 1
+        && host_allowed(host, &state.allowed_hosts)
+        && named
+            .as_deref()
+            .is_none_or(|n| host_allowed(n, &state.allowed_hosts));
+    if path != "/healthz" && path != "/metrics" && !allowed {
         if let Some(ui) = state.ui.as_deref() {
             ui.metrics.refused.with_label_values(&["host"]).inc();
         }

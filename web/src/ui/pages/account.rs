@@ -72,7 +72,17 @@ pub(crate) async fn totp(
         }
         "confirm" => {
             let code = form.code.clone();
-            match blocking(move || Ok(accounts.totp_confirm(&name, &code))).await? {
+            let keep = viewer.cookie.clone();
+            match blocking(move || {
+                let done = accounts.totp_confirm(&name, &code);
+                if done.is_ok() {
+                    // Sessions opened before the second factor end (this one goes on).
+                    accounts.end_sessions(&name, keep.as_deref());
+                }
+                Ok(done)
+            })
+            .await?
+            {
                 Ok(codes) => {
                     let entry = Entry::new("totp.enable", "second factor turned on");
                     audit::record(&state, &viewer, entry).await;
@@ -84,7 +94,13 @@ pub(crate) async fn totp(
         "disable" => {
             let code = form.code.clone();
             let done = blocking(move || {
-                Ok(accounts.totp_check(&name, &code) && accounts.totp_disable(&name).is_ok())
+                let done =
+                    accounts.totp_check(&name, &code) && accounts.totp_disable(&name).is_ok();
+                if !done {
+                    // Guessing here counts like guessing at the sign-in.
+                    accounts.count_failure(&name);
+                }
+                Ok(done)
             })
             .await?;
             if !done {
@@ -124,11 +140,19 @@ pub(crate) async fn reset_user_totp(
     Posted(viewer, _, _): Posted<AdminRole, Empty>,
 ) -> Result<Response, PageError> {
     let ui = ui_of(&state)?;
+    // One's own second factor goes off only with a code, on one's own account page.
+    if name.eq_ignore_ascii_case(viewer.name()) {
+        return Err(PageError::Refused(
+            "自分の2段階認証は「自分のアカウント」でコードを入力して無効にしてください / turn your own off on My account, with a code".into(),
+        ));
+    }
     let (accounts, who) = (ui.accounts.clone(), name.clone());
     blocking(move || {
         accounts
             .totp_disable(&who)
-            .map_err(|e| PageError::Bad(e.to_string()))
+            .map_err(|e| PageError::Bad(e.to_string()))?;
+        accounts.end_sessions(&who, None);
+        Ok(())
     })
     .await?;
     let entry = Entry::new("totp.reset", format!("second factor of {name} turned off"));

@@ -128,6 +128,8 @@ pub(crate) async fn submit(
         if audit::unauthenticated_budget() {
             let entry = Entry::new("login_failed", "too many failed sign-ins from this address");
             audit::record(&state, &viewer, entry.failed().user(&form.name)).await;
+        } else {
+            ui.metrics.audit_suppressed.inc();
         }
         return Err(PageError::TooMany);
     }
@@ -189,6 +191,8 @@ pub(crate) async fn submit(
             if audit::unauthenticated_budget() {
                 let entry = Entry::new("login_failed", why).failed().user(&form.name);
                 audit::record(&state, &viewer, entry).await;
+            } else {
+                ui.metrics.audit_suppressed.inc();
             }
             let error = ui
                 .catalogues
@@ -384,18 +388,28 @@ pub(crate) async fn code(
         return Ok(Redirect::to("/login").into_response());
     };
     let next = next_path(form.next.as_deref());
+    if throttled(ui, viewer.client) {
+        ui.metrics.logins.with_label_values(&["throttled"]).inc();
+        return Err(PageError::TooMany);
+    }
     let (accounts, who, session) = (ui.accounts.clone(), name.clone(), token.clone());
     let (good, alive) = blocking(move || {
-        if accounts.totp_check(&who, &form.code) {
+        // A locked account's codes are not even checked.
+        if !accounts.locked(&who) && accounts.totp_check(&who, &form.code) {
             accounts
                 .complete_session(&session)
                 .map_err(|_| PageError::Internal)?;
-            Ok((true, true))
-        } else {
-            Ok((false, accounts.fail_second_factor(&session)))
+            accounts.clear_failures(&who);
+            return Ok((true, true));
         }
+        // A wrong code counts like a wrong password: against the account and the address.
+        accounts.count_failure(&who);
+        Ok((false, accounts.fail_second_factor(&session)))
     })
     .await?;
+    if !good {
+        count_failure(ui, viewer.client);
+    }
     let account = ui
         .accounts
         .list()
@@ -416,8 +430,12 @@ pub(crate) async fn code(
         return Ok(Redirect::to(&next).into_response());
     }
     ui.metrics.logins.with_label_values(&["refused"]).inc();
-    let entry = Entry::new("login_failed", "wrong second-factor code").failed();
-    audit::record(&state, &acting, entry.user(&name)).await;
+    if audit::unauthenticated_budget() {
+        let entry = Entry::new("login_failed", "wrong second-factor code").failed();
+        audit::record(&state, &acting, entry.user(&name)).await;
+    } else {
+        ui.metrics.audit_suppressed.inc();
+    }
     if !alive {
         return Ok(Redirect::to("/login").into_response());
     }
