@@ -265,32 +265,6 @@ pub fn ser<T: serde::Serialize>(value: T) -> Value {
     Value::from(minijinja::value::Serde(value))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn only_addresses_localhost_and_configured_names_are_served() {
-        let allowed = vec!["mimamori.clinic.local".to_owned()];
-        for ok in [
-            "127.0.0.1:8480",
-            "192.0.2.10",
-            "[::1]:8480",
-            "localhost:8480",
-            "MIMAMORI.clinic.local:443",
-        ] {
-            assert!(super::host_allowed(ok, &allowed), "{ok}");
-        }
-        for bad in [
-            "evil.example",
-            "evil.example:8480",
-            "",
-            "127.0.0.1.evil.example",
-            "[evil]",
-        ] {
-            assert!(!super::host_allowed(bad, &allowed), "{bad}");
-        }
-    }
-}
-
 /// HTML-escapes text put into a page outside a template.
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -483,4 +457,30 @@ pub(crate) fn lang_of(account_lang: Option<&str>, headers: &axum::http::HeaderMa
                 .and_then(|v| v.to_str().ok()),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_addresses_localhost_and_configured_names_are_served() {
+        let allowed = vec!["mimamori.clinic.local".to_owned()];
+        for ok in [
+            "127.0.0.1:8480",
+            "192.0.2.10",
+            "[::1]:8480",
+            "localhost:8480",
+            "MIMAMORI.clinic.local:443",
+        ] {
+            assert!(super::host_allowed(ok, &allowed), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8480",
+            "",
+            "127.0.0.1.evil.example",
+            "[evil]",
+        ] {
+            assert!(!super::host_allowed(bad, &allowed), "{bad}");
+        }
+    }
 }
