@@ -249,6 +249,23 @@ pub const OUTBOX_DAYS: i64 = 30;
 /// How long the router keeps trying a failing database before its stage fails.
 const ROUTER_PATIENCE: Duration = Duration::from_secs(120);
 
+/// Whether a database error is the disk being full (which passes when space is made).
+fn disk_full(e: &AlertDbError) -> bool {
+    matches!(
+        e,
+        AlertDbError::Sqlite {
+            source: rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error {
+                    code: rusqlite::ErrorCode::DiskFull,
+                    ..
+                },
+                _
+            ),
+            ..
+        }
+    )
+}
+
 /// How often the router looks at the outbox and a worker at its queue.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
@@ -347,7 +364,7 @@ struct Router {
 impl Router {
     /// Routes until stopped. A failing database (busy past its timeout, a full disk) is tried
     /// again every second, shown as degraded; only after [`ROUTER_PATIENCE`] of failures in a
-    /// row does the stage fail (and the service restart).
+    /// row does the stage fail (and the service restart), and never for a full disk.
     fn run(mut self, health: &Health, stage: &str) -> Result<(), AlertDbError> {
         let mut last_reminders = std::time::Instant::now();
         let mut last_prune = std::time::Instant::now() - Duration::from_secs(3600);
@@ -378,7 +395,9 @@ impl Router {
                 }
                 Err(e) => {
                     let since = *failing_since.get_or_insert_with(std::time::Instant::now);
-                    if since.elapsed() > ROUTER_PATIENCE {
+                    // A full disk passes when space is made (the store waits for it too):
+                    // dying would stop collection with it. Anything else has its patience.
+                    if since.elapsed() > ROUTER_PATIENCE && !disk_full(&e) {
                         return Err(e);
                     }
                     tracing::warn!(error = %e, "cannot route alert changes; trying again");
