@@ -155,11 +155,14 @@ pub async fn record(state: &Arc<AppState>, who: &impl AsActor, entry: Entry) -> 
     };
     let action = entry.action;
     let event = event(&who.actor(), entry, &state.origin.appliance);
+    // A store that refuses data (a full disk) keeps no trail: nothing is shown. One that takes
+    // it is waited for a moment; a slow disk's event is queued like any other, not refused.
     let (batch, ack) = Batch::with_ack(vec![event]);
-    let taken = store.sender().send(batch).await.is_ok()
-        && matches!(
-            tokio::time::timeout(std::time::Duration::from_secs(10), ack).await,
-            Ok(Ok(Ok(_)))
+    let taken = store.refusing().is_none()
+        && store.sender().send(batch).await.is_ok()
+        && !matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(5), ack).await,
+            Ok(Ok(Err(_)) | Err(_))
         );
     let metrics = state.ui.as_deref().map(|ui| &ui.metrics);
     if taken {
