@@ -248,6 +248,26 @@ impl Checked {
         })
     }
 
+    /// The roster file the web UI edits: `[roster] file`, or the data folder's.
+    pub fn roster_file(&self) -> PathBuf {
+        self.config
+            .roster
+            .file
+            .clone()
+            .unwrap_or_else(|| default_roster_file(&self.config.storage.data_dir))
+    }
+
+    /// Whether `candidate` as the roster file makes a valid configuration (as a reload would
+    /// check it), or what is wrong, naming the key.
+    pub fn roster_check(&self) -> impl Fn(&Path) -> Result<(), String> + Send + Sync + 'static {
+        let (path, data_dir) = self.origin.clone();
+        move |candidate: &Path| {
+            Config::load_with_roster(path.as_deref(), data_dir.as_deref(), Some(candidate))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    }
+
     pub fn spool_dir(&self) -> PathBuf {
         if self.config.import.spool_dir.as_os_str().is_empty() {
             self.config.storage.data_dir.join("spool")
@@ -260,6 +280,15 @@ impl Checked {
 impl Config {
     /// Reads `path` (or the built-in defaults), applies `data_dir`, and validates.
     pub fn load(path: Option<&Path>, data_dir: Option<&Path>) -> Result<Checked, ConfigError> {
+        Config::load_with_roster(path, data_dir, None)
+    }
+
+    /// [`Config::load`] with `roster` as the roster file (a candidate the web UI checks).
+    pub fn load_with_roster(
+        path: Option<&Path>,
+        data_dir: Option<&Path>,
+        roster: Option<&Path>,
+    ) -> Result<Checked, ConfigError> {
         let (mut config, text, shown) = match path {
             None => (
                 Config::default(),
@@ -280,6 +309,14 @@ impl Config {
         };
         if let Some(dir) = data_dir {
             config.storage.data_dir = dir.to_owned();
+        }
+        // With no `[roster] file`, the roster kept in the data folder (edited in the web UI).
+        let kept = default_roster_file(&config.storage.data_dir);
+        if config.roster.file.is_none() && kept.exists() {
+            config.roster.file = Some(kept);
+        }
+        if let Some(candidate) = roster {
+            config.roster.file = Some(candidate.to_owned());
         }
         // Times that carry no zone are in the clinic's unless a source section says otherwise.
         if config.clinic.timezone.parse::<chrono_tz::Tz>().is_ok() {
@@ -465,6 +502,12 @@ impl Config {
             origin: (path.map(Path::to_owned), data_dir.map(Path::to_owned)),
         })
     }
+}
+
+/// The roster file kept in the data folder: used when `[roster] file` is not set, and where
+/// the web UI keeps the roster it edits then.
+pub fn default_roster_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("roster.csv")
 }
 
 /// Every rule an alert can come from: the detections, the storage alert, the custom rules.

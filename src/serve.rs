@@ -206,7 +206,13 @@ async fn bind_all(
                 .collect(),
         ),
         streams: Arc::new(tokio::sync::Semaphore::new(web::api::delivery::MAX_STREAMS)),
-        ui: crate::web_ui::build(checked, accounts.clone(), registry, running.http_addr)?,
+        ui: crate::web_ui::build(
+            checked,
+            running.rules.as_ref().map(|r| r.reloader.clone()),
+            accounts.clone(),
+            registry,
+            running.http_addr,
+        )?,
         accounts,
         // With the token store unreadable, reads stay closed (a token could not be checked).
         open_reads,

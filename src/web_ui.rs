@@ -29,6 +29,7 @@ pub fn accounts(checked: &Checked) -> Option<Arc<AccountDb>> {
 /// first-run setup's one-time token is printed to stderr (not the log), with where to use it.
 pub fn build(
     checked: &Checked,
+    reloader: Option<Arc<alerting::runner::Reloader>>,
     accounts: Option<Arc<AccountDb>>,
     registry: &prometheus::Registry,
     http: std::net::SocketAddr,
@@ -59,6 +60,14 @@ pub fn build(
         UiMetrics::new(registry)?,
     );
     ui.limits = config.limits();
+    // The roster is edited here only where a reload can put the change in force.
+    if reloader.is_some() {
+        ui.roster = Some(web::ui::RosterFile {
+            path: checked.roster_file(),
+            check: Box::new(checked.roster_check()),
+        });
+    }
+    ui.reloader = reloader;
     if ui.accounts.is_empty()? {
         let host = if http.ip().is_unspecified() {
             "<this appliance's address>".to_owned()

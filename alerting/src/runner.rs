@@ -108,6 +108,8 @@ pub struct Reloader {
     source: EngineSource,
     tx: Mutex<std::sync::mpsc::SyncSender<Engine>>,
     reloads: IntCounterVec,
+    /// The clinic model in force (for the pages that show it).
+    clinic: std::sync::RwLock<Arc<rules::clinic::Clinic>>,
 }
 
 impl Reloader {
@@ -120,14 +122,24 @@ impl Reloader {
                 return Err(e);
             }
         };
+        let clinic = Arc::new(engine.clinic.clone());
         self.tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .send(engine)
             .map_err(|_| Refused("the rules have stopped".to_owned()))?;
+        *self.clinic.write().unwrap_or_else(|e| e.into_inner()) = clinic;
         self.reloads.with_label_values(&["ok"]).inc();
         info!("{summary}");
         Ok(summary)
+    }
+
+    /// The clinic model in force: the one started with, or the last reloaded.
+    pub fn clinic(&self) -> Arc<rules::clinic::Clinic> {
+        self.clinic
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
@@ -158,6 +170,7 @@ impl RulesRunner {
             source,
             tx: Mutex::new(tx),
             reloads,
+            clinic: std::sync::RwLock::new(Arc::new(engine.clinic.clone())),
         });
         info!(checkpoint, rebuild_from, "rules following the event log");
         let lateness = settings.lateness;

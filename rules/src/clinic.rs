@@ -3,7 +3,6 @@
 //! `[roster]`) and checked into [`Clinic`], with errors that name the key and what is expected.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use chrono_tz::Tz;
@@ -12,11 +11,15 @@ use store::Event;
 use store::pattern::{Cidr, Glob};
 
 use crate::holidays;
+pub use crate::roster::{RosterConfig, StaffConfig};
 
 /// A bad value: the key (from the top of the file) and what is expected.
 pub type Invalid = (String, String);
 
-fn invalid<T>(key: impl Into<String>, expected: impl Into<String>) -> Result<T, Invalid> {
+pub(crate) fn invalid<T>(
+    key: impl Into<String>,
+    expected: impl Into<String>,
+) -> Result<T, Invalid> {
     Err((key.into(), expected.into()))
 }
 
@@ -158,37 +161,6 @@ pub fn default_roles() -> BTreeMap<String, RoleConfig> {
         ),
         ("admin".into(), role(&with(&["*"]), &[])),
     ])
-}
-
-/// `[roster]`: the staff, inline (`[[roster.staff]]`) and/or from a CSV file with the columns
-/// `id,name,roles,site,start,end,flags` (roles and flags separated by `|`).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RosterConfig {
-    pub file: Option<PathBuf>,
-    pub staff: Vec<StaffConfig>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StaffConfig {
-    pub id: String,
-    #[serde(default)]
-    pub name: String,
-    #[serde(default)]
-    pub roles: Vec<String>,
-    #[serde(default)]
-    pub site: Option<String>,
-    #[serde(default)]
-    pub start: Option<String>,
-    #[serde(default)]
-    pub end: Option<String>,
-    /// `on_call`, `night_shift`, ...
-    #[serde(default)]
-    pub flags: Vec<String>,
-    /// The staff member's own patient id, if they are a patient here too.
-    #[serde(default)]
-    pub patient_id: Option<String>,
 }
 
 /// One person on the roster, checked.
@@ -442,7 +414,7 @@ impl Clinic {
             .map(|(i, s)| (format!("roster.staff[{i}]"), s.clone()))
             .collect();
         if let Some(file) = &roster.file {
-            rows.extend(read_roster_csv(file)?);
+            rows.extend(crate::roster::read(file)?);
         }
         for (key, s) in rows {
             let date = |v: &Option<String>, field: &str| -> Result<Option<NaiveDate>, Invalid> {
@@ -618,10 +590,7 @@ impl Clinic {
 const MAX_TABLE_BYTES: u64 = 256 << 20;
 
 /// Opens a CSV file the config names at `key`, with a header row; rows may differ in length.
-pub(crate) fn open_csv(
-    key: &str,
-    path: &std::path::Path,
-) -> Result<csv::Reader<std::fs::File>, Invalid> {
+pub fn open_csv(key: &str, path: &std::path::Path) -> Result<csv::Reader<std::fs::File>, Invalid> {
     let unreadable = |e: &dyn std::fmt::Display| {
         (
             key.to_owned(),
@@ -644,57 +613,6 @@ pub(crate) fn open_csv(
         .flexible(true)
         .from_path(path)
         .map_err(|e| unreadable(&e))
-}
-
-fn read_roster_csv(path: &std::path::Path) -> Result<Vec<(String, StaffConfig)>, Invalid> {
-    let key = "roster.file".to_owned();
-    let mut reader = open_csv(&key, path)?;
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| (key.clone(), format!("a header row: {e}")))?
-        .iter()
-        .map(|h| h.trim().trim_start_matches('\u{feff}').to_lowercase())
-        .collect();
-    let col = |name: &str| headers.iter().position(|h| h == name);
-    let Some(id_col) = col("id") else {
-        return invalid(
-            key,
-            format!(
-                "{}: a header with the columns id,name,roles,site,start,end,flags[,patient_id]",
-                path.display()
-            ),
-        );
-    };
-    let mut out = Vec::new();
-    for (i, row) in reader.records().enumerate() {
-        let line = i + 2;
-        let row = row.map_err(|e| (key.clone(), format!("{} line {line}: {e}", path.display())))?;
-        let get = |name: &str| {
-            col(name)
-                .and_then(|c| row.get(c))
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-        };
-        let list = |name: &str| -> Vec<String> {
-            get(name)
-                .map(|v| v.split('|').map(|x| x.trim().to_owned()).collect())
-                .unwrap_or_default()
-        };
-        out.push((
-            format!("{} line {line}", path.display()),
-            StaffConfig {
-                id: row.get(id_col).unwrap_or("").trim().to_owned(),
-                name: get("name").unwrap_or("").to_owned(),
-                roles: list("roles"),
-                site: get("site").map(str::to_owned),
-                start: get("start").map(str::to_owned),
-                end: get("end").map(str::to_owned),
-                flags: list("flags"),
-                patient_id: get("patient_id").map(str::to_owned),
-            },
-        ));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

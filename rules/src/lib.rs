@@ -11,6 +11,7 @@ pub mod engine;
 pub mod filter;
 pub mod holidays;
 pub mod reorder;
+pub mod roster;
 #[cfg(test)]
 mod tests;
 

@@ -31,7 +31,14 @@ pub struct Ui {
     pub accounts: Arc<AccountDb>,
     pub catalogues: Catalogues,
     env: Environment<'static>,
-    pub clinic: Arc<rules::clinic::Clinic>,
+    /// The clinic model at start; [`Ui::clinic`] is the one in force.
+    started_clinic: Arc<rules::clinic::Clinic>,
+    /// The rules' reloader, which holds the clinic model in force after a reload.
+    pub reloader: Option<Arc<alerting::runner::Reloader>>,
+    /// The roster file the settings page edits (none: the roster is not editable here).
+    pub roster: Option<RosterFile>,
+    /// One roster edit at a time.
+    pub(crate) roster_lock: tokio::sync::Mutex<()>,
     pub appointments: Option<Arc<rules::detections::records::Appointments>>,
     /// The first-run setup's one-time token (printed at start while nobody has an account).
     pub setup_token: String,
@@ -43,6 +50,15 @@ pub struct Ui {
     /// Shown on every page when set (`mimamori demo`).
     pub banner: Option<String>,
     pub metrics: UiMetrics,
+}
+
+/// The roster file the UI edits, and how a new one is checked before it replaces it.
+pub struct RosterFile {
+    pub path: std::path::PathBuf,
+    /// Checks the whole configuration with `candidate` as its roster file, as a reload
+    /// would; the error names the key and what is expected.
+    #[allow(clippy::type_complexity)]
+    pub check: Box<dyn Fn(&std::path::Path) -> Result<(), String> + Send + Sync>,
 }
 
 /// Counters of the UI in `/metrics`.
@@ -111,6 +127,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../templates/settings.html"),
     ),
     ("users.html", include_str!("../../templates/users.html")),
+    ("roster.html", include_str!("../../templates/roster.html")),
     ("range.html", include_str!("../../templates/range.html")),
     ("tokens.html", include_str!("../../templates/tokens.html")),
     ("account.html", include_str!("../../templates/account.html")),
@@ -144,7 +161,10 @@ impl Ui {
             accounts,
             catalogues: Catalogues::load(),
             env,
-            clinic,
+            started_clinic: clinic,
+            reloader: None,
+            roster: None,
+            roster_lock: tokio::sync::Mutex::new(()),
             appointments,
             setup_token: crate::accounts::random_token(),
             secure_cookies,
@@ -155,8 +175,16 @@ impl Ui {
         }
     }
 
+    /// The clinic model in force (a reload, by SIGHUP, the API or a roster edit, changes it).
+    pub fn clinic(&self) -> Arc<rules::clinic::Clinic> {
+        match &self.reloader {
+            Some(r) => r.clinic(),
+            None => self.started_clinic.clone(),
+        }
+    }
+
     pub fn zone(&self) -> Tz {
-        self.clinic.zone
+        self.clinic().zone
     }
 
     /// A page: `template` with `values`, the catalogue and who is looking.
@@ -170,7 +198,7 @@ impl Ui {
             is_admin => viewer.may(crate::accounts::Role::Admin),
             csrf => viewer.csrf.clone(),
             path => viewer.path.clone(),
-            clinic => self.clinic.name.clone(),
+            clinic => self.clinic().name.clone(),
             banner => self.banner.clone(),
         };
         let page = context! { ..values, ..base };
@@ -330,6 +358,10 @@ pub fn routes() -> Router<Arc<AppState>> {
         )
         .route("/sources", get(pages::admin::sources))
         .route("/settings", get(pages::admin::settings))
+        .route(
+            "/settings/roster",
+            get(pages::roster::form).post(pages::roster::change),
+        )
         .route(
             "/users",
             get(pages::admin::users).post(pages::admin::add_user),

@@ -1,9 +1,10 @@
 //! The appliance's own pages: the sources that send logs (last event, rate, silences), the
 //! clinic model as a person reads it, and the accounts.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc, Weekday};
 use minijinja::{Value, context};
@@ -23,6 +24,18 @@ use crate::ui::session::{AdminRole, AnyRole, Page, Posted, ui_of};
 const MAX_SOURCES: u32 = 50;
 /// A source silent for this many times its usual interval (and at least an hour) is flagged.
 const SILENCE_FACTOR: i64 = 10;
+
+/// Record-number gap events read for the sources page (a week's).
+const MAX_GAP_EVENTS: usize = 500;
+
+/// The gaps found in one source's numbering.
+#[derive(Default)]
+struct Gaps {
+    gaps: u64,
+    missing: u64,
+    host: Option<String>,
+    last: Option<chrono::DateTime<Utc>>,
+}
 
 /// One source: a kind of log (`event.dataset`) or a sender's address.
 struct Source {
@@ -93,9 +106,26 @@ pub(crate) async fn sources(
             let silent = last.is_none_or(|t| now - t > silent_after);
             rows.push((s, last, silent));
         }
-        Ok(rows)
+        // Holes in a source's record numbering (found on import): the week's, per source.
+        let found = index
+            .search(
+                &SearchRequest::newest("event.action:sequence_gap", MAX_GAP_EVENTS)
+                    .between(now - Duration::days(7), now + Duration::seconds(1)),
+            )
+            .map_err(store_error)?;
+        let mut gaps: BTreeMap<String, Gaps> = BTreeMap::new();
+        for e in found.events {
+            let source = e.labels.get("gap.source").cloned().unwrap_or_default();
+            let g = gaps.entry(source).or_default();
+            g.gaps += 1;
+            g.missing += e.record_count.unwrap_or(0);
+            g.host = g.host.take().or(e.host.clone());
+            g.last = g.last.max(Some(e.timestamp));
+        }
+        Ok((rows, gaps, found.total))
     })
     .await?;
+    let (rows, gaps, gap_events) = rows;
     let rows: Vec<Value> = rows
         .into_iter()
         .map(|(s, last, silent)| {
@@ -110,15 +140,52 @@ pub(crate) async fn sources(
             }
         })
         .collect();
-    Ok(ui.render("sources.html", &viewer, context! { sources => rows }))
+    let gaps: Vec<Value> = gaps
+        .into_iter()
+        .map(|(source, g)| {
+            context! {
+                source => source,
+                host => g.host,
+                gaps => g.gaps,
+                missing => g.missing,
+                last => g.last.map(|t| format_time(t, zone, viewer.lang)),
+            }
+        })
+        .collect();
+    Ok(ui.render(
+        "sources.html",
+        &viewer,
+        context! {
+            sources => rows,
+            gaps => gaps,
+            gap_events => gap_events,
+            more_gaps => gap_events > MAX_GAP_EVENTS as u64,
+        },
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SettingsQuery {
+    #[serde(default)]
+    roster: String,
 }
 
 pub(crate) async fn settings(
     State(state): State<Arc<AppState>>,
     Page(viewer, _): Page<AdminRole>,
+    Query(query): Query<SettingsQuery>,
 ) -> Result<Response, PageError> {
     let ui = ui_of(&state)?;
-    let clinic = &ui.clinic;
+    // The ids kept in the roster file are editable; the config file's own rows are not.
+    // (A roster file broken by hand since is shown, not editable, until it is mended.)
+    let in_file: Option<Vec<String>> = match ui.roster {
+        Some(_) => crate::ui::pages::roster::read_current(&state)
+            .await
+            .ok()
+            .map(|now| now.rows.into_iter().map(|r| r.id.to_lowercase()).collect()),
+        None => None,
+    };
+    let clinic = ui.clinic();
     let text = |key: &str| ui.catalogues.text(viewer.lang, key);
     let days = [
         Weekday::Mon,
@@ -173,6 +240,7 @@ pub(crate) async fn settings(
                 start => s.start.map(|d| d.to_string()),
                 end => s.end.map(|d| d.to_string()),
                 flags => s.flags.join(", "),
+                in_file => in_file.as_ref().is_some_and(|ids| ids.contains(&s.id.to_lowercase())),
             }
         })
         .collect();
@@ -202,6 +270,8 @@ pub(crate) async fn settings(
             roles => roles,
             staff => staff,
             upcoming => upcoming,
+            editable => in_file.is_some(),
+            saved => query.roster == "saved",
         },
     ))
 }

@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod login;
 mod range;
 pub mod reports;
+pub mod roster;
 pub mod search;
 pub mod tokens;
 

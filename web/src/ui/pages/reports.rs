@@ -138,6 +138,7 @@ pub(crate) async fn patient(
         )
         .await?;
         let text = |key: &str| ui.catalogues.text(viewer.lang, key);
+        let clinic = ui.clinic();
         let mut people: BTreeMap<String, u64> = BTreeMap::new();
         let mut unexplained = 0u64;
         let rows: Vec<Value> = events
@@ -146,8 +147,8 @@ pub(crate) async fn patient(
                 let user = e.user.clone().unwrap_or_default();
                 *people.entry(user.clone()).or_default() += 1;
                 let local_day = e.timestamp.with_timezone(&zone).date_naive();
-                let site = e.site.clone().or_else(|| ui.clinic.site_of(e));
-                let own = staff_record(&ui.clinic, &user, &patient);
+                let site = e.site.clone().or_else(|| clinic.site_of(e));
+                let own = staff_record(&clinic, &user, &patient);
                 let alert = alerts.get(e.id.as_str()).copied();
                 let (explanation, explained) = if let Some(alert) = alert {
                     (format!("{} #{alert}", text("report.alerted")), false)
@@ -171,7 +172,7 @@ pub(crate) async fn patient(
                     id => e.id.as_str(),
                     time => format_time(e.timestamp, zone, viewer.lang),
                     user => user,
-                    name => staff_name(&ui.clinic, e.user.as_deref().unwrap_or("")),
+                    name => staff_name(&clinic, e.user.as_deref().unwrap_or("")),
                     host => e.host.clone().unwrap_or_default(),
                     site => site.unwrap_or_default(),
                     action => e.action.clone(),
@@ -280,7 +281,7 @@ pub(crate) async fn staff(
             .iter()
             .map(|(day, sessions)| {
                 let open: Vec<(u32, u32)> = ui
-                    .clinic
+                    .clinic()
                     .hours_on(*day)
                     .iter()
                     .map(|(a, b)| (a.hour() * 60 + a.minute(), b.hour() * 60 + b.minute()))
@@ -339,7 +340,7 @@ pub(crate) async fn staff(
             shown => events.len(),
             patients => patients,
             alerts => alerts,
-            name => staff_name(&ui.clinic, &user),
+            name => staff_name(&ui.clinic(), &user),
         };
     }
     Ok(ui.render(
