@@ -143,7 +143,13 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
-pub fn run(events: u64, searches: usize, import_mb: u64, big_file_mb: u64) -> anyhow::Result<()> {
+pub fn run(
+    events: u64,
+    searches: usize,
+    import_mb: u64,
+    big_file_mb: u64,
+    keep: bool,
+) -> anyhow::Result<()> {
     let work = tempfile_dir()?;
     let mut checked = Config::load(None, Some(&work.join("data")))?;
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -174,15 +180,7 @@ pub fn run(events: u64, searches: usize, import_mb: u64, big_file_mb: u64) -> an
         );
         let index_for_search = index.clone();
         let timings = tokio::task::spawn_blocking(move || time_searches(&index_for_search, events, searches)).await??;
-        for (name, mut t) in timings {
-            t.sort();
-            println!(
-                "search:  {name:<34} p50 {:.2} ms  p95 {:.2} ms  ({} queries)",
-                percentile(&t, 0.5),
-                percentile(&t, 0.95),
-                t.len()
-            );
-        }
+        print_timings(timings);
         let udp_addr = running.udp_addrs[0];
         let before = index.num_events();
         let udp_events = UDP_RATE * UDP_SECONDS;
@@ -224,7 +222,11 @@ pub fn run(events: u64, searches: usize, import_mb: u64, big_file_mb: u64) -> an
         .and_then(|_| crate::bench_import::run(&work, import_mb, big_file_mb))
         .and_then(|()| crate::bench_rules::run(&work))
         .and_then(|()| crate::bench_delivery::run(&work));
-    std::fs::remove_dir_all(&work).ok();
+    if keep {
+        println!("kept:    {}", work.display());
+    } else {
+        std::fs::remove_dir_all(&work).ok();
+    }
     result
 }
 
@@ -232,6 +234,32 @@ type Timings = Vec<(&'static str, Vec<Duration>)>;
 
 /// A kind of search: its name, how to make a query, and whether it has a 24 h time range.
 type SearchKind = (&'static str, fn(&mut Rng) -> String, bool);
+
+/// The search timings alone, over `dir`, the data directory of a kept bench of `events`.
+pub fn searches_only(dir: &std::path::Path, events: u64, searches: usize) -> anyhow::Result<()> {
+    let index = store::EventIndex::open_read_only(&dir.join("data"))
+        .or_else(|_| store::EventIndex::open_read_only(dir))
+        .with_context(|| format!("no bench data directory at {}", dir.display()))?;
+    println!(
+        "mimamori bench: searches over {} ({} events)",
+        dir.display(),
+        index.num_events()
+    );
+    print_timings(time_searches(&index, events, searches)?);
+    Ok(())
+}
+
+fn print_timings(timings: Timings) {
+    for (name, mut t) in timings {
+        t.sort();
+        println!(
+            "search:  {name:<34} p50 {:.2} ms  p95 {:.2} ms  ({} queries)",
+            percentile(&t, 0.50),
+            percentile(&t, 0.95),
+            t.len()
+        );
+    }
+}
 
 fn time_searches(index: &store::EventIndex, events: u64, n: usize) -> anyhow::Result<Timings> {
     let mut rng = Rng(42);

@@ -166,6 +166,12 @@ enum Command {
         /// Also import one Winlogbeat file of this many MB and report its peak memory (e.g. 2048).
         #[arg(long, default_value_t = 0)]
         big_file_mb: u64,
+        /// Keep the bench's data directory (to time searches over it again with --searches-in).
+        #[arg(long)]
+        keep: bool,
+        /// Only time the searches, over the data directory a kept bench of `--events` left.
+        #[arg(long, value_name = "DIR")]
+        searches_in: Option<PathBuf>,
     },
 }
 
@@ -501,7 +507,13 @@ fn main() -> ExitCode {
                     searches,
                     import_mb,
                     big_file_mb,
-                } => bench::run(events, searches, import_mb, big_file_mb).map_err(Failure::Runtime),
+                    keep,
+                    searches_in,
+                } => match searches_in {
+                    Some(dir) => bench::searches_only(&dir, events, searches),
+                    None => bench::run(events, searches, import_mb, big_file_mb, keep),
+                }
+                .map_err(Failure::Runtime),
                 Command::Config {
                     command: ConfigCommand::Default,
                 }

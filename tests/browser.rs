@@ -1,7 +1,7 @@
 //! The web UI in a real browser: headless Chromium driven over WebDriver (Debian's `chromium`
 //! and `chromium-driver`, installed by `.ci/run`) through the first-run setup, signing out and
 //! in, a Japanese word search, a patient access report and closing an alert as a false
-//! positive. Screenshots of each step are kept in `target/screenshots/`.
+//! positive, then adding a person to the roster. Screenshots of each step are kept in `target/screenshots/`.
 
 mod common;
 
@@ -221,6 +221,20 @@ async fn setup_sign_in_search_report_and_close_an_alert_in_chromium() {
             .contains("主治医の指示による閲覧")
     );
     shot(&client, "06-alert-closed").await;
+
+    // Add a person to the roster, as the office manager would.
+    client.goto(&format!("{base}/settings")).await.unwrap();
+    arrive(&client, "/settings", "#roster-add").await;
+    click(&client, "#roster-add").await;
+    arrive(&client, "/settings/roster", "#roster-form").await;
+    fill(&client, "input[name=id]", "n077").await;
+    fill(&client, "input[name=name]", "佐藤 次郎").await;
+    click(&client, "input[name=role][value=nurse]").await;
+    shot(&client, "07-roster-form").await;
+    click(&client, "button[value=save]").await;
+    arrive(&client, "/settings", "#roster-saved").await;
+    assert!(text(&client, "#roster-table").await.contains("佐藤 次郎"));
+    shot(&client, "08-roster-saved").await;
     client.close().await.unwrap();
 
     let (_, body) = common::http_get(server.http, &format!("/api/v1/alerts/{id}")).unwrap();

@@ -42,6 +42,16 @@ fn the_roster_edited_in_the_ui_is_checked_recorded_and_in_force() {
     let server = Server::start_full("", "", ROSTER);
     let mut admin = setup(&server);
     let settings = admin.get("/settings");
+    assert!(
+        settings.body.starts_with("<!doctype html>")
+            || settings.body.starts_with("<!DOCTYPE html>"),
+        "a whole page"
+    );
+    assert_eq!(
+        settings.body.matches("id=\"roster-table\"").count(),
+        1,
+        "one roster table"
+    );
     assert!(settings.body.contains("id=\"roster-add\""), "editable");
     assert!(
         settings.body.contains("設定ファイルで定義"),

@@ -34,7 +34,11 @@ fn pages_in_both_languages_reports_export_and_the_investigation_of_an_alert() {
     for path in pages {
         let ja = admin.get(path);
         assert_eq!(ja.status, 200, "{path}: {}", ja.body);
-        assert!(ja.body.contains("<html lang=\"ja\">"), "{path}");
+        assert!(
+            ja.body.contains("<html lang=\"ja\">"),
+            "{path}: {}",
+            ja.body
+        );
     }
     admin.headers = vec![("Accept-Language".into(), "en-US,en;q=0.9".into())];
     for path in pages {
@@ -216,6 +220,11 @@ fn https_with_a_certificate_made_at_first_start_and_secure_cookies() {
     let head = String::from_utf8_lossy(&setup.stdout);
     assert!(
         head.contains("mimamori_form=") && head.contains("; Secure"),
+        "{head}"
+    );
+    assert!(
+        head.to_lowercase()
+            .contains("strict-transport-security: max-age=31536000"),
         "{head}"
     );
     // Plain HTTP on the HTTPS port gets nowhere.

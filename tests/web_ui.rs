@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::io::Write;
+
 use common::Server;
 use common::delivery::{ROSTER, raise_alerts, wait};
 use common::web::{ADMIN_PASSWORD, Browser, add_user, audit_count, setup};
@@ -257,6 +259,39 @@ fn sign_in_sessions_csrf_roles_and_tokens_refuse_and_audit() {
         "{listed}"
     );
     assert!(!listed.contains(&feed), "never the token itself");
+    // A stream open with a token that is then revoked ends; the token opens no other.
+    let mut stream = std::net::TcpStream::connect(server.http).unwrap();
+    write!(
+        stream,
+        "GET /api/v1/alerts/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {feed}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(1)))
+        .unwrap();
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    assert!(
+        server
+            .cli_config(&["token", "revoke", "feed"])
+            .status
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(std::time::Instant::now() < deadline, "the stream goes on");
+        match std::io::Read::read(&mut stream, &mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => break,
+        }
+    }
+    assert_eq!(api("/api/v1/alerts/stream", "GET", &feed), 401);
 
     // Every refusal and sign-in is in the store as an audit event.
     for (what, query, least) in [

@@ -65,6 +65,10 @@ pub enum AccountError {
     NotFound(String),
     #[error("an account named {0:?} exists already")]
     Exists(String),
+    #[error("no API token named {0:?}")]
+    TokenNotFound(String),
+    #[error("an API token named {0:?} exists already (a revoked one keeps its name)")]
+    TokenExists(String),
 }
 
 /// Why a sign-in failed. The page says the same for an unknown name and a wrong password.

@@ -110,7 +110,7 @@ impl AccountDb {
             )
             .map_err(self.err())?;
         if added == 0 {
-            return Err(AccountError::Exists(name.to_owned()));
+            return Err(AccountError::TokenExists(name.to_owned()));
         }
         Ok(token)
     }
@@ -153,7 +153,7 @@ impl AccountDb {
             )
             .map_err(self.err())?;
         if n == 0 {
-            return Err(AccountError::NotFound(name.to_owned()));
+            return Err(AccountError::TokenNotFound(name.to_owned()));
         }
         Ok(())
     }
@@ -220,7 +220,7 @@ mod tests {
         assert!(token.starts_with(TOKEN_PREFIX) && token.len() > 40);
         assert!(matches!(
             db.add_token("soc", &[Scope::Search], "admin"),
-            Err(AccountError::Exists(_))
+            Err(AccountError::TokenExists(_))
         ));
         assert!(db.add_token("none", &[], "admin").is_err());
         assert_eq!(

@@ -35,7 +35,7 @@ fn token_matches(tokens: &[String], presented: &str) -> bool {
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
-fn bearer(headers: &axum::http::HeaderMap) -> &str {
+pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> &str {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -107,7 +107,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             deadline,
         ))
-        .layer(axum::middleware::from_fn(ui::security_headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ui::security_headers,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             ui::known_host,

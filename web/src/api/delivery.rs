@@ -229,6 +229,9 @@ fn next_events(
     Ok((last, events))
 }
 
+/// How often an open stream's API token is checked again.
+const REVALIDATE: Duration = Duration::from_secs(5);
+
 pub(crate) async fn stream(
     subscriber: Subscriber,
     State(state): State<Arc<AppState>>,
@@ -263,26 +266,59 @@ pub(crate) async fn stream(
     let start = resume.or(p.since).map_or(last, |seq| seq.clamp(0, last));
     tracing::info!(subscriber = %subscriber.name, after = start, "alert stream opened");
     let include = subscriber.include_patient_data;
+    // An API token revoked while its stream is open ends the stream (within REVALIDATE); a
+    // reconnect is then refused.
+    let scoped = crate::auth::bearer(&headers).to_owned();
+    let scoped = scoped
+        .starts_with(crate::api_tokens::TOKEN_PREFIX)
+        .then_some(scoped);
+    let checked = tokio::time::Instant::now();
     let events = futures_util::stream::unfold(
-        (state, start, std::collections::VecDeque::new(), permit),
-        move |(state, mut cursor, mut queued, permit)| async move {
-            loop {
-                if let Some(event) = queued.pop_front() {
-                    return Some((Ok(event), (state, cursor, queued, permit)));
-                }
-                let s = state.clone();
-                let read =
-                    tokio::task::spawn_blocking(move || next_events(&s, cursor, include)).await;
-                match read {
-                    Ok(Ok((last, events))) => {
-                        cursor = last;
-                        queued.extend(events);
-                        if queued.is_empty() {
-                            tokio::time::sleep(Duration::from_millis(500)).await;
+        (
+            state,
+            start,
+            std::collections::VecDeque::new(),
+            permit,
+            checked,
+        ),
+        move |(state, mut cursor, mut queued, permit, mut checked)| {
+            let scoped = scoped.clone();
+            async move {
+                loop {
+                    if let Some(token) = &scoped
+                        && checked.elapsed() >= REVALIDATE
+                    {
+                        let (s, token) = (state.clone(), token.clone());
+                        let valid = tokio::task::spawn_blocking(move || {
+                            s.accounts
+                                .as_ref()
+                                .is_some_and(|a| a.token(&token).is_some())
+                        })
+                        .await
+                        .unwrap_or(false);
+                        if !valid {
+                            tracing::info!("an alert stream ended: its API token was revoked");
+                            return None;
                         }
+                        checked = tokio::time::Instant::now();
                     }
-                    // The stream ends; the subscriber reconnects with its Last-Event-ID.
-                    _ => return None,
+                    if let Some(event) = queued.pop_front() {
+                        return Some((Ok(event), (state, cursor, queued, permit, checked)));
+                    }
+                    let s = state.clone();
+                    let read =
+                        tokio::task::spawn_blocking(move || next_events(&s, cursor, include)).await;
+                    match read {
+                        Ok(Ok((last, events))) => {
+                            cursor = last;
+                            queued.extend(events);
+                            if queued.is_empty() {
+                                tokio::time::sleep(Duration::from_millis(500)).await;
+                            }
+                        }
+                        // The stream ends; the subscriber reconnects with its Last-Event-ID.
+                        _ => return None,
+                    }
                 }
             }
         },

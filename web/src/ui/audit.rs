@@ -191,6 +191,15 @@ pub async fn require(
     }
 }
 
+/// Refuses a change whose record could not be kept now (the store refuses data: a full
+/// disk): account, token and two-step changes are made only while the trail is written.
+pub fn writable(state: &AppState) -> Result<(), crate::ui::PageError> {
+    match &state.store {
+        Some(store) if store.refusing().is_some() => Err(crate::ui::PageError::AuditDown),
+        _ => Ok(()),
+    }
+}
+
 /// Records what an API caller did, when it is identified by a token (anonymous reads on
 /// loopback are like the command line: the appliance's own shell).
 /// Whether it was stored (or needed no storing).

@@ -398,6 +398,7 @@ fn static_file(body: &'static str, kind: &'static str) -> Response {
 /// address with a patient's id leaks to another site (`same-origin`: `no-referrer` would make
 /// browsers send `Origin: null` with our own forms), and pages are not cached.
 pub async fn security_headers(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -422,6 +423,13 @@ pub async fn security_headers(
     );
     if !is_static {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    // Served over HTTPS (here or by a proxy in front): browsers keep to it for a year.
+    if state.ui.as_ref().is_some_and(|ui| ui.secure_cookies) {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     response
 }

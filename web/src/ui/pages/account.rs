@@ -57,6 +57,7 @@ pub(crate) async fn totp(
     State(state): State<Arc<AppState>>,
     Posted(viewer, form, _): Posted<AnyRole, TotpForm>,
 ) -> Result<Response, PageError> {
+    audit::writable(&state)?;
     let ui = ui_of(&state)?;
     let (accounts, name) = (ui.accounts.clone(), viewer.name().to_owned());
     let bad = |e: crate::accounts::AccountError| PageError::Bad(e.to_string());
@@ -139,6 +140,7 @@ pub(crate) async fn reset_user_totp(
     Path(name): Path<String>,
     Posted(viewer, _, _): Posted<AdminRole, Empty>,
 ) -> Result<Response, PageError> {
+    audit::writable(&state)?;
     let ui = ui_of(&state)?;
     // One's own second factor goes off only with a code, on one's own account page.
     if name.eq_ignore_ascii_case(viewer.name()) {

@@ -318,6 +318,7 @@ pub(crate) async fn add_user(
     State(state): State<Arc<AppState>>,
     Posted(viewer, form, _): Posted<AdminRole, AddUser>,
 ) -> Result<Response, PageError> {
+    audit::writable(&state)?;
     let ui = ui_of(&state)?;
     let (s, by) = (state.clone(), viewer.name().to_owned());
     let (name, role_text) = (form.name.clone(), form.role.clone());

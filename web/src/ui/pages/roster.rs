@@ -370,6 +370,12 @@ fn write_candidate(path: &Path, text: &str) -> std::io::Result<std::path::PathBu
     name.push(".new");
     let candidate = path.with_file_name(name);
     let mut file = std::fs::File::create(&candidate)?;
+    // The roster names people (and their own patient ids): as private as the file it replaces,
+    // or readable by the service alone.
+    let permissions = std::fs::metadata(path)
+        .map(|m| m.permissions())
+        .unwrap_or_else(|_| std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    file.set_permissions(permissions)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
     Ok(candidate)

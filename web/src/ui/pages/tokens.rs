@@ -95,6 +95,7 @@ pub(crate) async fn change(
     State(state): State<Arc<AppState>>,
     Posted(viewer, form, _): Posted<AdminRole, TokenForm>,
 ) -> Result<Response, PageError> {
+    audit::writable(&state)?;
     let ui = ui_of(&state)?;
     let accounts = ui.accounts.clone();
     let by = viewer.name().to_owned();
