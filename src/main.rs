@@ -13,6 +13,7 @@ mod config_errors;
 mod delivery;
 mod import;
 mod output;
+mod report;
 mod serve;
 mod simulate;
 mod store_admin;
@@ -48,6 +49,11 @@ struct Cli {
 enum Command {
     /// Run the service: syslog listeners, store, HTTP API.
     Serve,
+    /// Reports for review (works while the server runs).
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Search stored events, newest first (works while the server runs).
     Search {
         /// Query: words, `field:value`, AND/OR/NOT, "phrases", ranges. Empty or `*` for all.
@@ -303,6 +309,26 @@ enum ChannelsCommand {
 }
 
 #[derive(Subcommand)]
+enum ReportCommand {
+    /// The weekly access review: totals, off-hours use, alerts and their triage, account
+    /// changes, the patients opened by the most staff, holes in the audit trail, a heat map.
+    Weekly {
+        /// The ISO week, e.g. 2026-W48 (default: last week, in the clinic's time zone).
+        #[arg(long)]
+        week: Option<String>,
+        /// html, csv or json.
+        #[arg(long, default_value = "html")]
+        format: String,
+        /// ja or en.
+        #[arg(long, default_value = "ja")]
+        lang: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum RulesCommand {
     /// Validate the clinic model, roster and detections; print what they amount to.
     Check,
@@ -359,6 +385,15 @@ fn main() -> ExitCode {
             Err(e) => Err(Failure::Usage(e.to_string())),
             Ok(checked) => match command {
                 Command::Serve => serve::serve(checked).map_err(Failure::Runtime),
+                Command::Report {
+                    command:
+                        ReportCommand::Weekly {
+                            week,
+                            format,
+                            lang,
+                            out,
+                        },
+                } => report::weekly(&checked, week.as_deref(), &format, &lang, out.as_deref()),
                 Command::Search {
                     query,
                     from,

@@ -15,8 +15,10 @@ use crate::error::StoreError;
 use crate::index::EventIndex;
 use crate::schema::FACET_FIELDS;
 
-/// Values listed per field at most.
+/// Values a page lists per field.
 pub const MAX_FACET_VALUES: u32 = 50;
+/// Values counted per field at most (a report's staff of a large clinic).
+pub const MAX_COUNTED_VALUES: u32 = 2_000;
 /// Buckets of a histogram at most: a longer range gets wider buckets.
 pub const MAX_BUCKETS: i64 = 400;
 /// Memory one aggregation may use before it fails (instead of the process).
@@ -32,7 +34,7 @@ pub struct FacetRequest {
     pub to: DateTime<Utc>,
     /// Fields whose most frequent values are wanted (each one of [`FACET_FIELDS`]).
     pub fields: Vec<String>,
-    /// Values per field, at most [`MAX_FACET_VALUES`].
+    /// Values per field, at most [`MAX_COUNTED_VALUES`].
     pub size: u32,
     /// Width of a histogram bucket in seconds; 0: no histogram. Widened so that the range
     /// has at most [`MAX_BUCKETS`].
@@ -95,7 +97,7 @@ impl EventIndex {
         }
         let query = self.bounded_query(&request.query, Some(request.from), Some(request.to))?;
         let mut aggs = serde_json::Map::new();
-        let size = request.size.clamp(1, MAX_FACET_VALUES);
+        let size = request.size.clamp(1, MAX_COUNTED_VALUES);
         for (i, field) in request.fields.iter().enumerate() {
             aggs.insert(
                 format!("f{i}"),

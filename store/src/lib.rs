@@ -37,7 +37,8 @@ pub use crate::checkpoint::Checkpoint;
 pub use crate::error::StoreError;
 pub use crate::event::{ACTIONS, AUDIT_DATASET, Event, EventId, Outcome};
 pub use crate::facets::{
-    FacetRequest, FacetValue, Facets, MAX_BUCKETS, MAX_FACET_VALUES, bucket_width,
+    FacetRequest, FacetValue, Facets, MAX_BUCKETS, MAX_COUNTED_VALUES, MAX_FACET_VALUES,
+    bucket_width,
 };
 pub use crate::follower::Follower;
 pub use crate::health::{Health, StageGuard, StageStatus};

@@ -1,0 +1,278 @@
+//! The report as a person reads it: HTML for email and the browser (tables with inline
+//! styles, the heat map as coloured cells), CSV for a spreadsheet, JSON for machines. Words
+//! come from one catalogue per language (`report/i18n/ja.toml`, `en.toml`, the same keys).
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use minijinja::{Environment, context};
+
+use crate::ReportError;
+use crate::lang::{Lang, format_date, format_time};
+use crate::weekly::WeeklyReport;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Html,
+    Csv,
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = ReportError;
+
+    fn from_str(s: &str) -> Result<Format, ReportError> {
+        match s {
+            "html" => Ok(Format::Html),
+            "csv" => Ok(Format::Csv),
+            "json" => Ok(Format::Json),
+            other => Err(ReportError::Render(format!(
+                "format html, csv or json, not {other:?}"
+            ))),
+        }
+    }
+}
+
+const JA: &str = include_str!("../i18n/ja.toml");
+const EN: &str = include_str!("../i18n/en.toml");
+const TEMPLATE: &str = include_str!("../templates/weekly.html");
+
+fn catalogue(lang: Lang) -> Result<toml::Value, ReportError> {
+    toml::from_str(match lang {
+        Lang::Ja => JA,
+        Lang::En => EN,
+    })
+    .map_err(|e| ReportError::Render(format!("catalogue: {e}")))
+}
+
+/// A cell's colour for `n` of at most `max`: white to deep blue.
+fn shade(n: u64, max: u64) -> String {
+    if n == 0 || max == 0 {
+        return "#ffffff".into();
+    }
+    let level = (n as f64 / max as f64).sqrt();
+    let channel = |full: f64, deep: f64| (full + (deep - full) * level).round() as u8;
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        channel(255.0, 21.0),
+        channel(255.0, 101.0),
+        channel(255.0, 192.0)
+    )
+}
+
+pub fn render(report: &WeeklyReport, format: Format, lang: Lang) -> Result<String, ReportError> {
+    match format {
+        Format::Json => {
+            serde_json::to_string_pretty(report).map_err(|e| ReportError::Render(e.to_string()))
+        }
+        Format::Csv => csv(report),
+        Format::Html => html(report, lang),
+    }
+}
+
+fn html(report: &WeeklyReport, lang: Lang) -> Result<String, ReportError> {
+    let zone: Tz = report.zone.parse().unwrap_or(chrono_tz::Asia::Tokyo);
+    let t = catalogue(lang)?;
+    let when = |at: DateTime<Utc>| format_time(at, zone, lang);
+    let date = |at: DateTime<Utc>| format_date(at.with_timezone(&zone).date_naive(), lang);
+    let max = report.heat.iter().flatten().copied().max().unwrap_or(0);
+    let heat: Vec<minijinja::Value> = report
+        .heat
+        .iter()
+        .enumerate()
+        .map(|(d, hours)| {
+            context! {
+                day => t["days"][d].as_str().unwrap_or(""),
+                cells => hours.iter().map(|n| context! { n => *n, colour => shade(*n, max) }).collect::<Vec<_>>(),
+            }
+        })
+        .collect();
+    let alert = |a: &crate::weekly::AlertLine| {
+        context! {
+            id => a.id, rule => a.rule.clone(), severity => a.severity.clone(),
+            user => a.user.clone(), first_seen => when(a.first_seen), status => a.status.clone(),
+            resolution => a.resolution.clone(), assignee => a.assignee.clone(),
+            reason => a.reason.clone(), age_days => a.age_days,
+        }
+    };
+    let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_template("weekly.html", TEMPLATE)
+        .map_err(|e| ReportError::Render(e.to_string()))?;
+    let last_day = report.to - chrono::Duration::seconds(1);
+    env.get_template("weekly.html")
+        .and_then(|tpl| {
+            tpl.render(context! {
+                t => minijinja::Value::from(minijinja::value::Serde(&t)),
+                lang => match lang { Lang::Ja => "ja", Lang::En => "en" },
+                r => minijinja::Value::from(minijinja::value::Serde(report)),
+                period => format!("{} – {}", date(report.from), date(last_day)),
+                generated => when(report.generated_at),
+                heat => heat,
+                hours => (0..24).collect::<Vec<u32>>(),
+                alerts => report.alerts.iter().map(alert).collect::<Vec<_>>(),
+                open_alerts => report.open_alerts.iter().map(alert).collect::<Vec<_>>(),
+                open_in_week => report.alerts.iter().filter(|a| a.status != "closed").count(),
+                changes => report.account_changes.iter().map(|c| context! {
+                    at => when(c.at), what => c.what.clone(), user => c.user.clone(),
+                    host => c.host.clone(), message => c.message.clone(),
+                }).collect::<Vec<_>>(),
+                missing => report.gaps.iter().map(|g| g.missing).sum::<u64>(),
+            })
+        })
+        .map_err(|e| ReportError::Render(e.to_string()))
+}
+
+/// One table of rows `section,key,value,...`: each section's numbers, for a spreadsheet.
+fn csv(report: &WeeklyReport) -> Result<String, ReportError> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut row = |cells: &[String]| {
+        // A cell a spreadsheet would run as a formula is written as text (numbers stay numbers).
+        let safe: Vec<String> = cells
+            .iter()
+            .map(|c| {
+                if c.starts_with(['=', '+', '-', '@', '\t', '\r']) && c.parse::<f64>().is_err() {
+                    format!("'{c}")
+                } else {
+                    c.clone()
+                }
+            })
+            .collect();
+        w.write_record(&safe)
+    };
+    let s = |v: &dyn ToString| v.to_string();
+    let err = |e: csv::Error| ReportError::Render(e.to_string());
+    row(&[s(&"section"), s(&"key"), s(&"value"), s(&"detail")]).map_err(err)?;
+    row(&[
+        s(&"period"),
+        s(&"week"),
+        report.week.clone(),
+        report.zone.clone(),
+    ])
+    .map_err(err)?;
+    row(&[
+        s(&"period"),
+        s(&"from"),
+        report.from.to_rfc3339(),
+        String::new(),
+    ])
+    .map_err(err)?;
+    row(&[
+        s(&"period"),
+        s(&"to"),
+        report.to.to_rfc3339(),
+        String::new(),
+    ])
+    .map_err(err)?;
+    row(&[s(&"events"), s(&"total"), s(&report.events), String::new()]).map_err(err)?;
+    for c in &report.sources {
+        row(&[s(&"source"), c.value.clone(), s(&c.count), String::new()]).map_err(err)?;
+    }
+    for p in &report.staff {
+        let change = p.change_percent.map(|c| c.to_string()).unwrap_or_default();
+        row(&[s(&"staff"), p.user.clone(), s(&p.events), change]).map_err(err)?;
+    }
+    for o in &report.off_hours {
+        row(&[
+            s(&"outside_hours"),
+            o.user.clone(),
+            s(&o.outside_hours),
+            String::new(),
+        ])
+        .map_err(err)?;
+        row(&[
+            s(&"closed_days"),
+            o.user.clone(),
+            s(&o.closed_days),
+            String::new(),
+        ])
+        .map_err(err)?;
+    }
+    for a in &report.alerts {
+        row(&[
+            s(&"alert"),
+            s(&a.id),
+            a.status.clone(),
+            format!("{} {}", a.rule, a.user.clone().unwrap_or_default()),
+        ])
+        .map_err(err)?;
+    }
+    for c in &report.account_changes {
+        row(&[
+            s(&"account_change"),
+            c.what.clone(),
+            c.at.to_rfc3339(),
+            c.user.clone().unwrap_or_default(),
+        ])
+        .map_err(err)?;
+    }
+    for l in &report.left_but_used {
+        row(&[
+            s(&"left_but_used"),
+            l.value.clone(),
+            s(&l.count),
+            String::new(),
+        ])
+        .map_err(err)?;
+    }
+    for p in &report.patients {
+        row(&[
+            s(&"patient_staff"),
+            p.patient.clone(),
+            s(&p.staff),
+            s(&p.accesses),
+        ])
+        .map_err(err)?;
+    }
+    for g in &report.gaps {
+        row(&[s(&"gap"), g.source.clone(), s(&g.missing), s(&g.gaps)]).map_err(err)?;
+    }
+    row(&[
+        s(&"checksum"),
+        s(&"sha256"),
+        report.checksum.clone(),
+        String::new(),
+    ])
+    .map_err(err)?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| ReportError::Render(e.to_string()))?;
+    // A BOM so that Excel reads the Japanese as UTF-8.
+    Ok(format!("\u{feff}{}", String::from_utf8_lossy(&bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(v: &toml::Value, prefix: &str, out: &mut Vec<String>) {
+        match v {
+            toml::Value::Table(t) => {
+                for (k, v) in t {
+                    keys(v, &format!("{prefix}.{k}"), out);
+                }
+            }
+            other => {
+                assert!(
+                    !other.as_str().is_some_and(str::is_empty),
+                    "{prefix} is empty"
+                );
+                out.push(prefix.to_owned());
+            }
+        }
+    }
+
+    #[test]
+    fn both_catalogues_have_the_same_keys() {
+        let (mut ja, mut en) = (Vec::new(), Vec::new());
+        keys(&catalogue(Lang::Ja).unwrap(), "", &mut ja);
+        keys(&catalogue(Lang::En).unwrap(), "", &mut en);
+        assert_eq!(ja, en);
+        assert!(ja.len() > 20);
+    }
+
+    #[test]
+    fn heat_shades_run_from_white_to_blue() {
+        assert_eq!(shade(0, 10), "#ffffff");
+        assert_eq!(shade(10, 10), "#1565c0");
+    }
+}

@@ -1,0 +1,304 @@
+//! `mimamori report weekly` over weeks of known events: every number equals what a search over
+//! the same week returns or what the events were built to give, in Tokyo (a week with a
+//! national holiday) and in New York (the week daylight saving ends: 169 hours, one local
+//! hour twice).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::BIN;
+
+struct Clinic {
+    dir: tempfile::TempDir,
+}
+
+impl Clinic {
+    /// A clinic with `config` (the `[clinic]` section's extra lines) and `rows` of an EHR export
+    /// imported (`time,user,patient`).
+    fn new(config: &str, rows: &[(&str, &str, &str)]) -> Clinic {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("mimamori.toml"),
+            format!(
+                "[storage]\ndata_dir = \"{}\"\n\n[clinic]\n{config}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut csv = String::from("timestamp,user,action,patient\n");
+        for (at, user, patient) in rows {
+            csv.push_str(&format!("{at},{user},VIEW_CHART,{patient}\n"));
+        }
+        std::fs::write(dir.path().join("ehr.csv"), csv).unwrap();
+        let clinic = Clinic { dir };
+        let out = clinic.run(&["import", "--format", "ehr-csv"], Some("ehr.csv"));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        clinic
+    }
+
+    fn run(&self, args: &[&str], file: Option<&str>) -> std::process::Output {
+        let mut command = Command::new(BIN);
+        command
+            .arg("--config")
+            .arg(self.dir.path().join("mimamori.toml"))
+            .args(args);
+        if let Some(f) = file {
+            command.arg(self.dir.path().join(f));
+        }
+        command.output().unwrap()
+    }
+
+    fn report(&self, week: &str) -> serde_json::Value {
+        let out = self.run(
+            &["report", "weekly", "--week", week, "--format", "json"],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// How many events `query` finds between `from` and `to` (RFC 3339).
+    fn count(&self, query: &str, from: &str, to: &str) -> usize {
+        let out = self.run(
+            &[
+                "search", query, "--from", from, "--to", to, "--json", "--limit", "1000",
+            ],
+            None,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .count()
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn number(report: &serde_json::Value, list: &str, key: &str, value: &str, field: &str) -> u64 {
+    report[list]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x[key] == value)
+        .map_or(0, |x| x[field].as_u64().unwrap())
+}
+
+/// The report's numbers equal the searches': the total, each source and each person.
+fn agrees_with_search(clinic: &Clinic, report: &serde_json::Value) {
+    let (from, to) = (
+        report["from"].as_str().unwrap(),
+        report["to"].as_str().unwrap(),
+    );
+    assert_eq!(
+        report["events"].as_u64().unwrap() as usize,
+        clinic.count("*", from, to)
+    );
+    for s in report["sources"].as_array().unwrap() {
+        let query = format!("event.dataset:{}", s["value"].as_str().unwrap());
+        assert_eq!(
+            s["count"].as_u64().unwrap() as usize,
+            clinic.count(&query, from, to)
+        );
+    }
+    for p in report["staff"].as_array().unwrap() {
+        let query = format!("user.name:{}", p["user"].as_str().unwrap());
+        assert_eq!(
+            p["events"].as_u64().unwrap() as usize,
+            clinic.count(&query, from, to),
+            "{query}"
+        );
+    }
+}
+
+#[test]
+fn a_tokyo_week_with_a_national_holiday() {
+    let clinic = Clinic::new(
+        "timezone = \"Asia/Tokyo\"",
+        &[
+            // The week before: n001 four times (and once more on Sunday night), their usual.
+            ("2026-11-17T10:00:00+09:00", "n001", "P0002"),
+            ("2026-11-17T10:05:00+09:00", "n001", "P0002"),
+            ("2026-11-17T10:10:00+09:00", "n001", "P0002"),
+            ("2026-11-17T10:15:00+09:00", "n001", "P0002"),
+            // Before and after the week: not counted.
+            ("2026-11-22T23:59:00+09:00", "n001", "P0001"),
+            ("2026-11-30T00:00:00+09:00", "n001", "P0001"),
+            // 勤労感謝の日 (Monday 23 November): a closed day.
+            ("2026-11-23T10:00:00+09:00", "n002", "P0001"),
+            // Tuesday: in hours, then at night.
+            ("2026-11-24T10:00:00+09:00", "n001", "P0001"),
+            ("2026-11-24T22:00:00+09:00", "n001", "P0003"),
+            // Wednesday's lunch break past the 30-minute grace: outside hours.
+            ("2026-11-25T13:15:00+09:00", "n002", "P0003"),
+            // Thursday afternoon (mornings only): outside hours.
+            ("2026-11-26T15:00:00+09:00", "d001", "P0001"),
+        ],
+    );
+    let report = clinic.report("2026-W48");
+    assert_eq!(report["from"], "2026-11-22T15:00:00Z");
+    assert_eq!(report["to"], "2026-11-29T15:00:00Z");
+    assert_eq!(report["events"], 5);
+    agrees_with_search(&clinic, &report);
+    assert_eq!(number(&report, "staff", "user", "n001", "events"), 2);
+    assert_eq!(
+        report["staff"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["user"] == "n001")
+            .unwrap()["change_percent"],
+        -60,
+        "2 against the usual 5 (the four and Sunday night's, the week before)"
+    );
+    assert_eq!(
+        number(&report, "off_hours", "user", "n001", "outside_hours"),
+        1
+    );
+    assert_eq!(
+        number(&report, "off_hours", "user", "n002", "outside_hours"),
+        1
+    );
+    assert_eq!(
+        number(&report, "off_hours", "user", "n002", "closed_days"),
+        1
+    );
+    assert_eq!(
+        number(&report, "off_hours", "user", "d001", "outside_hours"),
+        1
+    );
+    assert_eq!(report["outside_hours_total"], 3);
+    assert_eq!(report["closed_day_total"], 1);
+    let closed: Vec<&str> = report["closed_days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["why"].as_str().unwrap())
+        .collect();
+    assert_eq!(closed, ["勤労感謝の日", ""], "the holiday and Sunday");
+    // P0001: n002, n001, d001 (the accesses outside the week not counted).
+    assert_eq!(report["patients"][0]["patient"], "P0001");
+    assert_eq!(report["patients"][0]["staff"], 3);
+    assert_eq!(report["patients"][0]["accesses"], 3);
+    let heat = &report["heat"];
+    assert_eq!(heat[0][10], 1, "Monday 10:00");
+    assert_eq!(heat[1][10], 1);
+    assert_eq!(heat[1][22], 1);
+    assert_eq!(heat[2][13], 1);
+    assert_eq!(heat[3][15], 1);
+    let cells: u64 = heat
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|d| d.as_array().unwrap())
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(cells, 5);
+    // The checksum is the week's events': made again, the same.
+    assert_eq!(report["checksum"].as_str().unwrap().len(), 64);
+    assert_eq!(clinic.report("2026-W48")["checksum"], report["checksum"]);
+    assert_ne!(clinic.report("2026-W47")["checksum"], report["checksum"]);
+
+    // The HTML and CSV say the same, in Japanese by default and in English on request.
+    let html = clinic.run(&["report", "weekly", "--week", "2026-W48"], None);
+    let html = String::from_utf8_lossy(&html.stdout);
+    assert!(html.contains("<html lang=\"ja\">"), "{html}");
+    assert!(
+        html.contains("診療時間外 3 件、休診日 1 件の利用があります。"),
+        "{html}"
+    );
+    assert!(html.contains(report["checksum"].as_str().unwrap()));
+    assert!(
+        !html.contains("<script"),
+        "nothing an email client would drop"
+    );
+    let en = clinic.run(
+        &["report", "weekly", "--week", "2026-W48", "--lang", "en"],
+        None,
+    );
+    assert!(
+        String::from_utf8_lossy(&en.stdout)
+            .contains("3 events outside opening hours and 1 on closed days.")
+    );
+    let out = clinic.path().join("w48.csv");
+    let csv = clinic.run(
+        &[
+            "report",
+            "weekly",
+            "--week",
+            "2026-W48",
+            "--format",
+            "csv",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(csv.status.success());
+    let csv = std::fs::read_to_string(&out).unwrap();
+    assert!(csv.starts_with('\u{feff}'), "a BOM for Excel");
+    assert!(csv.contains("staff,n001,2,-60"), "{csv}");
+    assert!(csv.contains("closed_days,n002,1,"), "{csv}");
+
+    // A week that is no week is refused, saying what is expected.
+    let bad = clinic.run(&["report", "weekly", "--week", "2026-W60"], None);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("an ISO week like 2026-W48"));
+}
+
+#[test]
+fn a_new_york_week_when_daylight_saving_ends() {
+    let clinic = Clinic::new(
+        "timezone = \"America/New_York\"\nnational_holidays = false",
+        &[
+            // Sunday 25 October 23:30 EDT: the week before.
+            ("2026-10-26T03:30:00Z", "n001", "P0001"),
+            // Monday 00:30 EDT: the week's first hour, outside hours.
+            ("2026-10-26T04:30:00Z", "n001", "P0001"),
+            // Tuesday 10:00 EDT: in hours.
+            ("2026-10-27T14:00:00Z", "n002", "P0001"),
+            // Sunday 1 November 01:30, twice: EDT, then EST an hour later.
+            ("2026-11-01T05:30:00Z", "n003", "P0002"),
+            ("2026-11-01T06:30:00Z", "n003", "P0002"),
+            // Monday 2 November 00:30 EST: the next week.
+            ("2026-11-02T05:30:00Z", "n001", "P0001"),
+        ],
+    );
+    let report = clinic.report("2026-W44");
+    assert_eq!(report["from"], "2026-10-26T04:00:00Z");
+    assert_eq!(report["to"], "2026-11-02T05:00:00Z", "169 hours");
+    assert_eq!(report["events"], 4);
+    agrees_with_search(&clinic, &report);
+    assert_eq!(
+        number(&report, "off_hours", "user", "n001", "outside_hours"),
+        1
+    );
+    assert_eq!(
+        number(&report, "off_hours", "user", "n003", "closed_days"),
+        2
+    );
+    assert_eq!(
+        number(&report, "off_hours", "user", "n002", "outside_hours"),
+        0
+    );
+    let heat = &report["heat"];
+    assert_eq!(heat[0][0], 1, "Monday 00:30");
+    assert_eq!(heat[1][10], 1, "Tuesday 10:00");
+    assert_eq!(heat[6][1], 2, "Sunday's 01:00 hour happened twice");
+}
