@@ -45,6 +45,8 @@ pub fn weekly(
             index: &index,
             alerts: alerts.as_ref(),
             clinic: &checked.clinic,
+            archive: None,
+            signoff_days: 0,
         };
         let built = WeeklyReport::build(&sources, week, chrono::Utc::now())?;
         let text = report::render(&built, format, lang)?;

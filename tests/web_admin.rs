@@ -137,6 +137,16 @@ fn the_roster_edited_in_the_ui_is_checked_recorded_and_in_force() {
         let refused = save(&mut admin, fields);
         assert_eq!(refused.status, 400, "{fields:?}");
     }
+    let renamed = save(
+        &mut admin,
+        &[
+            ("action", "save"),
+            ("original", "n060"),
+            ("id", "n002"),
+            ("role", "doctor"),
+        ],
+    );
+    assert_eq!(renamed.status, 400, "renamed onto the config file's n002");
     let taken = save(&mut admin, &[("action", "save"), ("id", "N002")]);
     assert_eq!(taken.status, 400, "n002 is in the config file");
     assert!(taken.body.contains("既に名簿にあります"), "{}", taken.body);
@@ -176,6 +186,37 @@ fn the_roster_edited_in_the_ui_is_checked_recorded_and_in_force() {
         "{file}"
     );
 
+    // A roster file that is a link is edited where it points, and stays a link.
+    let real = server.data_dir().join("roster-real.csv");
+    std::fs::rename(server.data_dir().join("roster.csv"), &real).unwrap();
+    std::os::unix::fs::symlink(&real, server.data_dir().join("roster.csv")).unwrap();
+    let linked = save(
+        &mut admin,
+        &[
+            ("action", "save"),
+            ("original", "n060"),
+            ("id", "n060"),
+            ("name", "退職 太郎"),
+            ("role", "nurse"),
+            ("role", "clerk"),
+            ("end", "2020-03-31"),
+            ("flags", "on_call, night_shift"),
+        ],
+    );
+    assert_eq!(linked.status, 303, "{}", linked.body);
+    assert!(
+        std::fs::symlink_metadata(server.data_dir().join("roster.csv"))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(server.data_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".new"))
+        .collect();
+    assert!(leftovers.is_empty(), "no candidate left behind");
+
     // Kept: the configuration read from scratch has the person (as a restart would).
     let check = server.cli_config(&["rules", "check"]);
     let said = String::from_utf8_lossy(&check.stdout);
@@ -200,7 +241,7 @@ fn the_roster_edited_in_the_ui_is_checked_recorded_and_in_force() {
     let file = std::fs::read_to_string(server.data_dir().join("roster.csv")).unwrap();
     assert!(!file.contains("n060"), "{file}");
     wait("the changes in the audit trail", 20, &|| {
-        audit_count(&server, "event.action:roster.change") == 3
+        audit_count(&server, "event.action:roster.change") == 4
     });
     let trail = server.search("event.dataset:mimamori.audit AND event.action:roster.change");
     let messages: Vec<&str> = trail.iter().filter_map(|e| e["message"].as_str()).collect();
@@ -217,6 +258,19 @@ fn the_roster_edited_in_the_ui_is_checked_recorded_and_in_force() {
 fn the_sources_page_shows_the_holes_in_a_sources_record_numbers() {
     let server = Server::start_full("", "", ROSTER);
     let mut admin = setup(&server);
+    // Reads without a token are for this machine only: not for what a proxy relays.
+    assert_eq!(
+        common::http_get(server.http, "/api/v1/search?q=*")
+            .unwrap()
+            .0,
+        200
+    );
+    for header in ["X-Forwarded-For", "Forwarded", "X-Real-IP"] {
+        let (status, _) =
+            common::http_get_with(server.http, "/api/v1/search?q=*", &[(header, "10.0.0.5")])
+                .unwrap();
+        assert_eq!(status, 401, "{header}");
+    }
     let none = admin.get("/sources");
     assert!(none.body.contains("id=\"no-gaps\""), "{}", none.body);
     // An EHR export numbering its rows 1-3, 7, 8, 20: two holes, 3 + 11 rows missing.

@@ -36,7 +36,8 @@ impl Ranges {
                 return; // already seen
             }
             // Extends the range before it; maybe joins the one after.
-            let new_end = match self.ranges.get(&(n + 1)).copied() {
+            let next = n.checked_add(1).and_then(|m| self.ranges.get(&m).copied());
+            let new_end = match next {
                 Some(next_end) => {
                     self.ranges.remove(&(n + 1));
                     next_end
@@ -46,7 +47,7 @@ impl Ranges {
             self.ranges.insert(start, new_end);
             return;
         }
-        match self.ranges.get(&(n + 1)).copied() {
+        match n.checked_add(1).and_then(|m| self.ranges.get(&m).copied()) {
             Some(next_end) => {
                 self.ranges.remove(&(n + 1));
                 self.ranges.insert(n, next_end);
@@ -80,7 +81,10 @@ pub struct Gap {
 
 impl Gap {
     pub fn missing(&self) -> u64 {
-        self.ranges.iter().map(|(a, b)| b - a + 1).sum()
+        // Numbers up to u64::MAX: a hostile source's total saturates rather than wraps.
+        self.ranges.iter().fold(0u64, |n, (a, b)| {
+            n.saturating_add((b - a).saturating_add(1))
+        })
     }
 
     /// The gap as an event: searchable, with the ranges in its message.
@@ -124,6 +128,9 @@ impl Gap {
         event
             .labels
             .insert("gap.source".into(), self.source.clone());
+        event
+            .labels
+            .insert("gap.holes".into(), self.ranges.len().to_string());
         event.message = message;
         event
     }
@@ -183,6 +190,26 @@ impl LiveGaps {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn numbers_at_the_top_of_the_range_neither_panic_nor_wrap() {
+        let mut r = Ranges::default();
+        for n in [1, u64::MAX, u64::MAX - 1, 0] {
+            r.insert(n);
+        }
+        let gap = Gap {
+            source: "s".into(),
+            host: None,
+            ranges: r.holes(),
+        };
+        assert_eq!(gap.missing(), u64::MAX - 3);
+        let two = Gap {
+            source: "s".into(),
+            host: None,
+            ranges: vec![(1, u64::MAX), (1, u64::MAX)],
+        };
+        assert_eq!(two.missing(), u64::MAX, "saturates");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

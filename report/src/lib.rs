@@ -4,6 +4,7 @@
 //! aggregations and reads the alert database; [`render`] writes it as HTML that email clients
 //! show (no script, no external images), CSV or JSON, in Japanese or English.
 
+pub mod archive;
 pub mod lang;
 pub mod period;
 pub mod render;
@@ -22,6 +23,8 @@ pub enum ReportError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Alerts(#[from] alerting::db::AlertDbError),
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
     #[error("the report cannot be written: {0}")]
     Render(String),
 }

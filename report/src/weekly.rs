@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use store::{EventIndex, FacetRequest, MAX_COUNTED_VALUES, SearchRequest};
 
@@ -27,14 +27,14 @@ pub const ACCOUNT_CODES: [&str; 4] = ["4720", "4722", "4728", "4732"];
 pub const LOG_CLEARED_CODE: &str = "1102";
 
 /// A value and its count.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Count {
     pub value: String,
     pub count: u64,
 }
 
 /// One person's week against their usual.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StaffWeek {
     pub user: String,
     /// The roster's name, if known.
@@ -47,7 +47,7 @@ pub struct StaffWeek {
 }
 
 /// One person's activity when the clinic was closed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OffHours {
     pub user: String,
     pub name: Option<String>,
@@ -58,7 +58,7 @@ pub struct OffHours {
 }
 
 /// A day the clinic was closed, and why.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClosedDay {
     pub day: NaiveDate,
     /// The holiday's name, or empty for a weekly or configured closed day.
@@ -66,7 +66,7 @@ pub struct ClosedDay {
 }
 
 /// One alert of the week.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertLine {
     pub id: i64,
     pub rule: String,
@@ -82,7 +82,7 @@ pub struct AlertLine {
 }
 
 /// An account change or a cleared log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AccountChange {
     pub at: DateTime<Utc>,
     /// `4720`, `1102`, `roster.change`, `user.add`.
@@ -93,7 +93,7 @@ pub struct AccountChange {
 }
 
 /// A patient and how many staff opened their record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatientSpread {
     pub patient: String,
     pub staff: u64,
@@ -101,7 +101,7 @@ pub struct PatientSpread {
 }
 
 /// Record-number gaps of one source.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GapLine {
     pub source: String,
     pub gaps: u64,
@@ -109,7 +109,7 @@ pub struct GapLine {
 }
 
 /// The week's review.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WeeklyReport {
     pub week: String,
     pub clinic: String,
@@ -137,6 +137,9 @@ pub struct WeeklyReport {
     pub gaps: Vec<GapLine>,
     /// Events per local weekday (Monday first) and hour.
     pub heat: Vec<Vec<u64>>,
+    /// Earlier weeks whose report is still not signed off after the allowed days.
+    #[serde(default)]
+    pub overdue_signoffs: Vec<String>,
     /// SHA-256 of what the week's events say ([`WeeklyReport::digest`]), to match a printed
     /// copy to the system.
     pub checksum: String,
@@ -147,6 +150,9 @@ pub struct Sources<'a> {
     pub index: &'a EventIndex,
     pub alerts: Option<&'a AlertDb>,
     pub clinic: &'a Clinic,
+    /// The kept reports, to name those left unsigned longer than `signoff_days`.
+    pub archive: Option<&'a crate::archive::ReportDb>,
+    pub signoff_days: i64,
 }
 
 fn counts(
@@ -231,6 +237,8 @@ impl WeeklyReport {
             index,
             alerts,
             clinic,
+            archive,
+            signoff_days,
         } = *sources;
         let (from, to) = week.range();
         let name_of = |user: &str| {
@@ -459,8 +467,13 @@ impl WeeklyReport {
                 gaps: 0,
                 missing: 0,
             });
-            g.gaps += 1;
-            g.missing += e.record_count.unwrap_or(0);
+            let holes = e
+                .labels
+                .get("gap.holes")
+                .and_then(|h| h.parse().ok())
+                .unwrap_or(1u64);
+            g.gaps = g.gaps.saturating_add(holes);
+            g.missing = g.missing.saturating_add(e.record_count.unwrap_or(0));
         }
 
         // The clinic's activity by local weekday and hour.
@@ -500,6 +513,14 @@ impl WeeklyReport {
             patients,
             gaps: gap_map.into_values().collect(),
             heat,
+            overdue_signoffs: match archive {
+                Some(db) => db
+                    .overdue(signoff_days, now)?
+                    .into_iter()
+                    .filter(|w| *w != week.name())
+                    .collect(),
+                None => Vec::new(),
+            },
             checksum: String::new(),
         };
         report.checksum = report.digest();

@@ -448,6 +448,15 @@ impl Clinic {
                     format!("a site named under [[sites]]; {site:?} is not"),
                 );
             }
+            if staff.contains_key(&s.id.to_lowercase()) {
+                return invalid(
+                    format!("{key}.id"),
+                    format!(
+                        "an account given once on the roster; {:?} is given twice ([[roster.staff]] and the roster file together)",
+                        s.id
+                    ),
+                );
+            }
             staff.insert(
                 s.id.to_lowercase(),
                 Staff {
@@ -726,6 +735,26 @@ mod tests {
         };
         let e = Clinic::new(&ClinicConfig::default(), &[], &default_roles(), &roster).unwrap_err();
         assert_eq!(e.0, "roster.staff[0].roles");
+    }
+
+    #[test]
+    fn an_account_given_twice_is_refused() {
+        let person = |id: &str| StaffConfig {
+            id: id.into(),
+            name: String::new(),
+            roles: vec![],
+            site: None,
+            start: None,
+            end: None,
+            flags: vec![],
+            patient_id: None,
+        };
+        let roster = RosterConfig {
+            file: None,
+            staff: vec![person("x001"), person("X001")],
+        };
+        let e = Clinic::new(&ClinicConfig::default(), &[], &default_roles(), &roster).unwrap_err();
+        assert_eq!(e.0, "roster.staff[1].id");
     }
 
     #[test]

@@ -448,6 +448,8 @@ impl AccountDb {
             return Err(LoginError::Refused);
         };
         if let Some(until) = locked.as_deref().map(parse_time).filter(|t| *t > now) {
+            // As slow as a wrong password: the time taken does not tell a locked account apart.
+            verify(password, &self.decoy);
             return Err(LoginError::Locked(until));
         }
         // The attempt is counted before the password is checked, so guesses sent at once
@@ -469,6 +471,7 @@ impl AccountDb {
         };
         if attempt > LOCKOUT_FAILURES {
             lock();
+            verify(password, &self.decoy);
             return Err(LoginError::Locked(now + Duration::minutes(LOCKOUT_MINUTES)));
         }
         // The hash is checked outside the lock: it takes a while by design.

@@ -35,6 +35,18 @@ fn token_matches(tokens: &[String], presented: &str) -> bool {
 }
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
+/// The request came through a proxy: the connection's address is the proxy's, not the client's.
+pub(crate) fn proxied(headers: &axum::http::HeaderMap) -> bool {
+    [
+        "forwarded",
+        "x-forwarded-for",
+        "x-real-ip",
+        "x-forwarded-host",
+    ]
+    .iter()
+    .any(|h| headers.contains_key(*h))
+}
+
 pub(crate) fn bearer(headers: &axum::http::HeaderMap) -> &str {
     headers
         .get(header::AUTHORIZATION)
@@ -116,8 +128,14 @@ fn grant(
     let (what, key) = needed(scope);
     let any_db_token = accounts.is_some_and(|a| a.any_token_with(scope));
     let reads = matches!(scope, Scope::Search | Scope::AlertsRead);
-    // Reads are open only on loopback and only while no token grants them.
-    if reads && state.open_reads && state.read_tokens.is_empty() && !any_db_token {
+    // Reads are open only on loopback, not through a proxy (whose client is elsewhere), and
+    // only while no token grants them.
+    if reads
+        && state.open_reads
+        && !proxied(headers)
+        && state.read_tokens.is_empty()
+        && !any_db_token
+    {
         return Ok(caller("anonymous".into()));
     }
     if !reads && lists.iter().all(|(t, _)| t.is_empty()) && !any_db_token {

@@ -184,7 +184,7 @@ pub(crate) async fn alert_status(
                 .alert
                 .user
                 .as_deref()
-                .is_some_and(|u| u.eq_ignore_ascii_case(given))
+                .is_some_and(|u| crate::ui::audit::same_person(u, given))
         {
             return Err(ApiError::Status {
                 status: StatusCode::FORBIDDEN,

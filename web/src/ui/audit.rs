@@ -191,6 +191,16 @@ pub async fn require(
     }
 }
 
+/// Whether the account `name` is the person `user` of a log, written bare, as `DOMAIN\\name`
+/// or as `name@realm` (case aside): an alert about them is not theirs to judge.
+pub fn same_person(user: &str, name: &str) -> bool {
+    let bare = |s: &str| {
+        let s = s.rsplit('\\').next().unwrap_or(s);
+        s.split('@').next().unwrap_or(s).trim().to_lowercase()
+    };
+    !name.trim().is_empty() && bare(user) == bare(name)
+}
+
 /// Refuses a change whose record could not be kept now (the store refuses data: a full
 /// disk): account, token and two-step changes are made only while the trail is written.
 pub fn writable(state: &AppState) -> Result<(), crate::ui::PageError> {
@@ -205,4 +215,18 @@ pub fn writable(state: &AppState) -> Result<(), crate::ui::PageError> {
 /// Whether it was stored (or needed no storing).
 pub async fn api(state: &Arc<AppState>, caller: &crate::auth::Caller, entry: Entry) -> bool {
     caller.name == "anonymous" || record(state, caller, entry).await
+}
+
+#[cfg(test)]
+mod person_tests {
+    use super::same_person;
+
+    #[test]
+    fn a_person_is_the_same_with_a_domain_or_realm() {
+        for user in ["nurse7", "NURSE7", "CLINIC\\nurse7", "nurse7@clinic.local"] {
+            assert!(same_person(user, "nurse7"), "{user}");
+        }
+        assert!(!same_person("nurse70", "nurse7"));
+        assert!(!same_person("nurse7", ""));
+    }
 }

@@ -39,7 +39,7 @@ pub struct Viewer {
     pub path: String,
     /// The account whose password was right but whose second factor is still to come.
     pub pending: Option<String>,
-    /// The request came through a proxy (`Forwarded`, `X-Forwarded-For`): its address is the
+    /// The request came through a proxy (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`): its address is the
     /// proxy's, not the person's.
     pub proxied: bool,
 }
@@ -133,8 +133,7 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
                 .path_and_query()
                 .map_or("/", |p| p.as_str())
                 .to_owned(),
-            proxied: parts.headers.contains_key("forwarded")
-                || parts.headers.contains_key("x-forwarded-for"),
+            proxied: crate::auth::proxied(&parts.headers),
         })
     }
 }

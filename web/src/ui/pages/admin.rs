@@ -117,8 +117,14 @@ pub(crate) async fn sources(
         for e in found.events {
             let source = e.labels.get("gap.source").cloned().unwrap_or_default();
             let g = gaps.entry(source).or_default();
-            g.gaps += 1;
-            g.missing += e.record_count.unwrap_or(0);
+            // Holes, not gap events (one import's event lists all its holes); sums saturate.
+            let holes = e
+                .labels
+                .get("gap.holes")
+                .and_then(|h| h.parse().ok())
+                .unwrap_or(1u64);
+            g.gaps = g.gaps.saturating_add(holes);
+            g.missing = g.missing.saturating_add(e.record_count.unwrap_or(0));
             g.host = g.host.take().or(e.host.clone());
             g.last = g.last.max(Some(e.timestamp));
         }
@@ -257,7 +263,7 @@ pub(crate) async fn settings(
             })
         })
         .collect();
-    audit::record(&state, &viewer, Entry::new("settings.view", "clinic model")).await;
+    audit::require(&state, &viewer, Entry::new("settings.view", "clinic model")).await?;
     Ok(ui.render(
         "settings.html",
         &viewer,

@@ -296,7 +296,7 @@ pub(crate) async fn change(
                 .alert
                 .user
                 .as_deref()
-                .is_some_and(|u| u.eq_ignore_ascii_case(&by))
+                .is_some_and(|u| crate::ui::audit::same_person(u, &by))
         {
             return Err(PageError::Refused(
                 "自分についてのアラートは、他の人が対応してください / an alert about you is for someone else to handle".into(),

@@ -74,6 +74,8 @@ pub(crate) async fn form(
     Page(viewer, _): Page<AdminRole>,
     Query(wanted): Query<Wanted>,
 ) -> Result<Response, PageError> {
+    // (A person's own patient id is shown only while the trail of changes can be kept.)
+    audit::writable(&state)?;
     let ui = ui_of(&state)?;
     let _edit = ui.roster_lock.lock().await;
     let now = read_current(&state).await?;
@@ -122,7 +124,7 @@ fn render(
             flags => form.flags.clone(),
             patient_id => form.patient_id.clone(),
             version => version.to_owned(),
-            path => ui.roster.as_ref().map(|f| f.path.display().to_string()),
+            file => ui.roster.as_ref().map(|f| f.path.display().to_string()),
             error => error.clone(),
         },
     );
@@ -219,15 +221,15 @@ impl RosterForm {
                     "{key}: {MAX_FIELD_CHARS} 文字以内で入力してください / at most {MAX_FIELD_CHARS} characters"
                 ));
             }
-            if value.chars().any(char::is_control) || value.contains('|') {
+            if value.chars().any(|c| c.is_control() || invisible(c)) || value.contains('|') {
                 return Err(format!(
-                    "{key}: 改行・制御文字・「|」は使えません / no line breaks, control characters or \"|\""
+                    "{key}: 改行・制御文字・見えない文字・「|」は使えません / no line breaks, control or invisible characters or \"|\""
                 ));
             }
             // A spreadsheet opening the file would run it as a formula.
-            if value.starts_with(['=', '+', '@']) {
+            if value.starts_with(['=', '+', '-', '@']) {
                 return Err(format!(
-                    "{key}: 「=」「+」「@」で始まる値は使えません / a value may not start with =, + or @"
+                    "{key}: 「=」「+」「-」「@」で始まる値は使えません / a value may not start with =, +, - or @"
                 ));
             }
         }
@@ -237,11 +239,23 @@ impl RosterForm {
                     .into(),
             );
         }
+        let mut roles: Vec<String> = Vec::new();
+        for r in &self.role {
+            if !roles.contains(r) {
+                roles.push(r.clone());
+            }
+        }
+        if !self.start.is_empty() && !self.end.is_empty() && self.end < self.start {
+            return Err(
+                "end: 退職日は着任日より後にしてください / the leaving date comes after the start"
+                    .into(),
+            );
+        }
         let some = |v: &str| (!v.is_empty()).then(|| v.to_owned());
         Ok(StaffConfig {
             id: self.id.clone(),
             name: self.name.clone(),
-            roles: self.role.clone(),
+            roles,
             site: some(&self.site),
             start: some(&self.start),
             end: some(&self.end),
@@ -255,6 +269,12 @@ impl RosterForm {
             patient_id: some(&self.patient_id),
         })
     }
+}
+
+/// A character that shows nothing or turns text around (zero-width, bidirectional controls,
+/// the byte-order mark): two ids that look the same must be the same.
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{00AD}')
 }
 
 /// What changed in a row, for the audit trail: `roles nurse → nurse|clerk; end — → 2027-03-31`.
@@ -363,27 +383,47 @@ fn apply(
     }
 }
 
-/// Writes `text` beside `path` and syncs it: the candidate a check reads.
-fn write_candidate(path: &Path, text: &str) -> std::io::Result<std::path::PathBuf> {
-    use std::io::Write;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".new");
-    let candidate = path.with_file_name(name);
-    let mut file = std::fs::File::create(&candidate)?;
-    // The roster names people (and their own patient ids): as private as the file it replaces,
-    // or readable by the service alone.
-    let permissions = std::fs::metadata(path)
-        .map(|m| m.permissions())
-        .unwrap_or_else(|_| std::os::unix::fs::PermissionsExt::from_mode(0o600));
-    file.set_permissions(permissions)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
-    Ok(candidate)
+/// The file a roster path names: a symbolic link's target (edited in place of the link).
+fn target(path: &Path) -> std::path::PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned())
 }
 
-/// Puts `candidate` in place of `path`, durably.
+/// Writes `text` beside the roster file, under a new random name (created, never opened
+/// through a link), and syncs it: the candidate a check reads. Removed again on failure.
+fn write_candidate(path: &Path, text: &str) -> std::io::Result<std::path::PathBuf> {
+    use std::io::Write;
+    let path = target(path);
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    name.push(format!(".{}.new", &crate::accounts::random_token()[..12]));
+    let candidate = path.with_file_name(name);
+    let written = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&candidate)?;
+        // The roster names people (and their own patient ids): as private as the file it
+        // replaces, or readable by the service alone.
+        let permissions = std::fs::metadata(&path)
+            .map(|m| m.permissions())
+            .unwrap_or_else(|_| std::os::unix::fs::PermissionsExt::from_mode(0o600));
+        file.set_permissions(permissions)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    })();
+    match written {
+        Ok(()) => Ok(candidate),
+        Err(e) => {
+            let _ = std::fs::remove_file(&candidate);
+            Err(e)
+        }
+    }
+}
+
+/// Puts `candidate` in place of the roster file, durably.
 fn replace(candidate: &Path, path: &Path) -> std::io::Result<()> {
-    std::fs::rename(candidate, path)?;
+    let path = target(path);
+    std::fs::rename(candidate, &path)?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(if dir.as_os_str().is_empty() {
             Path::new(".")
@@ -451,23 +491,32 @@ pub(crate) async fn change(
         Ok(candidate) => candidate,
         Err(why) => return Ok(render(&state, &viewer, &form, &now.version, Some(why))),
     };
-    // The change is kept only if its record is.
-    let entry = Entry::new("roster.change", change.describe());
+    // The change is kept only if its record is; one that then fails is recorded as failed.
+    let described = change.describe();
+    let entry = Entry::new("roster.change", described.clone());
     if let Err(e) = audit::require(&state, &viewer, entry).await {
         let _ = std::fs::remove_file(&candidate);
         return Err(e);
     }
     let s = state.clone();
-    blocking(move || {
+    let written = candidate.clone();
+    let replaced = blocking(move || {
         let file = ui_of(&s)?.roster.as_ref().ok_or(PageError::NotFound)?;
-        replace(&candidate, &file.path).map_err(|e| {
-            PageError::Bad(format!(
+        Ok(replace(&written, &file.path).map_err(|e| {
+            format!(
                 "名簿ファイルを置き換えられません / The roster file cannot be replaced: {}: {e}",
                 file.path.display()
-            ))
-        })
+            )
+        }))
     })
     .await?;
+    if let Err(why) = replaced {
+        let _ = std::fs::remove_file(&candidate);
+        let failed =
+            Entry::new("roster.change", format!("{described}: not saved ({why})")).failed();
+        audit::record(&state, &viewer, failed).await;
+        return Err(PageError::Bad(why));
+    }
     let applied = match ui.reloader.clone() {
         Some(reloader) => tokio::task::spawn_blocking(move || reloader.reload())
             .await
