@@ -68,6 +68,13 @@ pub fn build(
         });
     }
     ui.reloader = reloader;
+    let reports = report::archive::reports_db_path(&checked.config.storage.data_dir);
+    match report::archive::ReportDb::open(&reports) {
+        Ok(db) => ui.reports = Some(Arc::new(db)),
+        Err(e) => {
+            tracing::error!(error = %e, "the weekly reviews are off: the report database cannot be used")
+        }
+    }
     if ui.accounts.is_empty()? {
         let host = if http.ip().is_unspecified() {
             "<this appliance's address>".to_owned()

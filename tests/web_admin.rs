@@ -299,3 +299,95 @@ fn the_sources_page_shows_the_holes_in_a_sources_record_numbers() {
     assert_eq!(missing.iter().sum::<u64>(), 14, "{table}");
     assert!(table.contains("<code>ehr-csv</code>"), "{table}");
 }
+
+#[test]
+fn the_weekly_review_is_made_kept_read_and_signed_off() {
+    let server = Server::start_full("", "", ROSTER);
+    let mut admin = setup(&server);
+    // Three accesses a week ago: last week's.
+    let at = chrono::Utc::now() - chrono::Duration::days(7);
+    let mut csv = String::from("timestamp,user,action,patient\n");
+    for (i, user) in ["n002", "n002", "r001"].iter().enumerate() {
+        let t = (at + chrono::Duration::minutes(i as i64)).to_rfc3339();
+        csv.push_str(&format!("{t},{user},VIEW_CHART,P0007\n"));
+    }
+    std::fs::write(server.data_dir().join("spool").join("last-week.csv"), csv).unwrap();
+    wait("last week's events", 30, &|| {
+        server.search("patient.id:P0007").len() == 3
+    });
+
+    let list = admin.get("/reports/weekly");
+    assert_eq!(list.status, 200, "{}", list.body);
+    let week = list
+        .body
+        .split("id=\"make-last\" href=\"/reports/weekly/")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let page = admin.get(&format!("/reports/weekly/{week}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("id=\"unsigned\""));
+    let events: u64 = page
+        .body
+        .split("id=\"events\">")
+        .nth(1)
+        .and_then(|e| e.split('<').next())
+        .and_then(|e| e.parse().ok())
+        .unwrap();
+    assert!(events >= 3, "{events}");
+    let document = admin.get(&format!("/reports/weekly/{week}/report.html"));
+    assert_eq!(document.status, 200);
+    assert!(
+        document
+            .body
+            .contains(&format!("週次アクセス確認報告 {week}"))
+    );
+    assert!(
+        document
+            .header("content-security-policy")
+            .is_some_and(|c| c.contains("style-src 'unsafe-inline'") && !c.contains("script")),
+        "inline styles only"
+    );
+    assert_eq!(
+        admin.get("/reports/weekly/2099-W01").status,
+        400,
+        "not over yet"
+    );
+
+    // Viewers read it; an auditor signs it off.
+    add_user(&server, "viewer1", "viewer", "etsuran-sha-2026");
+    let mut viewer = Browser::new(server.http);
+    viewer.sign_in("viewer1", "etsuran-sha-2026");
+    let read = viewer.get(&format!("/reports/weekly/{week}"));
+    assert_eq!(read.status, 200);
+    assert!(!read.body.contains("signoff-form"));
+    let refused = viewer.post(
+        &format!("/reports/weekly/{week}/signoff"),
+        &[("csrf", &read.csrf()), ("findings", "x")],
+    );
+    assert_eq!(refused.status, 403);
+    let csrf = page.csrf();
+    let signed = admin.post(
+        &format!("/reports/weekly/{week}/signoff"),
+        &[
+            ("csrf", &csrf),
+            ("findings", "夜間の閲覧なし"),
+            ("actions", "なし"),
+            ("comments", ""),
+        ],
+    );
+    assert_eq!(signed.status, 303, "{}", signed.body);
+    let page = admin.get(&format!("/reports/weekly/{week}"));
+    assert!(page.body.contains("id=\"signoffs\"") && page.body.contains("夜間の閲覧なし"));
+    let list = admin.get("/reports/weekly");
+    assert!(list.body.contains(&format!(">{week}</a>")));
+    assert!(
+        list.body.contains("admin ("),
+        "signed by admin: {}",
+        list.body
+    );
+    wait("the sign-off in the audit trail", 20, &|| {
+        audit_count(&server, "event.action:report.signoff") == 1
+    });
+}

@@ -109,6 +109,32 @@ pub enum Step<'a> {
     Comment(&'a str),
 }
 
+/// A step as the audit trail says it: `closed as false_positive: reason`, `assigned to x`,
+/// `comment: text`.
+impl std::fmt::Display for Step<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::Status {
+                status,
+                resolution,
+                reason,
+            } => {
+                write!(f, "{}", status.as_str())?;
+                if let Some(r) = resolution {
+                    write!(f, " as {}", r.as_str())?;
+                }
+                if let Some(reason) = reason {
+                    write!(f, ": {reason}")?;
+                }
+                Ok(())
+            }
+            Step::Assign("") => write!(f, "unassigned"),
+            Step::Assign(who) => write!(f, "assigned to {who}"),
+            Step::Comment(text) => write!(f, "comment: {text}"),
+        }
+    }
+}
+
 fn checked(text: Option<&str>, what: &str) -> Result<Option<String>, AlertDbError> {
     let text = text.map(str::trim).filter(|r| !r.is_empty());
     if text.is_some_and(|r| r.chars().count() > MAX_NOTE_CHARS) {

@@ -37,6 +37,9 @@ pub struct Ui {
     pub reloader: Option<Arc<alerting::runner::Reloader>>,
     /// The roster file the settings page edits (none: the roster is not editable here).
     pub roster: Option<RosterFile>,
+    /// The weekly reviews kept, and the days a report may stay unsigned.
+    pub reports: Option<Arc<report::archive::ReportDb>>,
+    pub signoff_days: i64,
     /// One roster edit at a time.
     pub(crate) roster_lock: tokio::sync::Mutex<()>,
     pub appointments: Option<Arc<rules::detections::records::Appointments>>,
@@ -128,6 +131,11 @@ const TEMPLATES: &[(&str, &str)] = &[
     ),
     ("users.html", include_str!("../../templates/users.html")),
     ("roster.html", include_str!("../../templates/roster.html")),
+    ("weekly.html", include_str!("../../templates/weekly.html")),
+    (
+        "weekly_list.html",
+        include_str!("../../templates/weekly_list.html"),
+    ),
     ("range.html", include_str!("../../templates/range.html")),
     ("tokens.html", include_str!("../../templates/tokens.html")),
     ("account.html", include_str!("../../templates/account.html")),
@@ -164,6 +172,8 @@ impl Ui {
             started_clinic: clinic,
             reloader: None,
             roster: None,
+            reports: None,
+            signoff_days: 7,
             roster_lock: tokio::sync::Mutex::new(()),
             appointments,
             setup_token: crate::accounts::random_token(),
@@ -351,6 +361,13 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/events/{id}", get(pages::search::event))
         .route("/reports/patient", get(pages::reports::patient))
         .route("/reports/staff", get(pages::reports::staff))
+        .route("/reports/weekly", get(pages::weekly::list))
+        .route("/reports/weekly/{week}", get(pages::weekly::show))
+        .route("/reports/weekly/{week}/signoff", post(pages::weekly::sign))
+        .route(
+            "/reports/weekly/{week}/{file}",
+            get(pages::weekly::document),
+        )
         .route("/alerts", get(pages::alerts::list))
         .route(
             "/alerts/{id}",
@@ -405,13 +422,16 @@ pub async fn security_headers(
     let is_static = request.uri().path().starts_with("/static/");
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+    // (A response that set its own, the weekly report's document, keeps it.)
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
              connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+            ),
+        );
+    }
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,

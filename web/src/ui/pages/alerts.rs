@@ -330,7 +330,7 @@ pub(crate) async fn change(
             "comment" => Step::Comment(&form.reason),
             other => return Err(PageError::Bad(format!("unknown action {other:?}"))),
         };
-        let described = format!("{step:?}");
+        let described = step.to_string();
         db.investigate(id, step, &by).map_err(|e| match e {
             alerting::db::AlertDbError::NotFound(_) => PageError::NotFound,
             alerting::db::AlertDbError::Invalid(m) => PageError::Bad(m),

@@ -10,6 +10,7 @@ pub mod reports;
 pub mod roster;
 pub mod search;
 pub mod tokens;
+pub mod weekly;
 
 use std::sync::Arc;
 

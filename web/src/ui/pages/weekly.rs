@@ -1,0 +1,243 @@
+//! The weekly access reviews: the list of reports kept (signed or not, overdue marked), one
+//! week's report (made and kept the first time a finished week is opened; kept as made
+//! after that), the report itself as the standalone document an email would carry, and the
+//! sign-off an auditor records (who, when, findings, actions, comments), audited.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use chrono::Utc;
+use minijinja::context;
+use report::archive::{ArchiveError, ReportDb, SignOff};
+use report::{Week, WeeklyReport};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::ui::PageError;
+use crate::ui::audit::{self, Entry};
+use crate::ui::i18n::format_time;
+use crate::ui::pages::{blocking, search_slot};
+use crate::ui::ser;
+use crate::ui::session::{AnyRole, AuditorRole, Page, Posted, ui_of};
+
+fn archive(state: &AppState) -> Result<Arc<ReportDb>, PageError> {
+    ui_of(state)?.reports.clone().ok_or(PageError::NotFound)
+}
+
+fn archive_error(e: ArchiveError) -> PageError {
+    match e {
+        ArchiveError::NotFound(_) => PageError::NotFound,
+        ArchiveError::Invalid(m) => PageError::Bad(m),
+        other => {
+            tracing::error!(error = %other, "the report database cannot be used");
+            PageError::Internal
+        }
+    }
+}
+
+/// The kept report of `week`, made and kept first if the week is over and none is.
+async fn kept(
+    state: &Arc<AppState>,
+    week: &str,
+) -> Result<(WeeklyReport, Vec<SignOff>), PageError> {
+    let ui = ui_of(state)?;
+    let clinic = ui.clinic();
+    let week = Week::parse(week, clinic.zone).map_err(|e| PageError::Bad(e.to_string()))?;
+    let db = archive(state)?;
+    let name = week.name();
+    let found = {
+        let (db, name) = (db.clone(), name.clone());
+        blocking(move || match db.get(&name) {
+            Ok(kept) => Ok(Some(kept)),
+            Err(ArchiveError::NotFound(_)) => Ok(None),
+            Err(e) => Err(archive_error(e)),
+        })
+        .await?
+    };
+    if let Some(kept) = found {
+        return Ok(kept);
+    }
+    let now = Utc::now();
+    if week.range().1 > now {
+        return Err(PageError::Bad(
+            "この週はまだ終わっていません / this week is not over yet".into(),
+        ));
+    }
+    let _slot = search_slot(state).await?;
+    let s = state.clone();
+    let days = ui.signoff_days;
+    blocking(move || {
+        let alerts = s.alerts.clone();
+        let guard = match &alerts {
+            Some(a) => Some(a.lock().map_err(|_| PageError::Internal)?),
+            None => None,
+        };
+        let sources = report::weekly::Sources {
+            index: &s.index,
+            alerts: guard.as_deref(),
+            clinic: &clinic,
+            archive: Some(&db),
+            signoff_days: days,
+        };
+        let made = WeeklyReport::build(&sources, week, now).map_err(|e| {
+            tracing::error!(error = %e, "a weekly report cannot be made");
+            PageError::Internal
+        })?;
+        db.keep(&made).map_err(archive_error)?;
+        db.get(&name).map_err(archive_error)
+    })
+    .await
+}
+
+pub(crate) async fn list(
+    State(state): State<Arc<AppState>>,
+    Page(viewer, _): Page<AnyRole>,
+) -> Result<Response, PageError> {
+    let ui = ui_of(&state)?;
+    let db = archive(&state)?;
+    let days = ui.signoff_days;
+    let rows = blocking(move || db.list().map_err(archive_error)).await?;
+    let zone = ui.zone();
+    let now = Utc::now();
+    let rows: Vec<minijinja::Value> = rows
+        .into_iter()
+        .map(|k| {
+            context! {
+                week => k.week,
+                made => format_time(k.created_at, zone, viewer.lang),
+                events => k.events,
+                alerts => k.alerts,
+                signed => k.signed.as_ref().map(|s| format!("{} ({})", s.reviewer, format_time(s.signed_at, zone, viewer.lang))),
+                overdue => k.signed.is_none() && (now - k.created_at).num_days() > days,
+            }
+        })
+        .collect();
+    let last = Week::previous(now, zone).name();
+    Ok(ui.render(
+        "weekly_list.html",
+        &viewer,
+        context! { reports => rows, last => last, days => days },
+    ))
+}
+
+pub(crate) async fn show(
+    State(state): State<Arc<AppState>>,
+    Page(viewer, _): Page<AnyRole>,
+    Path(week): Path<String>,
+) -> Result<Response, PageError> {
+    let ui = ui_of(&state)?;
+    let (made, signoffs) = kept(&state, &week).await?;
+    audit::require(
+        &state,
+        &viewer,
+        Entry::new("report.weekly", format!("weekly review {}", made.week)),
+    )
+    .await?;
+    let zone = ui.zone();
+    let signoffs: Vec<minijinja::Value> = signoffs
+        .iter()
+        .map(|s| {
+            context! {
+                reviewer => s.reviewer.clone(),
+                at => format_time(s.signed_at, zone, viewer.lang),
+                findings => s.findings.clone(),
+                actions => s.actions.clone(),
+                comments => s.comments.clone(),
+            }
+        })
+        .collect();
+    Ok(ui.render(
+        "weekly.html",
+        &viewer,
+        context! {
+            r => ser(&made),
+            open_in_week => made.alerts.iter().filter(|a| a.status != "closed").count(),
+            signoffs => signoffs,
+        },
+    ))
+}
+
+/// The report as the document an email carries (inline styles, no script).
+pub(crate) async fn document(
+    State(state): State<Arc<AppState>>,
+    Page(viewer, _): Page<AnyRole>,
+    Path((week, file)): Path<(String, String)>,
+) -> Result<Response, PageError> {
+    let (made, _) = kept(&state, &week).await?;
+    let lang = viewer.lang;
+    let (format, kind) = match file.as_str() {
+        "report.html" => (report::Format::Html, "text/html; charset=utf-8"),
+        "report.csv" => (report::Format::Csv, "text/csv; charset=utf-8"),
+        "report.json" => (report::Format::Json, "application/json"),
+        _ => return Err(PageError::NotFound),
+    };
+    audit::require(
+        &state,
+        &viewer,
+        Entry::new(
+            "report.weekly",
+            format!("weekly review {} ({file})", made.week),
+        ),
+    )
+    .await?;
+    let text = report::render(&made, format, lang).map_err(|_| PageError::Internal)?;
+    let mut response = Html(text).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    // The document's styles are inline (as email needs); it runs nothing.
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+        ),
+    );
+    if format != report::Format::Html {
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_str(&format!(
+                "attachment; filename=\"review-{}.{}\"",
+                made.week,
+                &file[7..]
+            ))
+            .unwrap_or(HeaderValue::from_static("attachment")),
+        );
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SignForm {
+    #[serde(default)]
+    findings: String,
+    #[serde(default)]
+    actions: String,
+    #[serde(default)]
+    comments: String,
+}
+
+pub(crate) async fn sign(
+    State(state): State<Arc<AppState>>,
+    Path(week): Path<String>,
+    Posted(viewer, form, _): Posted<AuditorRole, SignForm>,
+) -> Result<Response, PageError> {
+    audit::writable(&state)?;
+    let (made, _) = kept(&state, &week).await?;
+    let signoff = SignOff {
+        reviewer: viewer.name().to_owned(),
+        signed_at: Utc::now(),
+        findings: form.findings.trim().to_owned(),
+        actions: form.actions.trim().to_owned(),
+        comments: form.comments.trim().to_owned(),
+    };
+    let entry = Entry::new(
+        "report.signoff",
+        format!("weekly review {} signed off", made.week),
+    );
+    audit::require(&state, &viewer, entry).await?;
+    let db = archive(&state)?;
+    let name = made.week.clone();
+    blocking(move || db.sign(&name, &signoff).map_err(archive_error)).await?;
+    Ok(Redirect::to(&format!("/reports/weekly/{}", made.week)).into_response())
+}
