@@ -41,6 +41,7 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     pub subscribers: Vec<SubscriberConfig>,
     pub web: web::accounts::WebConfig,
+    pub report: report::schedule::ReportConfig,
 }
 
 impl Default for Config {
@@ -64,6 +65,7 @@ impl Default for Config {
             channels: Vec::new(),
             subscribers: Vec::new(),
             web: web::accounts::WebConfig::default(),
+            report: report::schedule::ReportConfig::default(),
         }
     }
 }
@@ -445,6 +447,7 @@ impl Config {
             .map_err(|e| invalid("", e))?;
         config.detections.validate().map_err(|e| invalid("", e))?;
         config.web.check().map_err(|e| invalid("", e))?;
+        config.report.check().map_err(|e| invalid("", e))?;
         let custom_rules = config
             .custom_rules
             .iter()

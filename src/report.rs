@@ -59,3 +59,56 @@ pub fn weekly(
     };
     run().map_err(Failure::Runtime)
 }
+
+/// Makes the weekly review when it is due (`[report] weekly_day`, `weekly_time`, clinic time)
+/// and keeps it, unless it is kept already; a failure is logged and tried again next minute.
+pub async fn schedule(
+    checked: &Checked,
+    index: store::EventIndex,
+    archive: std::sync::Arc<report::archive::ReportDb>,
+    reloader: Option<std::sync::Arc<alerting::runner::Reloader>>,
+) {
+    let Ok(schedule) = checked.config.report.check() else {
+        return std::future::pending().await;
+    };
+    let data_dir = checked.config.storage.data_dir.clone();
+    let dedup = chrono::Duration::minutes(i64::from(checked.config.alerts.dedup_window_minutes));
+    let days = i64::from(checked.config.report.signoff_days);
+    let started = std::sync::Arc::new(checked.clinic.clone());
+    loop {
+        let clinic = reloader.as_ref().map_or(started.clone(), |r| r.clinic());
+        let (index, archive) = (index.clone(), archive.clone());
+        let data_dir = data_dir.clone();
+        let made = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
+            let now = chrono::Utc::now();
+            let week = schedule.due(now, clinic.zone);
+            match archive.get(&week.name()) {
+                Ok(_) => return Ok(None),
+                Err(report::archive::ArchiveError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let alerts =
+                alerting::db::AlertDb::open(&alerting::runner::alerts_db_path(&data_dir), dedup)?;
+            let sources = report::weekly::Sources {
+                index: &index,
+                alerts: Some(&alerts),
+                clinic: &clinic,
+                archive: Some(&archive),
+                signoff_days: days,
+            };
+            let built = WeeklyReport::build(&sources, week, now)?;
+            archive.keep(&built)?;
+            Ok(Some(week.name()))
+        })
+        .await;
+        match made {
+            Ok(Ok(Some(week))) => tracing::info!(week, "the weekly review is made and kept"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "the weekly review cannot be made; trying again in a minute")
+            }
+            Err(e) => tracing::warn!(error = %e, "the weekly review's task failed"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
+}

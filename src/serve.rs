@@ -174,6 +174,14 @@ async fn bind_all(
     running.tasks.push(task);
     let accounts = crate::web_ui::accounts(checked);
     let open_reads = checked.config.http.listen.ip().is_loopback() && accounts.is_some();
+    let ui = crate::web_ui::build(
+        checked,
+        running.rules.as_ref().map(|r| r.reloader.clone()),
+        accounts.clone(),
+        registry,
+        running.http_addr,
+    )?;
+    let app_reports = ui.as_ref().and_then(|u| u.reports.clone());
     let app = router(AppState {
         index: running.store.index().clone(),
         store: Some(running.store.handle()),
@@ -206,13 +214,7 @@ async fn bind_all(
                 .collect(),
         ),
         streams: Arc::new(tokio::sync::Semaphore::new(web::api::delivery::MAX_STREAMS)),
-        ui: crate::web_ui::build(
-            checked,
-            running.rules.as_ref().map(|r| r.reloader.clone()),
-            accounts.clone(),
-            registry,
-            running.http_addr,
-        )?,
+        ui: ui.clone(),
         accounts,
         // With the token store unreadable, reads stay closed (a token could not be checked).
         open_reads,
@@ -226,6 +228,18 @@ async fn bind_all(
             hosts
         }),
     });
+    // The weekly review, made when due.
+    if checked.config.report.weekly
+        && let Some(archive) = app_reports.clone()
+    {
+        let (checked, index) = (checked.clone(), running.index().clone());
+        let reloader = running.rules.as_ref().map(|r| r.reloader.clone());
+        running.tasks.push(spawn_stage(
+            &running.health(),
+            "weekly-review".into(),
+            async move { crate::report::schedule(&checked, index, archive, reloader).await },
+        ));
+    }
     let listener = web::listener::BoundedListener::new(
         listener,
         web::listener::HttpLimits {

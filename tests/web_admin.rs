@@ -271,6 +271,20 @@ fn the_sources_page_shows_the_holes_in_a_sources_record_numbers() {
                 .unwrap();
         assert_eq!(status, 401, "{header}");
     }
+    // The weekly review due is made by itself at start (Monday 08:00 has passed for some week).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !admin
+        .get("/reports/weekly")
+        .body
+        .contains("id=\"weekly-list\"")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled weekly review"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(server.log().contains("the weekly review is made and kept"));
     let none = admin.get("/sources");
     assert!(none.body.contains("id=\"no-gaps\""), "{}", none.body);
     // An EHR export numbering its rows 1-3, 7, 8, 20: two holes, 3 + 11 rows missing.
@@ -302,7 +316,8 @@ fn the_sources_page_shows_the_holes_in_a_sources_record_numbers() {
 
 #[test]
 fn the_weekly_review_is_made_kept_read_and_signed_off() {
-    let server = Server::start_full("", "", ROSTER);
+    // Made when first opened here (not by the schedule, before the events below arrive).
+    let server = Server::start_full("", "", &format!("{ROSTER}\n[report]\nweekly = false\n"));
     let mut admin = setup(&server);
     // Three accesses a week ago: last week's.
     let at = chrono::Utc::now() - chrono::Duration::days(7);

@@ -8,6 +8,7 @@ pub mod archive;
 pub mod lang;
 pub mod period;
 pub mod render;
+pub mod schedule;
 pub mod weekly;
 
 pub use lang::Lang;
