@@ -369,6 +369,16 @@ fn the_weekly_review_is_made_kept_read_and_signed_off() {
         400,
         "not over yet"
     );
+    assert_eq!(
+        admin.get("/reports/weekly/1999-W01").status,
+        400,
+        "too long ago"
+    );
+    assert_eq!(
+        admin.get("/reports/weekly/2026-W99").status,
+        400,
+        "no such week"
+    );
 
     // Viewers read it; an auditor signs it off.
     add_user(&server, "viewer1", "viewer", "etsuran-sha-2026");

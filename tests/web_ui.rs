@@ -327,6 +327,11 @@ fn sign_in_sessions_csrf_roles_and_tokens_refuse_and_audit() {
             1,
         ),
         ("the token made", "event.action:token.add", 1),
+        (
+            "the scope refusal, naming the token",
+            "event.action:access_denied AND user.name:\"token:soc-search\"",
+            1,
+        ),
     ] {
         if !(0..100).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(200));

@@ -160,7 +160,13 @@ fn grant(
 }
 
 /// Records a refused token (not its value) in the audit trail, within the cap.
-fn audit_refusal(state: &Arc<AppState>, client: Option<IpAddr>, path: &str, error: &ApiError) {
+fn audit_refusal(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    client: Option<IpAddr>,
+    path: &str,
+    error: &ApiError,
+) {
     if !audit::unauthenticated_budget() {
         if let Some(ui) = state.ui.as_deref() {
             ui.metrics.audit_suppressed.inc();
@@ -170,8 +176,14 @@ fn audit_refusal(state: &Arc<AppState>, client: Option<IpAddr>, path: &str, erro
     let ApiError::Status { code, .. } = error else {
         return;
     };
+    // A known token refused for its scope is named (its value never is).
+    let name = state
+        .accounts
+        .as_deref()
+        .and_then(|a| a.token(bearer(headers)))
+        .map(|(name, _)| format!("token:{name}"));
     let actor = Actor {
-        name: None,
+        name,
         role: None,
         client,
     };
@@ -238,7 +250,7 @@ macro_rules! extractors {
                 if let Err(e) = &result
                     && !bearer(&parts.headers).is_empty()
                 {
-                    audit_refusal(state, client, parts.uri.path(), e);
+                    audit_refusal(state, &parts.headers, client, parts.uri.path(), e);
                 }
                 result
             }

@@ -22,6 +22,9 @@ use crate::ui::pages::{blocking, search_slot};
 use crate::ui::ser;
 use crate::ui::session::{AnyRole, AuditorRole, Page, Posted, ui_of};
 
+/// The oldest week a review is made of, in weeks before now.
+const MAX_WEEKS_BACK: i64 = 262;
+
 fn archive(state: &AppState) -> Result<Arc<ReportDb>, PageError> {
     ui_of(state)?.reports.clone().ok_or(PageError::NotFound)
 }
@@ -64,6 +67,13 @@ async fn kept(
         return Err(PageError::Bad(
             "この週はまだ終わっていません / this week is not over yet".into(),
         ));
+    }
+    // Reviews are made for the weeks a store keeps (five years by default), no further back:
+    // opening week after week cannot fill the disk with reviews of nothing.
+    if week.range().1 < now - chrono::Duration::weeks(MAX_WEEKS_BACK) {
+        return Err(PageError::Bad(format!(
+            "{MAX_WEEKS_BACK} 週より前の報告は作れません / no review is made of a week more than {MAX_WEEKS_BACK} weeks ago"
+        )));
     }
     let _slot = search_slot(state).await?;
     let s = state.clone();
