@@ -108,6 +108,20 @@ pub struct GapLine {
     pub missing: u64,
 }
 
+impl GapLine {
+    /// Adds a gap event (`event.action:sequence_gap`): its holes (one event lists all an
+    /// import found) and its missing records; the sums saturate.
+    pub fn count(&mut self, e: &store::Event) {
+        let holes = e
+            .labels
+            .get("gap.holes")
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(1u64);
+        self.gaps = self.gaps.saturating_add(holes);
+        self.missing = self.missing.saturating_add(e.record_count.unwrap_or(0));
+    }
+}
+
 /// The week's review.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WeeklyReport {
@@ -462,18 +476,14 @@ impl WeeklyReport {
         let mut gap_map: BTreeMap<String, GapLine> = BTreeMap::new();
         for e in found.events {
             let source = e.labels.get("gap.source").cloned().unwrap_or_default();
-            let g = gap_map.entry(source.clone()).or_insert(GapLine {
-                source,
-                gaps: 0,
-                missing: 0,
-            });
-            let holes = e
-                .labels
-                .get("gap.holes")
-                .and_then(|h| h.parse().ok())
-                .unwrap_or(1u64);
-            g.gaps = g.gaps.saturating_add(holes);
-            g.missing = g.missing.saturating_add(e.record_count.unwrap_or(0));
+            gap_map
+                .entry(source.clone())
+                .or_insert(GapLine {
+                    source,
+                    gaps: 0,
+                    missing: 0,
+                })
+                .count(&e);
         }
 
         // The clinic's activity by local weekday and hour.

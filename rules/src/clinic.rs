@@ -741,13 +741,7 @@ mod tests {
     fn an_account_given_twice_is_refused() {
         let person = |id: &str| StaffConfig {
             id: id.into(),
-            name: String::new(),
-            roles: vec![],
-            site: None,
-            start: None,
-            end: None,
-            flags: vec![],
-            patient_id: None,
+            ..StaffConfig::default()
         };
         let roster = RosterConfig {
             file: None,

@@ -30,7 +30,7 @@ pub struct RosterConfig {
     pub staff: Vec<StaffConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StaffConfig {
     pub id: String,

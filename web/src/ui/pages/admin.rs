@@ -28,11 +28,9 @@ const SILENCE_FACTOR: i64 = 10;
 /// Record-number gap events read for the sources page (a week's).
 const MAX_GAP_EVENTS: usize = 500;
 
-/// The gaps found in one source's numbering.
-#[derive(Default)]
+/// The gaps found in one source's numbering, and where and when last.
 struct Gaps {
-    gaps: u64,
-    missing: u64,
+    line: report::weekly::GapLine,
     host: Option<String>,
     last: Option<chrono::DateTime<Utc>>,
 }
@@ -116,15 +114,16 @@ pub(crate) async fn sources(
         let mut gaps: BTreeMap<String, Gaps> = BTreeMap::new();
         for e in found.events {
             let source = e.labels.get("gap.source").cloned().unwrap_or_default();
-            let g = gaps.entry(source).or_default();
-            // Holes, not gap events (one import's event lists all its holes); sums saturate.
-            let holes = e
-                .labels
-                .get("gap.holes")
-                .and_then(|h| h.parse().ok())
-                .unwrap_or(1u64);
-            g.gaps = g.gaps.saturating_add(holes);
-            g.missing = g.missing.saturating_add(e.record_count.unwrap_or(0));
+            let g = gaps.entry(source.clone()).or_insert_with(|| Gaps {
+                line: report::weekly::GapLine {
+                    source,
+                    gaps: 0,
+                    missing: 0,
+                },
+                host: None,
+                last: None,
+            });
+            g.line.count(&e);
             g.host = g.host.take().or(e.host.clone());
             g.last = g.last.max(Some(e.timestamp));
         }
@@ -152,8 +151,8 @@ pub(crate) async fn sources(
             context! {
                 source => source,
                 host => g.host,
-                gaps => g.gaps,
-                missing => g.missing,
+                gaps => g.line.gaps,
+                missing => g.line.missing,
                 last => g.last.map(|t| format_time(t, zone, viewer.lang)),
             }
         })

@@ -316,16 +316,7 @@ enum Change {
 
 impl Change {
     fn describe(&self) -> String {
-        let empty = StaffConfig {
-            id: String::new(),
-            name: String::new(),
-            roles: vec![],
-            site: None,
-            start: None,
-            end: None,
-            flags: vec![],
-            patient_id: None,
-        };
+        let empty = StaffConfig::default();
         match self {
             Change::Added(row) => format!("roster: {} added ({})", row.id, described(&empty, row)),
             Change::Changed(a, b) => format!("roster: {} changed ({})", a.id, described(a, b)),
