@@ -250,6 +250,17 @@ impl Checked {
         })
     }
 
+    /// Who receives the weekly review: `[report] channels` (checked at load), its language and
+    /// the UI's address for links.
+    pub fn review_recipients(&self) -> report::deliver::Recipients {
+        let r = &self.config.report;
+        report::deliver::Recipients {
+            channels: r.recipients(&self.config.channels).unwrap_or_default(),
+            lang: r.lang().unwrap_or_default(),
+            link_base: Some(self.config.delivery.link_base.clone()).filter(|b| !b.is_empty()),
+        }
+    }
+
     /// The roster file the web UI edits: `[roster] file`, or the data folder's.
     pub fn roster_file(&self) -> PathBuf {
         self.config
@@ -485,6 +496,10 @@ impl Config {
                 ));
             }
         }
+        config
+            .report
+            .recipients(&config.channels)
+            .map_err(|e| invalid("", e))?;
         let appointments = config
             .detections
             .treatment_relationship

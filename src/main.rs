@@ -325,6 +325,10 @@ enum ReportCommand {
         /// Write here instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Send the kept review (kept now if it is not yet) to the report channels
+        /// (`[report] channels`): queued, and sent by the server's senders with retries.
+        #[arg(long)]
+        send: bool,
     },
 }
 
@@ -392,8 +396,16 @@ fn main() -> ExitCode {
                             format,
                             lang,
                             out,
+                            send,
                         },
-                } => report::weekly(&checked, week.as_deref(), &format, &lang, out.as_deref()),
+                } => report::weekly(
+                    &checked,
+                    week.as_deref(),
+                    &format,
+                    &lang,
+                    out.as_deref(),
+                    send,
+                ),
                 Command::Search {
                     query,
                     from,

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
+use alerting::delivery::store::Again;
 use anyhow::Context;
+use report::archive::{ArchiveError, ReportDb};
 use report::{Format, Lang, Week, WeeklyReport};
 
 use crate::Failure;
@@ -15,6 +17,7 @@ pub fn weekly(
     format: &str,
     lang: &str,
     out: Option<&Path>,
+    send: bool,
 ) -> Result<(), Failure> {
     let usage = |e: report::ReportError| Failure::Usage(e.to_string());
     let zone = checked.clinic.zone;
@@ -41,23 +44,87 @@ pub fn weekly(
         } else {
             None
         };
-        let sources = report::weekly::Sources {
+        let mut sources = report::weekly::Sources {
             index: &index,
             alerts: alerts.as_ref(),
             clinic: &checked.clinic,
             archive: None,
             signoff_days: 0,
         };
-        let built = WeeklyReport::build(&sources, week, chrono::Utc::now())?;
-        let text = report::render(&built, format, lang)?;
-        match out {
-            Some(path) => std::fs::write(path, text)
-                .with_context(|| format!("cannot write {}", path.display()))?,
-            None => print!("{text}"),
+        if !send {
+            let built = WeeklyReport::build(&sources, week, chrono::Utc::now())?;
+            return write(&report::render(&built, format, lang)?, out);
+        }
+        // Sent: the copy kept (the one the UI shows and a sign-off refers to).
+        if week.range().1 > chrono::Utc::now() {
+            anyhow::bail!(
+                "{} is not over yet: a review is sent of a finished week",
+                week.name()
+            );
+        }
+        let Some(alerts) = alerts.as_ref() else {
+            anyhow::bail!(
+                "no alert database in {}: start `mimamori serve` once, with the report channels configured",
+                data_dir.display()
+            );
+        };
+        let archive = report::archive::ReportDb::open(&report::archive::reports_db_path(data_dir))?;
+        sources.archive = Some(&archive);
+        sources.signoff_days = i64::from(checked.config.report.signoff_days);
+        let kept = kept_or_made(&archive, &sources, week)?;
+        let recipients = checked.review_recipients();
+        if recipients.channels.is_empty() {
+            anyhow::bail!(
+                "no channel to send to: [report] channels names none, or no email or chat channel is configured"
+            );
+        }
+        let queued = recipients.send(alerts, &kept, Again::UnlessPending)?;
+        if let Some(path) = out {
+            write(&report::render(&kept, format, lang)?, Some(path))?;
+        }
+        if queued.is_empty() {
+            eprintln!(
+                "{}: every report channel has this review waiting to be sent already",
+                kept.week
+            );
+        } else {
+            eprintln!(
+                "{}: queued for {} (sent by the running server; see `mimamori alerts deliveries`)",
+                kept.week,
+                queued.join(", ")
+            );
         }
         Ok(())
     };
     run().map_err(Failure::Runtime)
+}
+
+fn write(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
+    match out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        }
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+/// The review of `week` as kept, made and kept first if it is not.
+fn kept_or_made(
+    archive: &ReportDb,
+    sources: &report::weekly::Sources<'_>,
+    week: Week,
+) -> anyhow::Result<WeeklyReport> {
+    match archive.get(&week.name()) {
+        Ok((kept, _)) => return Ok(kept),
+        Err(ArchiveError::NotFound(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let built = WeeklyReport::build(sources, week, chrono::Utc::now())?;
+    archive.keep(&built)?;
+    Ok(archive.get(&week.name())?.0)
 }
 
 /// Makes the weekly review when it is due (`[report] weekly_day`, `weekly_time`, clinic time)
@@ -75,37 +142,58 @@ pub async fn schedule(
     let dedup = chrono::Duration::minutes(i64::from(checked.config.alerts.dedup_window_minutes));
     let days = i64::from(checked.config.report.signoff_days);
     let started = std::sync::Arc::new(checked.clinic.clone());
+    let recipients = checked.review_recipients();
+    // The week whose review was last queued for the channels (once per run is enough: the
+    // queue itself refuses a second copy).
+    let mut sent: Option<String> = None;
     loop {
         let clinic = reloader.as_ref().map_or(started.clone(), |r| r.clinic());
         let (index, archive) = (index.clone(), archive.clone());
-        let data_dir = data_dir.clone();
-        let made = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<String>> {
-            let now = chrono::Utc::now();
-            let week = schedule.due(now, clinic.zone);
-            match archive.get(&week.name()) {
-                Ok(_) => return Ok(None),
-                Err(report::archive::ArchiveError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
+        let (data_dir, recipients, last_sent) =
+            (data_dir.clone(), recipients.clone(), sent.clone());
+        let done =
+            tokio::task::spawn_blocking(move || -> anyhow::Result<(String, bool, Vec<String>)> {
+                let now = chrono::Utc::now();
+                let week = schedule.due(now, clinic.zone);
+                let name = week.name();
+                let made_before = archive.get(&name).is_ok();
+                if made_before && last_sent.as_deref() == Some(name.as_str()) {
+                    return Ok((name, false, Vec::new()));
+                }
+                let alerts = alerting::db::AlertDb::open(
+                    &alerting::runner::alerts_db_path(&data_dir),
+                    dedup,
+                )?;
+                let sources = report::weekly::Sources {
+                    index: &index,
+                    alerts: Some(&alerts),
+                    clinic: &clinic,
+                    archive: Some(&archive),
+                    signoff_days: days,
+                };
+                let kept = kept_or_made(&archive, &sources, week)?;
+                // Weeks over before this appliance kept reviews are not mailed (an install, or a
+                // restore, does not send reviews of the past).
+                let queued = if week.range().1 > archive.watching_since()? {
+                    recipients.send(&alerts, &kept, Again::Never)?
+                } else {
+                    Vec::new()
+                };
+                Ok((name, !made_before, queued))
+            })
+            .await;
+        match done {
+            Ok(Ok((week, made, queued))) => {
+                if made {
+                    tracing::info!(week, "the weekly review is made and kept");
+                }
+                if !queued.is_empty() {
+                    tracing::info!(week, channels = %queued.join(", "), "the weekly review is queued for its channels");
+                }
+                sent = Some(week);
             }
-            let alerts =
-                alerting::db::AlertDb::open(&alerting::runner::alerts_db_path(&data_dir), dedup)?;
-            let sources = report::weekly::Sources {
-                index: &index,
-                alerts: Some(&alerts),
-                clinic: &clinic,
-                archive: Some(&archive),
-                signoff_days: days,
-            };
-            let built = WeeklyReport::build(&sources, week, now)?;
-            archive.keep(&built)?;
-            Ok(Some(week.name()))
-        })
-        .await;
-        match made {
-            Ok(Ok(Some(week))) => tracing::info!(week, "the weekly review is made and kept"),
-            Ok(Ok(None)) => {}
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "the weekly review cannot be made; trying again in a minute")
+                tracing::warn!(error = %e, "the weekly review cannot be made or sent; trying again in a minute")
             }
             Err(e) => tracing::warn!(error = %e, "the weekly review's task failed"),
         }

@@ -5,15 +5,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::delivery::{
-    ROSTER, SECRET_A, alerts, raise_alerts, schema, secret_b, signature_ok, validate, wait,
-    webhook_alert_ids,
+    ROSTER, SECRET_A, SMTP_PASSWORD, Smtp, alerts, raise_alerts, schema, secret_b, signature_ok,
+    validate, wait, webhook_alert_ids,
 };
 use common::receiver::{Received, Receiver};
 use common::{Server, http_get, make_cert};
@@ -293,49 +293,11 @@ min_interval_ms = 0
 #[test]
 fn email_goes_over_starttls_with_login_to_a_real_smtp_server_in_japanese() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = make_cert(dir.path());
-    let out = dir.path().join("mail");
-    std::fs::create_dir(&out).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut smtp = Command::new("/usr/bin/python3")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smtp_server.py"))
-        .args([
-            &port.to_string(),
-            &cert,
-            &key,
-            out.to_str().unwrap(),
-            "mimamori",
-            "smtp-pass-0123456789",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("/usr/bin/python3 with aiosmtpd (python3-aiosmtpd)");
-    let mut ready = String::new();
-    BufReader::new(smtp.stdout.take().unwrap())
-        .read_line(&mut ready)
-        .unwrap();
-    assert_eq!(ready.trim(), "ready");
+    let smtp = Smtp::start(dir.path());
+    let out = smtp.out.clone();
     let channels = format!(
-        r#"
-[delivery]
-group_wait_seconds = 0
-[[channels]]
-name = "office"
-kind = "email"
-smtp_host = "localhost"
-smtp_port = {port}
-tls = "starttls"
-ca_file = "{cert}"
-username = "mimamori"
-password = "smtp-pass-0123456789"
-from = "mimamori <mimamori@clinic.example>"
-to = ["director@clinic.example", "office@clinic.example"]
-min_severity = "high"
-"#
+        "[delivery]\ngroup_wait_seconds = 0\n{}",
+        smtp.channel("office", "min_severity = \"high\"")
     );
     let server = Server::start_full("", "", &format!("{ROSTER}{channels}"));
     let test = server.cli_config(&["channels", "test", "office"]);
@@ -370,8 +332,7 @@ min_severity = "high"
             .count()
     };
     wait("the mails", 60, &|| mails() >= expected);
-    let _ = smtp.kill();
-    let _ = smtp.wait();
+    drop(smtp);
     let mut text = String::new();
     std::fs::File::open(out.join("2.eml"))
         .unwrap()
@@ -394,7 +355,7 @@ min_severity = "high"
     let decoded = decode_parts(&text);
     assert!(decoded.contains("職員 / Staff"), "{decoded}");
     assert!(!decoded.contains("P0099") && !text.contains("P0099"));
-    assert!(!server.log().contains("smtp-pass-0123456789"));
+    assert!(!server.log().contains(SMTP_PASSWORD));
 }
 
 /// The text of every base64 or quoted-printable part of a mail.

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS signoffs (
     comments TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS signoffs_week ON signoffs(week);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
 /// Longest text of a sign-off field.
@@ -116,6 +117,11 @@ impl ReportDb {
             return Err(ArchiveError::Newer { path: shown, found });
         }
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('watching_since', ?1)",
+            params![Utc::now().to_rfc3339()],
+        )
+        .map_err(err)?;
         conn.execute_batch(&format!("PRAGMA user_version = {VERSION}"))
             .map_err(err)?;
         Ok(ReportDb {
@@ -133,6 +139,20 @@ impl ReportDb {
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// When this appliance began keeping reviews (the database was made): weeks that ended
+    /// before it are not sent by the schedule (an install does not mail reviews of the past).
+    pub fn watching_since(&self) -> Result<DateTime<Utc>, ArchiveError> {
+        let text: String = self
+            .conn()
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'watching_since'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err())?;
+        Ok(time(text))
     }
 
     /// Keeps `report` unless its week is kept already (a report stays as it was read).

@@ -6,8 +6,9 @@ use chrono::{DateTime, Datelike, Utc};
 use chrono_tz::Tz;
 
 /// The languages of the pages and reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Lang {
+    #[default]
     Ja,
     En,
 }

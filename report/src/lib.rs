@@ -5,6 +5,7 @@
 //! show (no script, no external images), CSV or JSON, in Japanese or English.
 
 pub mod archive;
+pub mod deliver;
 pub mod lang;
 pub mod period;
 pub mod render;

@@ -36,7 +36,7 @@ const JA: &str = include_str!("../i18n/ja.toml");
 const EN: &str = include_str!("../i18n/en.toml");
 const TEMPLATE: &str = include_str!("../templates/weekly.html");
 
-fn catalogue(lang: Lang) -> Result<toml::Value, ReportError> {
+pub(crate) fn catalogue(lang: Lang) -> Result<toml::Value, ReportError> {
     toml::from_str(match lang {
         Lang::Ja => JA,
         Lang::En => EN,
@@ -57,6 +57,120 @@ fn shade(n: u64, max: u64) -> String {
         channel(255.0, 101.0),
         channel(255.0, 192.0)
     )
+}
+
+/// Each section's one-line summary, in the report's words: on top of its section, and in the
+/// message that delivers the report.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Summaries {
+    pub totals: String,
+    pub off_hours: String,
+    pub alerts: String,
+    pub accounts: String,
+    /// The security log cleared (1102): said apart, in red.
+    pub cleared: Option<String>,
+    pub left_but_used: Option<String>,
+    pub patients: String,
+    pub gaps: String,
+    pub overdue: Option<String>,
+}
+
+impl Summaries {
+    pub fn of(report: &WeeklyReport, lang: Lang) -> Result<Summaries, ReportError> {
+        let t = catalogue(lang)?;
+        Ok(Summaries::with(report, &t))
+    }
+
+    fn with(r: &WeeklyReport, t: &toml::Value) -> Summaries {
+        let say = |section: &str, key: &str, fill: &[(&str, String)]| {
+            let mut text = t[section][key].as_str().unwrap_or("").to_owned();
+            for (name, value) in fill {
+                text = text.replace(&format!("{{{name}}}"), value);
+            }
+            text
+        };
+        let open_in_week = r.alerts.iter().filter(|a| a.status != "closed").count();
+        Summaries {
+            totals: say("totals", "summary", &[("n", r.events.to_string())]),
+            off_hours: if r.outside_hours_total + r.closed_day_total == 0 {
+                say("off", "none", &[])
+            } else {
+                say(
+                    "off",
+                    "some",
+                    &[
+                        ("outside", r.outside_hours_total.to_string()),
+                        ("closed", r.closed_day_total.to_string()),
+                    ],
+                )
+            },
+            alerts: if r.alerts.is_empty() {
+                say("alerts", "none", &[])
+            } else {
+                say(
+                    "alerts",
+                    "some",
+                    &[
+                        ("n", r.alerts.len().to_string()),
+                        ("open", open_in_week.to_string()),
+                    ],
+                )
+            },
+            accounts: if r.account_changes.is_empty() {
+                say("accounts", "none", &[])
+            } else {
+                say(
+                    "accounts",
+                    "some",
+                    &[("n", r.account_changes.len().to_string())],
+                )
+            },
+            cleared: (r.log_cleared > 0)
+                .then(|| say("accounts", "cleared", &[("n", r.log_cleared.to_string())])),
+            left_but_used: (!r.left_but_used.is_empty()).then(|| {
+                let who: Vec<String> = r
+                    .left_but_used
+                    .iter()
+                    .map(|l| format!("{} ({})", l.value, l.count))
+                    .collect();
+                format!("{}: {}", say("accounts", "left", &[]), who.join(", "))
+            }),
+            patients: match r.patients.first() {
+                Some(p) => say("patients", "some", &[("n", p.staff.to_string())]),
+                None => say("patients", "none", &[]),
+            },
+            gaps: if r.gaps.is_empty() {
+                say("gaps", "none", &[])
+            } else {
+                let missing: u64 = r.gaps.iter().map(|g| g.missing).sum();
+                say("gaps", "some", &[("n", missing.to_string())])
+            },
+            overdue: (!r.overdue_signoffs.is_empty()).then(|| {
+                say(
+                    "signoff",
+                    "overdue",
+                    &[("weeks", r.overdue_signoffs.join(", "))],
+                )
+            }),
+        }
+    }
+
+    /// The summaries as one paragraph (warnings first), for a chat message or a mail's text.
+    pub fn paragraph(&self) -> String {
+        let mut lines: Vec<&str> = Vec::new();
+        lines.extend(self.cleared.as_deref());
+        lines.extend(self.left_but_used.as_deref());
+        lines.extend(self.overdue.as_deref());
+        lines.extend([
+            self.totals.as_str(),
+            &self.off_hours,
+            &self.alerts,
+            &self.accounts,
+            &self.patients,
+            &self.gaps,
+        ]);
+        lines.join("\n")
+    }
 }
 
 pub fn render(report: &WeeklyReport, format: Format, lang: Lang) -> Result<String, ReportError> {
@@ -111,12 +225,11 @@ fn html(report: &WeeklyReport, lang: Lang) -> Result<String, ReportError> {
                 hours => (0..24).collect::<Vec<u32>>(),
                 alerts => report.alerts.iter().map(alert).collect::<Vec<_>>(),
                 open_alerts => report.open_alerts.iter().map(alert).collect::<Vec<_>>(),
-                open_in_week => report.alerts.iter().filter(|a| a.status != "closed").count(),
+                s => minijinja::Value::from(minijinja::value::Serde(Summaries::with(report, &t))),
                 changes => report.account_changes.iter().map(|c| context! {
                     at => when(c.at), what => c.what.clone(), user => c.user.clone(),
                     host => c.host.clone(), message => c.message.clone(),
                 }).collect::<Vec<_>>(),
-                missing => report.gaps.iter().map(|g| g.missing).sum::<u64>(),
             })
         })
         .map_err(|e| ReportError::Render(e.to_string()))

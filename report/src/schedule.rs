@@ -5,6 +5,9 @@ use chrono::{DateTime, NaiveTime, Utc, Weekday};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use alerting::channels::ChannelConfig;
+
+use crate::lang::Lang;
 use crate::period::Week;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -18,6 +21,11 @@ pub struct ReportConfig {
     pub weekly_time: String,
     /// Days a review may stay unsigned before the next report and the UI flag it.
     pub signoff_days: u32,
+    /// The channels (`[[channels]]` names) the review is sent to when made by the schedule;
+    /// unset: every enabled email and chat channel; `[]`: none.
+    pub channels: Option<Vec<String>>,
+    /// The language of the review sent: `ja` or `en`.
+    pub language: String,
 }
 
 impl Default for ReportConfig {
@@ -27,6 +35,8 @@ impl Default for ReportConfig {
             weekly_day: "mon".into(),
             weekly_time: "08:00".into(),
             signoff_days: 7,
+            channels: None,
+            language: "ja".into(),
         }
     }
 }
@@ -56,7 +66,51 @@ impl ReportConfig {
         if !(1..=365).contains(&self.signoff_days) {
             return Err(("report.signoff_days".into(), "from 1 to 365 days".into()));
         }
+        self.lang()?;
         Ok(Schedule { day, time })
+    }
+
+    /// The review's language, or what is wrong as (key, expected).
+    pub fn lang(&self) -> Result<Lang, (String, String)> {
+        self.language.parse().map_err(|_| {
+            (
+                "report.language".to_owned(),
+                format!("ja or en, not {:?}", self.language),
+            )
+        })
+    }
+
+    /// The channels the review goes to, of those configured, or what is wrong as (key,
+    /// expected).
+    pub fn recipients(
+        &self,
+        channels: &[ChannelConfig],
+    ) -> Result<Vec<ChannelConfig>, (String, String)> {
+        let Some(names) = &self.channels else {
+            return Ok(channels
+                .iter()
+                .filter(|c| c.enabled && c.kind.is_people())
+                .cloned()
+                .collect());
+        };
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let key = format!("report.channels[{i}]");
+                match channels.iter().find(|c| &c.name == name) {
+                    None => Err((key, format!("the name of a [[channels]] entry; there is no {name:?}"))),
+                    Some(c) if !c.kind.is_people() => Err((
+                        key,
+                        format!(
+                            "an email or chat channel; {name:?} is a {} channel, which carries alerts only",
+                            c.kind.as_str()
+                        ),
+                    )),
+                    Some(c) => Ok(c.clone()),
+                }
+            })
+            .collect()
     }
 }
 
@@ -105,5 +159,37 @@ mod tests {
             ..ReportConfig::default()
         };
         assert_eq!(bad.check().unwrap_err().0, "report.weekly_time");
+    }
+
+    #[test]
+    fn the_review_goes_to_people_channels_and_a_named_system_channel_is_refused() {
+        let channel = |name: &str, kind: &str| -> ChannelConfig {
+            toml::from_str(&format!("name = \"{name}\"\nkind = \"{kind}\"\n")).unwrap()
+        };
+        let all = [
+            channel("office", "email"),
+            channel("soc", "webhook"),
+            channel("chat", "slack"),
+        ];
+        let names = |r: Vec<ChannelConfig>| r.into_iter().map(|c| c.name).collect::<Vec<_>>();
+        let default = ReportConfig::default();
+        assert_eq!(names(default.recipients(&all).unwrap()), ["office", "chat"]);
+        let some = ReportConfig {
+            channels: Some(vec!["chat".into()]),
+            ..ReportConfig::default()
+        };
+        assert_eq!(names(some.recipients(&all).unwrap()), ["chat"]);
+        let soc = ReportConfig {
+            channels: Some(vec!["chat".into(), "soc".into()]),
+            ..ReportConfig::default()
+        };
+        let (key, expected) = soc.recipients(&all).unwrap_err();
+        assert_eq!(key, "report.channels[1]");
+        assert!(expected.contains("webhook"), "{expected}");
+        let typo = ReportConfig {
+            channels: Some(vec!["ofice".into()]),
+            ..ReportConfig::default()
+        };
+        assert!(typo.recipients(&all).unwrap_err().1.contains("\"ofice\""));
     }
 }

@@ -182,3 +182,91 @@ pub fn schema() -> serde_json::Value {
     .unwrap();
     serde_json::from_str(&text).unwrap()
 }
+
+/// A real SMTP server (aiosmtpd, `tests/fixtures/smtp_server.py`): STARTTLS with a certificate
+/// made in `dir`, login `mimamori` / [`SMTP_PASSWORD`]; each mail it takes is written to
+/// `dir/mail` as `<n>.eml` and, as a mail client reads it, `<n>.json`. Stopped when dropped.
+pub struct Smtp {
+    pub port: u16,
+    pub cert: String,
+    pub out: std::path::PathBuf,
+    child: std::process::Child,
+}
+
+pub const SMTP_PASSWORD: &str = "smtp-pass-0123456789";
+
+impl Smtp {
+    pub fn start(dir: &Path) -> Smtp {
+        use std::io::BufRead;
+        let (cert, key) = super::make_cert(dir);
+        let out = dir.join("mail");
+        std::fs::create_dir(&out).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new("/usr/bin/python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/smtp_server.py"))
+            .args([
+                &port.to_string(),
+                &cert,
+                &key,
+                out.to_str().unwrap(),
+                "mimamori",
+                SMTP_PASSWORD,
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("/usr/bin/python3 with aiosmtpd (python3-aiosmtpd)");
+        let mut ready = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim(), "ready");
+        Smtp {
+            port,
+            cert,
+            out,
+            child,
+        }
+    }
+
+    /// An `[[channels]]` entry of kind email sending here.
+    pub fn channel(&self, name: &str, extra: &str) -> String {
+        format!(
+            r#"
+[[channels]]
+name = "{name}"
+kind = "email"
+smtp_host = "localhost"
+smtp_port = {port}
+tls = "starttls"
+ca_file = "{cert}"
+username = "mimamori"
+password = "{SMTP_PASSWORD}"
+from = "mimamori <mimamori@clinic.example>"
+to = ["director@clinic.example", "office@clinic.example"]
+{extra}
+"#,
+            port = self.port,
+            cert = self.cert,
+        )
+    }
+
+    /// The mails taken so far, in order, as a mail client reads them.
+    pub fn mails(&self) -> Vec<serde_json::Value> {
+        (1..)
+            .map(|n| self.out.join(format!("{n}.json")))
+            .take_while(|p| p.exists())
+            .filter_map(|p| serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok())
+            .collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -36,7 +36,7 @@ pub fn slack_body(notice: &Notice) -> Value {
 
 /// Text for an Adaptive Card, whose TextBlocks and facts read markdown: brackets made
 /// full-width, so text from a log (an account name) cannot become a link.
-fn card_text(text: &str) -> String {
+pub(super) fn card_text(text: &str) -> String {
     text.replace('[', "［").replace(']', "］")
 }
 
@@ -64,6 +64,11 @@ pub fn teams_body(notice: &Notice) -> Value {
             actions.push(json!({"type": "Action.OpenUrl", "title": format!("開く / Open #{}", d.alert_id), "url": link}));
         }
     }
+    adaptive_card(body, actions)
+}
+
+/// A Teams Workflows message: one Adaptive Card of `body` elements and `actions`.
+pub(super) fn adaptive_card(body: Vec<Value>, actions: Vec<Value>) -> Value {
     json!({
         "type": "message",
         "attachments": [{
@@ -82,12 +87,16 @@ pub fn teams_body(notice: &Notice) -> Value {
 
 /// Chatwork's message notation: `[info][title]…[/title]…[/info]`.
 pub fn chatwork_body(notice: &Notice) -> String {
-    // Chatwork tags in alert text would be read as markup: brackets are made full-width.
-    let plain = |t: &str| t.replace('[', "［").replace(']', "］");
+    chatwork_info(&notice.subject(), &notice.plain_text())
+}
+
+/// A Chatwork `[info]` box; tags in the text would be read as markup, so its brackets are
+/// made full-width.
+pub(super) fn chatwork_info(title: &str, text: &str) -> String {
     format!(
         "[info][title]{}[/title]{}[/info]",
-        plain(&notice.subject()),
-        plain(&notice.plain_text())
+        card_text(title),
+        card_text(text)
     )
 }
 
@@ -112,7 +121,7 @@ pub(super) async fn send_chatwork(
     answer(result).await
 }
 
-fn escape_slack(text: &str) -> String {
+pub(super) fn escape_slack(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

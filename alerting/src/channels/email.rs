@@ -3,7 +3,8 @@
 //! delivery's idempotency key is the `Message-ID`, so a mail resent after a crash can be
 //! recognised as the same.
 
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -17,6 +18,31 @@ pub(super) struct Mail {
     subject: String,
     text: String,
     html: String,
+    /// Files carried (the weekly review's CSV); none for alerts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    attachments: Vec<super::Attachment>,
+}
+
+impl Mail {
+    /// A message that is not an alert: its HTML as given, or the text as HTML.
+    pub(super) fn from_message(m: &super::Message) -> Mail {
+        let html = m.html.clone().unwrap_or_else(|| {
+            format!(
+                "<!doctype html><html><head><meta charset=\"utf-8\"></head><body><pre style=\"font-family:sans-serif;white-space:pre-wrap\">{}</pre></body></html>",
+                esc(&m.text)
+            )
+        });
+        let text = match &m.link {
+            Some(link) => format!("{}\n\n{link}", m.text),
+            None => m.text.clone(),
+        };
+        Mail {
+            subject: m.subject.clone(),
+            text,
+            html,
+            attachments: m.attachments.clone(),
+        }
+    }
 }
 
 pub(super) fn render(notice: &Notice) -> Mail {
@@ -60,6 +86,7 @@ pub(super) fn render(notice: &Notice) -> Mail {
         subject: notice.subject(),
         text: notice.plain_text(),
         html,
+        attachments: Vec::new(),
     }
 }
 
@@ -87,8 +114,18 @@ pub(super) async fn send(c: &ChannelConfig, key: &str, body: &str) -> Result<Sen
     for to in &c.to {
         builder = builder.to(to.parse().map_err(|e| permanent("to", &e))?);
     }
+    let mut body = MultiPart::alternative_plain_html(mail.text, mail.html);
+    if !mail.attachments.is_empty() {
+        let mut mixed = MultiPart::mixed().multipart(body);
+        for a in mail.attachments {
+            let kind = ContentType::parse(&a.content_type)
+                .map_err(|e| permanent("attachment type", &e))?;
+            mixed = mixed.singlepart(Attachment::new(a.filename).body(a.content, kind));
+        }
+        body = mixed;
+    }
     let message = builder
-        .multipart(MultiPart::alternative_plain_html(mail.text, mail.html))
+        .multipart(body)
         .map_err(|e| permanent("building the mail", &e))?;
     let host = c.smtp_host.as_deref().unwrap_or("");
     let mode = c.tls.unwrap_or(TlsMode::Starttls);

@@ -8,6 +8,7 @@ mod config;
 mod email;
 mod http;
 mod lineworks;
+mod message;
 mod notice;
 mod syslog;
 mod webhook;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use chat::{chatwork_body, slack_body, teams_body};
 pub use config::{BadKey, ChannelConfig, Kind, SyslogFormat, TlsMode, parse_quiet_hours};
+pub use message::{Attachment, Message};
 pub use notice::{Notice, defang, severity_ja};
 pub use syslog::{cef_line, rfc5424_line};
 pub use webhook::{sign, webhook_body};

@@ -232,7 +232,7 @@ fn started(
     let since = now - Duration::seconds(config.group_interval_seconds.max(60) as i64);
     let recent: i64 = tx.query_row(
         "SELECT COUNT(*) FROM deliveries WHERE channel = ?1 AND created_at >= ?2
-         AND state != 'silenced' AND group_key NOT LIKE 'reminder:%'
+         AND state != 'silenced' AND group_key NOT LIKE 'reminder:%' AND group_key NOT LIKE 'report:%'
          AND group_key != ?3 AND group_key != ?4
          AND (group_key LIKE 'status:%') = ?5",
         params![

@@ -238,6 +238,70 @@ pub fn retry(conn: &Connection, id: i64) -> rusqlite::Result<bool> {
     Ok(n == 1)
 }
 
+/// How a message that is not an alert is queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Again {
+    /// Once per channel and group, ever (a scheduled report, whatever became of it).
+    Never,
+    /// Again unless one is still waiting to be sent (a person asked for it).
+    UnlessPending,
+}
+
+/// Queues a rendered message (`body`) for `channel` under `group` (e.g. `report:2026-W48`),
+/// low priority: sent after alerts, retried like them. False when not queued (see [`Again`]).
+pub fn queue_message(
+    conn: &Connection,
+    channel: &str,
+    group: &str,
+    body: &str,
+    again: Again,
+) -> rusqlite::Result<bool> {
+    let blocking: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM deliveries WHERE channel = ?1 AND group_key = ?2
+         AND (?3 = 0 OR state = 'pending')",
+        params![channel, group, (again == Again::UnlessPending) as i64],
+        |r| r.get(0),
+    )?;
+    if blocking > 0 {
+        return Ok(false);
+    }
+    let now = Utc::now().to_rfc3339();
+    conn.execute(
+        "INSERT INTO deliveries (channel, group_key, items, state, created_at, due_at, next_attempt_at, priority, body)
+         VALUES (?1, ?2, '[]', 'pending', ?3, ?3, ?3, -1, ?4)",
+        params![channel, group, now, body],
+    )?;
+    Ok(true)
+}
+
+/// The deliveries of one group (a report's messages), oldest first.
+pub fn for_group(conn: &Connection, group: &str) -> rusqlite::Result<Vec<Delivery>> {
+    let prefix = appliance_id(conn)?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM deliveries WHERE group_key = ?1 ORDER BY id LIMIT 1000"
+    ))?;
+    let rows = stmt.query_map(params![group], row(&prefix))?;
+    rows.collect()
+}
+
+impl crate::db::AlertDb {
+    /// [`queue_message`] on this database.
+    pub fn queue_message(
+        &self,
+        channel: &str,
+        group: &str,
+        body: &str,
+        again: Again,
+    ) -> Result<bool, crate::db::AlertDbError> {
+        queue_message(self.conn(), channel, group, body, again).map_err(self.err())
+    }
+
+    /// [`for_group`] on this database.
+    pub fn deliveries_of(&self, group: &str) -> Result<Vec<Delivery>, crate::db::AlertDbError> {
+        for_group(self.conn(), group).map_err(self.err())
+    }
+}
+
 /// The deliveries that carried an alert (its messages and automatic responses), oldest first.
 pub fn for_alert(conn: &Connection, alert_id: i64) -> rusqlite::Result<Vec<Delivery>> {
     let prefix = appliance_id(conn)?;

@@ -294,7 +294,7 @@ impl Worker {
                 Note::Sent => {
                     self.metrics.sent.with_label_values(&[&name]).inc();
                     self.health.running(stage);
-                    tracing::info!(channel = %name, delivery = delivery.id, alerts = delivery.items.len(), "alert message delivered");
+                    tracing::info!(channel = %name, delivery = delivery.id, group = %delivery.group_key, alerts = delivery.items.len(), "message delivered");
                 }
                 Note::Retry(reason, wait) => {
                     self.metrics.retried.with_label_values(&[&name]).inc();
@@ -302,19 +302,19 @@ impl Worker {
                         stage,
                         &format!("the receiver did not take a message: {reason}; retrying"),
                     );
-                    tracing::warn!(channel = %name, delivery = delivery.id, attempt = delivery.attempts + 1, retry_in_s = wait.as_secs(), reason = %reason, "alert message not delivered; will retry");
+                    tracing::warn!(channel = %name, delivery = delivery.id, attempt = delivery.attempts + 1, retry_in_s = wait.as_secs(), reason = %reason, "message not delivered; will retry");
                 }
                 Note::Dead(why) => {
                     self.metrics.dead.with_label_values(&[&name]).inc();
                     self.health
                         .degraded(stage, &format!("a message was given up on: {why}"));
-                    tracing::error!(channel = %name, delivery = delivery.id, reason = %why, "alert message given up on");
+                    tracing::error!(channel = %name, delivery = delivery.id, reason = %why, "message given up on");
                 }
                 Note::Refused(reason) => {
                     self.metrics.dead.with_label_values(&[&name]).inc();
                     self.health
                         .degraded(stage, &format!("the receiver refused a message: {reason}"));
-                    tracing::error!(channel = %name, delivery = delivery.id, reason = %reason, "alert message refused; not retried (see `mimamori alerts deliveries --failed`)");
+                    tracing::error!(channel = %name, delivery = delivery.id, reason = %reason, "message refused; not retried (see `mimamori alerts deliveries --failed`)");
                 }
             }
         }

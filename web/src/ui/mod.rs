@@ -40,6 +40,8 @@ pub struct Ui {
     /// The weekly reviews kept, and the days a report may stay unsigned.
     pub reports: Option<Arc<report::archive::ReportDb>>,
     pub signoff_days: i64,
+    /// Who receives the weekly reviews (none: they are not sent from the UI).
+    pub review_recipients: Option<report::deliver::Recipients>,
     /// One roster edit at a time.
     pub(crate) roster_lock: tokio::sync::Mutex<()>,
     pub appointments: Option<Arc<rules::detections::records::Appointments>>,
@@ -174,6 +176,7 @@ impl Ui {
             roster: None,
             reports: None,
             signoff_days: 7,
+            review_recipients: None,
             roster_lock: tokio::sync::Mutex::new(()),
             appointments,
             setup_token: crate::accounts::random_token(),
@@ -364,6 +367,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/reports/weekly", get(pages::weekly::list))
         .route("/reports/weekly/{week}", get(pages::weekly::show))
         .route("/reports/weekly/{week}/signoff", post(pages::weekly::sign))
+        .route("/reports/weekly/{week}/send", post(pages::weekly::send))
         .route(
             "/reports/weekly/{week}/{file}",
             get(pages::weekly::document),

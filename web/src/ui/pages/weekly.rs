@@ -40,6 +40,29 @@ fn archive_error(e: ArchiveError) -> PageError {
     }
 }
 
+/// The messages that carried a week's review: channel, state, attempts, last error, when sent.
+async fn deliveries(
+    state: &Arc<AppState>,
+    weeks: Vec<String>,
+) -> Result<Vec<Vec<alerting::delivery::store::Delivery>>, PageError> {
+    let Some(alerts) = state.alerts.clone() else {
+        return Ok(weeks.iter().map(|_| Vec::new()).collect());
+    };
+    blocking(move || {
+        let db = alerts.lock().map_err(|_| PageError::Internal)?;
+        weeks
+            .iter()
+            .map(|w| {
+                report::deliver::deliveries(&db, w).map_err(|e| {
+                    tracing::error!(error = %e, "the review's deliveries cannot be read");
+                    PageError::Internal
+                })
+            })
+            .collect()
+    })
+    .await
+}
+
 /// The kept report of `week`, made and kept first if the week is over and none is.
 async fn kept(
     state: &Arc<AppState>,
@@ -109,12 +132,15 @@ pub(crate) async fn list(
     let db = archive(&state)?;
     let days = ui.signoff_days;
     let rows = blocking(move || db.list().map_err(archive_error)).await?;
+    let sent = deliveries(&state, rows.iter().map(|k| k.week.clone()).collect()).await?;
     let zone = ui.zone();
     let now = Utc::now();
     let rows: Vec<minijinja::Value> = rows
         .into_iter()
-        .map(|k| {
+        .zip(sent)
+        .map(|(k, sent)| {
             context! {
+                sent => sent.iter().map(|d| context! { channel => d.channel.clone(), state => d.state.as_str() }).collect::<Vec<_>>(),
                 week => k.week,
                 made => format_time(k.created_at, zone, viewer.lang),
                 events => k.events,
@@ -158,6 +184,22 @@ pub(crate) async fn show(
             }
         })
         .collect();
+    let sent = deliveries(&state, vec![made.week.clone()])
+        .await?
+        .pop()
+        .unwrap_or_default();
+    let sent: Vec<minijinja::Value> = sent
+        .iter()
+        .map(|d| {
+            context! {
+                channel => d.channel.clone(),
+                state => d.state.as_str(),
+                attempts => d.attempts,
+                at => format_time(d.sent_at.unwrap_or(d.created_at), zone, viewer.lang),
+                error => d.last_error.clone(),
+            }
+        })
+        .collect();
     Ok(ui.render(
         "weekly.html",
         &viewer,
@@ -165,6 +207,8 @@ pub(crate) async fn show(
             r => ser(&made),
             open_in_week => made.alerts.iter().filter(|a| a.status != "closed").count(),
             signoffs => signoffs,
+            sent => sent,
+            may_send => ui.review_recipients.is_some() && state.alerts.is_some(),
         },
     ))
 }
@@ -250,4 +294,51 @@ pub(crate) async fn sign(
     let name = made.week.clone();
     blocking(move || db.sign(&name, &signoff).map_err(archive_error)).await?;
     Ok(Redirect::to(&format!("/reports/weekly/{}", made.week)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SendForm {}
+
+/// Sends the kept review to the report channels now (an auditor's request; audited), unless
+/// each has one waiting already.
+pub(crate) async fn send(
+    State(state): State<Arc<AppState>>,
+    Path(week): Path<String>,
+    Posted(viewer, _form, _): Posted<AuditorRole, SendForm>,
+) -> Result<Response, PageError> {
+    audit::writable(&state)?;
+    let ui = ui_of(&state)?;
+    let (Some(recipients), Some(alerts)) = (ui.review_recipients.clone(), state.alerts.clone())
+    else {
+        return Err(PageError::Bad(
+            "送信先がありません / there is nowhere to send the review".into(),
+        ));
+    };
+    let (made, _) = kept(&state, &week).await?;
+    let names: Vec<&str> = recipients
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    audit::require(
+        &state,
+        &viewer,
+        Entry::new(
+            "report.send",
+            format!("weekly review {} sent to {}", made.week, names.join(", ")),
+        ),
+    )
+    .await?;
+    let name = made.week.clone();
+    blocking(move || {
+        let db = alerts.lock().map_err(|_| PageError::Internal)?;
+        recipients
+            .send(&db, &made, alerting::delivery::store::Again::UnlessPending)
+            .map_err(|e| {
+                tracing::error!(error = %e, "the weekly review cannot be queued");
+                PageError::Internal
+            })
+    })
+    .await?;
+    Ok(Redirect::to(&format!("/reports/weekly/{name}#sent")).into_response())
 }

@@ -1,0 +1,132 @@
+//! The review delivered: one message per report channel (`[report] channels`, by default
+//! every email and chat channel), put in the alert database's delivery queue, so the
+//! channels' senders send it with their settings, retry it with backoff and show it in
+//! `alerts deliveries`. Email carries the report whole (HTML body, CSV attached); a chat
+//! service the one-paragraph summary and a link to the report in the UI.
+
+use alerting::channels::{Attachment, ChannelConfig, Message};
+use alerting::db::AlertDb;
+use alerting::delivery::store::{Again, Delivery};
+
+use crate::ReportError;
+use crate::lang::{Lang, format_date};
+use crate::render::{Format, Summaries, catalogue, render};
+use crate::weekly::WeeklyReport;
+
+/// Who receives the reviews and how: the report channels, the language, the UI's address.
+#[derive(Clone)]
+pub struct Recipients {
+    pub channels: Vec<ChannelConfig>,
+    pub lang: Lang,
+    pub link_base: Option<String>,
+}
+
+impl Recipients {
+    /// Queues `report` for every report channel (see [`Again`]); the channels it was queued
+    /// for.
+    pub fn send(
+        &self,
+        alerts: &AlertDb,
+        report: &WeeklyReport,
+        again: Again,
+    ) -> Result<Vec<String>, ReportError> {
+        if self.channels.is_empty() {
+            return Ok(Vec::new());
+        }
+        let message = message(report, self.lang, self.link_base.as_deref())?;
+        queue(alerts, &self.channels, &report.week, &message, again)
+    }
+}
+
+/// The largest report an email carries whole; a larger one goes as its summary and link
+/// (mail servers commonly refuse messages over 10-25 MB).
+pub const MAX_MAIL_BYTES: usize = 5 << 20;
+
+/// The delivery group of a week's review: `report:2026-W48`.
+pub fn group(week: &str) -> String {
+    format!("report:{week}")
+}
+
+/// What is sent for `report`: the subject, the summaries as a paragraph, the report as HTML
+/// with its CSV (unless too large) and, given the UI's address, a link to it.
+pub fn message(
+    report: &WeeklyReport,
+    lang: Lang,
+    link_base: Option<&str>,
+) -> Result<Message, ReportError> {
+    let t = catalogue(lang)?;
+    let zone: chrono_tz::Tz = report.zone.parse().unwrap_or(chrono_tz::Asia::Tokyo);
+    let day =
+        |at: chrono::DateTime<chrono::Utc>| format_date(at.with_timezone(&zone).date_naive(), lang);
+    let period = format!(
+        "{} – {}",
+        day(report.from),
+        day(report.to - chrono::Duration::seconds(1))
+    );
+    let fill = |key: &str| {
+        t["mail"][key]
+            .as_str()
+            .unwrap_or("")
+            .replace("{week}", &report.week)
+            .replace("{clinic}", &report.clinic)
+            .replace("{period}", &period)
+    };
+    let html = render(report, Format::Html, lang)?;
+    let csv = render(report, Format::Csv, lang)?;
+    let whole = html.len() + csv.len() <= MAX_MAIL_BYTES;
+    let mut text = format!(
+        "{}\n\n{}",
+        fill("intro"),
+        Summaries::of(report, lang)?.paragraph()
+    );
+    if whole {
+        text.push_str(&format!("\n\n{}", fill("attached")));
+    }
+    Ok(Message {
+        subject: fill("subject"),
+        text,
+        html: whole.then_some(html),
+        attachments: if whole {
+            vec![Attachment {
+                filename: format!("review-{}.csv", report.week),
+                content_type: "text/csv; charset=utf-8".into(),
+                content: csv,
+            }]
+        } else {
+            Vec::new()
+        },
+        link: link_base.map(|base| {
+            format!(
+                "{}/reports/weekly/{}",
+                base.trim_end_matches('/'),
+                report.week
+            )
+        }),
+    })
+}
+
+/// Queues `message` for each of `channels` under the week's group; the channels it was
+/// queued for (see [`Again`] for the others).
+pub fn queue(
+    alerts: &AlertDb,
+    channels: &[ChannelConfig],
+    week: &str,
+    message: &Message,
+    again: Again,
+) -> Result<Vec<String>, ReportError> {
+    let mut queued = Vec::new();
+    for channel in channels {
+        let body = channel
+            .render_message(message)
+            .map_err(|e| ReportError::Render(format!("channel {}: {e}", channel.name)))?;
+        if alerts.queue_message(&channel.name, &group(week), &body, again)? {
+            queued.push(channel.name.clone());
+        }
+    }
+    Ok(queued)
+}
+
+/// The messages that carried (or are to carry) a week's review, oldest first.
+pub fn deliveries(alerts: &AlertDb, week: &str) -> Result<Vec<Delivery>, ReportError> {
+    Ok(alerts.deliveries_of(&group(week))?)
+}
