@@ -1,5 +1,6 @@
 //! The weekly review delivered: mailed whole through a real SMTP server (HTML body, CSV
-//! attached, read back as a mail client reads it), a chat channel given the summary and a link,
+//! attached, read back as a mail client reads it; no patient ID unless the channel allows
+//! them), a chat channel given the summary and a link,
 //! a mail server that is down retried and shown in the UI, sent again from the UI, and no
 //! review mailed of a week that was over before the appliance started.
 
@@ -103,6 +104,11 @@ fn the_weekly_review_is_mailed_whole_chatted_in_brief_retried_and_shown() {
     assert_eq!(attachments[0]["content_type"], "text/csv");
     let csv = attachments[0]["content"].as_str().unwrap();
     assert!(csv.contains(checksum), "{csv}");
+    // No patient ID by mail to a channel without include_patient_data: ranked instead.
+    assert!(
+        !mail.to_string().contains("P0007") && html.contains("#1"),
+        "{mail}"
+    );
     let rcpt = std::fs::read_to_string(smtp.out.join("1.rcpt")).unwrap();
     assert_eq!(rcpt, "director@clinic.example\noffice@clinic.example");
 

@@ -30,11 +30,29 @@ impl Recipients {
         report: &WeeklyReport,
         again: Again,
     ) -> Result<Vec<String>, ReportError> {
-        if self.channels.is_empty() {
-            return Ok(Vec::new());
+        let mut queued = Vec::new();
+        // Patient IDs only to the channels allowed them (`include_patient_data`).
+        for allowed in [false, true] {
+            let channels: Vec<ChannelConfig> = self
+                .channels
+                .iter()
+                .filter(|c| c.include_patient_data == allowed)
+                .cloned()
+                .collect();
+            if channels.is_empty() {
+                continue;
+            }
+            let copy = if allowed {
+                report.clone()
+            } else {
+                report.without_patient_data()
+            };
+            let message = message(&copy, self.lang, self.link_base.as_deref())?;
+            queued.extend(queue(alerts, &channels, &report.week, &message, again)?);
         }
-        let message = message(report, self.lang, self.link_base.as_deref())?;
-        queue(alerts, &self.channels, &report.week, &message, again)
+        // In the order configured.
+        queued.sort_by_key(|name| self.channels.iter().position(|c| &c.name == name));
+        Ok(queued)
     }
 }
 

@@ -157,6 +157,22 @@ pub struct WeeklyReport {
     /// SHA-256 of what the week's events say ([`WeeklyReport::digest`]), to match a printed
     /// copy to the system.
     pub checksum: String,
+    /// Patient IDs replaced by ranks (a copy for a channel not allowed patient data).
+    #[serde(default)]
+    pub patient_data_withheld: bool,
+}
+
+impl WeeklyReport {
+    /// The same review with no patient ID in it (for email to a channel without
+    /// `include_patient_data`): the patients are numbered instead, and the copy says so.
+    pub fn without_patient_data(&self) -> WeeklyReport {
+        let mut copy = self.clone();
+        for (i, p) in copy.patients.iter_mut().enumerate() {
+            p.patient = format!("#{}", i + 1);
+        }
+        copy.patient_data_withheld = true;
+        copy
+    }
 }
 
 /// What a report is built from.
@@ -532,6 +548,7 @@ impl WeeklyReport {
                 None => Vec::new(),
             },
             checksum: String::new(),
+            patient_data_withheld: false,
         };
         report.checksum = report.digest();
         Ok(report)
