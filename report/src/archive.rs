@@ -323,22 +323,9 @@ mod tests {
             to: made - Duration::days(1),
             generated_at: made,
             events: 10,
-            sources: vec![],
-            staff: vec![],
-            off_hours: vec![],
-            outside_hours_total: 0,
-            closed_day_total: 0,
-            closed_days: vec![],
-            alerts: vec![],
-            open_alerts: vec![],
-            account_changes: vec![],
-            log_cleared: 0,
-            left_but_used: vec![],
-            patients: vec![],
-            gaps: vec![],
             heat: vec![vec![0; 24]; 7],
-            overdue_signoffs: vec![],
             checksum: "abc".into(),
+            ..WeeklyReport::default()
         }
     }
 

@@ -123,7 +123,7 @@ impl GapLine {
 }
 
 /// The week's review.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct WeeklyReport {
     pub week: String,
     pub clinic: String,
