@@ -50,6 +50,7 @@ pub fn weekly(
             clinic: &checked.clinic,
             archive: None,
             signoff_days: 0,
+            dormant_days: i64::from(checked.config.report.dormant_days),
         };
         if !send {
             let built = WeeklyReport::build(&sources, week, chrono::Utc::now())?;
@@ -141,6 +142,7 @@ pub async fn schedule(
     let data_dir = checked.config.storage.data_dir.clone();
     let dedup = chrono::Duration::minutes(i64::from(checked.config.alerts.dedup_window_minutes));
     let days = i64::from(checked.config.report.signoff_days);
+    let dormant_days = checked.config.report.dormant_days;
     let started = std::sync::Arc::new(checked.clinic.clone());
     let recipients = checked.review_recipients();
     // The week whose review was last queued for the channels (once per run is enough: the
@@ -170,6 +172,7 @@ pub async fn schedule(
                     clinic: &clinic,
                     archive: Some(&archive),
                     signoff_days: days,
+                    dormant_days: i64::from(dormant_days),
                 };
                 let kept = kept_or_made(&archive, &sources, week)?;
                 // Weeks over before this appliance kept reviews are not mailed (an install, or a

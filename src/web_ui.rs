@@ -70,6 +70,7 @@ pub fn build(
     ui.reloader = reloader;
     let reports = report::archive::reports_db_path(&checked.config.storage.data_dir);
     ui.signoff_days = i64::from(checked.config.report.signoff_days);
+    ui.dormant_days = i64::from(checked.config.report.dormant_days);
     ui.review_recipients = Some(checked.review_recipients()).filter(|r| !r.channels.is_empty());
     match report::archive::ReportDb::open(&reports) {
         Ok(db) => ui.reports = Some(Arc::new(db)),

@@ -129,8 +129,20 @@ fn agrees_with_search(clinic: &Clinic, report: &serde_json::Value) {
 
 #[test]
 fn a_tokyo_week_with_a_national_holiday() {
+    // On the roster: those with events; r009, never seen (dormant); n003, gone before the week
+    // ended; n004, hired within the last 30 days (neither dormant).
+    let roster = [
+        ("n001", "roles = [\"nurse\"]"),
+        ("n002", "roles = [\"nurse\"]"),
+        ("d001", "roles = [\"nurse\"]"),
+        ("r009", "roles = [\"reception\"]\nstart = \"2026-01-05\""),
+        ("n003", "roles = [\"nurse\"]\nend = \"2026-11-01\""),
+        ("n004", "roles = [\"nurse\"]\nstart = \"2026-11-20\""),
+    ]
+    .map(|(id, rest)| format!("[[roster.staff]]\nid = \"{id}\"\nname = \"{id}\"\n{rest}\n"))
+    .join("");
     let clinic = Clinic::new(
-        "timezone = \"Asia/Tokyo\"",
+        &format!("timezone = \"Asia/Tokyo\"\n{roster}"),
         &[
             // The week before: n001 four times (and once more on Sunday night), their usual.
             ("2026-11-17T10:00:00+09:00", "n001", "P0002"),
@@ -193,6 +205,10 @@ fn a_tokyo_week_with_a_national_holiday() {
         .collect();
     assert_eq!(closed, ["勤労感謝の日", ""], "the holiday and Sunday");
     // P0001: n002, n001, d001 (the accesses outside the week not counted).
+    assert_eq!(report["dormant_days"], 30);
+    assert_eq!(report["dormant_total"], 1);
+    assert_eq!(report["dormant"][0]["user"], "r009");
+    assert!(report["dormant"][0]["last_seen"].is_null());
     assert_eq!(report["patients"][0]["patient"], "P0001");
     assert_eq!(report["patients"][0]["staff"], 3);
     assert_eq!(report["patients"][0]["accesses"], 3);
@@ -225,6 +241,11 @@ fn a_tokyo_week_with_a_national_holiday() {
     );
     assert!(html.contains(report["checksum"].as_str().unwrap()));
     assert!(
+        html.contains("30 日以上使われていない名簿のアカウントが 1 件あります。")
+            && html.contains("<td style=\"border-bottom:1px solid #e3e7ec;padding:4px 8px;vertical-align:top\">r009</td>"),
+        "{html}"
+    );
+    assert!(
         !html.contains("<script"),
         "nothing an email client would drop"
     );
@@ -255,6 +276,7 @@ fn a_tokyo_week_with_a_national_holiday() {
     assert!(csv.starts_with('\u{feff}'), "a BOM for Excel");
     assert!(csv.contains("staff,n001,2,-60"), "{csv}");
     assert!(csv.contains("closed_days,n002,1,"), "{csv}");
+    assert!(csv.contains("dormant,r009,,"), "{csv}");
 
     // A week that is no week is refused, saying what is expected.
     let bad = clinic.run(&["report", "weekly", "--week", "2026-W60"], None);

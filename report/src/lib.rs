@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod deliver;
+pub mod dormant;
 pub mod lang;
 pub mod period;
 pub mod render;

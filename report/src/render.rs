@@ -70,6 +70,8 @@ pub struct Summaries {
     /// The security log cleared (1102): said apart, in red.
     pub cleared: Option<String>,
     pub left_but_used: Option<String>,
+    /// Roster accounts unused for the configured days (none when not looked for).
+    pub dormant: Option<String>,
     pub patients: String,
     pub gaps: String,
     pub overdue: Option<String>,
@@ -135,6 +137,24 @@ impl Summaries {
                     .collect();
                 format!("{}: {}", say("accounts", "left", &[]), who.join(", "))
             }),
+            dormant: (r.dormant_days > 0).then(|| {
+                if r.dormant_total == 0 {
+                    say(
+                        "accounts",
+                        "dormant_none",
+                        &[("days", r.dormant_days.to_string())],
+                    )
+                } else {
+                    say(
+                        "accounts",
+                        "dormant_some",
+                        &[
+                            ("days", r.dormant_days.to_string()),
+                            ("n", r.dormant_total.to_string()),
+                        ],
+                    )
+                }
+            }),
             patients: match r.patients.first() {
                 Some(p) => say("patients", "some", &[("n", p.staff.to_string())]),
                 None => say("patients", "none", &[]),
@@ -166,9 +186,9 @@ impl Summaries {
             &self.off_hours,
             &self.alerts,
             &self.accounts,
-            &self.patients,
-            &self.gaps,
         ]);
+        lines.extend(self.dormant.as_deref());
+        lines.extend([self.patients.as_str(), &self.gaps]);
         lines.join("\n")
     }
 }
@@ -226,6 +246,10 @@ fn html(report: &WeeklyReport, lang: Lang) -> Result<String, ReportError> {
                 alerts => report.alerts.iter().map(alert).collect::<Vec<_>>(),
                 open_alerts => report.open_alerts.iter().map(alert).collect::<Vec<_>>(),
                 s => minijinja::Value::from(minijinja::value::Serde(Summaries::with(report, &t))),
+                dormant => report.dormant.iter().map(|d| context! {
+                    user => d.user.clone(), name => d.name.clone(),
+                    last_seen => d.last_seen.map(when),
+                }).collect::<Vec<_>>(),
                 changes => report.account_changes.iter().map(|c| context! {
                     at => when(c.at), what => c.what.clone(), user => c.user.clone(),
                     host => c.host.clone(), message => c.message.clone(),
@@ -323,6 +347,15 @@ fn csv(report: &WeeklyReport) -> Result<String, ReportError> {
             s(&"left_but_used"),
             l.value.clone(),
             s(&l.count),
+            String::new(),
+        ])
+        .map_err(err)?;
+    }
+    for d in &report.dormant {
+        row(&[
+            s(&"dormant"),
+            d.user.clone(),
+            d.last_seen.map(|t| t.to_rfc3339()).unwrap_or_default(),
             String::new(),
         ])
         .map_err(err)?;

@@ -21,6 +21,8 @@ pub struct ReportConfig {
     pub weekly_time: String,
     /// Days a review may stay unsigned before the next report and the UI flag it.
     pub signoff_days: u32,
+    /// Days without an event after which a roster account is listed as dormant; 0: never.
+    pub dormant_days: u32,
     /// The channels (`[[channels]]` names) the review is sent to when made by the schedule;
     /// unset: every enabled email and chat channel; `[]`: none.
     pub channels: Option<Vec<String>>,
@@ -35,6 +37,7 @@ impl Default for ReportConfig {
             weekly_day: "mon".into(),
             weekly_time: "08:00".into(),
             signoff_days: 7,
+            dormant_days: 30,
             channels: None,
             language: "ja".into(),
         }
@@ -65,6 +68,12 @@ impl ReportConfig {
         })?;
         if !(1..=365).contains(&self.signoff_days) {
             return Err(("report.signoff_days".into(), "from 1 to 365 days".into()));
+        }
+        if self.dormant_days > 3660 {
+            return Err((
+                "report.dormant_days".into(),
+                "from 0 (never) to 3660 days".into(),
+            ));
         }
         self.lang()?;
         Ok(Schedule { day, time })

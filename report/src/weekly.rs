@@ -147,6 +147,15 @@ pub struct WeeklyReport {
     pub log_cleared: u64,
     /// Staff whose roster end date had passed, yet their account was used this week.
     pub left_but_used: Vec<Count>,
+    /// Roster accounts with no event for `dormant_days` up to the week's end (at most
+    /// [`crate::dormant::MAX_DORMANT_LISTED`]; `dormant_total` says how many).
+    #[serde(default)]
+    pub dormant: Vec<crate::dormant::Dormant>,
+    #[serde(default)]
+    pub dormant_total: usize,
+    /// 0: not looked for.
+    #[serde(default)]
+    pub dormant_days: i64,
     pub patients: Vec<PatientSpread>,
     pub gaps: Vec<GapLine>,
     /// Events per local weekday (Monday first) and hour.
@@ -183,6 +192,8 @@ pub struct Sources<'a> {
     /// The kept reports, to name those left unsigned longer than `signoff_days`.
     pub archive: Option<&'a crate::archive::ReportDb>,
     pub signoff_days: i64,
+    /// Days without an event that make a roster account dormant (0: not looked for).
+    pub dormant_days: i64,
 }
 
 fn counts(
@@ -269,6 +280,7 @@ impl WeeklyReport {
             clinic,
             archive,
             signoff_days,
+            dormant_days,
         } = *sources;
         let (from, to) = week.range();
         let name_of = |user: &str| {
@@ -517,6 +529,8 @@ impl WeeklyReport {
             heat[local.weekday().num_days_from_monday() as usize][local.hour() as usize] += n;
         }
 
+        let (dormant, dormant_total) = crate::dormant::dormant(index, clinic, to, dormant_days)?;
+
         let mut report = WeeklyReport {
             week: week.name(),
             clinic: clinic.name.clone(),
@@ -536,6 +550,9 @@ impl WeeklyReport {
             account_changes,
             log_cleared,
             left_but_used,
+            dormant,
+            dormant_total,
+            dormant_days,
             patients,
             gaps: gap_map.into_values().collect(),
             heat,

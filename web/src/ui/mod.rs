@@ -40,6 +40,8 @@ pub struct Ui {
     /// The weekly reviews kept, and the days a report may stay unsigned.
     pub reports: Option<Arc<report::archive::ReportDb>>,
     pub signoff_days: i64,
+    /// Days without an event that make a roster account dormant in the review (0: never).
+    pub dormant_days: i64,
     /// Who receives the weekly reviews (none: they are not sent from the UI).
     pub review_recipients: Option<report::deliver::Recipients>,
     /// One roster edit at a time.
@@ -176,6 +178,7 @@ impl Ui {
             roster: None,
             reports: None,
             signoff_days: 7,
+            dormant_days: 30,
             review_recipients: None,
             roster_lock: tokio::sync::Mutex::new(()),
             appointments,

@@ -101,6 +101,7 @@ async fn kept(
     let _slot = search_slot(state).await?;
     let s = state.clone();
     let days = ui.signoff_days;
+    let dormant_days = ui.dormant_days;
     blocking(move || {
         let alerts = s.alerts.clone();
         let guard = match &alerts {
@@ -113,6 +114,7 @@ async fn kept(
             clinic: &clinic,
             archive: Some(&db),
             signoff_days: days,
+            dormant_days,
         };
         let made = WeeklyReport::build(&sources, week, now).map_err(|e| {
             tracing::error!(error = %e, "a weekly report cannot be made");
