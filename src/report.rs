@@ -51,6 +51,7 @@ pub fn weekly(
             archive: None,
             signoff_days: 0,
             dormant_days: i64::from(checked.config.report.dormant_days),
+            appointments: checked.appointments.as_ref(),
         };
         if !send {
             let built = WeeklyReport::build(&sources, week, chrono::Utc::now())?;
@@ -143,6 +144,7 @@ pub async fn schedule(
     let dedup = chrono::Duration::minutes(i64::from(checked.config.alerts.dedup_window_minutes));
     let days = i64::from(checked.config.report.signoff_days);
     let dormant_days = checked.config.report.dormant_days;
+    let schedule_file = checked.appointments.clone().map(std::sync::Arc::new);
     let started = std::sync::Arc::new(checked.clinic.clone());
     let recipients = checked.review_recipients();
     // The week whose review was last queued for the channels (once per run is enough: the
@@ -153,6 +155,7 @@ pub async fn schedule(
         let (index, archive) = (index.clone(), archive.clone());
         let (data_dir, recipients, last_sent) =
             (data_dir.clone(), recipients.clone(), sent.clone());
+        let appointments = schedule_file.clone();
         let done =
             tokio::task::spawn_blocking(move || -> anyhow::Result<(String, bool, Vec<String>)> {
                 let now = chrono::Utc::now();
@@ -173,6 +176,7 @@ pub async fn schedule(
                     archive: Some(&archive),
                     signoff_days: days,
                     dormant_days: i64::from(dormant_days),
+                    appointments: appointments.as_deref(),
                 };
                 let kept = kept_or_made(&archive, &sources, week)?;
                 // Weeks over before this appliance kept reviews are not mailed (an install, or a

@@ -141,8 +141,19 @@ fn a_tokyo_week_with_a_national_holiday() {
     ]
     .map(|(id, rest)| format!("[[roster.staff]]\nid = \"{id}\"\nname = \"{id}\"\n{rest}\n"))
     .join("");
+    // The schedule explains Tuesday's P0001 and Wednesday's P0003, nothing else.
+    let schedule = tempfile::tempdir().unwrap();
+    let appointments = schedule.path().join("appointments.csv");
+    std::fs::write(
+        &appointments,
+        "patient_id,date,site\nP0001,2026-11-24,\nP0003,2026/11/25,\n",
+    )
+    .unwrap();
     let clinic = Clinic::new(
-        &format!("timezone = \"Asia/Tokyo\"\n{roster}"),
+        &format!(
+            "timezone = \"Asia/Tokyo\"\n{roster}\n[detections.treatment_relationship]\nappointments_file = \"{}\"\n",
+            appointments.display()
+        ),
         &[
             // The week before: n001 four times (and once more on Sunday night), their usual.
             ("2026-11-17T10:00:00+09:00", "n001", "P0002"),
@@ -209,6 +220,21 @@ fn a_tokyo_week_with_a_national_holiday() {
     assert_eq!(report["dormant_total"], 1);
     assert_eq!(report["dormant"][0]["user"], "r009");
     assert!(report["dormant"][0]["last_seen"].is_null());
+    let spot = &report["spot_checks"];
+    assert_eq!(spot["schedule"], true);
+    assert_eq!(spot["sampled"], 5, "every access of a week this small");
+    assert_eq!(spot["unexplained"], 3);
+    let listed: Vec<(&str, &str)> = spot["listed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["user"].as_str().unwrap(), u["patient"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [("n002", "P0001"), ("n001", "P0003"), ("d001", "P0001")],
+        "the holiday's, Tuesday night's and Thursday's, oldest first"
+    );
     assert_eq!(report["patients"][0]["patient"], "P0001");
     assert_eq!(report["patients"][0]["staff"], 3);
     assert_eq!(report["patients"][0]["accesses"], 3);
@@ -277,6 +303,10 @@ fn a_tokyo_week_with_a_national_holiday() {
     assert!(csv.contains("staff,n001,2,-60"), "{csv}");
     assert!(csv.contains("closed_days,n002,1,"), "{csv}");
     assert!(csv.contains("dormant,r009,,"), "{csv}");
+    assert!(
+        csv.contains(",d001,P0001\r\n") || csv.contains(",d001,P0001\n"),
+        "{csv}"
+    );
 
     // A week that is no week is refused, saying what is expected.
     let bad = clinic.run(&["report", "weekly", "--week", "2026-W60"], None);
@@ -323,4 +353,8 @@ fn a_new_york_week_when_daylight_saving_ends() {
     assert_eq!(heat[0][0], 1, "Monday 00:30");
     assert_eq!(heat[1][10], 1, "Tuesday 10:00");
     assert_eq!(heat[6][1], 2, "Sunday's 01:00 hour happened twice");
+    assert_eq!(
+        report["spot_checks"]["schedule"], false,
+        "no schedule: not spot-checked"
+    );
 }

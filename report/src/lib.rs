@@ -11,6 +11,7 @@ pub mod lang;
 pub mod period;
 pub mod render;
 pub mod schedule;
+pub mod spot;
 pub mod weekly;
 
 pub use lang::Lang;

@@ -73,6 +73,7 @@ pub struct Summaries {
     /// Roster accounts unused for the configured days (none when not looked for).
     pub dormant: Option<String>,
     pub patients: String,
+    pub spot_checks: String,
     pub gaps: String,
     pub overdue: Option<String>,
 }
@@ -158,6 +159,23 @@ impl Summaries {
             patients: match r.patients.first() {
                 Some(p) => say("patients", "some", &[("n", p.staff.to_string())]),
                 None => say("patients", "none", &[]),
+            },
+            spot_checks: {
+                let c = &r.spot_checks;
+                if !c.schedule {
+                    say("spot", "no_schedule", &[])
+                } else if c.unexplained == 0 {
+                    say("spot", "none", &[("sampled", c.sampled.to_string())])
+                } else {
+                    say(
+                        "spot",
+                        "some",
+                        &[
+                            ("sampled", c.sampled.to_string()),
+                            ("n", c.unexplained.to_string()),
+                        ],
+                    )
+                }
             },
             gaps: if r.gaps.is_empty() {
                 say("gaps", "none", &[])
@@ -246,6 +264,10 @@ fn html(report: &WeeklyReport, lang: Lang) -> Result<String, ReportError> {
                 alerts => report.alerts.iter().map(alert).collect::<Vec<_>>(),
                 open_alerts => report.open_alerts.iter().map(alert).collect::<Vec<_>>(),
                 s => minijinja::Value::from(minijinja::value::Serde(Summaries::with(report, &t))),
+                unexplained => report.spot_checks.listed.iter().map(|u| context! {
+                    at => when(u.at), user => u.user.clone(), name => u.name.clone(),
+                    patient => u.patient.clone(), site => u.site.clone(), action => u.action.clone(),
+                }).collect::<Vec<_>>(),
                 dormant => report.dormant.iter().map(|d| context! {
                     user => d.user.clone(), name => d.name.clone(),
                     last_seen => d.last_seen.map(when),
@@ -366,6 +388,15 @@ fn csv(report: &WeeklyReport) -> Result<String, ReportError> {
             p.patient.clone(),
             s(&p.staff),
             s(&p.accesses),
+        ])
+        .map_err(err)?;
+    }
+    for u in &report.spot_checks.listed {
+        row(&[
+            s(&"unexplained"),
+            u.at.to_rfc3339(),
+            u.user.clone().unwrap_or_default(),
+            u.patient.clone(),
         ])
         .map_err(err)?;
     }

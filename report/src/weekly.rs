@@ -157,6 +157,9 @@ pub struct WeeklyReport {
     #[serde(default)]
     pub dormant_days: i64,
     pub patients: Vec<PatientSpread>,
+    /// Accesses with no explanation in the clinic's schedule, from a sample of the week's.
+    #[serde(default)]
+    pub spot_checks: crate::spot::SpotChecks,
     pub gaps: Vec<GapLine>,
     /// Events per local weekday (Monday first) and hour.
     pub heat: Vec<Vec<u64>>,
@@ -173,11 +176,15 @@ pub struct WeeklyReport {
 
 impl WeeklyReport {
     /// The same review with no patient ID in it (for email to a channel without
-    /// `include_patient_data`): the patients are numbered instead, and the copy says so.
+    /// `include_patient_data`): the patients are numbered instead (and left out of the spot
+    /// checks), and the copy says so.
     pub fn without_patient_data(&self) -> WeeklyReport {
         let mut copy = self.clone();
         for (i, p) in copy.patients.iter_mut().enumerate() {
             p.patient = format!("#{}", i + 1);
+        }
+        for u in &mut copy.spot_checks.listed {
+            u.patient = "—".into();
         }
         copy.patient_data_withheld = true;
         copy
@@ -194,6 +201,8 @@ pub struct Sources<'a> {
     pub signoff_days: i64,
     /// Days without an event that make a roster account dormant (0: not looked for).
     pub dormant_days: i64,
+    /// The clinic's schedule, which explains accesses (none: they are not spot-checked).
+    pub appointments: Option<&'a rules::detections::records::Appointments>,
 }
 
 fn counts(
@@ -281,6 +290,7 @@ impl WeeklyReport {
             archive,
             signoff_days,
             dormant_days,
+            appointments,
         } = *sources;
         let (from, to) = week.range();
         let name_of = |user: &str| {
@@ -531,6 +541,8 @@ impl WeeklyReport {
 
         let (dormant, dormant_total) = crate::dormant::dormant(index, clinic, to, dormant_days)?;
 
+        let spot_checks = crate::spot::spot_checks(index, clinic, appointments, week)?;
+
         let mut report = WeeklyReport {
             week: week.name(),
             clinic: clinic.name.clone(),
@@ -554,6 +566,7 @@ impl WeeklyReport {
             dormant_total,
             dormant_days,
             patients,
+            spot_checks,
             gaps: gap_map.into_values().collect(),
             heat,
             overdue_signoffs: match archive {

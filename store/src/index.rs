@@ -160,6 +160,7 @@ impl EventIndex {
         let rewritten = crate::query::accounts_as_typed(text);
         parser
             .parse_query(&rewritten)
+            .map(crate::query::negations_complete)
             .map_err(|e| self.explain(text, e))
     }
 

@@ -5,6 +5,26 @@
 
 use std::borrow::Cow;
 
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query};
+
+/// The parsed query with every clause that only excludes (`a AND NOT b` gives `NOT b` as one
+/// clause of an `AND`) made "everything except": Tantivy's own matches nothing
+/// (quickwit-oss/tantivy#2584), so `tanaka AND NOT event.action:logout` found nothing.
+pub(crate) fn negations_complete(query: Box<dyn Query>) -> Box<dyn Query> {
+    let Some(boolean) = query.downcast_ref::<BooleanQuery>() else {
+        return query;
+    };
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = boolean
+        .clauses()
+        .iter()
+        .map(|(occur, clause)| (*occur, negations_complete(clause.box_clone())))
+        .collect();
+    if !clauses.is_empty() && clauses.iter().all(|(occur, _)| *occur == Occur::MustNot) {
+        clauses.push((Occur::Must, Box::new(AllQuery)));
+    }
+    Box::new(BooleanQuery::new(clauses))
+}
+
 /// Rewrites account words outside quotes: `DOMAIN\user` (bare or after `user.name:`) becomes
 /// `user.name:"user"`, and `user@domain` becomes `(user.name:"user" OR <the word>)`.
 pub(crate) fn accounts_as_typed(text: &str) -> Cow<'_, str> {

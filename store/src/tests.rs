@@ -113,6 +113,20 @@ fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
     );
     assert_eq!(search(index, "P2").total, 1, "and the patient");
     assert_eq!(search(index, "tanaka print").total, 1, "words are ANDed");
+    for query in [
+        "tanaka AND NOT print",
+        "tanaka NOT print",
+        "tanaka -print",
+        "(tanaka OR suzuki) AND NOT (print OR reception)",
+        "tanaka AND (NOT print)",
+    ] {
+        assert_eq!(search(index, query).total, 1, "{query}");
+    }
+    assert_eq!(
+        search(index, "user.name:suzuki OR NOT user.name:tanaka").total,
+        4,
+        "everything but tanaka's"
+    );
     assert_eq!(search(index, "*").total, 6);
     for query in [
         r"CLINIC\n030",

@@ -102,6 +102,7 @@ async fn kept(
     let s = state.clone();
     let days = ui.signoff_days;
     let dormant_days = ui.dormant_days;
+    let appointments = ui.appointments.clone();
     blocking(move || {
         let alerts = s.alerts.clone();
         let guard = match &alerts {
@@ -115,6 +116,7 @@ async fn kept(
             archive: Some(&db),
             signoff_days: days,
             dormant_days,
+            appointments: appointments.as_deref(),
         };
         let made = WeeklyReport::build(&sources, week, now).map_err(|e| {
             tracing::error!(error = %e, "a weekly report cannot be made");
