@@ -330,6 +330,25 @@ enum ReportCommand {
         #[arg(long)]
         send: bool,
     },
+    /// The same review over a calendar month, each person against their 3-month average.
+    Monthly {
+        /// The month, e.g. 2026-11 (default: last month, in the clinic's time zone).
+        #[arg(long)]
+        month: Option<String>,
+        /// html, csv or json.
+        #[arg(long, default_value = "html")]
+        format: String,
+        /// ja or en.
+        #[arg(long, default_value = "ja")]
+        lang: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Send the kept review (kept now if it is not yet) to the report channels
+        /// (`[report] channels`): queued, and sent by the server's senders with retries.
+        #[arg(long)]
+        send: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -389,23 +408,33 @@ fn main() -> ExitCode {
             Err(e) => Err(Failure::Usage(e.to_string())),
             Ok(checked) => match command {
                 Command::Serve => serve::serve(checked).map_err(Failure::Runtime),
-                Command::Report {
-                    command:
+                Command::Report { command } => {
+                    let (span, period, format, lang, out, send) = match command {
                         ReportCommand::Weekly {
                             week,
                             format,
                             lang,
                             out,
                             send,
-                        },
-                } => report::weekly(
-                    &checked,
-                    week.as_deref(),
-                    &format,
-                    &lang,
-                    out.as_deref(),
-                    send,
-                ),
+                        } => (::report::Span::Week, week, format, lang, out, send),
+                        ReportCommand::Monthly {
+                            month,
+                            format,
+                            lang,
+                            out,
+                            send,
+                        } => (::report::Span::Month, month, format, lang, out, send),
+                    };
+                    report::review(
+                        &checked,
+                        span,
+                        period.as_deref(),
+                        &format,
+                        &lang,
+                        out.as_deref(),
+                        send,
+                    )
+                }
                 Command::Search {
                     query,
                     from,

@@ -1,18 +1,19 @@
-//! `mimamori report weekly`: the weekly access review from the stored events and the alert
-//! database, while the server runs or not.
+//! `mimamori report weekly` and `monthly`: the access review from the stored events and the
+//! alert database, while the server runs or not; and the schedule that makes and sends them.
 
 use std::path::Path;
 
 use alerting::delivery::store::Again;
 use anyhow::Context;
 use report::archive::{ArchiveError, ReportDb};
-use report::{Format, Lang, Week, WeeklyReport};
+use report::{Format, Lang, Period, Span, WeeklyReport};
 
 use crate::Failure;
 use crate::config::Checked;
 
-pub fn weekly(
+pub fn review(
     checked: &Checked,
+    span: Span,
     week: Option<&str>,
     format: &str,
     lang: &str,
@@ -22,9 +23,15 @@ pub fn weekly(
     let usage = |e: report::ReportError| Failure::Usage(e.to_string());
     let zone = checked.clinic.zone;
     let week = match week {
-        Some(text) => Week::parse(text, zone).map_err(usage)?,
-        None => Week::previous(chrono::Utc::now(), zone),
+        Some(text) => Period::parse(text, zone).map_err(usage)?,
+        None => Period::previous(chrono::Utc::now(), zone, span),
     };
+    if week.span != span {
+        return Err(Failure::Usage(match span {
+            Span::Week => format!("--week: an ISO week like 2026-W48, not {}", week.name()),
+            Span::Month => format!("--month: a month like 2026-11, not {}", week.name()),
+        }));
+    }
     let format: Format = format
         .parse()
         .map_err(|e: report::ReportError| Failure::Usage(format!("--format: {e}")))?;
@@ -117,7 +124,7 @@ fn write(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
 fn kept_or_made(
     archive: &ReportDb,
     sources: &report::weekly::Sources<'_>,
-    week: Week,
+    week: Period,
 ) -> anyhow::Result<WeeklyReport> {
     match archive.get(&week.name()) {
         Ok((kept, _)) => return Ok(kept),
@@ -147,62 +154,86 @@ pub async fn schedule(
     let schedule_file = checked.appointments.clone().map(std::sync::Arc::new);
     let started = std::sync::Arc::new(checked.clinic.clone());
     let recipients = checked.review_recipients();
-    // The week whose review was last queued for the channels (once per run is enough: the
-    // queue itself refuses a second copy).
-    let mut sent: Option<String> = None;
+    let monthly = checked.config.report.monthly;
+    // The periods whose review was made or found, and queued for the channels, in this run
+    // (once per run is enough: the queue itself refuses a second copy).
+    let mut done: Vec<String> = Vec::new();
     loop {
         let clinic = reloader.as_ref().map_or(started.clone(), |r| r.clinic());
         let (index, archive) = (index.clone(), archive.clone());
-        let (data_dir, recipients, last_sent) =
-            (data_dir.clone(), recipients.clone(), sent.clone());
+        let (data_dir, recipients, handled) = (data_dir.clone(), recipients.clone(), done.clone());
         let appointments = schedule_file.clone();
-        let done =
-            tokio::task::spawn_blocking(move || -> anyhow::Result<(String, bool, Vec<String>)> {
-                let now = chrono::Utc::now();
-                let week = schedule.due(now, clinic.zone);
-                let name = week.name();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now();
+            let mut due = vec![schedule.due(now, clinic.zone)];
+            if monthly {
+                due.push(schedule.due_month(now, clinic.zone));
+            }
+            let mut results = Vec::new();
+            for period in due {
+                let name = period.name();
                 let made_before = archive.get(&name).is_ok();
-                if made_before && last_sent.as_deref() == Some(name.as_str()) {
-                    return Ok((name, false, Vec::new()));
+                if made_before && handled.contains(&name) {
+                    results.push((name, Ok((false, Vec::new()))));
+                    continue;
                 }
-                let alerts = alerting::db::AlertDb::open(
-                    &alerting::runner::alerts_db_path(&data_dir),
-                    dedup,
-                )?;
-                let sources = report::weekly::Sources {
-                    index: &index,
-                    alerts: Some(&alerts),
-                    clinic: &clinic,
-                    archive: Some(&archive),
-                    signoff_days: days,
-                    dormant_days: i64::from(dormant_days),
-                    appointments: appointments.as_deref(),
+                let one = || -> anyhow::Result<(bool, Vec<String>)> {
+                    let alerts = alerting::db::AlertDb::open(
+                        &alerting::runner::alerts_db_path(&data_dir),
+                        dedup,
+                    )?;
+                    let sources = report::weekly::Sources {
+                        index: &index,
+                        alerts: Some(&alerts),
+                        clinic: &clinic,
+                        archive: Some(&archive),
+                        signoff_days: days,
+                        dormant_days: i64::from(dormant_days),
+                        appointments: appointments.as_deref(),
+                    };
+                    let kept = kept_or_made(&archive, &sources, period)?;
+                    // Periods over before this appliance kept reviews are not mailed (an
+                    // install, or a restore, does not send reviews of the past).
+                    let queued = if period.range().1 > archive.watching_since()? {
+                        recipients.send(&alerts, &kept, Again::Never)?
+                    } else {
+                        Vec::new()
+                    };
+                    Ok((!made_before, queued))
                 };
-                let kept = kept_or_made(&archive, &sources, week)?;
-                // Weeks over before this appliance kept reviews are not mailed (an install, or a
-                // restore, does not send reviews of the past).
-                let queued = if week.range().1 > archive.watching_since()? {
-                    recipients.send(&alerts, &kept, Again::Never)?
-                } else {
-                    Vec::new()
-                };
-                Ok((name, !made_before, queued))
-            })
-            .await;
-        match done {
-            Ok(Ok((week, made, queued))) => {
-                if made {
-                    tracing::info!(week, "the weekly review is made and kept");
-                }
-                if !queued.is_empty() {
-                    tracing::info!(week, channels = %queued.join(", "), "the weekly review is queued for its channels");
-                }
-                sent = Some(week);
+                results.push((name, one()));
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "the weekly review cannot be made or sent; trying again in a minute")
+            results
+        })
+        .await;
+        let results = match outcome {
+            Ok(results) => results,
+            Err(e) => {
+                tracing::warn!(error = %e, "the scheduled review's task failed");
+                Vec::new()
             }
-            Err(e) => tracing::warn!(error = %e, "the weekly review's task failed"),
+        };
+        done.clear();
+        for (period, result) in results {
+            let kind = if period.contains('W') {
+                "weekly"
+            } else {
+                "monthly"
+            };
+            match result {
+                Ok((made, queued)) => {
+                    if made {
+                        tracing::info!(week = %period, "the {kind} review is made and kept");
+                    }
+                    if !queued.is_empty() {
+                        tracing::info!(week = %period, channels = %queued.join(", "), "the {kind} review is queued for its channels");
+                    }
+                    done.push(period);
+                }
+                Err(e) => {
+                    tracing::warn!(week = %period, error = %e, "the {kind} review cannot be made or sent; trying again in a minute")
+                }
+            }
         }
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     }

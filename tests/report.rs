@@ -358,3 +358,55 @@ fn a_new_york_week_when_daylight_saving_ends() {
         "no schedule: not spot-checked"
     );
 }
+
+#[test]
+fn a_month_in_new_york_with_its_daylight_saving_hour() {
+    let clinic = Clinic::new(
+        "timezone = \"America/New_York\"\nnational_holidays = false",
+        &[
+            // October, the month before: n001 three times a month is their usual.
+            ("2026-10-06T14:00:00Z", "n001", "P0001"),
+            ("2026-10-07T14:00:00Z", "n001", "P0001"),
+            ("2026-10-08T14:00:00Z", "n001", "P0001"),
+            // 1 November 00:30 EDT, the month's first hour; 30 November 23:30 EST, its last.
+            ("2026-11-01T04:30:00Z", "n001", "P0002"),
+            ("2026-12-01T04:30:00Z", "n002", "P0002"),
+            // 1 December 00:30 EST: the next month.
+            ("2026-12-01T05:30:00Z", "n001", "P0003"),
+        ],
+    );
+    let out = clinic.run(
+        &[
+            "report", "monthly", "--month", "2026-11", "--format", "json",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["span"], "month");
+    assert_eq!(report["week"], "2026-11");
+    assert_eq!(report["from"], "2026-11-01T04:00:00Z");
+    assert_eq!(report["to"], "2026-12-01T05:00:00Z", "30 days and an hour");
+    assert_eq!(report["events"], 2);
+    agrees_with_search(&clinic, &report);
+    let n001 = report["staff"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["user"] == "n001")
+        .unwrap();
+    assert_eq!(
+        n001["usual"], 3.0,
+        "October's three, the only month before with events"
+    );
+    assert_eq!(n001["change_percent"], -67);
+    let html = clinic.run(&["report", "monthly", "--month", "2026-11"], None);
+    let html = String::from_utf8_lossy(&html.stdout);
+    assert!(
+        html.contains("月次アクセス確認報告 2026-11") && html.contains("この月の記録は 2 件です。"),
+        "{html}"
+    );
+    let wrong = clinic.run(&["report", "monthly", "--month", "2026-W48"], None);
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("a month like 2026-11"));
+}

@@ -72,7 +72,7 @@ pub fn message(
     lang: Lang,
     link_base: Option<&str>,
 ) -> Result<Message, ReportError> {
-    let t = catalogue(lang)?;
+    let t = catalogue(lang, report.span)?;
     let zone: chrono_tz::Tz = report.zone.parse().unwrap_or(chrono_tz::Asia::Tokyo);
     let day =
         |at: chrono::DateTime<chrono::Utc>| format_date(at.with_timezone(&zone).date_naive(), lang);
@@ -85,6 +85,7 @@ pub fn message(
         t["mail"][key]
             .as_str()
             .unwrap_or("")
+            .replace("{title}", t["title"].as_str().unwrap_or(""))
             .replace("{week}", &report.week)
             .replace("{clinic}", &report.clinic)
             .replace("{period}", &period)

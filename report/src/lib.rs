@@ -15,7 +15,7 @@ pub mod spot;
 pub mod weekly;
 
 pub use lang::Lang;
-pub use period::Week;
+pub use period::{Period, Span};
 pub use render::{Format, render};
 pub use weekly::WeeklyReport;
 

@@ -8,6 +8,7 @@ use minijinja::{Environment, context};
 
 use crate::ReportError;
 use crate::lang::{Lang, format_date, format_time};
+use crate::period::Span;
 use crate::weekly::WeeklyReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,12 +37,28 @@ const JA: &str = include_str!("../i18n/ja.toml");
 const EN: &str = include_str!("../i18n/en.toml");
 const TEMPLATE: &str = include_str!("../templates/weekly.html");
 
-pub(crate) fn catalogue(lang: Lang) -> Result<toml::Value, ReportError> {
-    toml::from_str(match lang {
+/// The words of `lang`; for a monthly review, with the `[month]` table's replacements (keys
+/// like `"totals.summary"` name the words they replace).
+pub(crate) fn catalogue(lang: Lang, span: Span) -> Result<toml::Value, ReportError> {
+    let mut t: toml::Value = toml::from_str(match lang {
         Lang::Ja => JA,
         Lang::En => EN,
     })
-    .map_err(|e| ReportError::Render(format!("catalogue: {e}")))
+    .map_err(|e| ReportError::Render(format!("catalogue: {e}")))?;
+    if span == Span::Month
+        && let Some(toml::Value::Table(month)) = t.get("month").cloned()
+    {
+        for (path, words) in month {
+            let mut at = &mut t;
+            for part in path.split('.') {
+                at = at
+                    .get_mut(part)
+                    .ok_or_else(|| ReportError::Render(format!("catalogue: no {path}")))?;
+            }
+            *at = words;
+        }
+    }
+    Ok(t)
 }
 
 /// A cell's colour for `n` of at most `max`: white to deep blue.
@@ -80,7 +97,7 @@ pub struct Summaries {
 
 impl Summaries {
     pub fn of(report: &WeeklyReport, lang: Lang) -> Result<Summaries, ReportError> {
-        let t = catalogue(lang)?;
+        let t = catalogue(lang, report.span)?;
         Ok(Summaries::with(report, &t))
     }
 
@@ -223,7 +240,7 @@ pub fn render(report: &WeeklyReport, format: Format, lang: Lang) -> Result<Strin
 
 fn html(report: &WeeklyReport, lang: Lang) -> Result<String, ReportError> {
     let zone: Tz = report.zone.parse().unwrap_or(chrono_tz::Asia::Tokyo);
-    let t = catalogue(lang)?;
+    let t = catalogue(lang, report.span)?;
     let when = |at: DateTime<Utc>| format_time(at, zone, lang);
     let date = |at: DateTime<Utc>| format_date(at.with_timezone(&zone).date_naive(), lang);
     let max = report.heat.iter().flatten().copied().max().unwrap_or(0);
@@ -441,8 +458,11 @@ mod tests {
     #[test]
     fn both_catalogues_have_the_same_keys() {
         let (mut ja, mut en) = (Vec::new(), Vec::new());
-        keys(&catalogue(Lang::Ja).unwrap(), "", &mut ja);
-        keys(&catalogue(Lang::En).unwrap(), "", &mut en);
+        keys(&catalogue(Lang::Ja, Span::Week).unwrap(), "", &mut ja);
+        keys(&catalogue(Lang::En, Span::Week).unwrap(), "", &mut en);
+        // Every monthly replacement names words that exist.
+        catalogue(Lang::Ja, Span::Month).unwrap();
+        catalogue(Lang::En, Span::Month).unwrap();
         assert_eq!(ja, en);
         assert!(ja.len() > 20);
     }

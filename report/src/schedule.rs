@@ -8,7 +8,7 @@ use serde::Deserialize;
 use alerting::channels::ChannelConfig;
 
 use crate::lang::Lang;
-use crate::period::Week;
+use crate::period::{Period, Span};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -17,8 +17,10 @@ pub struct ReportConfig {
     pub weekly: bool,
     /// The day it is made: `mon` .. `sun`.
     pub weekly_day: String,
-    /// The local time it is made at, `HH:MM`.
+    /// The local time it is made at, `HH:MM` (the monthly review too).
     pub weekly_time: String,
+    /// Also make (and send) a monthly review, on the 1st, for the month before.
+    pub monthly: bool,
     /// Days a review may stay unsigned before the next report and the UI flag it.
     pub signoff_days: u32,
     /// Days without an event after which a roster account is listed as dormant; 0: never.
@@ -36,6 +38,7 @@ impl Default for ReportConfig {
             weekly: true,
             weekly_day: "mon".into(),
             weekly_time: "08:00".into(),
+            monthly: false,
             signoff_days: 7,
             dormant_days: 30,
             channels: None,
@@ -126,12 +129,12 @@ impl ReportConfig {
 impl Schedule {
     /// The week whose review is due at `now`: last week's, once this week's scheduled moment
     /// has passed (before it, the one before that, which is made already).
-    pub fn due(&self, now: DateTime<Utc>, zone: Tz) -> Week {
+    pub fn due(&self, now: DateTime<Utc>, zone: Tz) -> Period {
         let local = now.with_timezone(&zone);
-        let this = Week::of(local.date_naive(), zone);
+        let this = Period::of(local.date_naive(), zone, Span::Week);
         let moment = crate::period::local_instant(
             zone,
-            this.monday() + chrono::Duration::days(i64::from(self.day.num_days_from_monday())),
+            this.first_day() + chrono::Duration::days(i64::from(self.day.num_days_from_monday())),
             self.time,
         );
         if now >= moment {
@@ -139,6 +142,13 @@ impl Schedule {
         } else {
             this.back(2)
         }
+    }
+
+    /// The month whose review is due at `now`: last month's from the 1st at the same time.
+    pub fn due_month(&self, now: DateTime<Utc>, zone: Tz) -> Period {
+        let this = Period::of(now.with_timezone(&zone).date_naive(), zone, Span::Month);
+        let moment = crate::period::local_instant(zone, this.first_day(), self.time);
+        this.back(if now >= moment { 1 } else { 2 })
     }
 }
 
@@ -162,6 +172,14 @@ mod tests {
         assert_eq!(
             s.due(at("2026-12-06T23:00:00+09:00"), tokyo).name(),
             "2026-W48"
+        );
+        assert_eq!(
+            s.due_month(at("2026-12-01T07:59:00+09:00"), tokyo).name(),
+            "2026-10"
+        );
+        assert_eq!(
+            s.due_month(at("2026-12-01T08:00:00+09:00"), tokyo).name(),
+            "2026-11"
         );
         let bad = ReportConfig {
             weekly_time: "8am".into(),

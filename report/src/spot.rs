@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use store::{EventIndex, SearchRequest};
 
 use crate::ReportError;
-use crate::period::Week;
+use crate::period::Period;
 
 /// Accesses taken from each of the week's [`SLICES_PER_DAY`] slices of each day, newest first.
 pub const PER_SLICE: usize = 20;
@@ -50,7 +50,7 @@ pub fn spot_checks(
     index: &EventIndex,
     clinic: &Clinic,
     schedule: Option<&Appointments>,
-    week: Week,
+    week: Period,
 ) -> Result<SpotChecks, ReportError> {
     let Some(schedule) = schedule else {
         return Ok(SpotChecks::default());

@@ -13,10 +13,8 @@ use alerting::db::{AlertDb, AlertFilter};
 use rules::clinic::Clinic;
 
 use crate::ReportError;
-use crate::period::{Week, local_instant};
+use crate::period::{Period, local_instant};
 
-/// Weeks the staff's usual activity is averaged over.
-pub const BASELINE_WEEKS: i64 = 4;
 /// Rows listed at most in a list section (the counts stay whole).
 pub const MAX_LISTED: usize = 200;
 /// Patients listed by how many staff opened them.
@@ -40,7 +38,8 @@ pub struct StaffWeek {
     /// The roster's name, if known.
     pub name: Option<String>,
     pub events: u64,
-    /// Their weekly average over the [`BASELINE_WEEKS`] before (those holding events).
+    /// Their average per period over the periods before ([`Period::baseline`]: four weeks, or
+    /// three months; those holding events).
     pub usual: f64,
     /// Percent change against `usual`; none when they had no activity before.
     pub change_percent: Option<i64>,
@@ -125,7 +124,11 @@ impl GapLine {
 /// The week's review.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct WeeklyReport {
+    /// The period's name: `2026-W48`, or `2026-11` for a monthly review.
     pub week: String,
+    /// A week or a month.
+    #[serde(default)]
+    pub span: crate::period::Span,
     pub clinic: String,
     pub zone: String,
     pub from: DateTime<Utc>,
@@ -280,7 +283,7 @@ fn closed_spans(clinic: &Clinic, day: NaiveDate) -> (Vec<Span>, bool) {
 impl WeeklyReport {
     pub fn build(
         sources: &Sources<'_>,
-        week: Week,
+        week: Period,
         now: DateTime<Utc>,
     ) -> Result<WeeklyReport, ReportError> {
         let Sources {
@@ -309,7 +312,7 @@ impl WeeklyReport {
         // averages what it has.)
         let mut before: BTreeMap<String, u64> = BTreeMap::new();
         let mut baseline_weeks = 0;
-        for n in 1..=BASELINE_WEEKS {
+        for n in 1..=week.baseline() {
             let (a, b) = week.back(n).range();
             let (total, users) = counts(index, "*", a, b, "user.name")?;
             baseline_weeks += i64::from(total > 0);
@@ -545,6 +548,7 @@ impl WeeklyReport {
 
         let mut report = WeeklyReport {
             week: week.name(),
+            span: week.span,
             clinic: clinic.name.clone(),
             zone: clinic.zone.name().to_owned(),
             from,

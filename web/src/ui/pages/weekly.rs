@@ -11,7 +11,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::Utc;
 use minijinja::context;
 use report::archive::{ArchiveError, ReportDb, SignOff};
-use report::{Week, WeeklyReport};
+use report::{Period, Span, WeeklyReport};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -70,7 +70,7 @@ async fn kept(
 ) -> Result<(WeeklyReport, Vec<SignOff>), PageError> {
     let ui = ui_of(state)?;
     let clinic = ui.clinic();
-    let week = Week::parse(week, clinic.zone).map_err(|e| PageError::Bad(e.to_string()))?;
+    let week = Period::parse(week, clinic.zone).map_err(|e| PageError::Bad(e.to_string()))?;
     let db = archive(state)?;
     let name = week.name();
     let found = {
@@ -154,11 +154,12 @@ pub(crate) async fn list(
             }
         })
         .collect();
-    let last = Week::previous(now, zone).name();
+    let last = Period::previous(now, zone, Span::Week).name();
+    let last_month = Period::previous(now, zone, Span::Month).name();
     Ok(ui.render(
         "weekly_list.html",
         &viewer,
-        context! { reports => rows, last => last, days => days },
+        context! { reports => rows, last => last, last_month => last_month, days => days },
     ))
 }
 
