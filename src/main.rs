@@ -308,6 +308,24 @@ enum ChannelsCommand {
     },
 }
 
+/// How a review is written and whether it is sent.
+#[derive(clap::Args)]
+struct ReviewOptions {
+    /// html, csv or json.
+    #[arg(long, default_value = "html")]
+    format: String,
+    /// ja or en.
+    #[arg(long, default_value = "ja")]
+    lang: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Send the kept review (kept now if it is not yet) to the report channels
+    /// (`[report] channels`): queued, and sent by the server's senders with retries.
+    #[arg(long)]
+    send: bool,
+}
+
 #[derive(Subcommand)]
 enum ReportCommand {
     /// The weekly access review: totals, off-hours use, alerts and their triage, account
@@ -316,38 +334,16 @@ enum ReportCommand {
         /// The ISO week, e.g. 2026-W48 (default: last week, in the clinic's time zone).
         #[arg(long)]
         week: Option<String>,
-        /// html, csv or json.
-        #[arg(long, default_value = "html")]
-        format: String,
-        /// ja or en.
-        #[arg(long, default_value = "ja")]
-        lang: String,
-        /// Write here instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Send the kept review (kept now if it is not yet) to the report channels
-        /// (`[report] channels`): queued, and sent by the server's senders with retries.
-        #[arg(long)]
-        send: bool,
+        #[command(flatten)]
+        options: ReviewOptions,
     },
     /// The same review over a calendar month, each person against their 3-month average.
     Monthly {
         /// The month, e.g. 2026-11 (default: last month, in the clinic's time zone).
         #[arg(long)]
         month: Option<String>,
-        /// html, csv or json.
-        #[arg(long, default_value = "html")]
-        format: String,
-        /// ja or en.
-        #[arg(long, default_value = "ja")]
-        lang: String,
-        /// Write here instead of standard output.
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Send the kept review (kept now if it is not yet) to the report channels
-        /// (`[report] channels`): queued, and sent by the server's senders with retries.
-        #[arg(long)]
-        send: bool,
+        #[command(flatten)]
+        options: ReviewOptions,
     },
 }
 
@@ -409,30 +405,22 @@ fn main() -> ExitCode {
             Ok(checked) => match command {
                 Command::Serve => serve::serve(checked).map_err(Failure::Runtime),
                 Command::Report { command } => {
-                    let (span, period, format, lang, out, send) = match command {
-                        ReportCommand::Weekly {
-                            week,
-                            format,
-                            lang,
-                            out,
-                            send,
-                        } => (::report::Span::Week, week, format, lang, out, send),
-                        ReportCommand::Monthly {
-                            month,
-                            format,
-                            lang,
-                            out,
-                            send,
-                        } => (::report::Span::Month, month, format, lang, out, send),
+                    let (span, period, o) = match command {
+                        ReportCommand::Weekly { week, options } => {
+                            (::report::Span::Week, week, options)
+                        }
+                        ReportCommand::Monthly { month, options } => {
+                            (::report::Span::Month, month, options)
+                        }
                     };
                     report::review(
                         &checked,
                         span,
                         period.as_deref(),
-                        &format,
-                        &lang,
-                        out.as_deref(),
-                        send,
+                        &o.format,
+                        &o.lang,
+                        o.out.as_deref(),
+                        o.send,
                     )
                 }
                 Command::Search {
