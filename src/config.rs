@@ -258,6 +258,8 @@ impl Checked {
             channels: r.recipients(&self.config.channels).unwrap_or_default(),
             lang: r.lang().unwrap_or_default(),
             link_base: Some(self.config.delivery.link_base.clone()).filter(|b| !b.is_empty()),
+            attach_pdf: r.attach_pdf,
+            browser: r.browser.clone(),
         }
     }
 

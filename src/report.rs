@@ -6,7 +6,7 @@ use std::path::Path;
 use alerting::delivery::store::Again;
 use anyhow::Context;
 use report::archive::{ArchiveError, ReportDb};
-use report::{Format, Lang, Period, Span, WeeklyReport};
+use report::{Format, Lang, Period, Span, WeeklyReport, render_bytes};
 
 use crate::Failure;
 use crate::config::Checked;
@@ -39,6 +39,7 @@ pub fn review(
         .parse()
         .map_err(|e: report::ReportError| Failure::Usage(format!("--lang: {e}")))?;
     let data_dir = &checked.config.storage.data_dir;
+    let browser = checked.config.report.browser.as_deref();
     let run = || -> anyhow::Result<()> {
         let index = store::EventIndex::open_read_only(data_dir)
             .with_context(|| format!("no event index in {}", data_dir.display()))?;
@@ -62,7 +63,7 @@ pub fn review(
         };
         if !send {
             let built = WeeklyReport::build(&sources, week, chrono::Utc::now())?;
-            return write(&report::render(&built, format, lang)?, out);
+            return write(&render_bytes(&built, format, lang, browser)?, out);
         }
         // Sent: the copy kept (the one the UI shows and a sign-off refers to).
         if week.range().1 > chrono::Utc::now() {
@@ -89,7 +90,7 @@ pub fn review(
         }
         let queued = recipients.send(alerts, &kept, Again::UnlessPending)?;
         if let Some(path) = out {
-            write(&report::render(&kept, format, lang)?, Some(path))?;
+            write(&render_bytes(&kept, format, lang, browser)?, Some(path))?;
         }
         if queued.is_empty() {
             eprintln!(
@@ -108,14 +109,16 @@ pub fn review(
     run().map_err(Failure::Runtime)
 }
 
-fn write(text: &str, out: Option<&Path>) -> anyhow::Result<()> {
+fn write(bytes: &[u8], out: Option<&Path>) -> anyhow::Result<()> {
+    use std::io::Write;
     match out {
         Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+            std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
         }
         None => {
-            print!("{text}");
-            Ok(())
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(bytes)?;
+            Ok(stdout.flush()?)
         }
     }
 }

@@ -71,6 +71,7 @@ pub fn build(
     let reports = report::archive::reports_db_path(&checked.config.storage.data_dir);
     ui.signoff_days = i64::from(checked.config.report.signoff_days);
     ui.dormant_days = i64::from(checked.config.report.dormant_days);
+    ui.pdf_browser = checked.config.report.browser.clone();
     ui.review_recipients = Some(checked.review_recipients()).filter(|r| !r.channels.is_empty());
     match report::archive::ReportDb::open(&reports) {
         Ok(db) => ui.reports = Some(Arc::new(db)),

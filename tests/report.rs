@@ -308,6 +308,31 @@ fn a_tokyo_week_with_a_national_holiday() {
         "{csv}"
     );
 
+    // Printed as PDF by Chromium: the same words and checksum, read back with poppler.
+    let pdf = clinic.path().join("w48.pdf");
+    let out = clinic.run(
+        &[
+            "report",
+            "weekly",
+            "--week",
+            "2026-W48",
+            "--format",
+            "pdf",
+            "--out",
+            pdf.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF"));
+    let text = common::pdf_text(&pdf);
+    assert!(
+        text.contains("週次アクセス確認報告 2026-W48")
+            && text.contains("診療時間外 3 件、休診日 1 件の利用があります。")
+            && text.contains(report["checksum"].as_str().unwrap()),
+        "{text}"
+    );
+
     // A week that is no week is refused, saying what is expected.
     let bad = clinic.run(&["report", "weekly", "--week", "2026-W60"], None);
     assert_eq!(bad.status.code(), Some(2));

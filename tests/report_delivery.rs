@@ -1,11 +1,13 @@
 //! The weekly review delivered: mailed whole through a real SMTP server (HTML body, CSV
 //! attached, read back as a mail client reads it; no patient ID unless the channel allows
 //! them), a chat channel given the summary and a link,
-//! a mail server that is down retried and shown in the UI, sent again from the UI, and no
+//! a PDF attached (printed by Chromium, read back with pdftotext), a mail server that is down
+//! retried and shown in the UI, sent again from the UI, and no
 //! review mailed of a week that was over before the appliance started.
 
 mod common;
 
+use base64::Engine;
 use common::Server;
 use common::delivery::{ROSTER, Smtp, wait};
 use common::receiver::Receiver;
@@ -27,7 +29,7 @@ fn the_weekly_review_is_mailed_whole_chatted_in_brief_retried_and_shown() {
         &format!("smtp_port = {down}"),
     );
     let tail = format!(
-        "{ROSTER}\n[delivery]\nlink_base = \"https://mimamori.clinic.example\"\n{}{broken}\n[[channels]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"{}\"\n",
+        "{ROSTER}\n[report]\nattach_pdf = true\n[delivery]\nlink_base = \"https://mimamori.clinic.example\"\n{}{broken}\n[[channels]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"{}\"\n",
         smtp.channel("office", ""),
         chat.url("/hook"),
     );
@@ -99,11 +101,28 @@ fn the_weekly_review_is_mailed_whole_chatted_in_brief_retried_and_shown() {
         "{text}"
     );
     let attachments = mail["attachments"].as_array().unwrap();
-    assert_eq!(attachments.len(), 1, "{mail}");
+    assert_eq!(attachments.len(), 2, "{mail}");
     assert_eq!(attachments[0]["filename"], format!("review-{week}.csv"));
     assert_eq!(attachments[0]["content_type"], "text/csv");
     let csv = attachments[0]["content"].as_str().unwrap();
     assert!(csv.contains(checksum), "{csv}");
+    // The PDF printed by Chromium, read back with poppler.
+    assert_eq!(attachments[1]["filename"], format!("review-{week}.pdf"));
+    assert_eq!(attachments[1]["content_type"], "application/pdf");
+    let pdf = base64::engine::general_purpose::STANDARD
+        .decode(attachments[1]["content"].as_str().unwrap())
+        .unwrap();
+    let pdf_file = dir.path().join("review.pdf");
+    std::fs::write(&pdf_file, &pdf).unwrap();
+    let text = common::pdf_text(&pdf_file);
+    assert!(
+        text.contains(&format!("週次アクセス確認報告 {week}")) && text.contains(checksum),
+        "{text}"
+    );
+    assert!(
+        !text.contains("P0007"),
+        "no patient ID in the mailed PDF either"
+    );
     // No patient ID by mail to a channel without include_patient_data: ranked instead.
     assert!(
         !mail.to_string().contains("P0007") && html.contains("#1"),

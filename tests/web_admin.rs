@@ -364,6 +364,10 @@ fn the_weekly_review_is_made_kept_read_and_signed_off() {
             .is_some_and(|c| c.contains("style-src 'unsafe-inline'") && !c.contains("script")),
         "inline styles only"
     );
+    let pdf = admin.get(&format!("/reports/weekly/{week}/report.pdf"));
+    assert_eq!(pdf.status, 200, "{}", pdf.body);
+    assert_eq!(pdf.header("content-type"), Some("application/pdf"));
+    assert!(pdf.body.starts_with("%PDF"), "printed by Chromium");
     assert_eq!(
         admin.get("/reports/weekly/2099-W01").status,
         400,

@@ -19,19 +19,24 @@ pub struct Recipients {
     pub channels: Vec<ChannelConfig>,
     pub lang: Lang,
     pub link_base: Option<String>,
+    /// Attach a PDF to the mail too, printed by this browser (none configured: found on the
+    /// PATH).
+    pub attach_pdf: bool,
+    pub browser: Option<std::path::PathBuf>,
+}
+
+/// What goes to some of the report channels: the same message for each.
+pub struct Outgoing {
+    pub week: String,
+    pub channels: Vec<ChannelConfig>,
+    pub message: Message,
 }
 
 impl Recipients {
-    /// Queues `report` for every report channel (see [`Again`]); the channels it was queued
-    /// for.
-    pub fn send(
-        &self,
-        alerts: &AlertDb,
-        report: &WeeklyReport,
-        again: Again,
-    ) -> Result<Vec<String>, ReportError> {
-        let mut queued = Vec::new();
-        // Patient IDs only to the channels allowed them (`include_patient_data`).
+    /// The messages of `report`, made (and a PDF printed) before any database is touched:
+    /// patient IDs only to the channels allowed them (`include_patient_data`).
+    pub fn messages(&self, report: &WeeklyReport) -> Result<Vec<Outgoing>, ReportError> {
+        let mut out = Vec::new();
         for allowed in [false, true] {
             let channels: Vec<ChannelConfig> = self
                 .channels
@@ -47,12 +52,63 @@ impl Recipients {
             } else {
                 report.without_patient_data()
             };
-            let message = message(&copy, self.lang, self.link_base.as_deref())?;
-            queued.extend(queue(alerts, &channels, &report.week, &message, again)?);
+            let mut message = message(&copy, self.lang, self.link_base.as_deref())?;
+            if self.attach_pdf && message.html.is_some() {
+                attach_pdf(&mut message, &copy, self.lang, self.browser.as_deref());
+            }
+            out.push(Outgoing {
+                week: report.week.clone(),
+                channels,
+                message,
+            });
         }
-        // In the order configured.
+        Ok(out)
+    }
+
+    /// Queues `outgoing` (see [`Again`]); the channels it was queued for, in the order
+    /// configured.
+    pub fn queue(
+        &self,
+        alerts: &AlertDb,
+        outgoing: &[Outgoing],
+        again: Again,
+    ) -> Result<Vec<String>, ReportError> {
+        let mut queued = Vec::new();
+        for o in outgoing {
+            queued.extend(queue(alerts, &o.channels, &o.week, &o.message, again)?);
+        }
         queued.sort_by_key(|name| self.channels.iter().position(|c| &c.name == name));
         Ok(queued)
+    }
+
+    /// [`Recipients::messages`] then [`Recipients::queue`].
+    pub fn send(
+        &self,
+        alerts: &AlertDb,
+        report: &WeeklyReport,
+        again: Again,
+    ) -> Result<Vec<String>, ReportError> {
+        self.queue(alerts, &self.messages(report)?, again)
+    }
+}
+
+/// The review as PDF attached to `message`; when it cannot be printed, the mail says why
+/// instead (the review itself still goes).
+fn attach_pdf(
+    message: &mut Message,
+    report: &WeeklyReport,
+    lang: Lang,
+    browser: Option<&std::path::Path>,
+) {
+    match crate::render::render_bytes(report, Format::Pdf, lang, browser) {
+        Ok(pdf) => message.attachments.push(Attachment::binary(
+            format!("review-{}.pdf", report.week),
+            "application/pdf",
+            &pdf,
+        )),
+        Err(e) => message
+            .text
+            .push_str(&format!("\n\n(PDF を作れませんでした / no PDF: {e})")),
     }
 }
 
@@ -110,6 +166,7 @@ pub fn message(
                 filename: format!("review-{}.csv", report.week),
                 content_type: "text/csv; charset=utf-8".into(),
                 content: csv,
+                base64: false,
             }]
         } else {
             Vec::new()

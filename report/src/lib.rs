@@ -8,6 +8,7 @@ pub mod archive;
 pub mod deliver;
 pub mod dormant;
 pub mod lang;
+pub mod pdf;
 pub mod period;
 pub mod render;
 pub mod schedule;
@@ -16,7 +17,7 @@ pub mod weekly;
 
 pub use lang::Lang;
 pub use period::{Period, Span};
-pub use render::{Format, render};
+pub use render::{Format, render, render_bytes};
 pub use weekly::WeeklyReport;
 
 #[derive(Debug, thiserror::Error)]

@@ -16,6 +16,8 @@ pub enum Format {
     Html,
     Csv,
     Json,
+    /// The HTML printed by Chromium ([`crate::pdf`]).
+    Pdf,
 }
 
 impl std::str::FromStr for Format {
@@ -26,8 +28,9 @@ impl std::str::FromStr for Format {
             "html" => Ok(Format::Html),
             "csv" => Ok(Format::Csv),
             "json" => Ok(Format::Json),
+            "pdf" => Ok(Format::Pdf),
             other => Err(ReportError::Render(format!(
-                "format html, csv or json, not {other:?}"
+                "format html, pdf, csv or json, not {other:?}"
             ))),
         }
     }
@@ -228,8 +231,26 @@ impl Summaries {
     }
 }
 
+/// The review as a file of `format`; PDF is printed by `browser` (found on the PATH if none).
+pub fn render_bytes(
+    report: &WeeklyReport,
+    format: Format,
+    lang: Lang,
+    browser: Option<&std::path::Path>,
+) -> Result<Vec<u8>, ReportError> {
+    if format == Format::Pdf {
+        let html = html(report, lang)?;
+        return crate::pdf::from_html(&html, &crate::pdf::browser(browser)?);
+    }
+    render(report, format, lang).map(String::into_bytes)
+}
+
+/// The review as text (HTML, CSV, JSON); PDF is [`render_bytes`]'s.
 pub fn render(report: &WeeklyReport, format: Format, lang: Lang) -> Result<String, ReportError> {
     match format {
+        Format::Pdf => Err(ReportError::Render(
+            "PDF is not text: render_bytes prints it".into(),
+        )),
         Format::Json => {
             serde_json::to_string_pretty(report).map_err(|e| ReportError::Render(e.to_string()))
         }

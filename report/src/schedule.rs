@@ -30,6 +30,11 @@ pub struct ReportConfig {
     pub channels: Option<Vec<String>>,
     /// The language of the review sent: `ja` or `en`.
     pub language: String,
+    /// Attach the review as PDF to its email too (printed by Chromium; see `browser`).
+    pub attach_pdf: bool,
+    /// The Chrome or Chromium binary that prints PDFs; unset: `chromium` (or
+    /// `chromium-browser`, `google-chrome`) on the PATH.
+    pub browser: Option<std::path::PathBuf>,
 }
 
 impl Default for ReportConfig {
@@ -43,6 +48,8 @@ impl Default for ReportConfig {
             dormant_days: 30,
             channels: None,
             language: "ja".into(),
+            attach_pdf: false,
+            browser: None,
         }
     }
 }

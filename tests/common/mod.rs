@@ -367,3 +367,14 @@ pub fn make_cert(dir: &Path) -> (String, String) {
     assert!(status.success());
     (cert.display().to_string(), key.display().to_string())
 }
+
+/// The text of a PDF, as poppler's `pdftotext` reads it.
+pub fn pdf_text(pdf: &Path) -> String {
+    let out = Command::new("pdftotext")
+        .arg(pdf)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils)");
+    assert!(out.status.success(), "pdftotext {}: {out:?}", pdf.display());
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

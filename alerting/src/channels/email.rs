@@ -120,7 +120,8 @@ pub(super) async fn send(c: &ChannelConfig, key: &str, body: &str) -> Result<Sen
         for a in mail.attachments {
             let kind = ContentType::parse(&a.content_type)
                 .map_err(|e| permanent("attachment type", &e))?;
-            mixed = mixed.singlepart(Attachment::new(a.filename).body(a.content, kind));
+            let bytes = a.bytes().map_err(|e| permanent("stored mail", &e))?;
+            mixed = mixed.singlepart(Attachment::new(a.filename).body(bytes, kind));
         }
         body = mixed;
     }

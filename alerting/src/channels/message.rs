@@ -27,7 +27,35 @@ pub struct Attachment {
     pub filename: String,
     /// e.g. `text/csv; charset=utf-8`.
     pub content_type: String,
+    /// The text, or with `base64` the bytes in base64 (a PDF).
     pub content: String,
+    #[serde(default)]
+    pub base64: bool,
+}
+
+impl Attachment {
+    /// A binary file (kept as base64 in the delivery).
+    pub fn binary(filename: String, content_type: &str, bytes: &[u8]) -> Attachment {
+        use base64::Engine;
+        Attachment {
+            filename,
+            content_type: content_type.to_owned(),
+            content: base64::engine::general_purpose::STANDARD.encode(bytes),
+            base64: true,
+        }
+    }
+
+    /// Its bytes.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine;
+        if self.base64 {
+            base64::engine::general_purpose::STANDARD
+                .decode(&self.content)
+                .map_err(|e| format!("attachment {}: {e}", self.filename))
+        } else {
+            Ok(self.content.clone().into_bytes())
+        }
+    }
 }
 
 impl Kind {

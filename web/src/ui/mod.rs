@@ -42,6 +42,8 @@ pub struct Ui {
     pub signoff_days: i64,
     /// Days without an event that make a roster account dormant in the review (0: never).
     pub dormant_days: i64,
+    /// The browser that prints a review as PDF (none: `chromium` on the PATH).
+    pub pdf_browser: Option<std::path::PathBuf>,
     /// Who receives the weekly reviews (none: they are not sent from the UI).
     pub review_recipients: Option<report::deliver::Recipients>,
     /// One roster edit at a time.
@@ -180,6 +182,7 @@ impl Ui {
             signoff_days: 7,
             dormant_days: 30,
             review_recipients: None,
+            pdf_browser: None,
             roster_lock: tokio::sync::Mutex::new(()),
             appointments,
             setup_token: crate::accounts::random_token(),

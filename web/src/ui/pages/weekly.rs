@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use minijinja::context;
 use report::archive::{ArchiveError, ReportDb, SignOff};
@@ -230,6 +230,7 @@ pub(crate) async fn document(
         "report.html" => (report::Format::Html, "text/html; charset=utf-8"),
         "report.csv" => (report::Format::Csv, "text/csv; charset=utf-8"),
         "report.json" => (report::Format::Json, "application/json"),
+        "report.pdf" => (report::Format::Pdf, "application/pdf"),
         _ => return Err(PageError::NotFound),
     };
     audit::require(
@@ -241,8 +242,25 @@ pub(crate) async fn document(
         ),
     )
     .await?;
-    let text = report::render(&made, format, lang).map_err(|_| PageError::Internal)?;
-    let mut response = Html(text).into_response();
+    // A PDF runs a browser: one at a time with the other heavy pages.
+    let _slot = if format == report::Format::Pdf {
+        Some(search_slot(&state).await?)
+    } else {
+        None
+    };
+    let browser = ui_of(&state)?.pdf_browser.clone();
+    let name = made.week.clone();
+    let bytes = blocking(move || {
+        report::render_bytes(&made, format, lang, browser.as_deref()).map_err(|e| {
+            tracing::warn!(error = %e, "a review cannot be written");
+            match format {
+                report::Format::Pdf => PageError::Bad(format!("PDF: {e}")),
+                _ => PageError::Internal,
+            }
+        })
+    })
+    .await?;
+    let mut response = bytes.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
     // The document's styles are inline (as email needs); it runs nothing.
@@ -257,7 +275,7 @@ pub(crate) async fn document(
             header::CONTENT_DISPOSITION,
             HeaderValue::from_str(&format!(
                 "attachment; filename=\"review-{}.{}\"",
-                made.week,
+                name,
                 &file[7..]
             ))
             .unwrap_or(HeaderValue::from_static("attachment")),
@@ -335,10 +353,21 @@ pub(crate) async fn send(
     )
     .await?;
     let name = made.week.clone();
+    // A PDF may be printed: one at a time with the other heavy pages.
+    let _slot = search_slot(&state).await?;
+    // Made (a PDF printed) before the alert database is held.
     blocking(move || {
+        let outgoing = recipients.messages(&made).map_err(|e| {
+            tracing::error!(error = %e, "the weekly review's messages cannot be made");
+            PageError::Internal
+        })?;
         let db = alerts.lock().map_err(|_| PageError::Internal)?;
         recipients
-            .send(&db, &made, alerting::delivery::store::Again::UnlessPending)
+            .queue(
+                &db,
+                &outgoing,
+                alerting::delivery::store::Again::UnlessPending,
+            )
             .map_err(|e| {
                 tracing::error!(error = %e, "the weekly review cannot be queued");
                 PageError::Internal
