@@ -435,3 +435,35 @@ fn a_month_in_new_york_with_its_daylight_saving_hour() {
     assert_eq!(wrong.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("a month like 2026-11"));
 }
+
+#[test]
+fn a_source_silent_longer_than_usual_is_a_finding() {
+    // Every six hours for five weeks (2026-W44 to W48, Tokyo), but nothing from Wednesday
+    // noon to Friday noon of the last.
+    let start = chrono::DateTime::parse_from_rfc3339("2026-10-26T00:00:00+09:00").unwrap();
+    let mut rows = Vec::new();
+    for i in 0..(5 * 7 * 4) {
+        let at = start + chrono::Duration::hours(6 * i);
+        let silent = (chrono::DateTime::parse_from_rfc3339("2026-11-25T12:00:01+09:00").unwrap()
+            ..chrono::DateTime::parse_from_rfc3339("2026-11-27T12:00:00+09:00").unwrap())
+            .contains(&at);
+        if !silent {
+            rows.push(at.to_rfc3339());
+        }
+    }
+    let rows: Vec<(&str, &str, &str)> =
+        rows.iter().map(|t| (t.as_str(), "n001", "P0001")).collect();
+    let clinic = Clinic::new("timezone = \"Asia/Tokyo\"", &rows);
+    let report = clinic.report("2026-W48");
+    let silences = report["silences"].as_array().unwrap();
+    assert_eq!(silences.len(), 1, "{silences:?}");
+    assert_eq!(silences[0]["source"], "ehr.audit");
+    assert_eq!(silences[0]["hours"], 47, "Wednesday 13:00 to Friday 12:00");
+    assert_eq!(
+        silences[0]["usual_hours"], 5,
+        "five empty hours between two events"
+    );
+    assert_eq!(silences[0]["from"], "2026-11-25T04:00:00Z");
+    // The week before, as regular as ever: nothing to report.
+    assert_eq!(clinic.report("2026-W47")["silences"], serde_json::json!([]));
+}

@@ -12,6 +12,7 @@ pub mod pdf;
 pub mod period;
 pub mod render;
 pub mod schedule;
+pub mod silence;
 pub mod spot;
 pub mod weekly;
 

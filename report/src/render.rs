@@ -95,6 +95,7 @@ pub struct Summaries {
     pub patients: String,
     pub spot_checks: String,
     pub gaps: String,
+    pub silences: String,
     pub overdue: Option<String>,
 }
 
@@ -203,6 +204,17 @@ impl Summaries {
                 let missing: u64 = r.gaps.iter().map(|g| g.missing).sum();
                 say("gaps", "some", &[("n", missing.to_string())])
             },
+            silences: match r.silences.first() {
+                None => say("gaps", "silent_none", &[]),
+                Some(longest) => say(
+                    "gaps",
+                    "silent_some",
+                    &[
+                        ("n", r.silences.len().to_string()),
+                        ("hours", longest.hours.to_string()),
+                    ],
+                ),
+            },
             overdue: (!r.overdue_signoffs.is_empty()).then(|| {
                 say(
                     "signoff",
@@ -302,6 +314,10 @@ fn html(report: &WeeklyReport, lang: Lang) -> Result<String, ReportError> {
                 alerts => report.alerts.iter().map(alert).collect::<Vec<_>>(),
                 open_alerts => report.open_alerts.iter().map(alert).collect::<Vec<_>>(),
                 s => minijinja::Value::from(minijinja::value::Serde(Summaries::with(report, &t))),
+                silences => report.silences.iter().map(|x| context! {
+                    source => x.source.clone(), from => when(x.from), to => when(x.to),
+                    hours => x.hours, usual => x.usual_hours,
+                }).collect::<Vec<_>>(),
                 unexplained => report.spot_checks.listed.iter().map(|u| context! {
                     at => when(u.at), user => u.user.clone(), name => u.name.clone(),
                     patient => u.patient.clone(), site => u.site.clone(), action => u.action.clone(),
@@ -440,6 +456,15 @@ fn csv(report: &WeeklyReport) -> Result<String, ReportError> {
     }
     for g in &report.gaps {
         row(&[s(&"gap"), g.source.clone(), s(&g.missing), s(&g.gaps)]).map_err(err)?;
+    }
+    for x in &report.silences {
+        row(&[
+            s(&"silence"),
+            x.source.clone(),
+            s(&x.hours),
+            s(&x.usual_hours),
+        ])
+        .map_err(err)?;
     }
     row(&[
         s(&"checksum"),

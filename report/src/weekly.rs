@@ -164,6 +164,9 @@ pub struct WeeklyReport {
     #[serde(default)]
     pub spot_checks: crate::spot::SpotChecks,
     pub gaps: Vec<GapLine>,
+    /// Sources silent longer than in the periods before.
+    #[serde(default)]
+    pub silences: Vec<crate::silence::Silence>,
     /// Events per local weekday (Monday first) and hour.
     pub heat: Vec<Vec<u64>>,
     /// Earlier weeks whose report is still not signed off after the allowed days.
@@ -545,6 +548,7 @@ impl WeeklyReport {
         let (dormant, dormant_total) = crate::dormant::dormant(index, clinic, to, dormant_days)?;
 
         let spot_checks = crate::spot::spot_checks(index, clinic, appointments, week)?;
+        let silences = crate::silence::silences(index, week)?;
 
         let mut report = WeeklyReport {
             week: week.name(),
@@ -572,6 +576,7 @@ impl WeeklyReport {
             patients,
             spot_checks,
             gaps: gap_map.into_values().collect(),
+            silences,
             heat,
             overdue_signoffs: match archive {
                 Some(db) => db
