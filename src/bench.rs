@@ -181,6 +181,8 @@ pub fn run(
         let index_for_search = index.clone();
         let timings = tokio::task::spawn_blocking(move || time_searches(&index_for_search, events, searches)).await??;
         print_timings(timings);
+        let (index_for_review, clinic) = (index.clone(), checked.clinic.clone());
+        tokio::task::spawn_blocking(move || time_review(&index_for_review, &clinic, events)).await??;
         let udp_addr = running.udp_addrs[0];
         let before = index.num_events();
         let udp_events = UDP_RATE * UDP_SECONDS;
@@ -228,6 +230,42 @@ pub fn run(
         std::fs::remove_dir_all(&work).ok();
     }
     result
+}
+
+/// Times the weekly review of the week holding the bench's events (all of them, in a few
+/// hours: the densest week a store of this size can have).
+fn time_review(
+    index: &store::EventIndex,
+    clinic: &rules::clinic::Clinic,
+    events: u64,
+) -> anyhow::Result<()> {
+    let first = DateTime::<Utc>::from_timestamp_micros(BASE_MICROS).expect("in range");
+    let week = report::Period::of(
+        first.with_timezone(&clinic.zone).date_naive(),
+        clinic.zone,
+        report::Span::Week,
+    );
+    let sources = report::weekly::Sources {
+        index,
+        alerts: None,
+        clinic,
+        archive: None,
+        signoff_days: 7,
+        dormant_days: 30,
+        appointments: None,
+    };
+    let started = Instant::now();
+    let review = report::WeeklyReport::build(&sources, week, Utc::now())?;
+    let built = started.elapsed();
+    let html = report::render(&review, report::Format::Html, report::Lang::Ja)?;
+    println!(
+        "review:  the weekly review of {} ({} events, {events} in the store) built in {:.2} s, its HTML {} KiB",
+        review.week,
+        review.events,
+        built.as_secs_f64(),
+        html.len() / 1024
+    );
+    Ok(())
 }
 
 type Timings = Vec<(&'static str, Vec<Duration>)>;
