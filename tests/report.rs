@@ -252,6 +252,21 @@ fn a_tokyo_week_with_a_national_holiday() {
         .map(|n| n.as_u64().unwrap())
         .sum();
     assert_eq!(cells, 5);
+    // Each person with use outside hours gets their own map, the most such use first.
+    let people: Vec<&str> = report["people_heat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(people.len(), 3, "{people:?}");
+    assert_eq!(people[0], "n002", "the holiday and the lunch break");
+    assert_eq!(report["people_heat"][0]["why"], "off_hours");
+    assert_eq!(report["people_heat"][0]["heat"][0][10], 1, "Monday 10:00");
+    assert_eq!(
+        report["people_heat"][0]["heat"][2][13], 1,
+        "Wednesday 13:15"
+    );
     // The checksum is the week's events': made again, the same.
     assert_eq!(report["checksum"].as_str().unwrap().len(), 64);
     assert_eq!(clinic.report("2026-W48")["checksum"], report["checksum"]);
@@ -275,6 +290,7 @@ fn a_tokyo_week_with_a_national_holiday() {
         !html.contains("<script"),
         "nothing an email client would drop"
     );
+    assert_eq!(html.matches("class=\"person-heat\"").count(), 3);
     let en = clinic.run(
         &["report", "weekly", "--week", "2026-W48", "--lang", "en"],
         None,

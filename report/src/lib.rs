@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod deliver;
 pub mod dormant;
+pub mod heat;
 pub mod lang;
 pub mod pdf;
 pub mod period;

@@ -276,15 +276,28 @@ fn html(report: &WeeklyReport, lang: Lang) -> Result<String, ReportError> {
     let t = catalogue(lang, report.span)?;
     let when = |at: DateTime<Utc>| format_time(at, zone, lang);
     let date = |at: DateTime<Utc>| format_date(at.with_timezone(&zone).date_naive(), lang);
-    let max = report.heat.iter().flatten().copied().max().unwrap_or(0);
-    let heat: Vec<minijinja::Value> = report
-        .heat
+    // Each map shaded against its own busiest hour.
+    let rows = |heat: &[Vec<u64>]| -> Vec<minijinja::Value> {
+        let max = heat.iter().flatten().copied().max().unwrap_or(0);
+        heat.iter()
+            .enumerate()
+            .map(|(d, hours)| {
+                context! {
+                    day => t["days"][d].as_str().unwrap_or(""),
+                    cells => hours.iter().map(|n| context! { n => *n, colour => shade(*n, max) }).collect::<Vec<_>>(),
+                }
+            })
+            .collect()
+    };
+    let heat = rows(&report.heat);
+    let people_heat: Vec<minijinja::Value> = report
+        .people_heat
         .iter()
-        .enumerate()
-        .map(|(d, hours)| {
+        .map(|p| {
             context! {
-                day => t["days"][d].as_str().unwrap_or(""),
-                cells => hours.iter().map(|n| context! { n => *n, colour => shade(*n, max) }).collect::<Vec<_>>(),
+                user => p.user.clone(), name => p.name.clone(),
+                why => t["heat"][p.why.as_str()].as_str().unwrap_or(""),
+                rows => rows(&p.heat),
             }
         })
         .collect();
@@ -310,6 +323,7 @@ fn html(report: &WeeklyReport, lang: Lang) -> Result<String, ReportError> {
                 period => format!("{} – {}", date(report.from), date(last_day)),
                 generated => when(report.generated_at),
                 heat => heat,
+                people_heat => people_heat,
                 hours => (0..24).collect::<Vec<u32>>(),
                 alerts => report.alerts.iter().map(alert).collect::<Vec<_>>(),
                 open_alerts => report.open_alerts.iter().map(alert).collect::<Vec<_>>(),

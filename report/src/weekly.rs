@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use store::{EventIndex, FacetRequest, MAX_COUNTED_VALUES, SearchRequest};
@@ -169,6 +169,9 @@ pub struct WeeklyReport {
     pub silences: Vec<crate::silence::Silence>,
     /// Events per local weekday (Monday first) and hour.
     pub heat: Vec<Vec<u64>>,
+    /// The same for each person whose period was unusual ([`crate::heat::unusual_people`]).
+    #[serde(default)]
+    pub people_heat: Vec<crate::heat::PersonHeat>,
     /// Earlier weeks whose report is still not signed off after the allowed days.
     #[serde(default)]
     pub overdue_signoffs: Vec<String>,
@@ -323,7 +326,7 @@ impl WeeklyReport {
                 *before.entry(c.value).or_default() += c.count;
             }
         }
-        let staff = by_user
+        let staff: Vec<StaffWeek> = by_user
             .iter()
             .map(|c| {
                 let usual =
@@ -530,20 +533,10 @@ impl WeeklyReport {
                 .count(&e);
         }
 
-        // The clinic's activity by local weekday and hour.
-        let mut heat = vec![vec![0u64; 24]; 7];
-        let histogram = index.facets(&FacetRequest {
-            query: "*".into(),
-            from,
-            to,
-            fields: Vec::new(),
-            size: 1,
-            bucket_secs: 3600,
-        })?;
-        for (start, n) in histogram.histogram {
-            let local = start.with_timezone(&clinic.zone);
-            heat[local.weekday().num_days_from_monday() as usize][local.hour() as usize] += n;
-        }
+        // The clinic's activity by local weekday and hour, and the unusual people's.
+        let heat = crate::heat::heat(index, "*", from, to, clinic.zone)?;
+        let people_heat =
+            crate::heat::unusual_people(index, &staff, &off_hours, (from, to), clinic.zone)?;
 
         let (dormant, dormant_total) = crate::dormant::dormant(index, clinic, to, dormant_days)?;
 
@@ -578,6 +571,7 @@ impl WeeklyReport {
             gaps: gap_map.into_values().collect(),
             silences,
             heat,
+            people_heat,
             overdue_signoffs: match archive {
                 Some(db) => db
                     .overdue(signoff_days, now)?
