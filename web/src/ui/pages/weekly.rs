@@ -104,14 +104,25 @@ async fn kept(
     let dormant_days = ui.dormant_days;
     let appointments = ui.appointments.clone();
     blocking(move || {
-        let alerts = s.alerts.clone();
-        let guard = match &alerts {
-            Some(a) => Some(a.lock().map_err(|_| PageError::Internal)?),
+        // A connection of its own: the alert pages are not held up while the review is made.
+        let reader = match &s.alerts {
+            Some(a) => {
+                let path = a.lock().map_err(|_| PageError::Internal)?.path().to_owned();
+                let db = alerting::db::AlertDb::open(
+                    std::path::Path::new(&path),
+                    chrono::Duration::zero(),
+                )
+                .map_err(|e| {
+                    tracing::error!(error = %e, "the alert database cannot be read for a review");
+                    PageError::Internal
+                })?;
+                Some(db)
+            }
             None => None,
         };
         let sources = report::weekly::Sources {
             index: &s.index,
-            alerts: guard.as_deref(),
+            alerts: reader.as_ref(),
             clinic: &clinic,
             archive: Some(&db),
             signoff_days: days,
