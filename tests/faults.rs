@@ -216,6 +216,7 @@ fn a_full_disk_refuses_then_recovers_and_every_acknowledged_event_survives() {
     let mut server = with_storage("", INGEST);
     let data = server.data_dir();
     let _unmount = small_filesystem(&data, "24m");
+    common::web::add_user(&server, "admin", "admin", common::web::ADMIN_PASSWORD);
     server.spawn();
     let tok = token();
     let mut acked: Vec<String> = Vec::new();
@@ -243,6 +244,26 @@ fn a_full_disk_refuses_then_recovers_and_every_acknowledged_event_survives() {
     let (status, health) = http_get(server.http, "/healthz").unwrap();
     assert_eq!(status, 503, "healthz says the log refuses data: {health}");
     assert!(server.metric("mimamori_storage_refusing") >= 1.0);
+    // No sign-in that would go unrecorded: the right password is refused, no session given
+    // (by the audit trail, or before it by the account database on the same full disk).
+    let mut browser = common::web::Browser::new(server.http);
+    let page = browser.get("/login");
+    let answer = browser.post(
+        "/login",
+        &[
+            ("csrf", &page.csrf()),
+            ("name", "admin"),
+            ("password", common::web::ADMIN_PASSWORD),
+            ("next", "/search"),
+        ],
+    );
+    assert!(
+        [500, 503].contains(&answer.status),
+        "{}: {}",
+        answer.status,
+        answer.body
+    );
+    assert_eq!(browser.get("/search").status, 303, "to the sign-in page");
     // Space again: collection resumes by itself.
     let grown = Command::new("mount")
         .args(["-o", "remount,size=256m"])

@@ -171,12 +171,22 @@ pub(crate) async fn submit(
                 account: Some(account),
                 ..viewer
             };
-            audit::record(
+            // No sign-in without its record: the session just made ends again.
+            if !audit::record(
                 &state,
                 &viewer,
                 Entry::new("login", "signed in to the web UI"),
             )
-            .await;
+            .await
+            {
+                let db = state.clone();
+                blocking(move || {
+                    ui_end(&db, &token);
+                    Ok(())
+                })
+                .await?;
+                return Err(PageError::AuditDown);
+            }
             Ok(signed_in(ui, &token, &next))
         }
         Err(e) => {
@@ -426,7 +436,15 @@ pub(crate) async fn code(
     if good {
         ui.metrics.logins.with_label_values(&["success"]).inc();
         let entry = Entry::new("login", "signed in to the web UI (with a second factor)");
-        audit::record(&state, &acting, entry).await;
+        if !audit::record(&state, &acting, entry).await {
+            let db = state.clone();
+            blocking(move || {
+                ui_end(&db, &token);
+                Ok(())
+            })
+            .await?;
+            return Err(PageError::AuditDown);
+        }
         return Ok(Redirect::to(&next).into_response());
     }
     ui.metrics.logins.with_label_values(&["refused"]).inc();
