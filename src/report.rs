@@ -139,6 +139,9 @@ fn kept_or_made(
     Ok(archive.get(&week.name())?.0)
 }
 
+/// The schedule's stage in `/healthz`.
+pub const STAGE: &str = "weekly-review";
+
 /// Makes the weekly review when it is due (`[report] weekly_day`, `weekly_time`, clinic time)
 /// and keeps it, unless it is kept already; a failure is logged and tried again next minute.
 pub async fn schedule(
@@ -146,6 +149,7 @@ pub async fn schedule(
     index: store::EventIndex,
     archive: std::sync::Arc<report::archive::ReportDb>,
     reloader: Option<std::sync::Arc<alerting::runner::Reloader>>,
+    health: store::Health,
 ) {
     let Ok(schedule) = checked.config.report.check() else {
         return std::future::pending().await;
@@ -217,6 +221,7 @@ pub async fn schedule(
             }
         };
         done.clear();
+        let mut failed = None;
         for (period, result) in results {
             let kind = if period.contains('W') {
                 "weekly"
@@ -234,9 +239,16 @@ pub async fn schedule(
                     done.push(period);
                 }
                 Err(e) => {
-                    tracing::warn!(week = %period, error = %e, "the {kind} review cannot be made or sent; trying again in a minute")
+                    tracing::warn!(week = %period, error = %e, "the {kind} review cannot be made or sent; trying again in a minute");
+                    failed = Some(format!(
+                        "the {kind} review of {period} cannot be made or sent: {e}"
+                    ));
                 }
             }
+        }
+        match failed {
+            Some(why) => health.degraded(STAGE, &why),
+            None => health.running(STAGE),
         }
         tokio::time::sleep(std::time::Duration::from_secs(60)).await;
     }

@@ -229,16 +229,37 @@ async fn bind_all(
         }),
     });
     // The weekly review, made when due.
-    if checked.config.report.weekly
-        && let Some(archive) = app_reports.clone()
-    {
-        let (checked, index) = (checked.clone(), running.index().clone());
-        let reloader = running.rules.as_ref().map(|r| r.reloader.clone());
-        running.tasks.push(spawn_stage(
-            &running.health(),
-            "weekly-review".into(),
-            async move { crate::report::schedule(&checked, index, archive, reloader).await },
-        ));
+    // (With the web UI off, or its databases unusable, the schedule still runs; a report
+    // database it cannot open is a failed stage in /healthz.)
+    if checked.config.report.weekly || checked.config.report.monthly {
+        let archive = match app_reports.clone() {
+            Some(archive) => Ok(archive),
+            None => report::archive::ReportDb::open(&report::archive::reports_db_path(
+                &checked.config.storage.data_dir,
+            ))
+            .map(Arc::new),
+        };
+        match archive {
+            Ok(archive) => {
+                let (checked, index) = (checked.clone(), running.index().clone());
+                let reloader = running.rules.as_ref().map(|r| r.reloader.clone());
+                let health = running.health();
+                running.tasks.push(spawn_stage(
+                    &running.health(),
+                    crate::report::STAGE.into(),
+                    async move {
+                        crate::report::schedule(&checked, index, archive, reloader, health).await
+                    },
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the scheduled reviews are off: the report database cannot be used");
+                running.health().failed(
+                    crate::report::STAGE,
+                    &format!("the report database cannot be used: {e}"),
+                );
+            }
+        }
     }
     let listener = web::listener::BoundedListener::new(
         listener,

@@ -72,6 +72,9 @@ pub fn build(
     ui.signoff_days = i64::from(checked.config.report.signoff_days);
     ui.dormant_days = i64::from(checked.config.report.dormant_days);
     ui.pdf_browser = checked.config.report.browser.clone();
+    if let Ok(schedule) = checked.config.report.check() {
+        ui.review_schedule = schedule;
+    }
     ui.review_recipients = Some(checked.review_recipients()).filter(|r| !r.channels.is_empty());
     match report::archive::ReportDb::open(&reports) {
         Ok(db) => ui.reports = Some(Arc::new(db)),

@@ -29,7 +29,7 @@ fn the_weekly_review_is_mailed_whole_chatted_in_brief_retried_and_shown() {
         &format!("smtp_port = {down}"),
     );
     let tail = format!(
-        "{ROSTER}\n[report]\nattach_pdf = true\n[delivery]\nlink_base = \"https://mimamori.clinic.example\"\n{}{broken}\n[[channels]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"{}\"\n",
+        "{ROSTER}\n[report]\nattach_pdf = true\nweekly_time = \"00:00\"\n[delivery]\nlink_base = \"https://mimamori.clinic.example\"\n{}{broken}\n[[channels]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"{}\"\n",
         smtp.channel("office", ""),
         chat.url("/hook"),
     );

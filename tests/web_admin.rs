@@ -317,7 +317,12 @@ fn the_sources_page_shows_the_holes_in_a_sources_record_numbers() {
 #[test]
 fn the_weekly_review_is_made_kept_read_and_signed_off() {
     // Made when first opened here (not by the schedule, before the events below arrive).
-    let server = Server::start_full("", "", &format!("{ROSTER}\n[report]\nweekly = false\n"));
+    // (Final, so kept, from Monday 00:00 on: the test holds whatever the day and hour.)
+    let server = Server::start_full(
+        "",
+        "",
+        &format!("{ROSTER}\n[report]\nweekly = false\nweekly_time = \"00:00\"\n"),
+    );
     let mut admin = setup(&server);
     // Three accesses a week ago: last week's.
     let at = chrono::Utc::now() - chrono::Duration::days(7);
@@ -391,6 +396,12 @@ fn the_weekly_review_is_made_kept_read_and_signed_off() {
     let read = viewer.get(&format!("/reports/weekly/{week}"));
     assert_eq!(read.status, 200);
     assert!(!read.body.contains("signoff-form"));
+    // A review a viewer opens first is provisional: made afresh, not kept (nobody can fill
+    // the archive, or freeze a review before its logs are in, by looking).
+    let early = viewer.get("/reports/weekly/2026-01");
+    assert_eq!(early.status, 200, "{}", early.body);
+    assert!(early.body.contains("id=\"provisional\""), "{}", early.body);
+    assert!(!admin.get("/reports/weekly").body.contains(">2026-01</a>"));
     let refused = viewer.post(
         &format!("/reports/weekly/{week}/signoff"),
         &[("csrf", &read.csrf()), ("findings", "x")],

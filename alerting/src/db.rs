@@ -154,7 +154,16 @@ pub struct AlertFilter {
     /// The person the alert is about (case-insensitive).
     pub user: Option<String>,
     pub limit: usize,
+    /// The oldest first (by first seen), instead of the most recently seen first.
+    pub oldest_first: bool,
 }
+
+/// The conditions of an [`AlertFilter`], its parameters numbered as [`AlertDb::list`] binds
+/// them.
+const FILTER: &str = "last_seen >= ?1 AND (?2 IS NULL OR status = ?2)
+                 AND (?4 IS NULL OR first_seen < ?4) AND (?5 IS NULL OR severity = ?5)
+                 AND (?6 IS NULL OR rule = ?6) AND (?7 IS NULL OR site = ?7)
+                 AND (?8 IS NULL OR lower(user) = lower(?8))";
 
 impl AlertDb {
     pub fn open(path: &Path, dedup_window: Duration) -> Result<AlertDb, AlertDbError> {
@@ -365,15 +374,15 @@ impl AlertDb {
 
     /// Alerts, newest last-seen first.
     pub fn list(&self, filter: &AlertFilter) -> Result<Vec<StoredAlert>, AlertDbError> {
-        let since = filter.since.map(|t| t.to_rfc3339()).unwrap_or_default();
+        let order = if filter.oldest_first {
+            "first_seen ASC, id ASC"
+        } else {
+            "last_seen DESC, id DESC"
+        };
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "SELECT {} FROM alerts WHERE last_seen >= ?1 AND (?2 IS NULL OR status = ?2)
-                 AND (?4 IS NULL OR first_seen < ?4) AND (?5 IS NULL OR severity = ?5)
-                 AND (?6 IS NULL OR rule = ?6) AND (?7 IS NULL OR site = ?7)
-                 AND (?8 IS NULL OR lower(user) = lower(?8))
-                 ORDER BY last_seen DESC, id DESC LIMIT ?3",
+                "SELECT {} FROM alerts WHERE {FILTER} ORDER BY {order} LIMIT ?3",
                 Self::COLUMNS
             ))
             .map_err(self.err())?;
@@ -383,21 +392,35 @@ impl AlertDb {
             filter.limit
         } as i64;
         let rows = stmt
-            .query_map(
-                params![
-                    since,
-                    filter.status,
-                    limit,
-                    filter.until.map(|t| t.to_rfc3339()),
-                    filter.severity.map(|s| s.as_str()),
-                    filter.rule,
-                    filter.site,
-                    filter.user
-                ],
-                Self::row,
-            )
+            .query_map(Self::filter_params(filter, limit), Self::row)
             .map_err(self.err())?;
         rows.collect::<Result<_, _>>().map_err(self.err())
+    }
+
+    /// How many alerts `filter` finds (its limit aside).
+    pub fn count(&self, filter: &AlertFilter) -> Result<u64, AlertDbError> {
+        let n: i64 = self
+            .conn
+            .query_row(
+                &format!("SELECT COUNT(*) FROM alerts WHERE {FILTER} AND ?3 IS NOT NULL"),
+                Self::filter_params(filter, 0),
+                |r| r.get(0),
+            )
+            .map_err(self.err())?;
+        Ok(n as u64)
+    }
+
+    fn filter_params(filter: &AlertFilter, limit: i64) -> impl rusqlite::Params + '_ {
+        (
+            filter.since.map(|t| t.to_rfc3339()).unwrap_or_default(),
+            filter.status,
+            limit,
+            filter.until.map(|t| t.to_rfc3339()),
+            filter.severity.map(|s| s.as_str()),
+            filter.rule.clone(),
+            filter.site.clone(),
+            filter.user.clone(),
+        )
     }
 }
 

@@ -172,7 +172,7 @@ impl ReportDb {
                     report.generated_at.to_rfc3339(),
                     report.checksum,
                     report.events as i64,
-                    report.alerts.len() as i64,
+                    report.alert_counts().in_period as i64,
                     body,
                 ],
             )

@@ -113,7 +113,7 @@ impl Summaries {
             }
             text
         };
-        let open_in_week = r.alerts.iter().filter(|a| a.status != "closed").count();
+        let counts = r.alert_counts();
         Summaries {
             totals: say("totals", "summary", &[("n", r.events.to_string())]),
             off_hours: if r.outside_hours_total + r.closed_day_total == 0 {
@@ -128,15 +128,15 @@ impl Summaries {
                     ],
                 )
             },
-            alerts: if r.alerts.is_empty() {
+            alerts: if counts.in_period == 0 {
                 say("alerts", "none", &[])
             } else {
                 say(
                     "alerts",
                     "some",
                     &[
-                        ("n", r.alerts.len().to_string()),
-                        ("open", open_in_week.to_string()),
+                        ("n", counts.in_period.to_string()),
+                        ("open", counts.open_in_period.to_string()),
                     ],
                 )
             },
@@ -326,6 +326,8 @@ fn html(report: &WeeklyReport, lang: Lang) -> Result<String, ReportError> {
                 people_heat => people_heat,
                 hours => (0..24).collect::<Vec<u32>>(),
                 alerts => report.alerts.iter().map(alert).collect::<Vec<_>>(),
+                alerts_more => report.alert_counts().in_period.saturating_sub(report.alerts.len() as u64),
+                open_more => report.alert_counts().open.saturating_sub(report.open_alerts.len() as u64),
                 open_alerts => report.open_alerts.iter().map(alert).collect::<Vec<_>>(),
                 s => minijinja::Value::from(minijinja::value::Serde(Summaries::with(report, &t))),
                 silences => report.silences.iter().map(|x| context! {

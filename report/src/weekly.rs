@@ -64,6 +64,14 @@ pub struct ClosedDay {
     pub why: String,
 }
 
+/// How many alerts: of the period, of those still open (or acknowledged), and of all still open.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct AlertCounts {
+    pub in_period: u64,
+    pub open_in_period: u64,
+    pub open: u64,
+}
+
 /// One alert of the week.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AlertLine {
@@ -144,8 +152,11 @@ pub struct WeeklyReport {
     pub closed_day_total: u64,
     pub closed_days: Vec<ClosedDay>,
     pub alerts: Vec<AlertLine>,
-    /// Alerts of any week still open or acknowledged.
+    /// Alerts of any week still open or acknowledged, oldest first.
     pub open_alerts: Vec<AlertLine>,
+    /// The alerts counted whole (the lists above hold at most [`MAX_LISTED`] each).
+    #[serde(default)]
+    pub alert_counts: AlertCounts,
     pub account_changes: Vec<AccountChange>,
     pub log_cleared: u64,
     /// Staff whose roster end date had passed, yet their account was used this week.
@@ -184,6 +195,19 @@ pub struct WeeklyReport {
 }
 
 impl WeeklyReport {
+    /// The alerts of the period, counted whole ([`AlertCounts`]; a review kept before the
+    /// counts were recorded counts its list).
+    pub fn alert_counts(&self) -> AlertCounts {
+        if self.alert_counts.in_period > 0 || self.alerts.is_empty() {
+            return self.alert_counts;
+        }
+        AlertCounts {
+            in_period: self.alerts.len() as u64,
+            open_in_period: self.alerts.iter().filter(|a| a.status != "closed").count() as u64,
+            open: self.open_alerts.len() as u64,
+        }
+    }
+
     /// The same review with no patient ID in it (for email to a channel without
     /// `include_patient_data`): the patients are numbered instead (and left out of the spot
     /// checks), and the copy says so.
@@ -384,7 +408,9 @@ impl WeeklyReport {
         let outside_hours_total = off_hours.iter().map(|o| o.outside_hours).sum();
         let closed_day_total = off_hours.iter().map(|o| o.closed_days).sum();
 
-        // Alerts: the week's, and those still open from any week.
+        // Alerts: the week's, and those still open from any week, oldest first; the counts
+        // whole, the lists at most MAX_LISTED each.
+        let mut alert_counts = AlertCounts::default();
         let (alerts, open_alerts) = match alerts {
             Some(db) => {
                 let line = |a: alerting::db::StoredAlert| AlertLine {
@@ -399,34 +425,37 @@ impl WeeklyReport {
                     reason: a.status_reason.clone(),
                     age_days: (now - a.alert.first_seen).num_days(),
                 };
-                let mut week_alerts: Vec<AlertLine> = db
-                    .list(&AlertFilter {
-                        since: Some(from),
-                        until: Some(to),
-                        limit: MAX_LISTED,
-                        ..AlertFilter::default()
-                    })?
-                    .into_iter()
-                    .map(line)
-                    .collect();
-                week_alerts.sort_by_key(|a| (a.first_seen, a.id));
+                let in_week = AlertFilter {
+                    since: Some(from),
+                    until: Some(to),
+                    limit: MAX_LISTED,
+                    oldest_first: true,
+                    ..AlertFilter::default()
+                };
+                alert_counts.in_period = db.count(&in_week)?;
+                let week_alerts: Vec<AlertLine> =
+                    db.list(&in_week)?.into_iter().map(line).collect();
                 let mut open = Vec::new();
                 for status in [
                     alerting::db::AlertStatus::Open,
                     alerting::db::AlertStatus::Acknowledged,
                 ] {
-                    open.extend(
-                        db.list(&AlertFilter {
-                            status: Some(status),
-                            until: Some(to),
-                            limit: MAX_LISTED,
-                            ..AlertFilter::default()
-                        })?
-                        .into_iter()
-                        .map(line),
-                    );
+                    let still = AlertFilter {
+                        status: Some(status),
+                        until: Some(to),
+                        limit: MAX_LISTED,
+                        oldest_first: true,
+                        ..AlertFilter::default()
+                    };
+                    alert_counts.open += db.count(&still)?;
+                    alert_counts.open_in_period += db.count(&AlertFilter {
+                        since: Some(from),
+                        ..still.clone()
+                    })?;
+                    open.extend(db.list(&still)?.into_iter().map(line));
                 }
                 open.sort_by_key(|a| (a.first_seen, a.id));
+                open.truncate(MAX_LISTED);
                 (week_alerts, open)
             }
             None => (Vec::new(), Vec::new()),
@@ -560,6 +589,7 @@ impl WeeklyReport {
             closed_days,
             alerts,
             open_alerts,
+            alert_counts,
             account_changes,
             log_cleared,
             left_but_used,

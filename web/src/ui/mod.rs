@@ -40,6 +40,8 @@ pub struct Ui {
     /// The weekly reviews kept, and the days a report may stay unsigned.
     pub reports: Option<Arc<report::archive::ReportDb>>,
     pub signoff_days: i64,
+    /// When reviews are made: a period's review is final (kept) only after its moment.
+    pub review_schedule: report::schedule::Schedule,
     /// Days without an event that make a roster account dormant in the review (0: never).
     pub dormant_days: i64,
     /// The browser that prints a review as PDF (none: `chromium` on the PATH).
@@ -181,6 +183,10 @@ impl Ui {
             reports: None,
             signoff_days: 7,
             dormant_days: 30,
+            review_schedule: report::schedule::Schedule {
+                day: chrono::Weekday::Mon,
+                time: chrono::NaiveTime::from_hms_opt(8, 0, 0).unwrap_or_default(),
+            },
             review_recipients: None,
             pdf_browser: None,
             roster_lock: tokio::sync::Mutex::new(()),

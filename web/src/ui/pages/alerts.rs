@@ -87,6 +87,7 @@ pub(crate) async fn list(
         site: some(&params.site),
         user: some(&params.user),
         limit: MAX_LISTED,
+        oldest_first: false,
     };
     let db = alert_db(&state)?;
     let (alerts, counts) = blocking(move || {

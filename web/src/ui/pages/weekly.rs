@@ -63,11 +63,21 @@ async fn deliveries(
     .await
 }
 
-/// The kept report of `week`, made and kept first if the week is over and none is.
+/// Whether a review opened is kept: only one made after its scheduled moment (late logs have
+/// come in), by someone who may sign it; anyone else gets a provisional one, made afresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    IfFinal,
+    Never,
+}
+
+/// The kept review of `week` and its sign-offs, made and kept first if the period is final
+/// and `keep` allows; otherwise made afresh and not kept (the third value: whether it is kept).
 async fn kept(
     state: &Arc<AppState>,
     week: &str,
-) -> Result<(WeeklyReport, Vec<SignOff>), PageError> {
+    keep: Keep,
+) -> Result<(WeeklyReport, Vec<SignOff>, bool), PageError> {
     let ui = ui_of(state)?;
     let clinic = ui.clinic();
     let week = Period::parse(week, clinic.zone).map_err(|e| PageError::Bad(e.to_string()))?;
@@ -82,10 +92,17 @@ async fn kept(
         })
         .await?
     };
-    if let Some(kept) = found {
-        return Ok(kept);
+    if let Some((kept, signoffs)) = found {
+        return Ok((kept, signoffs, true));
     }
     let now = Utc::now();
+    // Final once the schedule's moment for it has passed (Monday 08:00, or the 1st, by
+    // default): a review frozen at Monday 00:05 would miss the night's imported logs.
+    let due = match week.span {
+        Span::Week => ui.review_schedule.due(now, clinic.zone),
+        Span::Month => ui.review_schedule.due_month(now, clinic.zone),
+    };
+    let keep = keep == Keep::IfFinal && week.range().1 <= due.range().1;
     if week.range().1 > now {
         return Err(PageError::Bad(
             "この週はまだ終わっていません / this week is not over yet".into(),
@@ -98,12 +115,13 @@ async fn kept(
             "{MAX_WEEKS_BACK} 週より前の報告は作れません / no review is made of a week more than {MAX_WEEKS_BACK} weeks ago"
         )));
     }
-    let _slot = search_slot(state).await?;
+    let slot = search_slot(state).await?;
     let s = state.clone();
     let days = ui.signoff_days;
     let dormant_days = ui.dormant_days;
     let appointments = ui.appointments.clone();
     blocking(move || {
+        let _slot = slot;
         // A connection of its own: the alert pages are not held up while the review is made.
         let reader = match &s.alerts {
             Some(a) => {
@@ -133,10 +151,33 @@ async fn kept(
             tracing::error!(error = %e, "a weekly report cannot be made");
             PageError::Internal
         })?;
+        if !keep {
+            return Ok((made, Vec::new(), false));
+        }
         db.keep(&made).map_err(archive_error)?;
-        db.get(&name).map_err(archive_error)
+        let (kept, signoffs) = db.get(&name).map_err(archive_error)?;
+        Ok((kept, signoffs, true))
     })
     .await
+}
+
+/// A kept review, for an action on it (sign-off, sending): a provisional one is refused.
+async fn final_review(state: &Arc<AppState>, week: &str) -> Result<WeeklyReport, PageError> {
+    match kept(state, week, Keep::IfFinal).await? {
+        (made, _, true) => Ok(made),
+        _ => Err(PageError::Bad(
+            "この報告はまだ確定していません(定時の作成後に確認・送信できます) / this review is not final yet: it can be signed off or sent once it is made at its scheduled time".into(),
+        )),
+    }
+}
+
+/// How a viewer opens a review: kept if they may sign it off.
+fn keep_for(viewer: &crate::ui::session::Viewer) -> Keep {
+    if viewer.may(crate::accounts::Role::Auditor) {
+        Keep::IfFinal
+    } else {
+        Keep::Never
+    }
 }
 
 pub(crate) async fn list(
@@ -180,7 +221,7 @@ pub(crate) async fn show(
     Path(week): Path<String>,
 ) -> Result<Response, PageError> {
     let ui = ui_of(&state)?;
-    let (made, signoffs) = kept(&state, &week).await?;
+    let (made, signoffs, is_kept) = kept(&state, &week, keep_for(&viewer)).await?;
     audit::require(
         &state,
         &viewer,
@@ -221,7 +262,8 @@ pub(crate) async fn show(
         &viewer,
         context! {
             r => ser(&made),
-            open_in_week => made.alerts.iter().filter(|a| a.status != "closed").count(),
+            counts => ser(&made.alert_counts()),
+            provisional => !is_kept,
             signoffs => signoffs,
             sent => sent,
             may_send => ui.review_recipients.is_some() && state.alerts.is_some(),
@@ -235,7 +277,7 @@ pub(crate) async fn document(
     Page(viewer, _): Page<AnyRole>,
     Path((week, file)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let (made, _) = kept(&state, &week).await?;
+    let (made, _, _) = kept(&state, &week, keep_for(&viewer)).await?;
     let lang = viewer.lang;
     let (format, kind) = match file.as_str() {
         "report.html" => (report::Format::Html, "text/html; charset=utf-8"),
@@ -253,8 +295,9 @@ pub(crate) async fn document(
         ),
     )
     .await?;
-    // A PDF runs a browser: one at a time with the other heavy pages.
-    let _slot = if format == report::Format::Pdf {
+    // A PDF runs a browser: it counts with the other heavy pages, its slot held until the
+    // browser is done (not until the client hangs up).
+    let slot = if format == report::Format::Pdf {
         Some(search_slot(&state).await?)
     } else {
         None
@@ -262,6 +305,7 @@ pub(crate) async fn document(
     let browser = ui_of(&state)?.pdf_browser.clone();
     let name = made.week.clone();
     let bytes = blocking(move || {
+        let _slot = slot;
         report::render_bytes(&made, format, lang, browser.as_deref()).map_err(|e| {
             tracing::warn!(error = %e, "a review cannot be written");
             match format {
@@ -311,7 +355,7 @@ pub(crate) async fn sign(
     Posted(viewer, form, _): Posted<AuditorRole, SignForm>,
 ) -> Result<Response, PageError> {
     audit::writable(&state)?;
-    let (made, _) = kept(&state, &week).await?;
+    let made = final_review(&state, &week).await?;
     let signoff = SignOff {
         reviewer: viewer.name().to_owned(),
         signed_at: Utc::now(),
@@ -348,7 +392,7 @@ pub(crate) async fn send(
             "送信先がありません / there is nowhere to send the review".into(),
         ));
     };
-    let (made, _) = kept(&state, &week).await?;
+    let made = final_review(&state, &week).await?;
     let names: Vec<&str> = recipients
         .channels
         .iter()
@@ -364,10 +408,11 @@ pub(crate) async fn send(
     )
     .await?;
     let name = made.week.clone();
-    // A PDF may be printed: one at a time with the other heavy pages.
-    let _slot = search_slot(&state).await?;
+    // A PDF may be printed: it counts with the other heavy pages until it is done.
+    let slot = search_slot(&state).await?;
     // Made (a PDF printed) before the alert database is held.
     blocking(move || {
+        let _slot = slot;
         let outgoing = recipients.messages(&made).map_err(|e| {
             tracing::error!(error = %e, "the weekly review's messages cannot be made");
             PageError::Internal
