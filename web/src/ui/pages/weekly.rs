@@ -262,7 +262,7 @@ pub(crate) async fn show(
         &viewer,
         context! {
             r => ser(&made),
-            counts => ser(&made.alert_counts()),
+            counts => ser(made.alert_counts()),
             provisional => !is_kept,
             signoffs => signoffs,
             sent => sent,
