@@ -97,7 +97,9 @@ fn the_weekly_review_is_mailed_whole_chatted_in_brief_retried_and_shown() {
     );
     let text = mail["text"].as_str().unwrap();
     assert!(
-        text.contains("この週の記録は 3 件です。") && text.contains(&link),
+        text.contains("この週の記録は 3 件です。")
+            && text.contains(&link)
+            && text.contains("集計表(CSV)を添付しています。"),
         "{text}"
     );
     let attachments = mail["attachments"].as_array().unwrap();
@@ -140,6 +142,10 @@ fn the_weekly_review_is_mailed_whole_chatted_in_brief_retried_and_shown() {
     assert!(
         !said.contains("<table"),
         "a summary, not the report: {said}"
+    );
+    assert!(
+        !said.contains("添付"),
+        "nothing is attached to a chat message: {said}"
     );
 
     // The mail server that is down: still waiting, its error shown with the review.

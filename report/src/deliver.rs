@@ -107,8 +107,8 @@ fn attach_pdf(
             &pdf,
         )),
         Err(e) => message
-            .text
-            .push_str(&format!("\n\n(PDF を作れませんでした / no PDF: {e})")),
+            .mail_notes
+            .push(format!("(PDF を作れませんでした / no PDF: {e})")),
     }
 }
 
@@ -149,17 +149,24 @@ pub fn message(
     let html = render(report, Format::Html, lang)?;
     let csv = render(report, Format::Csv, lang)?;
     let whole = html.len() + csv.len() <= MAX_MAIL_BYTES;
-    let mut text = format!(
+    let text = format!(
         "{}\n\n{}",
         fill("intro"),
         Summaries::of(report, lang)?.paragraph()
     );
-    if whole {
-        text.push_str(&format!("\n\n{}", fill("attached")));
-    }
+    // Said in the mail only: a chat message never carries the review.
+    let mail_notes = vec![if whole {
+        fill("attached")
+    } else {
+        fill("too_large").replace(
+            "{mb}",
+            &format!("{:.1}", (html.len() + csv.len()) as f64 / 1_048_576.0),
+        )
+    }];
     Ok(Message {
         subject: fill("subject"),
         text,
+        mail_notes,
         html: whole.then_some(html),
         attachments: if whole {
             vec![Attachment {
@@ -205,4 +212,45 @@ pub fn queue(
 /// The messages that carried (or are to carry) a week's review, oldest first.
 pub fn deliveries(alerts: &AlertDb, week: &str) -> Result<Vec<Delivery>, ReportError> {
     Ok(alerts.deliveries_of(&group(week))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::weekly::{AlertLine, PatientSpread};
+
+    #[test]
+    fn a_mail_without_patient_data_names_no_patient_anywhere() {
+        let line = AlertLine {
+            id: 7,
+            rule: "sensitive_records".into(),
+            severity: "high".into(),
+            user: Some("n002".into()),
+            first_seen: chrono::Utc::now(),
+            status: "closed".into(),
+            resolution: Some("allowed".into()),
+            assignee: None,
+            reason: Some("PAT-4242 is her mother".into()),
+            age_days: 0,
+        };
+        let report = WeeklyReport {
+            week: "2026-W48".into(),
+            zone: "Asia/Tokyo".into(),
+            heat: vec![vec![0; 24]; 7],
+            alerts: vec![line.clone()],
+            open_alerts: vec![line],
+            patients: vec![PatientSpread {
+                patient: "PAT-4242".into(),
+                staff: 3,
+                accesses: 5,
+            }],
+            ..WeeklyReport::default()
+        };
+        let m = message(&report.without_patient_data(), Lang::Ja, None).unwrap();
+        let all = serde_json::to_string(&m).unwrap();
+        assert!(!all.contains("PAT-4242"), "{all}");
+        assert!(m.html.unwrap().contains("#1"));
+        let whole = message(&report, Lang::Ja, None).unwrap();
+        assert!(serde_json::to_string(&whole).unwrap().contains("PAT-4242"));
+    }
 }

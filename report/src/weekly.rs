@@ -210,7 +210,7 @@ impl WeeklyReport {
 
     /// The same review with no patient ID in it (for email to a channel without
     /// `include_patient_data`): the patients are numbered instead (and left out of the spot
-    /// checks), and the copy says so.
+    /// checks and of the reasons given for alerts), and the copy says so.
     pub fn without_patient_data(&self) -> WeeklyReport {
         let mut copy = self.clone();
         for (i, p) in copy.patients.iter_mut().enumerate() {
@@ -218,6 +218,12 @@ impl WeeklyReport {
         }
         for u in &mut copy.spot_checks.listed {
             u.patient = "—".into();
+        }
+        // Free text people wrote (a reason for closing an alert) may name a patient.
+        for a in copy.alerts.iter_mut().chain(copy.open_alerts.iter_mut()) {
+            if a.reason.is_some() {
+                a.reason = Some("—".into());
+            }
         }
         copy.patient_data_withheld = true;
         copy

@@ -32,10 +32,13 @@ impl Mail {
                 esc(&m.text)
             )
         });
-        let text = match &m.link {
-            Some(link) => format!("{}\n\n{link}", m.text),
-            None => m.text.clone(),
-        };
+        let mut text = m.text.clone();
+        for note in &m.mail_notes {
+            text.push_str(&format!("\n\n{note}"));
+        }
+        if let Some(link) = &m.link {
+            text.push_str(&format!("\n\n{link}"));
+        }
         Mail {
             subject: m.subject.clone(),
             text,

@@ -14,6 +14,9 @@ pub struct Message {
     pub subject: String,
     /// Plain text: the chat message, and the email's text part.
     pub text: String,
+    /// Lines only an email carries (what is attached, or why not).
+    #[serde(default)]
+    pub mail_notes: Vec<String>,
     /// The email's HTML part (inline styles only; no script, no remote images).
     pub html: Option<String>,
     pub attachments: Vec<Attachment>,
