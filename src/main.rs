@@ -311,7 +311,7 @@ enum ChannelsCommand {
 /// How a review is written and whether it is sent.
 #[derive(clap::Args)]
 struct ReviewOptions {
-    /// html, csv or json.
+    /// html, pdf (printed by Chromium), csv or json.
     #[arg(long, default_value = "html")]
     format: String,
     /// ja or en.

@@ -32,6 +32,12 @@ pub fn review(
             Span::Month => format!("--month: a month like 2026-11, not {}", week.name()),
         }));
     }
+    if week.range().1 > chrono::Utc::now() {
+        return Err(Failure::Usage(format!(
+            "{} is not over yet: a review is made of a finished period",
+            week.name()
+        )));
+    }
     let format: Format = format
         .parse()
         .map_err(|e: report::ReportError| Failure::Usage(format!("--format: {e}")))?;
@@ -66,12 +72,6 @@ pub fn review(
             return write(&render_bytes(&built, format, lang, browser)?, out);
         }
         // Sent: the copy kept (the one the UI shows and a sign-off refers to).
-        if week.range().1 > chrono::Utc::now() {
-            anyhow::bail!(
-                "{} is not over yet: a review is sent of a finished week",
-                week.name()
-            );
-        }
         let Some(alerts) = alerts.as_ref() else {
             anyhow::bail!(
                 "no alert database in {}: start `mimamori serve` once, with the report channels configured",

@@ -353,6 +353,18 @@ fn a_tokyo_week_with_a_national_holiday() {
     let bad = clinic.run(&["report", "weekly", "--week", "2026-W60"], None);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("an ISO week like 2026-W48"));
+    for (week, says) in [
+        ("0-W01", "an ISO week like 2026-W48"),
+        ("9999-W52", "an ISO week like 2026-W48"),
+        ("2099-W01", "not over yet"),
+    ] {
+        let bad = clinic.run(&["report", "weekly", "--week", week], None);
+        assert_eq!(bad.status.code(), Some(2), "{week}: {bad:?}");
+        assert!(
+            String::from_utf8_lossy(&bad.stderr).contains(says),
+            "{week}: {bad:?}"
+        );
+    }
 }
 
 #[test]

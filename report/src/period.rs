@@ -38,8 +38,13 @@ impl Period {
             ))
         };
         let text = text.trim();
+        // Years a clinic's logs can hold (and the calendars and zones know).
+        let year_ok = |y: i32| (1970..=2199).contains(&y);
         if let Some((year, number)) = text.split_once(['W', 'w']) {
             let year: i32 = year.trim_end_matches('-').parse().map_err(|_| bad())?;
+            if !year_ok(year) {
+                return Err(bad());
+            }
             let number: u32 = number.parse().map_err(|_| bad())?;
             NaiveDate::from_isoywd_opt(year, number, Weekday::Mon).ok_or_else(bad)?;
             return Ok(Period {
@@ -54,6 +59,9 @@ impl Period {
             return Err(bad());
         }
         let year: i32 = year.parse().map_err(|_| bad())?;
+        if !year_ok(year) {
+            return Err(bad());
+        }
         let number: u32 = month.parse().map_err(|_| bad())?;
         NaiveDate::from_ymd_opt(year, number, 1).ok_or_else(bad)?;
         Ok(Period {
@@ -214,7 +222,17 @@ mod tests {
             "2025-12"
         );
         assert_eq!(Period::parse("2026-02", tokyo).unwrap().days().len(), 28);
-        for bad in ["2026-13", "2026-1", "26-11", "2026-W"] {
+        for bad in [
+            "2026-13",
+            "2026-1",
+            "26-11",
+            "2026-W",
+            "0-W01",
+            "9999-W52",
+            "0000-01",
+            "9999-12",
+            "262143-W01",
+        ] {
             assert!(Period::parse(bad, tokyo).is_err(), "{bad}");
         }
     }

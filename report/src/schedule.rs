@@ -79,6 +79,17 @@ impl ReportConfig {
         if !(1..=365).contains(&self.signoff_days) {
             return Err(("report.signoff_days".into(), "from 1 to 365 days".into()));
         }
+        if let Some(browser) = &self.browser
+            && !browser.is_file()
+        {
+            return Err((
+                "report.browser".into(),
+                format!(
+                    "a Chrome or Chromium binary; {} is not a file",
+                    browser.display()
+                ),
+            ));
+        }
         if self.dormant_days > 3660 {
             return Err((
                 "report.dormant_days".into(),
@@ -119,6 +130,10 @@ impl ReportConfig {
                 let key = format!("report.channels[{i}]");
                 match channels.iter().find(|c| &c.name == name) {
                     None => Err((key, format!("the name of a [[channels]] entry; there is no {name:?}"))),
+                    Some(c) if !c.enabled => Err((
+                        key,
+                        format!("an enabled channel; {name:?} has enabled = false, so the review would wait for it for ever"),
+                    )),
                     Some(c) if !c.kind.is_people() => Err((
                         key,
                         format!(
@@ -225,5 +240,18 @@ mod tests {
             ..ReportConfig::default()
         };
         assert!(typo.recipients(&all).unwrap_err().1.contains("\"ofice\""));
+        let mut off = channel("off", "email");
+        off.enabled = false;
+        let named_off = ReportConfig {
+            channels: Some(vec!["off".into()]),
+            ..ReportConfig::default()
+        };
+        assert!(
+            named_off
+                .recipients(&[off])
+                .unwrap_err()
+                .1
+                .contains("enabled")
+        );
     }
 }
