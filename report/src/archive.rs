@@ -39,8 +39,8 @@ CREATE INDEX IF NOT EXISTS signoffs_week ON signoffs(week);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
-/// Longest text of a sign-off field.
-pub const MAX_SIGNOFF_CHARS: usize = 4_000;
+/// Longest text of a sign-off field (three of them in Japanese fit the UI's 64 KiB form).
+pub const MAX_SIGNOFF_CHARS: usize = 2_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -67,6 +67,24 @@ pub struct SignOff {
     pub findings: String,
     pub actions: String,
     pub comments: String,
+}
+
+impl SignOff {
+    /// What is wrong with it, if anything (a field too long).
+    pub fn check(&self) -> Result<(), ArchiveError> {
+        for (name, text) in [
+            ("findings", &self.findings),
+            ("actions", &self.actions),
+            ("comments", &self.comments),
+        ] {
+            if text.chars().count() > MAX_SIGNOFF_CHARS {
+                return Err(ArchiveError::Invalid(format!(
+                    "{name}: {MAX_SIGNOFF_CHARS} 文字以内 / at most {MAX_SIGNOFF_CHARS} characters"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One kept report, as listed.
@@ -259,17 +277,7 @@ impl ReportDb {
 
     /// Records `signoff` of the report of `week` (a later one adds to the record).
     pub fn sign(&self, week: &str, signoff: &SignOff) -> Result<(), ArchiveError> {
-        for (name, text) in [
-            ("findings", &signoff.findings),
-            ("actions", &signoff.actions),
-            ("comments", &signoff.comments),
-        ] {
-            if text.chars().count() > MAX_SIGNOFF_CHARS {
-                return Err(ArchiveError::Invalid(format!(
-                    "{name}: {MAX_SIGNOFF_CHARS} 文字以内 / at most {MAX_SIGNOFF_CHARS} characters"
-                )));
-            }
-        }
+        signoff.check()?;
         let conn = self.conn();
         let exists: bool = conn
             .query_row(
