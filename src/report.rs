@@ -139,6 +139,11 @@ fn kept_or_made(
     Ok(archive.get(&week.name())?.0)
 }
 
+/// Weeks (and months) before the latest due whose missing review the schedule still makes and
+/// sends (the appliance was off at the moment).
+const CATCH_UP_WEEKS: i64 = 4;
+const CATCH_UP_MONTHS: i64 = 2;
+
 /// The schedule's stage in `/healthz`.
 pub const STAGE: &str = "weekly-review";
 
@@ -172,14 +177,26 @@ pub async fn schedule(
         let appointments = schedule_file.clone();
         let outcome = tokio::task::spawn_blocking(move || {
             let now = chrono::Utc::now();
-            let mut due = vec![schedule.due(now, clinic.zone)];
+            // The periods due, and those missed while the appliance was off (a few back, and
+            // only those it was watching for: over after it first kept a review).
+            let since = archive.watching_since().unwrap_or(now);
+            let mut due = Vec::new();
+            let mut spans = vec![(schedule.due(now, clinic.zone), CATCH_UP_WEEKS)];
             if monthly {
-                due.push(schedule.due_month(now, clinic.zone));
+                spans.push((schedule.due_month(now, clinic.zone), CATCH_UP_MONTHS));
+            }
+            for (latest, back) in spans {
+                due.push(latest);
+                due.extend(
+                    (1..=back)
+                        .map(|n| latest.back(n))
+                        .filter(|p| p.range().1 > since),
+                );
             }
             let mut results = Vec::new();
             for period in due {
                 let name = period.name();
-                let made_before = archive.get(&name).is_ok();
+                let made_before = archive.has(&name).unwrap_or(false);
                 if made_before && handled.contains(&name) {
                     results.push((name, Ok((false, Vec::new()))));
                     continue;

@@ -495,3 +495,34 @@ fn a_source_silent_longer_than_usual_is_a_finding() {
     // The week before, as regular as ever: nothing to report.
     assert_eq!(clinic.report("2026-W47")["silences"], serde_json::json!([]));
 }
+
+#[test]
+fn an_access_hidden_among_many_is_drawn_by_the_spot_check() {
+    // Monday 2026-11-23 is a holiday; Tuesday: one look at P0999 (no appointment) at 08:30,
+    // then 100 explained accesses from 11:00 to 11:10, all in the 08:00-12:00 slice.
+    let schedule = tempfile::tempdir().unwrap();
+    let appointments = schedule.path().join("appointments.csv");
+    std::fs::write(&appointments, "patient_id,date,site\nP0001,2026-11-24,\n").unwrap();
+    let mut rows = vec![("2026-11-24T08:30:00+09:00".to_owned(), "n002", "P0999")];
+    for i in 0..100 {
+        rows.push((
+            format!("2026-11-24T11:{:02}:{:02}+09:00", i / 10, (i % 10) * 6),
+            "n001",
+            "P0001",
+        ));
+    }
+    let rows: Vec<(&str, &str, &str)> = rows.iter().map(|(t, u, p)| (t.as_str(), *u, *p)).collect();
+    let clinic = Clinic::new(
+        &format!(
+            "timezone = \"Asia/Tokyo\"\n[detections.treatment_relationship]\nappointments_file = \"{}\"\n",
+            appointments.display()
+        ),
+        &rows,
+    );
+    let spot = clinic.report("2026-W48")["spot_checks"].clone();
+    assert!(spot["sampled"].as_u64().unwrap() <= 20, "{spot}");
+    assert_eq!(
+        spot["listed"][0]["patient"], "P0999",
+        "drawn at random, not the slice's newest 20: {spot}"
+    );
+}

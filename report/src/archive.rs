@@ -198,6 +198,18 @@ impl ReportDb {
         Ok(added > 0)
     }
 
+    /// Whether a report of `week` is kept.
+    pub fn has(&self, week: &str) -> Result<bool, ArchiveError> {
+        self.conn()
+            .query_row(
+                "SELECT count(*) FROM reports WHERE week = ?1",
+                params![week],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(self.err())
+    }
+
     /// The report kept for `week` (as JSON, the way it was made) and its sign-offs, oldest first.
     pub fn get(&self, week: &str) -> Result<(WeeklyReport, Vec<SignOff>), ArchiveError> {
         let conn = self.conn();
