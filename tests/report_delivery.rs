@@ -190,6 +190,16 @@ fn the_weekly_review_is_mailed_whole_chatted_in_brief_retried_and_shown() {
         .matches("<td>broken</td>")
         .count();
     assert_eq!(rows, 1, "{}", page.body);
-    assert_eq!(audit_count(&server, "event.action:report.send"), 1);
+    wait("the sending in the audit trail", 10, &|| {
+        audit_count(&server, "event.action:report.send") == 1
+    });
+    let audited = server.search("event.dataset:mimamori.audit AND event.action:report.send");
+    assert!(
+        audited[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("queued for office, chat"),
+        "what was queued, not what was asked: {audited:?}"
+    );
     server.stop();
 }

@@ -4,6 +4,7 @@
 //! aggregations and reads the alert database; [`render`] writes it as HTML that email clients
 //! show (no script, no external images), CSV or JSON, in Japanese or English.
 
+pub mod alerts;
 pub mod archive;
 pub mod deliver;
 pub mod dormant;
@@ -13,6 +14,7 @@ pub mod pdf;
 pub mod period;
 pub mod render;
 pub mod schedule;
+pub mod shown;
 pub mod silence;
 pub mod spot;
 pub mod weekly;

@@ -83,6 +83,8 @@ pub fn from_html(html: &str, browser: &Path) -> Result<Vec<u8>, ReportError> {
         if is_root() {
             command.arg("--no-sandbox");
         }
+        // Its own process group: on a timeout the browser and every helper it started go.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let mut child = command
             .spawn()
             .map_err(|e| fail(&format!("cannot run {}: {e}", browser.display())))?;
@@ -94,6 +96,12 @@ pub fn from_html(html: &str, browser: &Path) -> Result<Vec<u8>, ReportError> {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 Ok(None) => {
+                    let _ = Command::new("kill")
+                        .arg("-KILL")
+                        .arg(format!("-{}", child.id()))
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
                     let _ = child.kill();
                     let _ = child.wait();
                     return Err(fail(&format!(
@@ -118,14 +126,39 @@ pub fn from_html(html: &str, browser: &Path) -> Result<Vec<u8>, ReportError> {
     result
 }
 
+/// The prefix of the printing folders; one left by a process killed while printing (it holds
+/// the review's HTML, patient IDs and all) is removed by the next print.
+const DIR_PREFIX: &str = "mimamori-pdf-";
+
+/// Removes printing folders older than twice [`PRINT_TIMEOUT`]: nobody prints in them still.
+fn remove_stale() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > PRINT_TIMEOUT * 2);
+        let ours = entry.file_name().to_string_lossy().starts_with(DIR_PREFIX)
+            && entry.file_type().is_ok_and(|t| t.is_dir());
+        if ours && old {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// A new folder only this user can read, in the system's temporary folder.
 fn private_dir() -> std::io::Result<PathBuf> {
+    remove_stale();
     use std::os::unix::fs::DirBuilderExt;
     let mut random = [0u8; 8];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
         .map_err(|_| std::io::Error::other("no randomness"))?;
     let name: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let dir = std::env::temp_dir().join(format!("mimamori-pdf-{name}"));
+    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{name}"));
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     Ok(dir)
 }

@@ -9,14 +9,17 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use store::{EventIndex, FacetRequest, MAX_COUNTED_VALUES, SearchRequest};
 
-use alerting::db::{AlertDb, AlertFilter};
+use alerting::db::AlertDb;
 use rules::clinic::Clinic;
 
 use crate::ReportError;
+pub use crate::alerts::{AlertCounts, AlertLine};
 use crate::period::{Period, local_instant};
 
 /// Rows listed at most in a list section (the counts stay whole).
 pub const MAX_LISTED: usize = 200;
+/// People listed at most in the staff table (the busiest).
+pub const MAX_STAFF_LISTED: usize = 500;
 /// Patients listed by how many staff opened them.
 pub const TOP_PATIENTS: usize = 10;
 /// Windows events about accounts: created (4720), enabled (4722), added to a global (4728) or
@@ -62,30 +65,6 @@ pub struct ClosedDay {
     pub day: NaiveDate,
     /// The holiday's name, or empty for a weekly or configured closed day.
     pub why: String,
-}
-
-/// How many alerts: of the period, of those still open (or acknowledged), and of all still open.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct AlertCounts {
-    pub in_period: u64,
-    pub open_in_period: u64,
-    pub open: u64,
-}
-
-/// One alert of the week.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertLine {
-    pub id: i64,
-    pub rule: String,
-    pub severity: String,
-    pub user: Option<String>,
-    pub first_seen: DateTime<Utc>,
-    pub status: String,
-    pub resolution: Option<String>,
-    pub assignee: Option<String>,
-    pub reason: Option<String>,
-    /// Days since it was first seen (for those still open).
-    pub age_days: i64,
 }
 
 /// An account change or a cleared log.
@@ -147,6 +126,9 @@ pub struct WeeklyReport {
     /// By kind of log (`event.dataset`): the sources present.
     pub sources: Vec<Count>,
     pub staff: Vec<StaffWeek>,
+    /// People with events in the period (the table lists the [`MAX_STAFF_LISTED`] busiest).
+    #[serde(default)]
+    pub staff_total: usize,
     pub off_hours: Vec<OffHours>,
     pub outside_hours_total: u64,
     pub closed_day_total: u64,
@@ -192,42 +174,6 @@ pub struct WeeklyReport {
     /// Patient IDs replaced by ranks (a copy for a channel not allowed patient data).
     #[serde(default)]
     pub patient_data_withheld: bool,
-}
-
-impl WeeklyReport {
-    /// The alerts of the period, counted whole ([`AlertCounts`]; a review kept before the
-    /// counts were recorded counts its list).
-    pub fn alert_counts(&self) -> AlertCounts {
-        if self.alert_counts.in_period > 0 || self.alerts.is_empty() {
-            return self.alert_counts;
-        }
-        AlertCounts {
-            in_period: self.alerts.len() as u64,
-            open_in_period: self.alerts.iter().filter(|a| a.status != "closed").count() as u64,
-            open: self.open_alerts.len() as u64,
-        }
-    }
-
-    /// The same review with no patient ID in it (for email to a channel without
-    /// `include_patient_data`): the patients are numbered instead (and left out of the spot
-    /// checks and of the reasons given for alerts), and the copy says so.
-    pub fn without_patient_data(&self) -> WeeklyReport {
-        let mut copy = self.clone();
-        for (i, p) in copy.patients.iter_mut().enumerate() {
-            p.patient = format!("#{}", i + 1);
-        }
-        for u in &mut copy.spot_checks.listed {
-            u.patient = "—".into();
-        }
-        // Free text people wrote (a reason for closing an alert) may name a patient.
-        for a in copy.alerts.iter_mut().chain(copy.open_alerts.iter_mut()) {
-            if a.reason.is_some() {
-                a.reason = Some("—".into());
-            }
-        }
-        copy.patient_data_withheld = true;
-        copy
-    }
 }
 
 /// What a report is built from.
@@ -414,57 +360,10 @@ impl WeeklyReport {
         let outside_hours_total = off_hours.iter().map(|o| o.outside_hours).sum();
         let closed_day_total = off_hours.iter().map(|o| o.closed_days).sum();
 
-        // Alerts: the week's, and those still open from any week, oldest first; the counts
-        // whole, the lists at most MAX_LISTED each.
-        let mut alert_counts = AlertCounts::default();
-        let (alerts, open_alerts) = match alerts {
-            Some(db) => {
-                let line = |a: alerting::db::StoredAlert| AlertLine {
-                    id: a.id,
-                    rule: a.alert.rule.clone(),
-                    severity: a.alert.severity.as_str().to_owned(),
-                    user: a.alert.user.clone(),
-                    first_seen: a.alert.first_seen,
-                    status: a.status.as_str().to_owned(),
-                    resolution: a.resolution.map(|r| r.as_str().to_owned()),
-                    assignee: a.assignee.clone(),
-                    reason: a.status_reason.clone(),
-                    age_days: (now - a.alert.first_seen).num_days(),
-                };
-                let in_week = AlertFilter {
-                    since: Some(from),
-                    until: Some(to),
-                    limit: MAX_LISTED,
-                    oldest_first: true,
-                    ..AlertFilter::default()
-                };
-                alert_counts.in_period = db.count(&in_week)?;
-                let week_alerts: Vec<AlertLine> =
-                    db.list(&in_week)?.into_iter().map(line).collect();
-                let mut open = Vec::new();
-                for status in [
-                    alerting::db::AlertStatus::Open,
-                    alerting::db::AlertStatus::Acknowledged,
-                ] {
-                    let still = AlertFilter {
-                        status: Some(status),
-                        until: Some(to),
-                        limit: MAX_LISTED,
-                        oldest_first: true,
-                        ..AlertFilter::default()
-                    };
-                    alert_counts.open += db.count(&still)?;
-                    alert_counts.open_in_period += db.count(&AlertFilter {
-                        since: Some(from),
-                        ..still.clone()
-                    })?;
-                    open.extend(db.list(&still)?.into_iter().map(line));
-                }
-                open.sort_by_key(|a| (a.first_seen, a.id));
-                open.truncate(MAX_LISTED);
-                (week_alerts, open)
-            }
-            None => (Vec::new(), Vec::new()),
+        // Alerts: the week's, and those still open from any week.
+        let (alerts, open_alerts, alert_counts) = match alerts {
+            Some(db) => crate::alerts::lines(db, (from, to), now)?,
+            None => (Vec::new(), Vec::new(), AlertCounts::default()),
         };
 
         // Accounts created, enabled or given rights; the log cleared; roster and UI accounts.
@@ -589,6 +488,7 @@ impl WeeklyReport {
             events,
             sources: sources_present,
             staff,
+            staff_total: 0,
             off_hours,
             outside_hours_total,
             closed_day_total,
@@ -620,6 +520,7 @@ impl WeeklyReport {
             patient_data_withheld: false,
         };
         report.checksum = report.digest();
+        report.bound();
         Ok(report)
     }
 
