@@ -71,7 +71,7 @@ pub fn show(checked: &Checked, id: i64, json: bool) -> Result<(), Failure> {
     if json {
         let mut v = serde_json::to_value(&a).unwrap_or_default();
         v["deliveries"] = serde_json::to_value(&deliveries).unwrap_or_default();
-        say!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        crate::output::say_json(&serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
     let zone = checked.clinic.zone;
@@ -148,9 +148,11 @@ pub fn list(
     let db = open_db(checked)?;
     let alerts = db.list(&filter).map_err(|e| Failure::Runtime(e.into()))?;
     for a in &alerts {
-        let line = if json {
-            serde_json::to_string(a).unwrap_or_default()
-        } else {
+        if json {
+            crate::output::say_json(&serde_json::to_string(a).unwrap_or_default());
+            continue;
+        }
+        let line = {
             let local = a.alert.last_seen.with_timezone(&checked.clinic.zone);
             format!(
                 "#{:<5} {}  {:<8} {:<20} {:<12} x{:<3} {}: {}",

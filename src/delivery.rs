@@ -45,7 +45,7 @@ pub fn deliveries(checked: &Checked, view: DeliveryView<'_>) -> Result<(), Failu
     let list = store::list(conn, view.channel, view.failed, view.limit).map_err(runtime)?;
     for d in &list {
         if view.json {
-            crate::output::say!("{}", serde_json::to_string(d).unwrap_or_default());
+            crate::output::say_json(&serde_json::to_string(d).unwrap_or_default());
             continue;
         }
         let alerts: Vec<String> = d

@@ -20,6 +20,32 @@ pub fn say_line(line: &str) {
     }
 }
 
+/// JSON with every [`hidden`] character outside a line break as a JSON escape (`\u202e`): it
+/// stays valid JSON and no character acts on a terminal.
+pub fn json_safe(json: &str) -> Cow<'_, str> {
+    if !json.chars().any(|c| hidden(c) && c != '\n') {
+        return Cow::Borrowed(json);
+    }
+    Cow::Owned(
+        json.chars()
+            .map(|c| {
+                if hidden(c) && c != '\n' {
+                    format!("\\u{:04x}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+/// Prints one line of JSON through [`json_safe`]; exits 0 when stdout is closed.
+pub fn say_json(json: &str) {
+    if writeln!(std::io::stdout().lock(), "{}", json_safe(json)).is_err() {
+        std::process::exit(0);
+    }
+}
+
 /// Characters that must not reach a terminal as they are: controls and the bidirectional
 /// formatting characters.
 fn hidden(c: char) -> bool {
@@ -57,6 +83,15 @@ fn escape(text: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn json_lines_stay_json_with_bidi_escaped() {
+        let json = serde_json::json!({"user": "\u{202e}exe.txt\u{1b}[2J"}).to_string();
+        let escaped = json_safe(&json);
+        let back: serde_json::Value = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(back["user"], "\u{202e}exe.txt\u{1b}[2J");
+        assert!(!escaped.contains('\u{202e}'));
+    }
 
     #[test]
     fn escapes_controls_and_bidi_overrides() {

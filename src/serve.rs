@@ -473,7 +473,7 @@ pub fn search(checked: &Checked, wanted: Wanted<'_>, output: Output) -> Result<(
     let write = |out: &mut std::io::StdoutLock, line: String| writeln!(out, "{line}");
     for event in &results.events {
         let line = if json {
-            event_json(event, original).to_string()
+            crate::output::json_safe(&event_json(event, original).to_string()).into_owned()
         } else {
             let local = event.timestamp.with_timezone(&checked.timezone);
             // Text from senders may carry terminal escapes (`ESC]0;...BEL`, `ESC[2J`): shown

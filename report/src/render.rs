@@ -79,6 +79,9 @@ fn shade(n: u64, max: u64) -> String {
     )
 }
 
+/// Overdue reviews named in a summary, at most (the most recent).
+const MAX_OVERDUE_NAMED: usize = 8;
+
 /// Each section's one-line summary, in the report's words: on top of its section, and in the
 /// message that delivers the report.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -216,11 +219,22 @@ impl Summaries {
                 ),
             },
             overdue: (!r.overdue_signoffs.is_empty()).then(|| {
-                say(
-                    "signoff",
-                    "overdue",
-                    &[("weeks", r.overdue_signoffs.join(", "))],
-                )
+                // The most recent few by name, the rest counted: a long list would crowd out
+                // the review itself (a chat message has room for 3,000 characters).
+                let n = r.overdue_signoffs.len();
+                let mut weeks: Vec<&str> = r
+                    .overdue_signoffs
+                    .iter()
+                    .rev()
+                    .take(MAX_OVERDUE_NAMED)
+                    .map(String::as_str)
+                    .collect();
+                weeks.reverse();
+                let mut named = weeks.join(", ");
+                if n > MAX_OVERDUE_NAMED {
+                    named.push_str(&format!(" (+{})", n - MAX_OVERDUE_NAMED));
+                }
+                say("signoff", "overdue", &[("weeks", named)])
             }),
         }
     }
