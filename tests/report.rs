@@ -526,3 +526,35 @@ fn an_access_hidden_among_many_is_drawn_by_the_spot_check() {
         "drawn at random, not the slice's newest 20: {spot}"
     );
 }
+
+#[test]
+fn one_account_in_two_cases_is_one_person_and_stray_events_are_no_usual() {
+    let mut rows: Vec<(String, &str, &str)> = vec![
+        // 2026-W44: one stray event, before the clinic's logs really began.
+        ("2026-10-27T10:00:00+09:00".into(), "x001", "P0001"),
+    ];
+    // 2026-W47: n005's usual week, eight accesses.
+    for i in 0..8 {
+        rows.push((format!("2026-11-17T10:0{i}:00+09:00"), "n005", "P0002"));
+    }
+    // 2026-W48: the account written two ways, three accesses in all.
+    for (t, u) in [
+        ("2026-11-24T10:00:00+09:00", "n005"),
+        ("2026-11-24T10:01:00+09:00", "n005"),
+        ("2026-11-24T10:02:00+09:00", "N005"),
+    ] {
+        rows.push((t.into(), u, "P0003"));
+    }
+    let rows: Vec<(&str, &str, &str)> = rows.iter().map(|(t, u, p)| (t.as_str(), *u, *p)).collect();
+    let clinic = Clinic::new("timezone = \"Asia/Tokyo\"", &rows);
+    let report = clinic.report("2026-W48");
+    let staff = report["staff"].as_array().unwrap();
+    assert_eq!(staff.len(), 1, "{staff:?}");
+    assert_eq!(staff[0]["user"], "n005", "the spelling seen most");
+    assert_eq!(staff[0]["events"], 3, "as `user.name:n005` finds them");
+    assert_eq!(
+        staff[0]["usual"], 8.0,
+        "W47 alone: W44's one stray event is not a week of usual work"
+    );
+    agrees_with_search(&clinic, &report);
+}

@@ -217,7 +217,25 @@ fn counts(
             count: v.count,
         })
         .collect();
-    Ok((facets.total, values))
+    Ok((facets.total, merge_case(values)))
+}
+
+/// Values that differ only in case (`n003`, `N003`: one account, as searches find it) made
+/// one, under the spelling seen most; most frequent first.
+fn merge_case(values: Vec<Count>) -> Vec<Count> {
+    let mut merged: Vec<Count> = Vec::with_capacity(values.len());
+    let mut at: BTreeMap<String, usize> = BTreeMap::new();
+    for v in values {
+        match at.get(&v.value.to_lowercase()) {
+            Some(&i) => merged[i].count += v.count,
+            None => {
+                at.insert(v.value.to_lowercase(), merged.len());
+                merged.push(v);
+            }
+        }
+    }
+    merged.sort_by_key(|c| std::cmp::Reverse(c.count));
+    merged
 }
 
 /// `value` quoted for the query language.
@@ -290,23 +308,32 @@ impl WeeklyReport {
         let (_, by_user) = counts(index, "*", from, to, "user.name")?;
 
         // Each person against their own usual.
-        // (Over the weeks before that hold any event: a store younger than four weeks
-        // averages what it has.)
-        let mut before: BTreeMap<String, u64> = BTreeMap::new();
-        let mut baseline_weeks = 0;
+        // (Over the periods before that hold events: a store younger than four weeks averages
+        // what it has.)
+        // A period with a small share of the busiest one's events (a few stray events before
+        // the store began collecting) is not a period of usual work: it is left out.
+        let mut earlier = Vec::new();
         for n in 1..=week.baseline() {
             let (a, b) = week.back(n).range();
-            let (total, users) = counts(index, "*", a, b, "user.name")?;
-            baseline_weeks += i64::from(total > 0);
+            earlier.push(counts(index, "*", a, b, "user.name")?);
+        }
+        let busiest = earlier.iter().map(|(total, _)| *total).max().unwrap_or(0);
+        let mut before: BTreeMap<String, u64> = BTreeMap::new();
+        let mut baseline_weeks = 0;
+        for (total, users) in earlier {
+            if total == 0 || total * 4 < busiest {
+                continue;
+            }
+            baseline_weeks += 1;
             for c in users {
-                *before.entry(c.value).or_default() += c.count;
+                *before.entry(c.value.to_lowercase()).or_default() += c.count;
             }
         }
         let staff: Vec<StaffWeek> = by_user
             .iter()
             .map(|c| {
-                let usual =
-                    *before.get(&c.value).unwrap_or(&0) as f64 / baseline_weeks.max(1) as f64;
+                let usual = *before.get(&c.value.to_lowercase()).unwrap_or(&0) as f64
+                    / baseline_weeks.max(1) as f64;
                 StaffWeek {
                     user: c.value.clone(),
                     name: name_of(&c.value),
@@ -334,7 +361,7 @@ impl WeeklyReport {
             }
             for (a, b) in spans {
                 for c in counts(index, "*", a, b, "user.name")?.1 {
-                    let entry = off.entry(c.value).or_default();
+                    let entry = off.entry(c.value.to_lowercase()).or_default();
                     if whole {
                         entry.1 += c.count;
                     } else {
@@ -343,8 +370,17 @@ impl WeeklyReport {
                 }
             }
         }
+        // Each person under the spelling of their account seen most this period.
+        let spelled: BTreeMap<String, &str> = by_user
+            .iter()
+            .map(|c| (c.value.to_lowercase(), c.value.as_str()))
+            .collect();
         let mut off_hours: Vec<OffHours> = off
             .into_iter()
+            .map(|(key, (outside_hours, closed))| {
+                let user = spelled.get(&key).map_or(key, |s| (*s).to_owned());
+                (user, (outside_hours, closed))
+            })
             .map(|(user, (outside_hours, closed))| OffHours {
                 name: name_of(&user),
                 user,
