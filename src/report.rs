@@ -166,7 +166,7 @@ pub async fn schedule(
     let schedule_file = checked.appointments.clone().map(std::sync::Arc::new);
     let started = std::sync::Arc::new(checked.clinic.clone());
     let recipients = checked.review_recipients();
-    let monthly = checked.config.report.monthly;
+    let (weekly, monthly) = (checked.config.report.weekly, checked.config.report.monthly);
     // The periods whose review was made or found, and queued for the channels, in this run
     // (once per run is enough: the queue itself refuses a second copy).
     let mut done: Vec<String> = Vec::new();
@@ -181,7 +181,10 @@ pub async fn schedule(
             // only those it was watching for: over after it first kept a review).
             let since = archive.watching_since().unwrap_or(now);
             let mut due = Vec::new();
-            let mut spans = vec![(schedule.due(now, clinic.zone), CATCH_UP_WEEKS)];
+            let mut spans = Vec::new();
+            if weekly {
+                spans.push((schedule.due(now, clinic.zone), CATCH_UP_WEEKS));
+            }
             if monthly {
                 spans.push((schedule.due_month(now, clinic.zone), CATCH_UP_MONTHS));
             }

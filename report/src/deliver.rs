@@ -53,8 +53,8 @@ impl Recipients {
                 report.without_patient_data()
             };
             let mut message = message(&copy, self.lang, self.link_base.as_deref())?;
-            if self.attach_pdf && message.html.is_some() {
-                attach_pdf(&mut message, &copy, self.lang, self.browser.as_deref());
+            if self.attach_pdf {
+                attach_pdf(&mut message, &report.week, self.browser.as_deref());
             }
             out.push(Outgoing {
                 week: report.week.clone(),
@@ -92,17 +92,13 @@ impl Recipients {
     }
 }
 
-/// The review as PDF attached to `message`; when it cannot be printed, the mail says why
-/// instead (the review itself still goes).
-fn attach_pdf(
-    message: &mut Message,
-    report: &WeeklyReport,
-    lang: Lang,
-    browser: Option<&std::path::Path>,
-) {
-    match crate::render::render_bytes(report, Format::Pdf, lang, browser) {
+/// The mail's HTML printed as PDF and attached to `message`; when it cannot be printed, the
+/// mail says why instead (the review itself still goes).
+fn attach_pdf(message: &mut Message, week: &str, browser: Option<&std::path::Path>) {
+    let Some(html) = &message.html else { return };
+    match crate::pdf::browser(browser).and_then(|b| crate::pdf::from_html(html, &b)) {
         Ok(pdf) => message.attachments.push(Attachment::binary(
-            format!("review-{}.pdf", report.week),
+            format!("review-{week}.pdf"),
             "application/pdf",
             &pdf,
         )),

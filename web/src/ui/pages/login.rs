@@ -179,12 +179,7 @@ pub(crate) async fn submit(
             )
             .await
             {
-                let db = state.clone();
-                blocking(move || {
-                    ui_end(&db, &token);
-                    Ok(())
-                })
-                .await?;
+                end_session(&state, token).await?;
                 return Err(PageError::AuditDown);
             }
             Ok(signed_in(ui, &token, &next))
@@ -229,12 +224,7 @@ pub(crate) async fn logout(
 ) -> Result<Response, PageError> {
     let ui = ui_of(&state)?;
     if let Some(token) = viewer.cookie.clone() {
-        let db = state.clone();
-        blocking(move || {
-            ui_end(&db, &token);
-            Ok(())
-        })
-        .await?;
+        end_session(&state, token).await?;
     }
     audit::record(&state, &viewer, Entry::new("logout", "signed out")).await;
     let mut response = Redirect::to("/login").into_response();
@@ -244,10 +234,16 @@ pub(crate) async fn logout(
     Ok(response)
 }
 
-fn ui_end(state: &AppState, token: &str) {
-    if let Some(ui) = state.ui.as_deref() {
-        ui.accounts.end_session(token);
-    }
+/// Ends the session of `token` (off the async threads).
+async fn end_session(state: &Arc<AppState>, token: String) -> Result<(), PageError> {
+    let db = state.clone();
+    blocking(move || {
+        if let Some(ui) = db.ui.as_deref() {
+            ui.accounts.end_session(&token);
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The setup is open while nobody has an account, from this machine (not through a proxy on
@@ -437,12 +433,7 @@ pub(crate) async fn code(
         ui.metrics.logins.with_label_values(&["success"]).inc();
         let entry = Entry::new("login", "signed in to the web UI (with a second factor)");
         if !audit::record(&state, &acting, entry).await {
-            let db = state.clone();
-            blocking(move || {
-                ui_end(&db, &token);
-                Ok(())
-            })
-            .await?;
+            end_session(&state, token).await?;
             return Err(PageError::AuditDown);
         }
         return Ok(Redirect::to(&next).into_response());
