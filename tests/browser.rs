@@ -95,12 +95,18 @@ async fn click(client: &Client, css: &str) {
         .unwrap();
 }
 
-/// Waits until the page's path is `path` and `css` is on it.
+/// Waits until the page's path is `path` and `css` is on it. A `path` of
+/// `/search?q=` also waits for the query to hold `q=`, so that a page that
+/// already had `css` before a click is not taken for the one after it.
 async fn arrive(client: &Client, path: &str, css: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
     loop {
         let url = client.current_url().await.unwrap();
-        if url.path() == path && client.find(Locator::Css(css)).await.is_ok() {
+        if url.path() == path
+            && url.query().unwrap_or("").contains(query)
+            && client.find(Locator::Css(css)).await.is_ok()
+        {
             return;
         }
         if Instant::now() > deadline {
@@ -175,7 +181,7 @@ async fn setup_sign_in_search_report_and_close_an_alert_in_chromium() {
     // A Japanese word.
     fill(&client, "#q", "カルテ").await;
     click(&client, "#search").await;
-    arrive(&client, "/search", "#results").await;
+    arrive(&client, "/search?q=", "#total").await;
     assert_eq!(text(&client, "#total").await, "1");
     assert!(
         text(&client, "#results")
