@@ -196,6 +196,15 @@ pub struct Checked {
     pub appointments: Option<Appointments>,
     /// Where it was read from (config file, --data-dir), to read it again on reload.
     pub origin: (Option<PathBuf>, Option<PathBuf>),
+    /// Set by `mimamori demo` only: the banner on every page and the local mailbox.
+    pub demo: Option<DemoUi>,
+}
+
+/// What `mimamori demo` adds to the web UI.
+#[derive(Debug, Clone)]
+pub struct DemoUi {
+    pub banner: String,
+    pub mailbox: PathBuf,
 }
 
 impl Checked {
@@ -520,6 +529,7 @@ impl Config {
             custom_rules,
             appointments,
             origin: (path.map(Path::to_owned), data_dir.map(Path::to_owned)),
+            demo: None,
         })
     }
 }

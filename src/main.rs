@@ -11,6 +11,7 @@ mod bench_rules;
 mod config;
 mod config_errors;
 mod delivery;
+mod demo;
 mod import;
 mod output;
 mod report;
@@ -47,6 +48,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Try it in one command: a made-up two-site clinic's week with incidents, imported, the
+    /// rules run, alert mails delivered to a local mailbox, and the web UI on 127.0.0.1 with a
+    /// `demo` administrator whose password is printed. Safe to run again.
+    Demo {
+        /// The demo's folder (data, simulated logs, mailbox); only a folder it made is reused.
+        #[arg(long, default_value = "mimamori-demo")]
+        dir: PathBuf,
+        /// The web UI's address (loopback only).
+        #[arg(long, default_value = "127.0.0.1:8480")]
+        http: std::net::SocketAddr,
+        /// Syslog over UDP and TCP (loopback only).
+        #[arg(long, default_value = "127.0.0.1:5514")]
+        syslog: std::net::SocketAddr,
+        /// Delete the demo's data and simulate a new week.
+        #[arg(long)]
+        fresh: bool,
+    },
     /// Run the service: syslog listeners, store, HTTP API.
     Serve,
     /// Reports for review (works while the server runs).
@@ -400,6 +418,17 @@ fn main() -> ExitCode {
             start,
             out,
         } => simulate::run(days, seed, start, &out).map_err(Failure::Runtime),
+        Command::Demo {
+            dir,
+            http,
+            syslog,
+            fresh,
+        } => demo::run(&demo::Options {
+            dir,
+            http,
+            syslog,
+            fresh,
+        }),
         command => match Config::load(cli.config.as_deref(), cli.data_dir.as_deref()) {
             Err(e) => Err(Failure::Usage(e.to_string())),
             Ok(checked) => match command {
@@ -581,7 +610,8 @@ fn main() -> ExitCode {
                 Command::Config {
                     command: ConfigCommand::Default,
                 }
-                | Command::Simulate { .. } => unreachable!("handled above"),
+                | Command::Simulate { .. }
+                | Command::Demo { .. } => unreachable!("handled above"),
             },
         },
     };

@@ -377,9 +377,15 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub fn serve(checked: Checked) -> anyhow::Result<()> {
+    serve_then(checked, |_| {})
+}
+
+/// [`serve`], calling `ready` once everything listens.
+pub fn serve_then(checked: Checked, ready: impl FnOnce(&Running)) -> anyhow::Result<()> {
     init_tracing();
     runtime()?.block_on(async {
         let running = start(&checked, prometheus::Registry::new()).await?;
+        ready(&running);
         // SIGHUP reloads the roster and the rules; a bad file keeps the old ones.
         if let (Some(reloader), Ok(mut hup)) = (
             running.rules.as_ref().map(|r| r.reloader.clone()),

@@ -150,6 +150,41 @@ fn work(role: &str, rng: &mut Rng) -> (&'static str, &'static str) {
 /// Simulates `days` days from `start` (default: the days that end yesterday, so `alerts
 /// --since 7d` finds the last week's incidents).
 pub fn run(days: u32, seed: u64, start: Option<NaiveDate>, out: &Path) -> anyhow::Result<()> {
+    let made = generate(days, seed, start, out)?;
+    println!(
+        "simulated {days} days from {}: {} accesses by {} staff, {} incidents in {}",
+        made.start,
+        made.accesses,
+        made.staff,
+        made.incidents,
+        out.join("labels.csv").display()
+    );
+    let out = std::path::absolute(out)?;
+    let config = out.join("mimamori.toml");
+    println!(
+        "next:\n  mimamori --config {config} import {logs}\n  mimamori --config {config} alerts --since {days}d",
+        config = config.display(),
+        logs = out.join("logs").display(),
+    );
+    Ok(())
+}
+
+/// What [`generate`] wrote.
+pub struct Simulated {
+    pub start: NaiveDate,
+    pub accesses: usize,
+    pub staff: usize,
+    pub incidents: usize,
+}
+
+/// Writes the clinic's `days` from `start` (default: the days that end yesterday) into `out`:
+/// `logs/`, `roster.csv`, `labels.csv` and `mimamori.toml`.
+pub fn generate(
+    days: u32,
+    seed: u64,
+    start: Option<NaiveDate>,
+    out: &Path,
+) -> anyhow::Result<Simulated> {
     std::fs::create_dir_all(out.join("logs"))
         .with_context(|| format!("cannot create {}", out.display()))?;
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
@@ -383,21 +418,12 @@ pub fn run(days: u32, seed: u64, start: Option<NaiveDate>, out: &Path) -> anyhow
     }
     accesses.sort_by_key(|a| a.at);
     write_all(out, &people, &accesses, &labels, &mut rng)?;
-    println!(
-        "simulated {days} days from {start}: {} accesses by {} staff, {} incidents in {}",
-        accesses.len(),
-        people.len(),
-        labels.len(),
-        out.join("labels.csv").display()
-    );
-    let out = std::path::absolute(out)?;
-    let config = out.join("mimamori.toml");
-    println!(
-        "next:\n  mimamori --config {config} import {logs}\n  mimamori --config {config} alerts --since {days}d",
-        config = config.display(),
-        logs = out.join("logs").display(),
-    );
-    Ok(())
+    Ok(Simulated {
+        start,
+        accesses: accesses.len(),
+        staff: people.len(),
+        incidents: labels.len(),
+    })
 }
 
 fn write_all(

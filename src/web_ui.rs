@@ -60,6 +60,10 @@ pub fn build(
         UiMetrics::new(registry)?,
     );
     ui.limits = config.limits();
+    if let Some(demo) = &checked.demo {
+        ui.banner = Some(demo.banner.clone());
+        ui.mailbox = Some(alerting::mailbox::Mailbox::new(&demo.mailbox));
+    }
     // The roster is edited here only where a reload can put the change in force.
     if reloader.is_some() {
         ui.roster = Some(web::ui::RosterFile {

@@ -9,6 +9,7 @@ pub mod channels;
 pub mod db;
 pub mod delivery;
 pub mod document;
+pub mod mailbox;
 pub mod outbox;
 pub mod runner;
 mod schema;

@@ -23,7 +23,7 @@ pub struct Server {
     pub config: PathBuf,
 }
 
-fn free_tcp_port() -> u16 {
+pub fn free_tcp_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

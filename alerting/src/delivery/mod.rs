@@ -269,6 +269,34 @@ fn disk_full(e: &AlertDbError) -> bool {
 /// How often the router looks at the outbox and a worker at its queue.
 pub(crate) const POLL: Duration = Duration::from_millis(50);
 
+/// Makes the router, when it first starts, begin at the outbox's first change instead of its
+/// end, so that alerts raised before delivery was set up are sent too (`mimamori demo`, whose
+/// week is imported before the service starts). Does nothing once the router has a position.
+pub fn route_from_the_start(db_path: &std::path::Path) -> Result<(), AlertDbError> {
+    let db = AlertDb::open(db_path, chrono::Duration::hours(1))?;
+    first_position(&db, |_| Ok(0))
+}
+
+/// Sets where the router begins, `start`, unless it has a position already.
+fn first_position(
+    db: &AlertDb,
+    start: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<i64>,
+) -> Result<(), AlertDbError> {
+    let conn = db.conn();
+    let sqlite = |source| AlertDbError::Sqlite {
+        path: db.path().to_owned(),
+        source,
+    };
+    if outbox::meta(conn, "delivery_seq")
+        .map_err(sqlite)?
+        .is_none()
+    {
+        let first = start(conn).map_err(sqlite)?;
+        outbox::set_meta(conn, "delivery_seq", &first.to_string()).map_err(sqlite)?;
+    }
+    Ok(())
+}
+
 impl Delivery {
     /// Starts routing and sending. `db_path` is `alerts.db`.
     pub fn start(
@@ -285,18 +313,12 @@ impl Delivery {
         // The router begins at the outbox's end the first time: alerts raised before delivery
         // was set up are not all sent at once.
         let db = open()?;
+        first_position(&db, outbox::last)?;
         let conn = db.conn();
         let sqlite = |source| AlertDbError::Sqlite {
             path: db.path().to_owned(),
             source,
         };
-        if outbox::meta(conn, "delivery_seq")
-            .map_err(sqlite)?
-            .is_none()
-        {
-            let last = outbox::last(conn).map_err(sqlite)?;
-            outbox::set_meta(conn, "delivery_seq", &last.to_string()).map_err(sqlite)?;
-        }
         let prefix = store::appliance_id(conn).map_err(sqlite)?;
         for c in channels.iter().filter(|c| c.enabled) {
             let channel = crate::channels::Channel::new(c.clone()).map_err(|reason| {

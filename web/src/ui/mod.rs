@@ -60,6 +60,8 @@ pub struct Ui {
     pub(crate) failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
     /// Shown on every page when set (`mimamori demo`).
     pub banner: Option<String>,
+    /// The demo's local mailbox, listed at `/mailbox` (`mimamori demo` only).
+    pub mailbox: Option<alerting::mailbox::Mailbox>,
     pub metrics: UiMetrics,
 }
 
@@ -133,6 +135,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("alerts.html", include_str!("../../templates/alerts.html")),
     ("alert.html", include_str!("../../templates/alert.html")),
     ("sources.html", include_str!("../../templates/sources.html")),
+    ("mailbox.html", include_str!("../../templates/mailbox.html")),
+    ("mail.html", include_str!("../../templates/mail.html")),
     (
         "settings.html",
         include_str!("../../templates/settings.html"),
@@ -196,6 +200,7 @@ impl Ui {
             limits: SessionLimits::default(),
             failures: Mutex::new(HashMap::new()),
             banner: None,
+            mailbox: None,
             metrics,
         }
     }
@@ -225,6 +230,7 @@ impl Ui {
             path => viewer.path.clone(),
             clinic => self.clinic().name.clone(),
             banner => self.banner.clone(),
+            has_mailbox => self.mailbox.is_some(),
         };
         let page = context! { ..values, ..base };
         match self.env.get_template(template).and_then(|t| t.render(page)) {
@@ -384,6 +390,9 @@ pub fn routes() -> Router<Arc<AppState>> {
             "/reports/weekly/{week}/{file}",
             get(pages::weekly::document),
         )
+        .route("/mailbox", get(pages::mailbox::list))
+        .route("/mailbox/{id}", get(pages::mailbox::show))
+        .route("/mailbox/{id}/html", get(pages::mailbox::html))
         .route("/alerts", get(pages::alerts::list))
         .route(
             "/alerts/{id}",

@@ -5,6 +5,7 @@ pub mod account;
 pub mod admin;
 pub mod alerts;
 pub mod login;
+pub mod mailbox;
 mod range;
 pub mod reports;
 pub mod roster;
