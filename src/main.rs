@@ -4,6 +4,7 @@
 
 mod accounts;
 mod alerts;
+mod backup;
 mod bench;
 mod bench_delivery;
 mod bench_import;
@@ -171,6 +172,25 @@ enum Command {
     Verify,
     /// Rebuild the search index from the write-ahead log (stop the server first).
     Reindex,
+    /// Back up the data (log, alerts, accounts, reviews) and the config into a folder, while
+    /// the service runs; only what changed since the last backup there is copied.
+    Backup {
+        /// The backup folder (a USB disk or NAS share; keep one copy offline).
+        #[arg(long)]
+        to: PathBuf,
+        /// Keep only the newest N backups in the folder.
+        #[arg(long)]
+        keep: Option<usize>,
+    },
+    /// Restore a backup into an empty data directory, rebuild the index and verify the log.
+    Restore {
+        /// The backup folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// Which backup (a name under snapshots/); the newest by default.
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -595,6 +615,10 @@ fn main() -> ExitCode {
                 },
                 Command::Verify => store_admin::verify(&checked),
                 Command::Reindex => store_admin::reindex(&checked),
+                Command::Backup { to, keep } => backup::backup(&checked, &to, keep),
+                Command::Restore { from, snapshot } => {
+                    backup::restore(&checked, &from, snapshot.as_deref())
+                }
                 Command::Bench {
                     events,
                     searches,

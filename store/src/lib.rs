@@ -9,6 +9,7 @@
 //! nothing was changed since.
 
 mod appender;
+pub mod backup;
 mod checkpoint;
 mod durable;
 mod error;

@@ -1,0 +1,165 @@
+//! `mimamori backup` and `mimamori restore`: a consistent copy of a running appliance into a
+//! backup folder ([`store::backup::Vault`]), and a system rebuilt from it.
+//!
+//! Order matters for consistency while the service runs: the SQLite databases are copied
+//! first (each with `VACUUM INTO`, a transaction-consistent copy), then the log; so the log
+//! holds every event an alert, the rules' position or a review refers to, and a restored
+//! system replays the few records the databases had not yet seen.
+
+use std::path::Path;
+
+use anyhow::Context;
+use store::backup::{Entry, Vault, put_log};
+
+use crate::Failure;
+use crate::config::Checked;
+
+/// The databases of a data directory, in the order they are copied.
+const DATABASES: [&str; 3] = ["alerts.db", "accounts.db", "reports.db"];
+
+fn runtime(e: impl Into<anyhow::Error>) -> Failure {
+    Failure::Runtime(e.into())
+}
+
+pub fn backup(checked: &Checked, to: &Path, keep: Option<usize>) -> Result<(), Failure> {
+    let data_dir = &checked.config.storage.data_dir;
+    if !data_dir.join("FORMAT").is_file() {
+        return Err(Failure::Usage(format!(
+            "{} is not a mimamori data directory (no FORMAT file): nothing to back up",
+            data_dir.display()
+        )));
+    }
+    if to.starts_with(data_dir) {
+        return Err(Failure::Usage(format!(
+            "--to {}: the backup must be outside the data directory (better: on another disk)",
+            to.display()
+        )));
+    }
+    let mut vault = Vault::open(to).map_err(runtime)?;
+    let mut files: Vec<Entry> = Vec::new();
+    for name in DATABASES {
+        let db = data_dir.join(name);
+        if db.is_file() {
+            files.push(copy_database(&mut vault, &db, name)?);
+        }
+    }
+    files.extend(put_log(&mut vault, data_dir).map_err(runtime)?);
+    // The configuration, to be read back by a person (restore puts it beside the data).
+    let mut config_files = vec![("mimamori.toml", checked.origin.0.clone())];
+    config_files.push(("roster.csv", Some(checked.roster_file())));
+    let appointments = &checked
+        .config
+        .detections
+        .treatment_relationship
+        .appointments_file;
+    config_files.push(("appointments.csv", appointments.clone()));
+    for (name, path) in config_files {
+        let Some(path) = path.filter(|p| p.is_file()) else {
+            continue;
+        };
+        let mut file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot read {}", path.display()))
+            .map_err(runtime)?;
+        files.push(
+            vault
+                .put(&format!("config/{name}"), &mut file, None)
+                .map_err(runtime)?,
+        );
+    }
+    let count = files.len();
+    let total: u64 = files.iter().map(|f| f.bytes).sum();
+    let name = vault.commit(files).map_err(runtime)?;
+    println!(
+        "backup {name} in {}: {count} files, {:.1} MB; {} new ({:.1} MB copied), {} unchanged since an earlier backup",
+        to.display(),
+        total as f64 / 1e6,
+        vault.copied.1,
+        vault.copied.0 as f64 / 1e6,
+        vault.reused
+    );
+    if checked.config.storage.chain_key_file.is_some() {
+        println!(
+            "note: storage.chain_key_file is not in the backup (it must stay apart from the data): keep a copy of it elsewhere"
+        );
+    }
+    if let Some(keep) = keep {
+        let removed = vault.prune(keep).map_err(runtime)?;
+        if removed > 0 {
+            println!("removed {removed} older backup(s), keeping the newest {keep}");
+        }
+    }
+    Ok(())
+}
+
+/// A transaction-consistent copy of one SQLite database, taken while the service writes it.
+fn copy_database(vault: &mut Vault, db: &Path, name: &str) -> Result<Entry, Failure> {
+    let scratch = vault.scratch(name);
+    let _ = std::fs::remove_file(&scratch);
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {}", db.display()))
+    .map_err(runtime)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(runtime)?;
+    conn.execute("VACUUM INTO ?1", [scratch.to_string_lossy()])
+        .with_context(|| format!("cannot copy {}", db.display()))
+        .map_err(runtime)?;
+    drop(conn);
+    let mut file = std::fs::File::open(&scratch).map_err(runtime)?;
+    let entry = vault.put(name, &mut file, None).map_err(runtime)?;
+    let _ = std::fs::remove_file(&scratch);
+    Ok(entry)
+}
+
+pub fn restore(checked: &Checked, from: &Path, snapshot: Option<&str>) -> Result<(), Failure> {
+    let data_dir = &checked.config.storage.data_dir;
+    let in_use = std::fs::read_dir(data_dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
+    if in_use {
+        return Err(Failure::Usage(format!(
+            "{} is not empty: restore into an empty data directory (--data-dir), then point the service at it",
+            data_dir.display()
+        )));
+    }
+    if !from.join("snapshots").is_dir() {
+        return Err(Failure::Usage(format!(
+            "--from {}: not a mimamori backup folder (no snapshots/)",
+            from.display()
+        )));
+    }
+    let vault = Vault::open(from).map_err(runtime)?;
+    let names = vault.snapshots().map_err(runtime)?;
+    let name = match snapshot {
+        Some(name) if names.iter().any(|n| n == name) => name.to_owned(),
+        Some(name) => {
+            return Err(Failure::Usage(format!(
+                "--snapshot {name}: not in {} (it holds: {})",
+                from.display(),
+                names.join(", ")
+            )));
+        }
+        None => names.last().cloned().ok_or_else(|| {
+            Failure::Usage(format!("{} holds no finished backup", from.display()))
+        })?,
+    };
+    let manifest = vault.restore(&name, data_dir).map_err(runtime)?;
+    println!(
+        "restored backup {name} (made {} by mimamori {}): {} files into {}",
+        manifest.created.to_rfc3339(),
+        manifest.mimamori,
+        manifest.files.len(),
+        data_dir.display()
+    );
+    crate::store_admin::reindex(checked)?;
+    crate::store_admin::verify(checked)?;
+    if manifest.files.iter().any(|f| f.path.starts_with("config/")) {
+        println!(
+            "the configuration of the backed-up system is in {}: compare it with yours before you start the service",
+            data_dir.join("restored-config").display()
+        );
+    }
+    Ok(())
+}
