@@ -11,9 +11,9 @@ fn unit_here(dir: &std::path::Path) -> std::path::PathBuf {
         "/deploy/mimamori.service"
     ))
     .unwrap();
-    assert!(unit.contains("ExecStart=/usr/local/bin/mimamori "));
+    assert!(unit.contains("ExecStart=/usr/bin/mimamori "));
     let path = dir.join("mimamori.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/mimamori", common::BIN)).unwrap();
+    std::fs::write(&path, unit.replace("/usr/bin/mimamori", common::BIN)).unwrap();
     path
 }
 
@@ -60,4 +60,111 @@ fn the_unit_verifies_and_is_hardened() {
         .unwrap_or_else(|| panic!("no exposure level: {out}"));
     // The README records 2.6 ("OK"); anything above 3 means the hardening was weakened.
     assert!(score <= 3.0, "exposure {score}: {out}");
+}
+
+/// `dpkg-deb` run on `deb`, its standard output.
+fn dpkg_deb(args: &[&str], deb: &std::path::Path) -> String {
+    let out = Command::new("dpkg-deb")
+        .args(args)
+        .arg(deb)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn cargo_deb_packages_the_binary_unit_conffile_and_maintainer_scripts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let deb = tmp.path().join("mimamori.deb");
+    // The binary the tests built (a release build would take minutes more; the package's
+    // layout and scripts do not depend on the profile).
+    let built = Command::new(env!("CARGO"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "deb",
+            "--no-build",
+            "--profile",
+            "dev",
+            "--fast",
+            "--no-strip",
+            "--output",
+        ])
+        .arg(&deb)
+        .output()
+        .expect("cargo-deb is installed (.ci/run installs it)");
+    assert!(
+        built.status.success(),
+        "cargo deb: {}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let contents = dpkg_deb(&["-c"], &deb);
+    for (mode, path) in [
+        ("-rwxr-xr-x", "./usr/bin/mimamori"),
+        ("-rw-r-----", "./etc/mimamori/mimamori.toml"),
+        ("-rw-r--r--", "./usr/lib/systemd/system/mimamori.service"),
+        ("-rw-r--r--", "./usr/share/doc/mimamori/README.md"),
+    ] {
+        assert!(
+            contents
+                .lines()
+                .any(|l| l.starts_with(mode) && l.ends_with(path)),
+            "{mode} {path} in:\n{contents}"
+        );
+    }
+    let control = tmp.path().join("control");
+    let out = Command::new("dpkg-deb")
+        .arg("-e")
+        .arg(&deb)
+        .arg(&control)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let read = |name: &str| std::fs::read_to_string(control.join(name)).unwrap();
+    assert_eq!(read("conffiles").trim(), "/etc/mimamori/mimamori.toml");
+    assert!(read("control").contains("Depends: adduser"));
+    let postinst = read("postinst");
+    assert!(postinst.contains("adduser --system --group --home /var/lib/mimamori"));
+    assert!(postinst.contains("install -d -o mimamori -g mimamori -m 750 /var/lib/mimamori"));
+    assert!(postinst.contains("deb-systemd-helper enable mimamori.service"));
+    assert!(
+        postinst.contains("restart") && postinst.contains("mimamori.service"),
+        "the service is (re)started on install and upgrade:\n{postinst}"
+    );
+    let postrm = read("postrm");
+    assert!(postrm.contains("purge") && !postrm.contains("rm -rf /var/lib/mimamori"));
+    for script in ["preinst", "postinst", "prerm", "postrm"] {
+        let check = Command::new("sh")
+            .arg("-n")
+            .arg(control.join(script))
+            .output()
+            .unwrap();
+        assert!(check.status.success(), "{script} is valid sh");
+    }
+    // The packaged unit is the one in deploy/ (checked above).
+    let unit = tmp.path().join("root");
+    let out = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&unit)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(unit.join("usr/lib/systemd/system/mimamori.service")).unwrap(),
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/mimamori.service"
+        ))
+        .unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(unit.join("etc/mimamori/mimamori.toml")).unwrap(),
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/mimamori.toml"))
+            .unwrap()
+    );
 }
