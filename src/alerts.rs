@@ -332,7 +332,7 @@ pub fn backtest(checked: &Checked, from: &str, rule: Option<&str>) -> Result<(),
     let from = store::parse_time_bound(from, chrono::Utc::now())
         .map_err(|e| Failure::Usage(format!("--from: {e}")))?;
     if let Some(r) = rule
-        && rules::RuleId::from_name(r).is_none_or(|id| id == rules::RuleId::Storage)
+        && rules::RuleId::from_name(r).is_none_or(|id| rules::RuleId::SYSTEM.contains(&id))
         && !checked.config.custom_rules.iter().any(|c| c.name == r)
     {
         return Err(Failure::Usage(format!(

@@ -6,9 +6,11 @@
 //! holds every event an alert, the rules' position or a review refers to, and a restored
 //! system replays the few records the databases had not yet seen.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use chrono::{NaiveTime, TimeZone, Utc};
+use serde::Deserialize;
 use store::backup::{Entry, Vault, put_log};
 
 use crate::Failure;
@@ -21,7 +23,122 @@ fn runtime(e: impl Into<anyhow::Error>) -> Failure {
     Failure::Runtime(e.into())
 }
 
+/// `[backup]`: a daily backup made by the service itself.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackupConfig {
+    /// The backup folder; unset: no scheduled backup.
+    pub dir: Option<PathBuf>,
+    /// When, each day, in the clinic's time zone.
+    pub time: String,
+    /// Backups kept in the folder.
+    pub keep: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: None,
+            time: "02:30".into(),
+            keep: 8,
+        }
+    }
+}
+
+impl BackupConfig {
+    pub fn check(&self) -> Result<NaiveTime, (String, String)> {
+        if self.keep == 0 {
+            return Err(("backup.keep".into(), "at least 1".into()));
+        }
+        NaiveTime::parse_from_str(&self.time, "%H:%M").map_err(|_| {
+            (
+                "backup.time".into(),
+                format!("a time like 02:30, not {:?}", self.time),
+            )
+        })
+    }
+}
+
+/// The schedule's stage in `/healthz`.
+pub const STAGE: &str = "backup";
+/// After a failed backup, the next try.
+const RETRY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Makes a backup into `[backup] dir` every day at `time` (clinic time), and at start when the
+/// newest there is older than the last time due (the appliance was off). A failure is logged,
+/// raised as a `backup` alert (delivered like any other) and tried again an hour later.
+pub async fn schedule(checked: Checked) {
+    let (Some(dir), Ok(time)) = (
+        checked.config.backup.dir.clone(),
+        checked.config.backup.check(),
+    ) else {
+        return std::future::pending().await;
+    };
+    let zone = checked.clinic.zone;
+    let keep = checked.config.backup.keep;
+    loop {
+        let now = Utc::now();
+        let today = now.with_timezone(&zone).date_naive();
+        let due = [today, today - chrono::Duration::days(1)]
+            .into_iter()
+            .filter_map(|day| zone.from_local_datetime(&day.and_time(time)).earliest())
+            .map(|t| t.with_timezone(&Utc))
+            .find(|t| *t <= now);
+        let newest = Vault::open(&dir).and_then(|v| v.newest()).ok().flatten();
+        let wanted = due.is_some_and(|due| newest.is_none_or(|made| made < due));
+        if !wanted {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            continue;
+        }
+        let (c, d) = (checked.clone(), dir.clone());
+        let outcome = tokio::task::spawn_blocking(move || take(&c, &d, Some(keep))).await;
+        match outcome {
+            Ok(Ok(summary)) => tracing::info!(summary, "scheduled backup made"),
+            Ok(Err(failure)) => {
+                let reason = match failure {
+                    Failure::Usage(m) | Failure::Rejected(m) => m,
+                    Failure::Runtime(e) => crate::causes(&e),
+                };
+                tracing::error!(dir = %dir.display(), reason, "the scheduled backup failed");
+                raise_failure(&checked, &dir, &reason);
+                tokio::time::sleep(RETRY).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the scheduled backup stopped");
+                raise_failure(&checked, &dir, "the backup stopped unexpectedly");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+fn raise_failure(checked: &Checked, dir: &Path, reason: &str) {
+    let alert = rules::Alert::system(
+        rules::RuleId::Backup,
+        rules::Severity::High,
+        format!(
+            "定時のバックアップ({dir})に失敗しました。保存先(USBディスク・NAS)を確認してください。1時間後に再試行します。 / The scheduled backup to {dir} failed: {reason}. Check the backup disk or share; it is tried again in an hour.",
+            dir = dir.display()
+        ),
+    );
+    let dedup = chrono::Duration::minutes(i64::from(checked.config.alerts.dedup_window_minutes));
+    let recorded = alerting::db::AlertDb::open(
+        &alerting::runner::alerts_db_path(&checked.config.storage.data_dir),
+        dedup,
+    )
+    .and_then(|mut db| db.record(&alert));
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "the backup failure could not be raised as an alert");
+    }
+}
+
 pub fn backup(checked: &Checked, to: &Path, keep: Option<usize>) -> Result<(), Failure> {
+    println!("{}", take(checked, to, keep)?);
+    Ok(())
+}
+
+/// Makes one backup; returns what it did, for people.
+fn take(checked: &Checked, to: &Path, keep: Option<usize>) -> Result<String, Failure> {
     let data_dir = &checked.config.storage.data_dir;
     if !data_dir.join("FORMAT").is_file() {
         return Err(Failure::Usage(format!(
@@ -69,7 +186,7 @@ pub fn backup(checked: &Checked, to: &Path, keep: Option<usize>) -> Result<(), F
     let count = files.len();
     let total: u64 = files.iter().map(|f| f.bytes).sum();
     let name = vault.commit(files).map_err(runtime)?;
-    println!(
+    let mut said = format!(
         "backup {name} in {}: {count} files, {:.1} MB; {} new ({:.1} MB copied), {} unchanged since an earlier backup",
         to.display(),
         total as f64 / 1e6,
@@ -78,17 +195,19 @@ pub fn backup(checked: &Checked, to: &Path, keep: Option<usize>) -> Result<(), F
         vault.reused
     );
     if checked.config.storage.chain_key_file.is_some() {
-        println!(
-            "note: storage.chain_key_file is not in the backup (it must stay apart from the data): keep a copy of it elsewhere"
+        said.push_str(
+            "\nnote: storage.chain_key_file is not in the backup (it must stay apart from the data): keep a copy of it elsewhere",
         );
     }
     if let Some(keep) = keep {
         let removed = vault.prune(keep).map_err(runtime)?;
         if removed > 0 {
-            println!("removed {removed} older backup(s), keeping the newest {keep}");
+            said.push_str(&format!(
+                "\nremoved {removed} older backup(s), keeping the newest {keep}"
+            ));
         }
     }
-    Ok(())
+    Ok(said)
 }
 
 /// A transaction-consistent copy of one SQLite database, taken while the service writes it.

@@ -42,6 +42,7 @@ pub struct Config {
     pub subscribers: Vec<SubscriberConfig>,
     pub web: web::accounts::WebConfig,
     pub report: report::schedule::ReportConfig,
+    pub backup: crate::backup::BackupConfig,
 }
 
 impl Default for Config {
@@ -66,6 +67,7 @@ impl Default for Config {
             subscribers: Vec::new(),
             web: web::accounts::WebConfig::default(),
             report: report::schedule::ReportConfig::default(),
+            backup: crate::backup::BackupConfig::default(),
         }
     }
 }
@@ -470,6 +472,7 @@ impl Config {
         config.detections.validate().map_err(|e| invalid("", e))?;
         config.web.check().map_err(|e| invalid("", e))?;
         config.report.check().map_err(|e| invalid("", e))?;
+        config.backup.check().map_err(|e| invalid("", e))?;
         let custom_rules = config
             .custom_rules
             .iter()
@@ -540,11 +543,12 @@ pub fn default_roster_file(data_dir: &Path) -> PathBuf {
     data_dir.join("roster.csv")
 }
 
-/// Every rule an alert can come from: the detections, the storage alert, the custom rules.
+/// Every rule an alert can come from: the detections, the appliance's own (storage, backup),
+/// the custom rules.
 pub fn rule_names(custom: &[CustomRule]) -> Vec<String> {
     rules::RuleId::DETECTIONS
         .iter()
-        .chain([rules::RuleId::Storage].iter())
+        .chain(rules::RuleId::SYSTEM.iter())
         .map(|r| r.as_str().to_owned())
         .chain(custom.iter().map(|c| c.config.name.clone()))
         .collect()

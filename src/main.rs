@@ -657,7 +657,7 @@ fn main() -> ExitCode {
 }
 
 /// An error with its causes, each said once (many errors already name their cause).
-fn causes(e: &anyhow::Error) -> String {
+pub fn causes(e: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in e.chain() {
         let part = cause.to_string();

@@ -261,6 +261,15 @@ async fn bind_all(
             }
         }
     }
+    // The daily backup, when `[backup] dir` is set.
+    if checked.config.backup.dir.is_some() {
+        let checked = checked.clone();
+        running.tasks.push(spawn_stage(
+            &running.health(),
+            crate::backup::STAGE.into(),
+            async move { crate::backup::schedule(checked).await },
+        ));
+    }
     let listener = web::listener::BoundedListener::new(
         listener,
         web::listener::HttpLimits {

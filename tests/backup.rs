@@ -169,3 +169,62 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
         String::from_utf8_lossy(&damaged.stderr)
     );
 }
+
+#[test]
+fn the_service_backs_itself_up_on_schedule_and_a_failed_backup_is_an_alert() {
+    // No backup in the folder yet: the one due (this morning's or yesterday's) is made at start.
+    let folder = tempfile::tempdir().unwrap();
+    let usb = folder.path().join("usb");
+    let mut server = Server::start_full(
+        "",
+        "",
+        &format!("[backup]\ndir = \"{}\"\nkeep = 2\n", usb.display()),
+    );
+    send(&server, 0, 10);
+    wait("a scheduled backup", 30, &|| {
+        std::fs::read_dir(usb.join("snapshots"))
+            .map(|d| d.count() == 1)
+            .unwrap_or(false)
+    });
+    server.stop();
+    assert!(
+        server.log().contains("scheduled backup made"),
+        "{}",
+        server.log()
+    );
+
+    // A folder that cannot be written: an alert, not silence.
+    let blocked = folder.path().join("not-a-folder");
+    std::fs::write(&blocked, "a file where the backup disk should be").unwrap();
+    let server = Server::start_full(
+        "",
+        "",
+        &format!(
+            "[backup]\ndir = \"{}\"\n",
+            blocked.join("mimamori").display()
+        ),
+    );
+    wait("a backup alert", 30, &|| {
+        common::delivery::alerts(&server)
+            .iter()
+            .any(|a| a["rule"] == "backup")
+    });
+    let alert = common::delivery::alerts(&server)
+        .into_iter()
+        .find(|a| a["rule"] == "backup")
+        .unwrap();
+    assert_eq!(alert["severity"], "high");
+    assert!(
+        alert["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("バックアップ"),
+        "{alert}"
+    );
+    let (status, health) = common::http_get(server.http, "/healthz").unwrap();
+    assert_eq!(
+        status, 200,
+        "a failed backup is an alert; collection goes on: {health}"
+    );
+    assert!(health.contains("backup"), "{health}");
+}

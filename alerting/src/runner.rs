@@ -285,22 +285,13 @@ impl Pass {
     /// Raises a `storage` alert when the log starts refusing new data (a full disk).
     fn watch_storage(&mut self, refusing: Option<String>) {
         if let (Some(reason), None) = (&refusing, &self.refusing) {
-            let now = chrono::Utc::now();
-            self.pending.push(rules::Alert {
-                rule: rules::RuleId::Storage.to_string(),
-                severity: rules::Severity::Critical,
-                user: None,
-                site: None,
-                first_seen: now,
-                last_seen: now,
-                count: 1,
-                explanation: format!(
+            self.pending.push(rules::Alert::system(
+                rules::RuleId::Storage,
+                rules::Severity::Critical,
+                format!(
                     "記録の保存先の空き容量が足りないため、新しいログの受け付けを止めています。空き容量を増やしてください(受け付けは自動で再開します)。 / mimamori refuses new log data: {reason}. Free space on the data disk; collection resumes by itself."
                 ),
-                evidence: Vec::new(),
-                subject: None,
-                private: Vec::new(),
-            });
+            ));
         }
         self.refusing = refusing;
     }

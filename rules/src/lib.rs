@@ -35,9 +35,14 @@ pub enum RuleId {
     ClockCheck,
     /// The log refuses new data (a full disk): raised by the runner, not a detection.
     Storage,
+    /// The scheduled backup failed: raised by the backup schedule, not a detection.
+    Backup,
 }
 
 impl RuleId {
+    /// Alerts about the appliance itself, raised outside the rules.
+    pub const SYSTEM: [RuleId; 2] = [RuleId::Storage, RuleId::Backup];
+
     /// The detections, as `rules backtest --rule` and the config name them.
     pub const DETECTIONS: [RuleId; 10] = [
         RuleId::OffHoursLogin,
@@ -65,6 +70,7 @@ impl RuleId {
             RuleId::TreatmentRelationship => "treatment_relationship",
             RuleId::ClockCheck => "clock_check",
             RuleId::Storage => "storage",
+            RuleId::Backup => "backup",
         }
     }
 
@@ -84,6 +90,7 @@ impl RuleId {
             }
             RuleId::ClockCheck => "時刻のずれ / Clock check",
             RuleId::Storage => "記録の保存停止 / Storage refusing data",
+            RuleId::Backup => "バックアップの失敗 / Backup failed",
         }
     }
 
@@ -91,7 +98,7 @@ impl RuleId {
     pub fn from_name(name: &str) -> Option<RuleId> {
         RuleId::DETECTIONS
             .into_iter()
-            .chain([RuleId::Storage])
+            .chain(RuleId::SYSTEM)
             .find(|r| r.as_str() == name)
     }
 }
@@ -158,4 +165,24 @@ pub struct Alert {
     /// alert unless a channel is allowed patient data.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub private: Vec<String>,
+}
+
+impl Alert {
+    /// An alert about the appliance itself (one of [`RuleId::SYSTEM`]): no person, no evidence.
+    pub fn system(rule: RuleId, severity: Severity, explanation: String) -> Alert {
+        let now = Utc::now();
+        Alert {
+            rule: rule.to_string(),
+            severity,
+            user: None,
+            site: None,
+            first_seen: now,
+            last_seen: now,
+            count: 1,
+            explanation,
+            evidence: Vec::new(),
+            subject: None,
+            private: Vec::new(),
+        }
+    }
 }

@@ -180,6 +180,15 @@ impl Vault {
         Ok(names)
     }
 
+    /// When the newest snapshot was made (from its name), if there is one.
+    pub fn newest(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, BackupError> {
+        Ok(self.snapshots()?.iter().rev().find_map(|name| {
+            chrono::NaiveDateTime::parse_from_str(name.get(..16)?, "%Y%m%dT%H%M%SZ")
+                .ok()
+                .map(|t| t.and_utc())
+        }))
+    }
+
     pub fn manifest(&self, name: &str) -> Result<Manifest, BackupError> {
         if name.contains(['/', '\\']) || name.starts_with('.') {
             return Err(BackupError::Invalid(format!("`{name}` is not a snapshot")));
