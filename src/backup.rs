@@ -146,7 +146,10 @@ fn take(checked: &Checked, to: &Path, keep: Option<usize>) -> Result<String, Fai
             data_dir.display()
         )));
     }
-    if to.starts_with(data_dir) {
+    if keep == Some(0) {
+        return Err(Failure::Usage("--keep: at least 1".into()));
+    }
+    if real_path(to).starts_with(real_path(data_dir)) {
         return Err(Failure::Usage(format!(
             "--to {}: the backup must be outside the data directory (better: on another disk)",
             to.display()
@@ -210,6 +213,25 @@ fn take(checked: &Checked, to: &Path, keep: Option<usize>) -> Result<String, Fai
     Ok(said)
 }
 
+/// `path` with symbolic links resolved, as far as it exists (the rest appended as written).
+fn real_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            return rest.iter().rev().fold(real, |p, part| p.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
+    }
+}
+
 /// A transaction-consistent copy of one SQLite database, taken while the service writes it.
 fn copy_database(vault: &mut Vault, db: &Path, name: &str) -> Result<Entry, Failure> {
     let scratch = vault.scratch(name);
@@ -249,7 +271,7 @@ pub fn restore(checked: &Checked, from: &Path, snapshot: Option<&str>) -> Result
             from.display()
         )));
     }
-    let vault = Vault::open(from).map_err(runtime)?;
+    let vault = Vault::open_to_read(from).map_err(runtime)?;
     let names = vault.snapshots().map_err(runtime)?;
     let name = match snapshot {
         Some(name) if names.iter().any(|n| n == name) => name.to_owned(),
@@ -261,7 +283,10 @@ pub fn restore(checked: &Checked, from: &Path, snapshot: Option<&str>) -> Result
             )));
         }
         None => names.last().cloned().ok_or_else(|| {
-            Failure::Usage(format!("{} holds no finished backup", from.display()))
+            Failure::Runtime(anyhow::anyhow!(
+                "{} holds no finished backup",
+                from.display()
+            ))
         })?,
     };
     let manifest = vault.restore(&name, data_dir).map_err(runtime)?;

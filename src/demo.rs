@@ -35,6 +35,11 @@ pub fn run(options: &Options) -> Result<(), Failure> {
         .with_context(|| format!("{}", options.dir.display()))
         .map_err(Failure::Runtime)?;
     for (name, addr) in [("--http", options.http), ("--syslog", options.syslog)] {
+        if addr.port() == 0 {
+            return Err(Failure::Usage(format!(
+                "{name} {addr}: give a port (the demo prints its links with it)"
+            )));
+        }
         if !addr.ip().is_loopback() {
             return Err(Failure::Usage(format!(
                 "{name} {addr}: the demo listens on this machine only (127.0.0.1 or ::1); use `mimamori serve` with a config for real use"
@@ -114,6 +119,12 @@ pub fn run(options: &Options) -> Result<(), Failure> {
 
 /// Makes `dir` the demo's folder, or checks that it is; returns the simulated week's first day.
 fn prepare(dir: &Path, fresh: bool) -> Result<NaiveDate, Failure> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Failure::Usage(format!(
+            "--dir {}: not a folder",
+            dir.display()
+        )));
+    }
     let marker = dir.join(MARKER);
     let kept = std::fs::read_to_string(&marker).ok();
     let not_ours = kept.is_none()
@@ -132,6 +143,18 @@ fn prepare(dir: &Path, fresh: bool) -> Result<NaiveDate, Failure> {
             .and_then(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok())
     });
     if fresh && kept.is_some() {
+        // A demo still running on the folder holds its data directory: never pull it away.
+        let data = dir.join("data");
+        let _held = if data.is_dir() {
+            Some(store::lock_data_dir(&data).map_err(|e| {
+                Failure::Usage(format!(
+                    "{}: {e}; stop the demo that is running there first",
+                    data.display()
+                ))
+            })?)
+        } else {
+            None
+        };
         for part in ["data", "simulated", "mailbox", "mimamori.toml"] {
             let path = dir.join(part);
             let removed = if path.is_dir() {

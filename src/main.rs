@@ -443,12 +443,19 @@ fn main() -> ExitCode {
             http,
             syslog,
             fresh,
-        } => demo::run(&demo::Options {
-            dir,
-            http,
-            syslog,
-            fresh,
-        }),
+        } => {
+            if cli.config.is_some() || cli.data_dir.is_some() {
+                eprintln!(
+                    "mimamori: note: demo ignores --config and --data-dir (and MIMAMORI_CONFIG, MIMAMORI_DATA_DIR): it keeps everything in --dir"
+                );
+            }
+            demo::run(&demo::Options {
+                dir,
+                http,
+                syslog,
+                fresh,
+            })
+        }
         command => match Config::load(cli.config.as_deref(), cli.data_dir.as_deref()) {
             Err(e) => Err(Failure::Usage(e.to_string())),
             Ok(checked) => match command {

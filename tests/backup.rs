@@ -115,6 +115,16 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
             .unwrap(),
     );
     assert!(restored.contains("verified"), "{restored}");
+    // Password hashes and secrets stay readable by the owner only, in the backup and restored.
+    use std::os::unix::fs::PermissionsExt;
+    let private =
+        |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o077 == 0;
+    for shard in std::fs::read_dir(vault.join("objects")).unwrap() {
+        for object in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            assert!(private(&object.unwrap().path()), "backup objects are 0600");
+        }
+    }
+    assert!(private(&server.data_dir().join("accounts.db")));
     let after = state(&server);
     assert_eq!(after.0.len(), before.0.len());
     assert!(after.0 == before.0, "every event comes back as it was");
@@ -137,19 +147,23 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
     let refused = server.cli_config(&["restore", "--from", &vault_arg]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not empty"));
-    let objects = vault.join("objects");
-    let shard = std::fs::read_dir(&objects)
+    let mut snapshots: Vec<_> = std::fs::read_dir(vault.join("snapshots"))
         .unwrap()
-        .next()
+        .map(|e| e.unwrap().path())
+        .collect();
+    snapshots.sort();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(snapshots.last().unwrap().join("MANIFEST.json")).unwrap(),
+    )
+    .unwrap();
+    let wal = manifest["files"]
+        .as_array()
         .unwrap()
-        .unwrap()
-        .path();
-    let object = std::fs::read_dir(shard)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().starts_with("wal/"))
+        .unwrap();
+    let sha = wal["sha256"].as_str().unwrap();
+    let object = vault.join("objects").join(&sha[..2]).join(sha);
     let mut bytes = std::fs::read(&object).unwrap();
     bytes[0] ^= 0xff;
     std::fs::write(&object, bytes).unwrap();
@@ -168,6 +182,10 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
         "{}",
         String::from_utf8_lossy(&damaged.stderr)
     );
+    let left = std::fs::read_dir(&elsewhere)
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "a refused restore writes nothing");
 }
 
 #[test]

@@ -59,9 +59,10 @@ pub struct Manifest {
     pub files: Vec<Entry>,
 }
 
-/// A backup folder.
+/// A backup folder, locked while open: one backup (or restore) at a time.
 pub struct Vault {
     dir: PathBuf,
+    _lock: File,
     /// Bytes copied and files already held, in this run.
     pub copied: (u64, u64),
     pub reused: u64,
@@ -74,8 +75,17 @@ impl Vault {
             let path = dir.join(sub);
             fs::create_dir_all(&path).map_err(io_at(&path))?;
         }
+        let lock_path = dir.join("lock");
+        let lock = private_file(&lock_path, false).map_err(io_at(&lock_path))?;
+        held(&lock_path, lock.try_lock())?;
+        // Scratch files of runs that were cut short (nobody else holds the folder now).
+        let tmp = dir.join("tmp");
+        for old in fs::read_dir(&tmp).map_err(io_at(&tmp))?.flatten() {
+            let _ = fs::remove_file(old.path());
+        }
         Ok(Vault {
             dir: dir.to_owned(),
+            _lock: lock,
             copied: (0, 0),
             reused: 0,
         })
@@ -83,6 +93,20 @@ impl Vault {
 
     fn object(&self, sha256: &str) -> PathBuf {
         self.dir.join("objects").join(&sha256[..2]).join(sha256)
+    }
+
+    /// Opens the backup folder `dir` to restore from it, without writing to it (it may be a
+    /// read-only medium); a backup running into it meanwhile is refused.
+    pub fn open_to_read(dir: &Path) -> Result<Vault, BackupError> {
+        let lock_path = dir.join("lock");
+        let lock = File::open(&lock_path).map_err(io_at(&lock_path))?;
+        held(&lock_path, lock.try_lock_shared())?;
+        Ok(Vault {
+            dir: dir.to_owned(),
+            _lock: lock,
+            copied: (0, 0),
+            reused: 0,
+        })
     }
 
     /// A temporary file of this vault (same filesystem as its objects).
@@ -102,7 +126,7 @@ impl Vault {
     ) -> Result<Entry, BackupError> {
         check_path(path)?;
         let scratch = self.scratch("object");
-        let mut out = File::create(&scratch).map_err(io_at(&scratch))?;
+        let mut out = private_file(&scratch, true).map_err(io_at(&scratch))?;
         let mut hasher = Sha256::new();
         let mut bytes = 0u64;
         let mut buf = vec![0u8; 1 << 20];
@@ -121,7 +145,10 @@ impl Vault {
         }
         let sha256 = hex(&hasher.finalize());
         let object = self.object(&sha256);
-        if object.exists() {
+        // A file of the right name and size is taken as the object; one damaged to another
+        // size is replaced.
+        let held = fs::metadata(&object).is_ok_and(|m| m.len() == bytes);
+        if held {
             fs::remove_file(&scratch).map_err(io_at(&scratch))?;
             self.reused += 1;
         } else {
@@ -157,7 +184,7 @@ impl Vault {
         let folder = self.dir.join("snapshots").join(&name);
         let scratch = self.scratch("manifest");
         let text = serde_json::to_vec_pretty(&manifest).expect("a manifest serializes");
-        let mut file = File::create(&scratch).map_err(io_at(&scratch))?;
+        let mut file = private_file(&scratch, true).map_err(io_at(&scratch))?;
         file.write_all(&text)
             .and_then(|()| file.sync_all())
             .map_err(io_at(&scratch))?;
@@ -206,52 +233,112 @@ impl Vault {
                 manifest.format
             )));
         }
+        let mut seen = std::collections::HashSet::new();
         for entry in &manifest.files {
             check_path(&entry.path)?;
+            let hex_ok = entry.sha256.len() == 64
+                && entry
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+            if !hex_ok || !seen.insert(entry.path.clone()) {
+                return Err(BackupError::Invalid(format!(
+                    "{}: `{}` is listed twice or without a SHA-256: the manifest is damaged",
+                    path.display(),
+                    entry.path
+                )));
+            }
         }
         Ok(manifest)
     }
 
-    /// Copies every file of snapshot `name` into `data_dir` (each checked against its SHA-256
-    /// before it is put in place). Files under `config/` go to `<data_dir>/restored-config/`.
+    /// Copies every file of snapshot `name` into `data_dir`, which must be empty: every object
+    /// is checked against its SHA-256 first, and what was written is removed again when a copy
+    /// fails, so a failed restore leaves the directory as empty as it was. Files under
+    /// `config/` go to `<data_dir>/restored-config/`. Everything is written readable by the
+    /// owner only (the databases hold password hashes).
     pub fn restore(&self, name: &str, data_dir: &Path) -> Result<Manifest, BackupError> {
         let manifest = self.manifest(name)?;
+        if manifest.files.is_empty() {
+            return Err(BackupError::Invalid(format!(
+                "snapshot {name} lists no files: the manifest is damaged"
+            )));
+        }
         for entry in &manifest.files {
-            let object = self.object(&entry.sha256);
-            let relative = match entry.path.strip_prefix("config/") {
-                Some(rest) => format!("restored-config/{rest}"),
-                None => entry.path.clone(),
-            };
-            let target = data_dir.join(&relative);
-            let parent = target.parent().expect("inside the data directory");
-            fs::create_dir_all(parent).map_err(io_at(parent))?;
-            let partial = parent.join(format!(".restoring-{}", entry.sha256));
-            let mut from = File::open(&object).map_err(io_at(&object))?;
-            let mut to = File::create(&partial).map_err(io_at(&partial))?;
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            let mut bytes = 0u64;
-            loop {
-                let n = from.read(&mut buf).map_err(io_at(&object))?;
-                if n == 0 {
-                    break;
+            self.check_object(entry)?;
+        }
+        fs::create_dir_all(data_dir).map_err(io_at(data_dir))?;
+        let result = manifest
+            .files
+            .iter()
+            .try_for_each(|entry| self.restore_one(entry, data_dir));
+        if let Err(e) = result {
+            // The directory was empty: take back everything in it.
+            if let Ok(entries) = fs::read_dir(data_dir) {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    let _ = if path.is_dir() {
+                        fs::remove_dir_all(&path)
+                    } else {
+                        fs::remove_file(&path)
+                    };
                 }
-                hasher.update(&buf[..n]);
-                to.write_all(&buf[..n]).map_err(io_at(&partial))?;
-                bytes += n as u64;
             }
-            if hex(&hasher.finalize()) != entry.sha256 || bytes != entry.bytes {
-                let _ = fs::remove_file(&partial);
-                return Err(BackupError::Invalid(format!(
-                    "{}: the backup's copy of {} is damaged (its checksum does not match the manifest)",
-                    object.display(),
-                    entry.path
-                )));
-            }
-            to.sync_all().map_err(io_at(&partial))?;
-            fs::rename(&partial, &target).map_err(io_at(&target))?;
+            return Err(e);
         }
         Ok(manifest)
+    }
+
+    /// Reads one object whole and compares it with the manifest.
+    fn check_object(&self, entry: &Entry) -> Result<(), BackupError> {
+        let object = self.object(&entry.sha256);
+        let damaged = || {
+            BackupError::Invalid(format!(
+                "{}: the backup's copy of {} is missing or damaged (its checksum does not match the manifest); nothing was restored",
+                object.display(),
+                entry.path
+            ))
+        };
+        let mut from = File::open(&object).map_err(|_| damaged())?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut bytes = 0u64;
+        loop {
+            let n = from.read(&mut buf).map_err(io_at(&object))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            bytes += n as u64;
+        }
+        if hex(&hasher.finalize()) != entry.sha256 || bytes != entry.bytes {
+            return Err(damaged());
+        }
+        Ok(())
+    }
+
+    fn restore_one(&self, entry: &Entry, data_dir: &Path) -> Result<(), BackupError> {
+        let object = self.object(&entry.sha256);
+        let relative = match entry.path.strip_prefix("config/") {
+            Some(rest) => format!("restored-config/{rest}"),
+            None => entry.path.clone(),
+        };
+        let target = data_dir.join(&relative);
+        let parent = target.parent().expect("inside the data directory");
+        fs::create_dir_all(parent).map_err(io_at(parent))?;
+        let partial = parent.join(format!(".restoring-{}", entry.sha256));
+        let mut from = File::open(&object).map_err(io_at(&object))?;
+        let mut to = private_file(&partial, true).map_err(io_at(&partial))?;
+        let copied = io::copy(&mut from, &mut to).map_err(io_at(&partial))?;
+        if copied != entry.bytes {
+            let _ = fs::remove_file(&partial);
+            return Err(BackupError::Invalid(format!(
+                "{}: changed while it was restored",
+                object.display()
+            )));
+        }
+        to.sync_all().map_err(io_at(&partial))?;
+        fs::rename(&partial, &target).map_err(io_at(&target))
     }
 
     /// Keeps the newest `keep` snapshots (at least one) and the objects they use.
@@ -334,6 +421,29 @@ pub fn put_log(vault: &mut Vault, data_dir: &Path) -> Result<Vec<Entry>, BackupE
     ))
 }
 
+/// The folder's lock taken, or why not.
+fn held(lock: &Path, tried: Result<(), fs::TryLockError>) -> Result<(), BackupError> {
+    match tried {
+        Ok(()) => Ok(()),
+        Err(fs::TryLockError::WouldBlock) => Err(BackupError::Invalid(format!(
+            "{}: another backup or restore is using this folder; try again when it is done",
+            lock.parent().unwrap_or(lock).display()
+        ))),
+        Err(fs::TryLockError::Error(e)) => Err(io_at(lock)(e)),
+    }
+}
+
+/// A new file readable by its owner only (`truncate`: empty it if it exists).
+fn private_file(path: &Path, truncate: bool) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .open(path)
+}
+
 /// A snapshot's path stays inside the data directory.
 fn check_path(path: &str) -> Result<(), BackupError> {
     let ok = !path.is_empty()
@@ -366,7 +476,12 @@ mod tests {
         let b = vault.put("alerts.db", &mut &b"one"[..], None).unwrap();
         let first = vault.commit(vec![a.clone(), b.clone()]).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(1100));
+        drop(vault);
         let mut vault = Vault::open(&tmp.path().join("b")).unwrap();
+        assert!(
+            Vault::open(&tmp.path().join("b")).is_err(),
+            "one backup at a time"
+        );
         let a2 = vault
             .put("wal/a", &mut &b"sealed and more"[..], Some(6))
             .unwrap();

@@ -537,7 +537,7 @@ fn check_head(wal_dir: &Path, point: &crate::checkpoint::Checkpoint) {
 
 /// One writer per data directory: an exclusive lock on `<data_dir>/.lock`, held while the
 /// store is open (the kernel drops it when the process ends, however it ends).
-pub(crate) fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StoreError> {
     let error = |source| StoreError::DataDir {
         path: dir.to_owned(),
         source,

@@ -178,7 +178,8 @@ async fn data<R: tokio::io::AsyncBufRead + Unpin>(
         if line(reader, buf).await?.is_none() {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        if buf.as_slice() == b".\r\n" || buf.as_slice() == b".\n" {
+        // Only CRLF.CRLF ends the data (a bare LF dot is data: no smuggled second message).
+        if buf.as_slice() == b".\r\n" {
             return Ok((!too_big).then_some(body));
         }
         let text = buf.strip_prefix(b".").unwrap_or(buf);

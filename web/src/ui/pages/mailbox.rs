@@ -99,7 +99,8 @@ pub(crate) async fn html(
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'; \
+             frame-ancestors 'none'; sandbox",
         ),
     );
     Ok(response)
