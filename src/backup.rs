@@ -84,14 +84,25 @@ pub async fn schedule(checked: Checked) {
             .filter_map(|day| zone.from_local_datetime(&day.and_time(time)).earliest())
             .map(|t| t.with_timezone(&Utc))
             .find(|t| *t <= now);
-        let newest = Vault::open(&dir).and_then(|v| v.newest()).ok().flatten();
+        let newest = store::backup::newest(&dir);
         let wanted = due.is_some_and(|due| newest.is_none_or(|made| made < due));
         if !wanted {
             tokio::time::sleep(std::time::Duration::from_secs(60)).await;
             continue;
         }
         let (c, d) = (checked.clone(), dir.clone());
-        let outcome = tokio::task::spawn_blocking(move || take(&c, &d, Some(keep))).await;
+        let outcome = tokio::task::spawn_blocking(move || {
+            // A missing folder is most likely a disk not mounted: never fill the system disk
+            // with a backup meant for the USB disk or the NAS.
+            if !d.is_dir() {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    "{} does not exist (is the backup disk mounted?); create it once to start backing up there",
+                    d.display()
+                )));
+            }
+            take(&c, &d, Some(keep))
+        })
+        .await;
         match outcome {
             Ok(Ok(summary)) => tracing::info!(summary, "scheduled backup made"),
             Ok(Err(failure)) => {

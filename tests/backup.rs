@@ -193,6 +193,7 @@ fn the_service_backs_itself_up_on_schedule_and_a_failed_backup_is_an_alert() {
     // No backup in the folder yet: the one due (this morning's or yesterday's) is made at start.
     let folder = tempfile::tempdir().unwrap();
     let usb = folder.path().join("usb");
+    std::fs::create_dir(&usb).unwrap();
     let mut server = Server::start_full(
         "",
         "",

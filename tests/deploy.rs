@@ -62,13 +62,9 @@ fn the_unit_verifies_and_is_hardened() {
     assert!(score <= 3.0, "exposure {score}: {out}");
 }
 
-/// `dpkg-deb` run on `deb`, its standard output.
-fn dpkg_deb(args: &[&str], deb: &std::path::Path) -> String {
-    let out = Command::new("dpkg-deb")
-        .args(args)
-        .arg(deb)
-        .output()
-        .unwrap();
+/// `dpkg-deb ARGS...`, its standard output; panics unless it works.
+fn dpkg_deb(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new("dpkg-deb").args(args).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -102,7 +98,7 @@ fn cargo_deb_packages_the_binary_unit_conffile_and_maintainer_scripts() {
         "cargo deb: {}",
         String::from_utf8_lossy(&built.stderr)
     );
-    let contents = dpkg_deb(&["-c"], &deb);
+    let contents = dpkg_deb(&["-c".as_ref(), deb.as_os_str()]);
     for (mode, path) in [
         ("-rwxr-xr-x", "./usr/bin/mimamori"),
         ("-rw-r-----", "./etc/mimamori/mimamori.toml"),
@@ -117,13 +113,7 @@ fn cargo_deb_packages_the_binary_unit_conffile_and_maintainer_scripts() {
         );
     }
     let control = tmp.path().join("control");
-    let out = Command::new("dpkg-deb")
-        .arg("-e")
-        .arg(&deb)
-        .arg(&control)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    dpkg_deb(&["-e".as_ref(), deb.as_os_str(), control.as_os_str()]);
     let read = |name: &str| std::fs::read_to_string(control.join(name)).unwrap();
     assert_eq!(read("conffiles").trim(), "/etc/mimamori/mimamori.toml");
     assert!(read("control").contains("Depends: adduser"));
@@ -147,13 +137,7 @@ fn cargo_deb_packages_the_binary_unit_conffile_and_maintainer_scripts() {
     }
     // The packaged unit is the one in deploy/ (checked above).
     let unit = tmp.path().join("root");
-    let out = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb)
-        .arg(&unit)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    dpkg_deb(&["-x".as_ref(), deb.as_os_str(), unit.as_os_str()]);
     assert_eq!(
         std::fs::read_to_string(unit.join("usr/lib/systemd/system/mimamori.service")).unwrap(),
         std::fs::read_to_string(concat!(

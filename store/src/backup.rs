@@ -196,26 +196,34 @@ impl Vault {
 
     /// Snapshot names, oldest first.
     pub fn snapshots(&self) -> Result<Vec<String>, BackupError> {
-        let dir = self.dir.join("snapshots");
-        let mut names: Vec<String> = fs::read_dir(&dir)
-            .map_err(io_at(&dir))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().join("MANIFEST.json").is_file())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
-        names.sort();
-        Ok(names)
+        snapshot_names(&self.dir)
     }
+}
 
-    /// When the newest snapshot was made (from its name), if there is one.
-    pub fn newest(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, BackupError> {
-        Ok(self.snapshots()?.iter().rev().find_map(|name| {
-            chrono::NaiveDateTime::parse_from_str(name.get(..16)?, "%Y%m%dT%H%M%SZ")
-                .ok()
-                .map(|t| t.and_utc())
-        }))
-    }
+/// The finished snapshots in backup folder `vault`, oldest first.
+fn snapshot_names(vault: &Path) -> Result<Vec<String>, BackupError> {
+    let dir = vault.join("snapshots");
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .map_err(io_at(&dir))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("MANIFEST.json").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
 
+/// When the newest snapshot in backup folder `vault` was made (from its name), if it has one;
+/// reads only (no lock, nothing created: a missing folder has none).
+pub fn newest(vault: &Path) -> Option<chrono::DateTime<chrono::Utc>> {
+    snapshot_names(vault).ok()?.iter().rev().find_map(|name| {
+        chrono::NaiveDateTime::parse_from_str(name.get(..16)?, "%Y%m%dT%H%M%SZ")
+            .ok()
+            .map(|t| t.and_utc())
+    })
+}
+
+impl Vault {
     pub fn manifest(&self, name: &str) -> Result<Manifest, BackupError> {
         if name.contains(['/', '\\']) || name.starts_with('.') {
             return Err(BackupError::Invalid(format!("`{name}` is not a snapshot")));
