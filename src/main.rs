@@ -15,6 +15,7 @@ mod delivery;
 mod demo;
 mod import;
 mod output;
+mod owner;
 mod report;
 mod serve;
 mod simulate;
@@ -456,8 +457,13 @@ fn main() -> ExitCode {
                 fresh,
             })
         }
-        command => match Config::load(cli.config.as_deref(), cli.data_dir.as_deref()) {
-            Err(e) => Err(Failure::Usage(e.to_string())),
+        command => match Config::load(cli.config.as_deref(), cli.data_dir.as_deref())
+            .map_err(|e| Failure::Usage(e.to_string()))
+            .and_then(|checked| {
+                owner::act_as_owner(&checked.config.storage.data_dir).map_err(Failure::Runtime)?;
+                Ok(checked)
+            }) {
+            Err(e) => Err(e),
             Ok(checked) => match command {
                 Command::Serve => serve::serve(checked).map_err(Failure::Runtime),
                 Command::Report { command } => {

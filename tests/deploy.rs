@@ -77,27 +77,7 @@ fn dpkg_deb(args: &[&std::ffi::OsStr]) -> String {
 fn cargo_deb_packages_the_binary_unit_conffile_and_maintainer_scripts() {
     let tmp = tempfile::tempdir().unwrap();
     let deb = tmp.path().join("mimamori.deb");
-    // The binary the tests built (a release build would take minutes more; the package's
-    // layout and scripts do not depend on the profile).
-    let built = Command::new(env!("CARGO"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "deb",
-            "--no-build",
-            "--profile",
-            "dev",
-            "--fast",
-            "--no-strip",
-            "--output",
-        ])
-        .arg(&deb)
-        .output()
-        .expect("cargo-deb is installed (.ci/run installs it)");
-    assert!(
-        built.status.success(),
-        "cargo deb: {}",
-        String::from_utf8_lossy(&built.stderr)
-    );
+    common::deb::build(&deb, None);
     let contents = dpkg_deb(&["-c".as_ref(), deb.as_os_str()]);
     for (mode, path) in [
         ("-rwxr-xr-x", "./usr/bin/mimamori"),
@@ -124,6 +104,10 @@ fn cargo_deb_packages_the_binary_unit_conffile_and_maintainer_scripts() {
     assert!(
         postinst.contains("restart") && postinst.contains("mimamori.service"),
         "the service is (re)started on install and upgrade:\n{postinst}"
+    );
+    assert!(
+        read("preinst").contains("refusing to downgrade"),
+        "an older package over a newer one is refused"
     );
     let postrm = read("postrm");
     assert!(postrm.contains("purge") && !postrm.contains("rm -rf /var/lib/mimamori"));
