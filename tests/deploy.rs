@@ -122,6 +122,18 @@ fn cargo_deb_packages_the_binary_unit_conffile_and_maintainer_scripts() {
     // The packaged unit is the one in deploy/ (checked above).
     let unit = tmp.path().join("root");
     dpkg_deb(&["-x".as_ref(), deb.as_os_str(), unit.as_os_str()]);
+    // The binary is stripped: no symbol table, no debug information.
+    let sections = Command::new("readelf")
+        .args(["--section-headers", "--wide"])
+        .arg(unit.join("usr/bin/mimamori"))
+        .output()
+        .expect("readelf (binutils) is installed");
+    let sections = String::from_utf8_lossy(&sections.stdout);
+    assert!(sections.contains(".text"), "{sections}");
+    assert!(
+        !sections.contains(".symtab") && !sections.contains(".debug_info"),
+        "stripped: {sections}"
+    );
     assert_eq!(
         std::fs::read_to_string(unit.join("usr/lib/systemd/system/mimamori.service")).unwrap(),
         std::fs::read_to_string(concat!(

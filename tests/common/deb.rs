@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::process::Command;
 
-/// Writes the package to `out`, as `version` when given (else Cargo.toml's). A release build
-/// would take minutes more; the package's layout and scripts do not depend on the profile.
+/// Writes the package to `out`, as `version` when given (else Cargo.toml's), with the binary
+/// stripped as `cargo deb` does for a release. A release build would take minutes more; the
+/// package's layout and scripts do not depend on the profile.
 pub fn build(out: &Path, version: Option<&str>) {
     let mut cargo = Command::new(env!("CARGO"));
     cargo.current_dir(env!("CARGO_MANIFEST_DIR")).args([
@@ -13,7 +14,6 @@ pub fn build(out: &Path, version: Option<&str>) {
         "--profile",
         "dev",
         "--fast",
-        "--no-strip",
         "--output",
     ]);
     cargo.arg(out);
