@@ -47,12 +47,35 @@ pub fn run(options: &Options) -> Result<(), Failure> {
         }
     }
     let start = prepare(&dir, options.fresh)?;
+    // Found now, not after a minute of importing.
+    let free = std::net::TcpListener::bind(options.http)
+        .map(drop)
+        .map_err(|e| ("--http", options.http, e))
+        .and_then(|()| {
+            std::net::TcpListener::bind(options.syslog)
+                .and_then(|_tcp| std::net::UdpSocket::bind(options.syslog).map(drop))
+                .map_err(|e| ("--syslog", options.syslog, e))
+        });
+    if let Err((name, addr, e)) = free {
+        return Err(Failure::Usage(format!(
+            "{name} {addr}: cannot listen there ({e}); is a demo or server already running? Stop it or choose another port"
+        )));
+    }
     let sim = dir.join("simulated");
-    let fresh_logs = !sim.join("logs").is_dir();
-    let made = if fresh_logs {
-        Some(crate::simulate::generate(DAYS, 1, Some(start), &sim).map_err(Failure::Runtime)?)
-    } else {
+    // Marked whole when written: an interrupted run's half week is made again.
+    let whole = sim.join("WHOLE");
+    let made = if whole.is_file() {
         None
+    } else {
+        let _ = std::fs::remove_dir_all(&sim);
+        let made = crate::simulate::generate(DAYS, 1, Some(start), &sim)
+            .and_then(|made| {
+                std::fs::write(&whole, "the simulated week is complete\n")
+                    .with_context(|| format!("cannot write {}", whole.display()))?;
+                Ok(made)
+            })
+            .map_err(Failure::Runtime)?;
+        Some(made)
     };
     let mailbox = dir.join("mailbox");
     let smtp = start_mail_receiver(&mailbox).map_err(Failure::Runtime)?;

@@ -160,6 +160,22 @@ fn the_demo_imports_a_week_mails_its_alerts_locally_serves_the_ui_and_runs_again
     assert_ne!(refused.status, 303, "the old password no longer signs in");
     again.stop();
 
+    // A port in use is found before the week is imported.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = Command::new(BIN)
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .arg("--http")
+        .arg(taken.local_addr().unwrap().to_string())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("cannot listen there"),
+        "{refused:?}"
+    );
+    assert!(!String::from_utf8_lossy(&refused.stdout).contains("importing"));
+
     // A folder the demo did not make is never used.
     let other = tmp.path().join("other");
     std::fs::create_dir(&other).unwrap();
