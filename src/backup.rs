@@ -265,6 +265,58 @@ fn copy_database(vault: &mut Vault, db: &Path, name: &str) -> Result<Entry, Fail
     Ok(entry)
 }
 
+/// The backup folder `from`, opened to read, and its snapshots: `snapshot` alone when given.
+fn snapshots_in(from: &Path, snapshot: Option<&str>) -> Result<(Vault, Vec<String>), Failure> {
+    if !from.join("snapshots").is_dir() {
+        return Err(Failure::Usage(format!(
+            "--from {}: not a mimamori backup folder (no snapshots/)",
+            from.display()
+        )));
+    }
+    let vault = Vault::open_to_read(from).map_err(runtime)?;
+    let names = vault.snapshots().map_err(runtime)?;
+    match snapshot {
+        Some(name) if names.iter().any(|n| n == name) => Ok((vault, vec![name.to_owned()])),
+        Some(name) => Err(Failure::Usage(format!(
+            "--snapshot {name}: not in {} (it holds: {})",
+            from.display(),
+            names.join(", ")
+        ))),
+        None if names.is_empty() => Err(Failure::Runtime(anyhow::anyhow!(
+            "{} holds no finished backup",
+            from.display()
+        ))),
+        None => Ok((vault, names)),
+    }
+}
+
+/// `restore --check`: every file of every snapshot read back against its checksum.
+pub fn check(from: &Path, snapshot: Option<&str>) -> Result<(), Failure> {
+    let (vault, names) = snapshots_in(from, snapshot)?;
+    let mut bad = 0;
+    for name in &names {
+        let (files, bytes, damaged) = vault.check(name).map_err(runtime)?;
+        if damaged.is_empty() {
+            println!("{name}: {files} files, {bytes} bytes: all read back and match");
+        } else {
+            bad += 1;
+            println!(
+                "{name}: DAMAGED: {} of {files} files missing or changed: {}",
+                damaged.len(),
+                damaged.join(", ")
+            );
+        }
+    }
+    if bad > 0 {
+        return Err(Failure::Runtime(anyhow::anyhow!(
+            "{bad} of {} backups in {} cannot be restored whole; take a new backup (the files they share with it are written again)",
+            names.len(),
+            from.display()
+        )));
+    }
+    Ok(())
+}
+
 pub fn restore(checked: &Checked, from: &Path, snapshot: Option<&str>) -> Result<(), Failure> {
     let data_dir = &checked.config.storage.data_dir;
     let in_use = std::fs::read_dir(data_dir)
@@ -276,30 +328,12 @@ pub fn restore(checked: &Checked, from: &Path, snapshot: Option<&str>) -> Result
             data_dir.display()
         )));
     }
-    if !from.join("snapshots").is_dir() {
-        return Err(Failure::Usage(format!(
-            "--from {}: not a mimamori backup folder (no snapshots/)",
-            from.display()
-        )));
-    }
-    let vault = Vault::open_to_read(from).map_err(runtime)?;
-    let names = vault.snapshots().map_err(runtime)?;
-    let name = match snapshot {
-        Some(name) if names.iter().any(|n| n == name) => name.to_owned(),
-        Some(name) => {
-            return Err(Failure::Usage(format!(
-                "--snapshot {name}: not in {} (it holds: {})",
-                from.display(),
-                names.join(", ")
-            )));
-        }
-        None => names.last().cloned().ok_or_else(|| {
-            Failure::Runtime(anyhow::anyhow!(
-                "{} holds no finished backup",
-                from.display()
-            ))
-        })?,
-    };
+    let (vault, names) = snapshots_in(from, snapshot)?;
+    // The one asked for, or the newest.
+    let name = names
+        .last()
+        .cloned()
+        .expect("snapshots_in returns at least one");
     let manifest = vault.restore(&name, data_dir).map_err(runtime)?;
     println!(
         "restored backup {name} (made {} by mimamori {}): {} files into {}",

@@ -191,6 +191,10 @@ enum Command {
         /// Which backup (a name under snapshots/); the newest by default.
         #[arg(long)]
         snapshot: Option<String>,
+        /// Restore nothing: read every file of every backup in the folder (or of --snapshot)
+        /// against its checksum. Exit code 1 when one is missing or damaged.
+        #[arg(long)]
+        check: bool,
     },
     /// Configuration helpers.
     Config {
@@ -629,7 +633,12 @@ fn main() -> ExitCode {
                 Command::Verify => store_admin::verify(&checked),
                 Command::Reindex => store_admin::reindex(&checked),
                 Command::Backup { to, keep } => backup::backup(&checked, &to, keep),
-                Command::Restore { from, snapshot } => {
+                Command::Restore {
+                    from,
+                    snapshot,
+                    check: true,
+                } => backup::check(&from, snapshot.as_deref()),
+                Command::Restore { from, snapshot, .. } => {
                     backup::restore(&checked, &from, snapshot.as_deref())
                 }
                 Command::Bench {

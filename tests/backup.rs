@@ -143,6 +143,17 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
     server.stop();
     assert_eq!(state(&server).1, before.1, "the alerts and their state");
 
+    // Every backup in the folder reads back whole.
+    let checked = ok(
+        "check",
+        &server.cli(&["restore", "--from", &vault_arg, "--check"]),
+    );
+    assert_eq!(
+        checked.matches("all read back and match").count(),
+        2,
+        "{checked}"
+    );
+
     // Never over data, and a damaged copy is named, not restored.
     let refused = server.cli_config(&["restore", "--from", &vault_arg]);
     assert_eq!(refused.status.code(), Some(2));
@@ -186,6 +197,15 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(left, 0, "a refused restore writes nothing");
+    // `--check` names the damaged file in the newest backup (and in any other sharing it).
+    let check = server.cli(&["restore", "--from", &vault_arg, "--check"]);
+    assert_eq!(check.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&check.stdout);
+    let newest = said.lines().last().unwrap();
+    assert!(
+        newest.contains("DAMAGED") && newest.contains(wal["path"].as_str().unwrap()),
+        "{said}"
+    );
 }
 
 #[test]
