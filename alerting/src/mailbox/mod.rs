@@ -13,6 +13,9 @@ pub use mime::Mail;
 
 /// A message bigger than this is refused (552).
 pub const MAX_MESSAGE_BYTES: usize = 10 << 20;
+/// Received messages kept at most, in bytes: beyond, new ones are refused (452) until some
+/// are deleted, so a flood cannot fill the disk the demo's data is on.
+pub const MAX_TOTAL_BYTES: u64 = 256 << 20;
 /// Messages listed at most, newest first.
 pub const MAX_LISTED: usize = 500;
 
@@ -20,6 +23,8 @@ pub const MAX_LISTED: usize = 500;
 #[derive(Debug, Clone)]
 pub struct Mailbox {
     dir: PathBuf,
+    /// [`MAX_TOTAL_BYTES`], smaller in tests.
+    limit: u64,
 }
 
 /// One message as listed.
@@ -36,7 +41,10 @@ pub struct Summary {
 
 impl Mailbox {
     pub fn new(dir: impl Into<PathBuf>) -> Mailbox {
-        Mailbox { dir: dir.into() }
+        Mailbox {
+            dir: dir.into(),
+            limit: MAX_TOTAL_BYTES,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -46,6 +54,17 @@ impl Mailbox {
     /// Writes one received message whole (a temporary name, then renamed), with the envelope in
     /// `X-Mimamori-*` headers on top.
     pub fn keep(&self, from: &str, to: &[String], body: &[u8], n: u64) -> std::io::Result<()> {
+        let held: u64 = std::fs::read_dir(&self.dir)?
+            .flatten()
+            .filter_map(|e| e.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        if held + body.len() as u64 > self.limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("the mailbox holds {held} bytes already"),
+            ));
+        }
         let now = chrono::Utc::now();
         let id = format!("{}-{n:06}", now.format("%Y%m%dT%H%M%S%.6fZ"));
         let temporary = self.dir.join(format!(".{id}.tmp"));
@@ -123,6 +142,23 @@ fn valid_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_mailbox_refuses_new_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailbox = Mailbox {
+            dir: dir.path().to_owned(),
+            limit: 1000,
+        };
+        mailbox
+            .keep("x@y", &["a@b".into()], &[b'a'; 600], 1)
+            .unwrap();
+        let full = mailbox
+            .keep("x@y", &["a@b".into()], &[b'b'; 600], 2)
+            .unwrap_err();
+        assert_eq!(full.kind(), std::io::ErrorKind::StorageFull);
+        assert_eq!(mailbox.list().unwrap().len(), 1);
+    }
 
     #[test]
     fn messages_are_kept_listed_newest_first_and_only_by_their_own_names() {

@@ -130,6 +130,10 @@ async fn session(stream: TcpStream, mailbox: &Mailbox) -> std::io::Result<()> {
                         let n = NEXT.fetch_add(1, Ordering::Relaxed);
                         match mailbox.keep(&from, &to, &body, n) {
                             Ok(()) => b"250 kept\r\n",
+                            Err(e) if e.kind() == std::io::ErrorKind::StorageFull => {
+                                warn!(error = %e, "mailbox: full, a message was refused");
+                                b"452 mailbox full\r\n"
+                            }
                             Err(e) => {
                                 warn!(error = %e, "mailbox: a message could not be kept");
                                 b"451 cannot keep the message now\r\n"
