@@ -67,7 +67,7 @@ const RETRY: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Makes a backup into `[backup] dir` every day at `time` (clinic time), and at start when the
 /// newest there is older than the last time due (the appliance was off). A failure is logged,
 /// raised as a `backup` alert (delivered like any other) and tried again an hour later.
-pub async fn schedule(checked: Checked) {
+pub async fn schedule(checked: Checked, health: store::Health) {
     let (Some(dir), Ok(time)) = (
         checked.config.backup.dir.clone(),
         checked.config.backup.check(),
@@ -104,18 +104,23 @@ pub async fn schedule(checked: Checked) {
         })
         .await;
         match outcome {
-            Ok(Ok(summary)) => tracing::info!(summary, "scheduled backup made"),
+            Ok(Ok(summary)) => {
+                tracing::info!(summary, "scheduled backup made");
+                health.running(STAGE);
+            }
             Ok(Err(failure)) => {
                 let reason = match failure {
                     Failure::Usage(m) | Failure::Rejected(m) => m,
                     Failure::Runtime(e) => crate::causes(&e),
                 };
                 tracing::error!(dir = %dir.display(), reason, "the scheduled backup failed");
+                health.degraded(STAGE, &format!("the last backup failed: {reason}"));
                 raise_failure(&checked, &dir, &reason);
                 tokio::time::sleep(RETRY).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "the scheduled backup stopped");
+                health.degraded(STAGE, "the last backup stopped unexpectedly");
                 raise_failure(&checked, &dir, "the backup stopped unexpectedly");
                 tokio::time::sleep(RETRY).await;
             }
@@ -166,7 +171,7 @@ fn take(checked: &Checked, to: &Path, keep: Option<usize>) -> Result<String, Fai
             to.display()
         )));
     }
-    let mut vault = Vault::open(to).map_err(runtime)?;
+    let mut vault = Vault::open(to).map_err(|e| access_hint(e, to))?;
     let mut files: Vec<Entry> = Vec::new();
     for name in DATABASES {
         let db = data_dir.join(name);
@@ -222,6 +227,26 @@ fn take(checked: &Checked, to: &Path, keep: Option<usize>) -> Result<String, Fai
         }
     }
     Ok(said)
+}
+
+/// The backup folder could not be opened: when it is for lack of rights, what to do.
+fn access_hint(e: store::backup::BackupError, to: &Path) -> Failure {
+    let kind = match &e {
+        store::backup::BackupError::Io { source, .. } => Some(source.kind()),
+        store::backup::BackupError::Invalid(_) => None,
+    };
+    let hint = match kind {
+        Some(std::io::ErrorKind::ReadOnlyFilesystem) => format!(
+            "; under the systemd unit only the data directory is writable: allow the folder with `systemctl edit mimamori` ([Service] ReadWritePaths={}) and restart",
+            to.display()
+        ),
+        Some(std::io::ErrorKind::PermissionDenied) => format!(
+            "; the backup runs as the data directory's owner: make the folder theirs (`install -d -o mimamori -g mimamori -m 700 {}`)",
+            to.display()
+        ),
+        _ => String::new(),
+    };
+    Failure::Runtime(anyhow::anyhow!("{e}{hint}"))
 }
 
 /// `path` with symbolic links resolved, as far as it exists (the rest appended as written).
@@ -322,6 +347,12 @@ pub fn restore(checked: &Checked, from: &Path, snapshot: Option<&str>) -> Result
     let in_use = std::fs::read_dir(data_dir)
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
+    if data_dir.join(store::backup::RESTORING).exists() {
+        return Err(Failure::Usage(format!(
+            "{}: an earlier restore into it did not finish; empty the directory (keep the directory itself, with its owner) and run restore again",
+            data_dir.display()
+        )));
+    }
     if in_use {
         return Err(Failure::Usage(format!(
             "{} is not empty: restore into an empty data directory (--data-dir), then point the service at it",

@@ -263,11 +263,11 @@ async fn bind_all(
     }
     // The daily backup, when `[backup] dir` is set.
     if checked.config.backup.dir.is_some() {
-        let checked = checked.clone();
+        let (checked, health) = (checked.clone(), running.health());
         running.tasks.push(spawn_stage(
             &running.health(),
             crate::backup::STAGE.into(),
-            async move { crate::backup::schedule(checked).await },
+            async move { crate::backup::schedule(checked, health).await },
         ));
     }
     let listener = web::listener::BoundedListener::new(

@@ -197,6 +197,24 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
         .map(|d| d.count())
         .unwrap_or(0);
     assert_eq!(left, 0, "a refused restore writes nothing");
+    // A restore cut short (kill -9, power) is never taken for a whole one.
+    let cut = server.dir.path().join("cut");
+    std::fs::create_dir_all(cut.join("wal")).unwrap();
+    std::fs::write(cut.join("RESTORING"), "").unwrap();
+    for args in [&["restore", "--from", &vault_arg][..], &["verify"][..]] {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&cut)
+            .args(args)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && said.contains("did not finish"),
+            "{args:?}: {said}"
+        );
+    }
+
     // `--check` names the damaged file in the newest backup (and in any other sharing it).
     let check = server.cli(&["restore", "--from", &vault_arg, "--check"]);
     assert_eq!(check.status.code(), Some(1));
@@ -260,10 +278,21 @@ fn the_service_backs_itself_up_on_schedule_and_a_failed_backup_is_an_alert() {
             .contains("バックアップ"),
         "{alert}"
     );
+    // And /healthz shows the stage degraded with why, while collection goes on.
     let (status, health) = common::http_get(server.http, "/healthz").unwrap();
-    assert_eq!(
-        status, 200,
-        "a failed backup is an alert; collection goes on: {health}"
+    assert_eq!(status, 503, "{health}");
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    let stage = &health["stages"]["backup"];
+    assert_eq!(stage["status"], "degraded", "{health}");
+    assert!(
+        stage["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the last backup failed"),
+        "{health}"
     );
-    assert!(health.contains("backup"), "{health}");
+    assert_eq!(
+        health["stages"]["wal-writer"]["status"], "running",
+        "{health}"
+    );
 }

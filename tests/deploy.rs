@@ -96,7 +96,11 @@ fn cargo_deb_packages_the_binary_unit_conffile_and_maintainer_scripts() {
     dpkg_deb(&["-e".as_ref(), deb.as_os_str(), control.as_os_str()]);
     let read = |name: &str| std::fs::read_to_string(control.join(name)).unwrap();
     assert_eq!(read("conffiles").trim(), "/etc/mimamori/mimamori.toml");
-    assert!(read("control").contains("Depends: adduser"));
+    let depends = read("control");
+    assert!(
+        depends.contains("Depends: adduser") && depends.contains("procps"),
+        "{depends}"
+    );
     let postinst = read("postinst");
     assert!(postinst.contains("adduser --system --group --home /var/lib/mimamori"));
     assert!(postinst.contains("install -d -o mimamori -g mimamori -m 750 /var/lib/mimamori"));
@@ -108,6 +112,10 @@ fn cargo_deb_packages_the_binary_unit_conffile_and_maintainer_scripts() {
     assert!(
         read("preinst").contains("refusing to downgrade"),
         "an older package over a newer one is refused"
+    );
+    assert!(
+        postinst.find("config check") < postinst.find("deb-systemd-invoke"),
+        "the config is checked before the service is (re)started"
     );
     let postrm = read("postrm");
     assert!(postrm.contains("purge") && !postrm.contains("rm -rf /var/lib/mimamori"));

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A Debian root with systemd, adduser and curl, made once by debootstrap and kept under
+/// A Debian root with systemd, adduser, procps and curl, made once by debootstrap and kept under
 /// `target/tmp` (about 250 MB) for later runs.
 fn debian_root() -> PathBuf {
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("debian-root");
@@ -31,7 +31,7 @@ fn debian_root() -> PathBuf {
     let out = Command::new("debootstrap")
         .args([
             "--variant=minbase",
-            "--include=systemd,systemd-sysv,dbus,adduser,curl",
+            "--include=systemd,systemd-sysv,dbus,adduser,curl,procps",
             &suite,
         ])
         .arg(&partial)
@@ -341,4 +341,29 @@ fn the_package_installs_upgrades_a_running_service_keeping_its_data_and_refuses_
         before,
         "the same data after the refused downgrade"
     );
+
+    // `systemctl reload` (SIGHUP) works as the unit says.
+    machine.ok("systemctl reload mimamori");
+    machine.wait("reloaded", "journalctl -u mimamori | grep -q Reloaded");
+
+    // A config the binary refuses stops the package's configuration, not the service.
+    machine.ok("sed -i 's/^commit_interval_ms = 500$/commit_interval_ms = \"fast\"/' /etc/mimamori/mimamori.toml");
+    let broken = machine.run("dpkg -i /root/newer.deb 2>&1");
+    let said = String::from_utf8_lossy(&broken.stdout);
+    assert!(!broken.status.success(), "{said}");
+    assert!(
+        said.contains("is not valid") && said.contains("commit_interval_ms"),
+        "{said}"
+    );
+    machine.ok("curl -sf http://127.0.0.1:8480/healthz");
+    machine.ok("sed -i 's/^commit_interval_ms = \"fast\"$/commit_interval_ms = 500/' /etc/mimamori/mimamori.toml && dpkg --configure -a");
+    assert_eq!(
+        machine.ok("dpkg-query -W -f '${Status}' mimamori"),
+        "install ok installed"
+    );
+    machine.wait(
+        "service up after the fix",
+        "curl -sf http://127.0.0.1:8480/healthz",
+    );
+    assert_eq!(state(&machine), before, "the same data at the end");
 }

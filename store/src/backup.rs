@@ -59,6 +59,9 @@ pub struct Manifest {
     pub files: Vec<Entry>,
 }
 
+/// The file in a data directory while a restore writes into it.
+pub const RESTORING: &str = "RESTORING";
+
 /// A backup folder, locked while open: one backup (or restore) at a time.
 pub struct Vault {
     dir: PathBuf,
@@ -276,10 +279,27 @@ impl Vault {
             self.check_object(entry)?;
         }
         fs::create_dir_all(data_dir).map_err(io_at(data_dir))?;
-        let result = manifest
-            .files
-            .iter()
-            .try_for_each(|entry| self.restore_one(entry, data_dir));
+        // Until every file is in place, the directory says so: a restore cut short (kill,
+        // power) is refused by the server, `verify` and a second restore, never taken whole.
+        let marker = data_dir.join(RESTORING);
+        let result = private_file(&marker, true)
+            .and_then(|mut f| {
+                f.write_all(b"a restore into this directory has not finished\n")?;
+                f.sync_all()
+            })
+            .map_err(io_at(&marker))
+            .and_then(|()| {
+                manifest
+                    .files
+                    .iter()
+                    .try_for_each(|entry| self.restore_one(entry, data_dir))
+            })
+            .and_then(|()| {
+                fs::remove_file(&marker).map_err(io_at(&marker))?;
+                File::open(data_dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_at(data_dir))
+            });
         if let Err(e) = result {
             // The directory was empty: take back everything in it.
             if let Ok(entries) = fs::read_dir(data_dir) {
@@ -527,6 +547,10 @@ mod tests {
         let out = tmp.path().join("restored");
         vault.restore(&first, &out).unwrap();
         assert_eq!(fs::read(out.join("alerts.db")).unwrap(), b"one");
+        assert!(
+            !out.join(RESTORING).exists(),
+            "a finished restore leaves no marker"
+        );
         assert_eq!(vault.prune(1).unwrap(), 1);
         assert_eq!(vault.snapshots().unwrap(), vec![second.clone()]);
         assert!(

@@ -263,6 +263,15 @@ pub struct Store {
 const DATA_FORMAT: u32 = 2;
 
 pub(crate) fn check_data_format(data_dir: &Path) -> Result<(), StoreError> {
+    let restoring = data_dir.join(crate::backup::RESTORING);
+    if restoring.exists() {
+        return Err(StoreError::DataDir {
+            path: restoring,
+            source: std::io::Error::other(
+                "a restore into this directory did not finish, so it holds only part of the backup: empty the directory and run `mimamori restore` again",
+            ),
+        });
+    }
     let path = data_dir.join("FORMAT");
     match std::fs::read_to_string(&path) {
         Ok(text) => {

@@ -8,6 +8,9 @@ use crate::error::StoreError;
 use crate::metrics::StoreMetrics;
 use crate::pipeline::{Store, StoreConfig};
 
+/// How long the rebuild may go without indexing a record before it gives up.
+const STALLED: Duration = Duration::from_secs(120);
+
 /// Rebuilds; `progress(indexed, total)` is called about once a second. Returns the number of
 /// events the new index holds and where the old index was kept (it may hold events the log
 /// lost to damage: remove it once `mimamori verify` and a look at it are done).
@@ -27,11 +30,25 @@ pub fn reindex(
     let metrics = StoreMetrics::new(&prometheus::Registry::new()).expect("fresh registry");
     let store = Store::open(config, metrics)?;
     let total = store.durable_seq();
+    // A log that cannot be read up to its end stops the rebuild with why, never loops.
+    let mut last = (store.index().committed(), std::time::Instant::now());
     loop {
         let done = store.handle().flush(total, Duration::from_secs(1));
-        progress(store.index().committed(), total);
+        let committed = store.index().committed();
+        progress(committed, total);
         if done {
             break;
+        }
+        if committed != last.0 {
+            last = (committed, std::time::Instant::now());
+        } else if last.1.elapsed() > STALLED {
+            let _ = store.shutdown();
+            return Err(StoreError::DataDir {
+                path: config.data_dir.join("wal"),
+                source: std::io::Error::other(format!(
+                    "the rebuild stopped at record {committed} of {total}: the log cannot be read beyond it; run `mimamori verify` to see why"
+                )),
+            });
         }
     }
     let num_events = store.index().num_events();

@@ -214,6 +214,35 @@ fn sealed_segments_read_back_and_damage_costs_one_block() {
     let (wal, opened) = WalWriter::open(dir.path(), 256 << 10, 0).unwrap();
     assert_eq!((opened.next_seq, opened.truncated_bytes), (6001, 0));
     drop(wal);
+
+    // A log that ends in a sealed segment (the plain one after it lost) is never cut: the
+    // writer goes on in a new segment, on the same chain.
+    let copy = tempfile::tempdir().unwrap();
+    let last_sealed = segs
+        .iter()
+        .rposition(|(_, p)| p.extension().unwrap() == "walz")
+        .unwrap();
+    for (_, p) in &segs[..=last_sealed] {
+        fs::copy(p, copy.path().join(p.file_name().unwrap())).unwrap();
+    }
+    let before = fs::read(&segs[last_sealed].1).unwrap();
+    let (mut wal, opened) = WalWriter::open(copy.path(), 256 << 10, 0).unwrap();
+    let next = segs[last_sealed + 1].0;
+    assert_eq!((opened.next_seq, opened.truncated_bytes), (next, 0));
+    wal.append(b"after the sealed end").unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    let copied_last = copy.path().join(segs[last_sealed].1.file_name().unwrap());
+    assert_eq!(
+        fs::read(copied_last).unwrap(),
+        before,
+        "the sealed segment is untouched"
+    );
+    let (all, damage) = read_all(copy.path(), 1, next);
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(all.len() as u64, next);
+    assert_eq!(all.last().unwrap().1, b"after the sealed end");
+
     let sealed = &segs[0].1;
     let mut bytes = fs::read(sealed).unwrap();
     let mid = bytes.len() / 2;

@@ -107,6 +107,18 @@ impl WalWriter {
             chain = before.chain;
             next_seq = next_seq.max(before.next_seq);
         }
+        if path.extension().is_some_and(|e| e == "walz") {
+            // A compressed segment is never written again, nor cut: the log ended in one
+            // (a restore cut short, a lost active segment), so it goes on in a new plain one.
+            if indexed + 1 > next_seq {
+                opened.skipped_to = Some(indexed + 1);
+                next_seq = indexed + 1;
+            }
+            let mut writer = WalWriter::new(dir, max_segment_bytes, next_seq, chain, total_bytes);
+            writer.start_segment()?;
+            opened.next_seq = next_seq;
+            return Ok((writer, opened));
+        }
         let len = fs::metadata(&path)?.len();
         let mut valid = scan.valid_bytes;
         if !scan.has_header {
