@@ -237,7 +237,7 @@ fn access_hint(e: store::backup::BackupError, to: &Path) -> Failure {
     };
     let hint = match kind {
         Some(std::io::ErrorKind::ReadOnlyFilesystem) => format!(
-            "; under the systemd unit only the data directory is writable: allow the folder with `systemctl edit mimamori` ([Service] ReadWritePaths={}) and restart",
+            "; under the systemd unit only the data directory is writable: allow the folder with `systemctl edit mimamori` ([Service] ReadWritePaths=-{}) and restart",
             to.display()
         ),
         Some(std::io::ErrorKind::PermissionDenied) => format!(

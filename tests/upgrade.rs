@@ -366,4 +366,16 @@ fn the_package_installs_upgrades_a_running_service_keeping_its_data_and_refuses_
         "curl -sf http://127.0.0.1:8480/healthz",
     );
     assert_eq!(state(&machine), before, "the same data at the end");
+
+    // The daily backup into a folder the README's drop-in allows: made at start (none yet).
+    machine.ok(
+        "install -d -o mimamori -g mimamori -m 700 /srv/usb \
+         && mkdir -p /etc/systemd/system/mimamori.service.d \
+         && printf '[Service]\nReadWritePaths=-/srv/usb\n' > /etc/systemd/system/mimamori.service.d/backup.conf \
+         && sed -i 's|^# dir = \"/mnt/backup/mimamori\"$|dir = \"/srv/usb\"|' /etc/mimamori/mimamori.toml \
+         && systemctl daemon-reload && systemctl restart mimamori",
+    );
+    machine.wait("a scheduled backup", "ls /srv/usb/snapshots | grep -q .");
+    let checked = machine.ok(&format!("{CLI} restore --from /srv/usb --check"));
+    assert!(checked.contains("all read back and match"), "{checked}");
 }
