@@ -375,6 +375,12 @@ pub fn restore(checked: &Checked, from: &Path, snapshot: Option<&str>) -> Result
     );
     crate::store_admin::reindex(checked)?;
     crate::store_admin::verify(checked)?;
+    if crate::owner::effective_uid() == Some(0) {
+        println!(
+            "note: the restored files belong to root; a service that runs as its own user (the package's `mimamori`) cannot open them: `chown -R mimamori:mimamori {}`",
+            data_dir.display()
+        );
+    }
     if manifest.files.iter().any(|f| f.path.starts_with("config/")) {
         println!(
             "the configuration of the backed-up system is in {}: compare it with yours before you start the service",

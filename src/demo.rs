@@ -47,6 +47,16 @@ pub fn run(options: &Options) -> Result<(), Failure> {
         }
     }
     let start = prepare(&dir, options.fresh)?;
+    // A demo already running here keeps its settings: nothing is rewritten under it.
+    let data = dir.join("data");
+    if data.is_dir() {
+        store::lock_data_dir(&data).map_err(|e| {
+            Failure::Usage(format!(
+                "{}: {e}; a demo is already running in this folder (stop it first, or use another --dir)",
+                data.display()
+            ))
+        })?;
+    }
     // Found now, not after a minute of importing.
     let free = std::net::TcpListener::bind(options.http)
         .map(drop)

@@ -158,6 +158,22 @@ fn the_demo_imports_a_week_mails_its_alerts_locally_serves_the_ui_and_runs_again
         ],
     );
     assert_ne!(refused.status, 303, "the old password no longer signs in");
+    // A second demo in the same folder, on other ports, is refused before it changes anything.
+    let config = std::fs::read_to_string(dir.join("mimamori.toml")).unwrap();
+    let (http, syslog) = (free_tcp_port(), free_tcp_port());
+    let second = Command::new(BIN)
+        .args(["demo", "--dir"])
+        .arg(&dir)
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .args(["--syslog", &format!("127.0.0.1:{syslog}")])
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(2), "{second:?}");
+    assert!(String::from_utf8_lossy(&second.stderr).contains("already running"));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("mimamori.toml")).unwrap(),
+        config
+    );
     again.stop();
 
     // A port in use is found before the week is imported.

@@ -148,9 +148,12 @@ impl Vault {
         }
         let sha256 = hex(&hasher.finalize());
         let object = self.object(&sha256);
-        // A file of the right name and size is taken as the object; one damaged to another
-        // size is replaced.
-        let held = fs::metadata(&object).is_ok_and(|m| m.len() == bytes);
+        // An object already there is read back: a copy damaged on the medium (a flipped bit
+        // on the USB disk) is replaced by the good bytes just read, never taken as held.
+        let held = fs::metadata(&object).is_ok_and(|m| m.len() == bytes)
+            && File::open(&object)
+                .and_then(|mut f| hash_all(&mut f))
+                .is_ok_and(|(held, _)| held == sha256);
         if held {
             fs::remove_file(&scratch).map_err(io_at(&scratch))?;
             self.reused += 1;
@@ -350,18 +353,8 @@ impl Vault {
             ))
         };
         let mut from = File::open(&object).map_err(|_| damaged())?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut bytes = 0u64;
-        loop {
-            let n = from.read(&mut buf).map_err(io_at(&object))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            bytes += n as u64;
-        }
-        if hex(&hasher.finalize()) != entry.sha256 || bytes != entry.bytes {
+        let (sha256, bytes) = hash_all(&mut from).map_err(io_at(&object))?;
+        if sha256 != entry.sha256 || bytes != entry.bytes {
             return Err(damaged());
         }
         Ok(())
@@ -510,6 +503,21 @@ fn check_path(path: &str) -> Result<(), BackupError> {
     }
 }
 
+/// The SHA-256 (hex) and length of everything `from` reads.
+fn hash_all(from: &mut dyn Read) -> io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = from.read(&mut buf)?;
+        if n == 0 {
+            return Ok((hex(&hasher.finalize()), bytes));
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -577,6 +585,10 @@ mod tests {
         assert_eq!(fs::read(&object).unwrap(), b"two");
         let (_, bytes, damaged) = vault.check(&second).unwrap();
         assert_eq!((bytes, damaged.len()), (9, 0));
+        // A backup reads back what it reuses: a copy damaged to the same size is replaced.
+        fs::write(&object, b"tw0").unwrap();
+        vault.put("alerts.db", &mut &b"two"[..], None).unwrap();
+        assert_eq!(fs::read(&object).unwrap(), b"two");
         assert!(check_path("../etc/passwd").is_err());
         assert!(vault.manifest("../x").is_err());
     }
