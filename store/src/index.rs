@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
     AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery,
@@ -234,9 +235,17 @@ impl EventIndex {
         let query = self.bounded_query(&request.query, request.from, request.to)?;
         let searcher = self.reader.searcher();
         let limit = request.limit.clamp(1, MAX_SEARCH_LIMIT);
+        // Newest first; events of the same instant in the log's order, newest first, so that
+        // pages and a rebuilt index (whose documents lie in another order) agree.
         let top = TopDocs::with_limit(limit)
             .and_offset(request.offset.min(crate::search::MAX_OFFSET))
-            .order_by_fast_field::<tantivy::DateTime>("@timestamp", Order::Desc);
+            .order_by((
+                (
+                    SortByStaticFastValue::<tantivy::DateTime>::for_field("@timestamp"),
+                    Order::Desc,
+                ),
+                (SortByStaticFastValue::<u64>::for_field("_seq"), Order::Desc),
+            ));
         let (total, hits) = searcher
             .search(&query, &(Count, top))
             .map_err(|e| match e {

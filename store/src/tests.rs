@@ -236,6 +236,14 @@ fn a_restart_replays_what_the_index_missed_exactly_once() {
         })
         .unwrap();
     assert_eq!(hits.total, u64::from(total));
+    // Events of one instant come in the log's order, newest first, however they were indexed.
+    let order: Vec<_> = hits
+        .events
+        .iter()
+        .map(|e| e.patient.clone().unwrap())
+        .collect();
+    let expected: Vec<_> = (0..total).rev().map(|n| format!("P{n}")).collect();
+    assert!(order == expected, "{:?}", &order[..10]);
     let mut ids: Vec<_> = hits.events.iter().map(|e| e.id.clone()).collect();
     ids.sort();
     ids.dedup();
