@@ -1,5 +1,5 @@
 //! `mimamori backup` while the service runs and takes events, and `mimamori restore` into an
-//! empty data directory: the same searches, alerts, accounts and a clean `verify`.
+//! empty data directory: the same searches, alerts, accounts, kept reviews and a clean `verify`.
 
 mod common;
 
@@ -37,6 +37,25 @@ fn send(server: &Server, from: usize, n: usize) {
     }
 }
 
+/// The kept reviews and their sign-offs, as stored.
+fn reviews(data_dir: &std::path::Path) -> Vec<String> {
+    let db = rusqlite::Connection::open_with_flags(
+        data_dir.join("reports.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut rows = Vec::new();
+    for sql in [
+        "SELECT week || checksum || body FROM reports ORDER BY week",
+        "SELECT week || reviewer || signed_at || findings FROM signoffs ORDER BY id",
+    ] {
+        let mut statement = db.prepare(sql).unwrap();
+        let found = statement.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.extend(found.map(Result::unwrap));
+    }
+    rows
+}
+
 /// What must come back identical: every event, every alert, every account.
 fn state(server: &Server) -> (Vec<serde_json::Value>, String, String) {
     // In the same order too: events of one second come in the log's order, not the index's.
@@ -51,7 +70,27 @@ fn state(server: &Server) -> (Vec<serde_json::Value>, String, String) {
 
 #[test]
 fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_verifies() {
-    let mut server = Server::start("");
+    // Last week's accesses, imported before the server starts: its schedule keeps last week's
+    // review in reports.db, which the backup must bring back too.
+    let mut server = Server::prepare("", "", "[report]\nweekly_time = \"00:00\"\n");
+    let week_ago = chrono::Utc::now() - chrono::Duration::days(7);
+    let csv = server.dir.path().join("last-week.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "timestamp,user,action,patient\n{},n002,VIEW_CHART,P0007\n",
+            week_ago.to_rfc3339()
+        ),
+    )
+    .unwrap();
+    ok(
+        "import",
+        &server.cli_config(&["import", "--format", "ehr-csv", csv.to_str().unwrap()]),
+    );
+    server.spawn();
+    wait("last week's review kept", 30, &|| {
+        server.log().contains("the weekly review is made and kept")
+    });
     add_user(&server, "sato", "auditor", "kanri-sha-2026");
     raise_alerts(&server);
     send(&server, 0, 2_000);
@@ -128,6 +167,13 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
     assert_eq!(after.0.len(), before.0.len());
     assert!(after.0 == before.0, "every event comes back as it was");
     assert_eq!(after.2, before.2, "the accounts");
+    let kept = reviews(&server.dir.path().join("data.original"));
+    assert_eq!(kept.len(), 1, "last week's review");
+    assert_eq!(
+        reviews(&server.data_dir()),
+        kept,
+        "the reviews as they were kept"
+    );
     assert!(after.2.contains("sato"));
     ok("verify", &server.cli(&["verify"]));
 
