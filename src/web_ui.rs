@@ -1,6 +1,8 @@
 //! The web UI wired to this configuration: the accounts database, the clinic model, the
 //! first-run setup's token.
 
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use web::accounts::{AccountDb, accounts_db_path};
@@ -97,15 +99,38 @@ pub fn build(
         } else {
             "http"
         };
+        // The token goes into a file only the service's user (and root) can read, never into
+        // the log, which the journal keeps and others may read.
+        let file = checked.config.storage.data_dir.join(SETUP_TOKEN_FILE);
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&file)
+            .and_then(|mut f| writeln!(f, "{}", ui.setup_token));
+        let elsewhere = match written {
+            Ok(()) => format!(
+                "from another with {scheme}://{host}/setup?token=TOKEN, TOKEN being in {} (`sudo cat` it)",
+                file.display()
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, path = %file.display(), "the setup token could not be written; set up from this machine");
+                "from another after `mimamori user add NAME --role admin`".to_owned()
+            }
+        };
         eprintln!(
             "mimamori: no account yet. Create the first administrator at {scheme}://{host}/setup \
-             (from this machine), or from another with {scheme}://{host}/setup?token={}, \
-             or run `mimamori user add NAME --role admin`.",
-            ui.setup_token
+             (from this machine), or {elsewhere}, or run `mimamori user add NAME --role admin`."
         );
+    } else {
+        let _ = std::fs::remove_file(checked.config.storage.data_dir.join(SETUP_TOKEN_FILE));
     }
     Ok(Some(Arc::new(ui)))
 }
+
+/// Where the one-time setup token is kept while no account exists.
+const SETUP_TOKEN_FILE: &str = "setup-token";
 
 /// The TLS acceptor of the HTTP port when `http.tls` is on: the configured certificate, or
 /// one made for the appliance's names and addresses at first start.

@@ -26,6 +26,15 @@ fn sign_in_sessions_csrf_roles_and_tokens_refuse_and_audit() {
         Some("/login?next=%2Fsearch%3Fq%3Dx")
     );
     assert_eq!(stranger.post("/users", &[("name", "x")]).status, 303);
+    // The setup token for another machine is in a file only the service's user reads, never
+    // in the log (which the journal keeps).
+    let token_file = server.data_dir().join("setup-token");
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(token.trim().len() >= 16 && !server.log().contains(token.trim()));
+    assert!(server.log().contains("setup-token"), "{}", server.log());
 
     let mut admin = setup(&server);
     // The setup is over once an account exists.
