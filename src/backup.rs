@@ -106,7 +106,17 @@ pub async fn schedule(checked: Checked, health: store::Health) {
         match outcome {
             Ok(Ok(summary)) => {
                 tracing::info!(summary, "scheduled backup made");
-                health.running(STAGE);
+                if same_disk(&dir, &checked.config.storage.data_dir) {
+                    // An unmounted disk's empty mount point looks like this too.
+                    let reason = format!(
+                        "the backup folder {} is on the same disk as the data: is the backup disk mounted?",
+                        dir.display()
+                    );
+                    tracing::warn!("{reason}");
+                    health.degraded(STAGE, &reason);
+                } else {
+                    health.running(STAGE);
+                }
             }
             Ok(Err(failure)) => {
                 let reason = match failure {
@@ -213,6 +223,11 @@ fn take(checked: &Checked, to: &Path, keep: Option<usize>) -> Result<String, Fai
         vault.copied.0 as f64 / 1e6,
         vault.reused
     );
+    if same_disk(to, data_dir) {
+        said.push_str(
+            "\nnote: the backup folder is on the same disk as the data, so it does not outlive that disk: use a USB disk or a NAS share",
+        );
+    }
     if checked.config.storage.chain_key_file.is_some() {
         said.push_str(
             "\nnote: storage.chain_key_file is not in the backup (it must stay apart from the data): keep a copy of it elsewhere",
@@ -229,6 +244,15 @@ fn take(checked: &Checked, to: &Path, keep: Option<usize>) -> Result<String, Fai
     Ok(said)
 }
 
+/// Whether `a` and `b` lie on one filesystem.
+fn same_disk(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
 /// The backup folder could not be opened: when it is for lack of rights, what to do.
 fn access_hint(e: store::backup::BackupError, to: &Path) -> Failure {
     let kind = match &e {
@@ -236,10 +260,18 @@ fn access_hint(e: store::backup::BackupError, to: &Path) -> Failure {
         store::backup::BackupError::Invalid(_) => None,
     };
     let hint = match kind {
-        Some(std::io::ErrorKind::ReadOnlyFilesystem) => format!(
-            "; under the systemd unit only the data directory is writable: allow the folder with `systemctl edit mimamori` ([Service] ReadWritePaths=-{}) and restart",
-            to.display()
-        ),
+        Some(std::io::ErrorKind::ReadOnlyFilesystem) => {
+            // systemd splits the setting at spaces unless the path is quoted.
+            let path = format!("-{}", to.display());
+            let path = if path.contains(char::is_whitespace) {
+                format!("\"{path}\"")
+            } else {
+                path
+            };
+            format!(
+                "; under the systemd unit only the data directory is writable: allow the folder with `systemctl edit mimamori` ([Service] ReadWritePaths={path}) and restart"
+            )
+        }
         Some(std::io::ErrorKind::PermissionDenied) => format!(
             "; the backup runs as the data directory's owner: make the folder theirs (`install -d -o mimamori -g mimamori -m 700 {}`)",
             to.display()

@@ -427,6 +427,9 @@ enum ConfigCommand {
 /// Exit codes: 0 ok, 1 failure at run time, 2 bad usage, configuration or query, 3 an import
 /// that rejected records.
 fn main() -> ExitCode {
+    // Nothing mimamori writes (the log, the index, the databases) is readable by other users,
+    // whatever the shell's umask: at most rwxr-x--- (the unit sets the same).
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o027));
     let cli = Cli::parse();
     // rustls needs one crypto provider for the whole process (ring: no C toolchain needed).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -464,7 +467,16 @@ fn main() -> ExitCode {
         command => match Config::load(cli.config.as_deref(), cli.data_dir.as_deref())
             .map_err(|e| Failure::Usage(e.to_string()))
             .and_then(|checked| {
-                owner::act_as_owner(&checked.config.storage.data_dir).map_err(Failure::Runtime)?;
+                let data_dir = &checked.config.storage.data_dir;
+                owner::act_as_owner(data_dir).map_err(Failure::Runtime)?;
+                // Half a restore is no data directory: nothing works on it but a new restore.
+                let restoring = data_dir.join(store::backup::RESTORING).exists();
+                if restoring && !matches!(command, Command::Restore { .. }) {
+                    return Err(Failure::Usage(format!(
+                        "{}: a restore into it did not finish, so it holds only part of a backup; empty it and run `mimamori restore` again",
+                        data_dir.display()
+                    )));
+                }
                 Ok(checked)
             }) {
             Err(e) => Err(e),

@@ -119,6 +119,7 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
         &server.cli_config(&["backup", "--to", &vault_arg]),
     );
     assert!(first.contains("new"), "{first}");
+    assert!(first.contains("on the same disk as the data"), "{first}");
     sender.join().unwrap();
     wait("everything searchable", 30, &|| {
         server.search("*").len() >= 5_002
@@ -131,8 +132,11 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
         &server.cli_config(&["backup", "--to", &vault_arg, "--keep", "2"]),
     );
     let unchanged: u64 = second
+        .lines()
+        .next()
+        .unwrap_or_default()
         .split(", ")
-        .find_map(|part| part.strip_suffix(" unchanged since an earlier backup\n"))
+        .find_map(|part| part.strip_suffix(" unchanged since an earlier backup"))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("{second}"));
     assert!(unchanged >= 1, "{second}");
@@ -163,6 +167,13 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
         }
     }
     assert!(private(&server.data_dir().join("accounts.db")));
+    // Nothing restored is readable by other users, whatever the shell's umask.
+    let others = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o007;
+    assert_eq!(others(&server.data_dir()), 0);
+    for file in std::fs::read_dir(server.data_dir().join("index")).unwrap() {
+        let file = file.unwrap().path();
+        assert_eq!(others(&file), 0, "{}", file.display());
+    }
     let after = state(&server);
     assert_eq!(after.0.len(), before.0.len());
     assert!(after.0 == before.0, "every event comes back as it was");
@@ -246,7 +257,11 @@ fn a_backup_taken_while_serving_restores_the_same_searches_alerts_accounts_and_v
     let cut = server.dir.path().join("cut");
     std::fs::create_dir_all(cut.join("wal")).unwrap();
     std::fs::write(cut.join("RESTORING"), "").unwrap();
-    for args in [&["restore", "--from", &vault_arg][..], &["verify"][..]] {
+    for args in [
+        &["restore", "--from", &vault_arg][..],
+        &["verify"][..],
+        &["user", "list"][..],
+    ] {
         let out = Command::new(BIN)
             .arg("--data-dir")
             .arg(&cut)

@@ -332,15 +332,30 @@ fn the_package_installs_upgrades_a_running_service_keeping_its_data_and_refuses_
         machine.ok("dpkg-query -W -f '${Version} ${Status}' mimamori"),
         format!("{newer} install ok installed")
     );
-    machine.wait(
-        "service up after the refusal",
-        "curl -sf http://127.0.0.1:8480/healthz",
+    assert_eq!(
+        machine.service_invocation(),
+        after_upgrade,
+        "the running service was left alone"
     );
     assert_eq!(
         state(&machine),
         before,
         "the same data after the refused downgrade"
     );
+    // Nor by removing the newer package first (its config and the data stay behind).
+    machine.ok("dpkg -r mimamori");
+    let reinstall = machine.run("dpkg -i /root/older.deb 2>&1");
+    let said = String::from_utf8_lossy(&reinstall.stdout);
+    assert!(
+        !reinstall.status.success() && said.contains("refusing to downgrade"),
+        "{said}"
+    );
+    machine.ok("dpkg -i /root/newer.deb");
+    machine.wait(
+        "service up after reinstalling",
+        "curl -sf http://127.0.0.1:8480/healthz",
+    );
+    assert_eq!(state(&machine), before, "the same data after reinstalling");
 
     // `systemctl reload` (SIGHUP) works as the unit says.
     machine.ok("systemctl reload mimamori");

@@ -263,12 +263,11 @@ pub struct Store {
 const DATA_FORMAT: u32 = 2;
 
 pub(crate) fn check_data_format(data_dir: &Path) -> Result<(), StoreError> {
-    let restoring = data_dir.join(crate::backup::RESTORING);
-    if restoring.exists() {
+    if data_dir.join(crate::backup::RESTORING).exists() {
         return Err(StoreError::DataDir {
-            path: restoring,
+            path: data_dir.to_owned(),
             source: std::io::Error::other(
-                "a restore into this directory did not finish, so it holds only part of the backup: empty the directory and run `mimamori restore` again",
+                "a restore into it did not finish (RESTORING), so it holds only part of a backup: empty it and run `mimamori restore` again",
             ),
         });
     }
