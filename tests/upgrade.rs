@@ -87,8 +87,12 @@ impl Machine {
             .unwrap();
         assert!(copied.success());
         let name = format!("mimamori-upgrade-{}", std::process::id());
-        let nspawn = Command::new("systemd-nspawn")
+        // Under `timeout`: a test killed before its Drop runs leaves no machine behind for long.
+        let nspawn = Command::new("timeout")
             .args([
+                "--kill-after=30",
+                "900",
+                "systemd-nspawn",
                 "--quiet",
                 "--register=no",
                 "--keep-unit",
