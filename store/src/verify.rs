@@ -125,7 +125,7 @@ pub fn verify(
                 let kind = if damage.reason.contains("out of order") {
                     FindingKind::Inserted
                 } else if damage.reason == "records missing"
-                    || damage.reason == "segment ends early"
+                    || damage.reason == crate::wal::ENDS_EARLY
                 {
                     FindingKind::Removed
                 } else {

@@ -18,6 +18,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 pub(crate) use self::migrate::{is_v1, migrate_v1};
+pub(crate) use self::reader::ENDS_EARLY;
 pub use self::reader::{WalRead, WalReader};
 pub(crate) use self::writer::WalWriter;
 use crate::error::StoreError;

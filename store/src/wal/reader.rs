@@ -12,6 +12,10 @@ use crate::error::StoreError;
 
 /// Reads the log forward; it never reads past `until` (the last synced record), so it can
 /// follow a log that is being written.
+/// Why records are missing between two segments: the first was cut, or a segment between them
+/// (a whole file) is gone.
+pub(crate) const ENDS_EARLY: &str = "the segment ends early, or a segment file after it is missing";
+
 pub struct WalReader {
     dir: PathBuf,
     cursor: Option<(PathBuf, Cursor)>,
@@ -213,7 +217,7 @@ impl WalReader {
             return Ok(None);
         }
         if first > self.next_seq || damage.is_some() {
-            let (at, reason) = damage.unwrap_or((offset, "segment ends early"));
+            let (at, reason) = damage.unwrap_or((offset, ENDS_EARLY));
             let report = WalDamage {
                 path,
                 offset: at,
