@@ -469,13 +469,11 @@ fn main() -> ExitCode {
             .and_then(|checked| {
                 let data_dir = &checked.config.storage.data_dir;
                 owner::act_as_owner(data_dir).map_err(Failure::Runtime)?;
-                // Half a restore is no data directory: nothing works on it but a new restore.
-                let restoring = data_dir.join(store::backup::RESTORING).exists();
-                if restoring && !matches!(command, Command::Restore { .. }) {
-                    return Err(Failure::Usage(format!(
-                        "{}: a restore into it did not finish, so it holds only part of a backup; empty it and run `mimamori restore` again",
-                        data_dir.display()
-                    )));
+                // Half a restore is no data directory: nothing works on it but a new restore
+                // (which says what to do itself).
+                if !matches!(command, Command::Restore { .. }) {
+                    store::refuse_half_restored(data_dir)
+                        .map_err(|e| Failure::Usage(e.to_string()))?;
                 }
                 Ok(checked)
             }) {

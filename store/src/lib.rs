@@ -45,7 +45,9 @@ pub use crate::follower::Follower;
 pub use crate::health::{Health, StageGuard, StageStatus};
 pub use crate::index::{EventIndex, MAX_SEARCH_LIMIT};
 pub use crate::metrics::{Registrar, StoreMetrics};
-pub use crate::pipeline::{Ack, Batch, Store, StoreConfig, StoreHandle, lock_data_dir};
+pub use crate::pipeline::{
+    Ack, Batch, Store, StoreConfig, StoreHandle, lock_data_dir, refuse_half_restored,
+};
 pub use crate::reindex::reindex;
 pub use crate::replay::{Replay, replay};
 pub use crate::schema::{DEFAULT_FIELDS, EventSchema, FACET_FIELDS};

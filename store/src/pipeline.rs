@@ -262,7 +262,8 @@ pub struct Store {
 /// The data directory's format: `<data_dir>/FORMAT` says `mimamori-data 2`.
 const DATA_FORMAT: u32 = 2;
 
-pub(crate) fn check_data_format(data_dir: &Path) -> Result<(), StoreError> {
+/// Refuses a data directory that a restore cut short left half written (`RESTORING`).
+pub fn refuse_half_restored(data_dir: &Path) -> Result<(), StoreError> {
     if data_dir.join(crate::backup::RESTORING).exists() {
         return Err(StoreError::DataDir {
             path: data_dir.to_owned(),
@@ -271,6 +272,11 @@ pub(crate) fn check_data_format(data_dir: &Path) -> Result<(), StoreError> {
             ),
         });
     }
+    Ok(())
+}
+
+pub(crate) fn check_data_format(data_dir: &Path) -> Result<(), StoreError> {
+    refuse_half_restored(data_dir)?;
     let path = data_dir.join("FORMAT");
     match std::fs::read_to_string(&path) {
         Ok(text) => {

@@ -107,13 +107,14 @@ impl WalWriter {
             chain = before.chain;
             next_seq = next_seq.max(before.next_seq);
         }
+        // Numbering never goes back below what the index holds (it was acknowledged).
+        if indexed + 1 > next_seq {
+            opened.skipped_to = Some(indexed + 1);
+            next_seq = indexed + 1;
+        }
         if path.extension().is_some_and(|e| e == "walz") {
             // A compressed segment is never written again, nor cut: the log ended in one
             // (a restore cut short, a lost active segment), so it goes on in a new plain one.
-            if indexed + 1 > next_seq {
-                opened.skipped_to = Some(indexed + 1);
-                next_seq = indexed + 1;
-            }
             let mut writer = WalWriter::new(dir, max_segment_bytes, next_seq, chain, total_bytes);
             writer.start_segment()?;
             opened.next_seq = next_seq;
@@ -132,10 +133,6 @@ impl WalWriter {
             opened.truncated_bytes = len - valid;
             opened.quarantined = Some(saved);
             total_bytes -= len - valid;
-        }
-        if indexed + 1 > next_seq {
-            opened.skipped_to = Some(indexed + 1);
-            next_seq = indexed + 1;
         }
         let mut writer = WalWriter::new(dir, max_segment_bytes, next_seq, chain, total_bytes);
         writer.path = path.clone();
