@@ -219,6 +219,17 @@ pub fn run(
         raw as f64 / stored.max(1) as f64,
         (index_bytes + wal_bytes) as f64 / raw.max(1) as f64
     );
+    if let Ok(index) = store::EventIndex::open_read_only(&data)
+        && let Ok(parts) = index.space_usage()
+    {
+        let per_event = |bytes: u64| bytes as f64 / stored.max(1) as f64;
+        let top: Vec<String> = parts
+            .iter()
+            .take(12)
+            .map(|(part, bytes)| format!("{part} {:.1}", per_event(*bytes)))
+            .collect();
+        println!("index:   bytes/event by part: {}", top.join(", "));
+    }
     println!("memory:  peak RSS {:.0} MiB", peak_rss_mib());
     let result = result
         .and_then(|_| crate::bench_import::run(&work, import_mb, big_file_mb))

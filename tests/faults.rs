@@ -483,10 +483,12 @@ fn an_unreadable_index_is_refused_with_the_way_out_or_rebuilt_when_allowed() {
     server.stop();
 }
 
-#[test]
-fn a_data_directory_of_the_previous_release_opens_and_verifies() {
+/// A server started on a copy of `tests/fixtures/NAME`, a data directory an older release wrote.
+fn started_on_fixture(name: &str) -> Server {
     let mut server = Server::prepare("", "", "");
-    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-v0.1.0");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let copied = Command::new("cp")
         .arg("-r")
         .arg(format!("{}/.", fixture.display()))
@@ -495,9 +497,12 @@ fn a_data_directory_of_the_previous_release_opens_and_verifies() {
         .unwrap();
     assert!(copied.success());
     server.spawn();
-    let hits = server.wait_for("fixture-v1", 5);
-    assert_eq!(hits.len(), 5, "{}", server.log());
-    stored_marker(&server); // new events flow after the migration
+    server
+}
+
+/// After a migration: a new event is stored, and `verify` passes once the server stopped.
+fn new_events_flow_then_the_store_verifies(server: &mut Server) {
+    stored_marker(server);
     server.stop();
     let out = server.cli(&["verify"]);
     assert!(
@@ -505,6 +510,14 @@ fn a_data_directory_of_the_previous_release_opens_and_verifies() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn a_data_directory_of_the_previous_release_opens_and_verifies() {
+    let mut server = started_on_fixture("data-v0.1.0");
+    let hits = server.wait_for("fixture-v1", 5);
+    assert_eq!(hits.len(), 5, "{}", server.log());
+    new_events_flow_then_the_store_verifies(&mut server);
     assert!(
         server.data_dir().join("wal-v1").exists(),
         "the old log is kept"
@@ -512,6 +525,26 @@ fn a_data_directory_of_the_previous_release_opens_and_verifies() {
     // A data directory from a newer release is refused, saying so.
     std::fs::write(server.data_dir().join("FORMAT"), "mimamori-data 9\n").unwrap();
     assert!(refused_start(&server).contains("newer mimamori"));
+}
+
+#[test]
+fn a_data_directory_of_format_2_with_sealed_segments_opens_searches_and_verifies() {
+    // Written by the release before the sealed log lost its per-record headers and the index
+    // its stored events: records 1-48 in two sealed segments of the old block format, 49-60
+    // in a plain one, and an index that stores every event.
+    let mut server = started_on_fixture("data-v0.2.0");
+    let hits = server.wait_for("fixture-v2", 60);
+    assert_eq!(hits.len(), 60, "{}", server.log());
+    assert!(
+        hits.iter()
+            .any(|e| e["message"].as_str() == Some("fixture-v2 event 0 user=u0")),
+        "the oldest record, in the first sealed segment, is read"
+    );
+    new_events_flow_then_the_store_verifies(&mut server);
+    assert_eq!(
+        std::fs::read_to_string(server.data_dir().join("FORMAT")).unwrap(),
+        "mimamori-data 3\n"
+    );
 }
 
 #[test]

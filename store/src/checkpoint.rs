@@ -10,8 +10,9 @@ use tantivy::Index;
 use crate::error::StoreError;
 use crate::wal::format::{Chain, from_hex, hex};
 
-/// The index format this build writes (1: payload `wal_seq=N`, no `_seq` field).
-pub const INDEX_FORMAT: u32 = 2;
+/// The index format this build writes (1: payload `wal_seq=N`, no `_seq` field; 2: events
+/// stored in `_source`; 3: no event stored, results read from the log).
+pub const INDEX_FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Checkpoint {

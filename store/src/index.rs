@@ -12,8 +12,7 @@ use tantivy::query::{
     AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery,
 };
 use tantivy::schema::IndexRecordOption;
-use tantivy::schema::Value;
-use tantivy::{Index, IndexReader, Order, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, Order, ReloadPolicy, Term};
 use tracing::warn;
 
 use crate::error::StoreError;
@@ -21,6 +20,7 @@ use crate::event::Event;
 use crate::metrics::StoreMetrics;
 use crate::schema::{DEFAULT_FIELDS, EventSchema, to_tantivy};
 use crate::search::{SearchRequest, SearchResults};
+use crate::wal::LogLookup;
 
 /// The highest search limit honoured; bigger requests are cut to it.
 pub const MAX_SEARCH_LIMIT: usize = 100_000;
@@ -32,6 +32,8 @@ pub struct EventIndex {
     pub(crate) reader: IndexReader,
     pub(crate) schema: Arc<EventSchema>,
     pub(crate) metrics: Option<StoreMetrics>,
+    /// Where results are read from: the index stores no event.
+    log: Arc<LogLookup>,
     /// The last log record the committed index holds, for [`EventIndex::wait_committed`].
     committed: Arc<(Mutex<u64>, Condvar)>,
 }
@@ -83,8 +85,10 @@ pub(crate) fn damaged_files(index: &Index) -> Result<Vec<String>, StoreError> {
 }
 
 impl EventIndex {
+    /// A search handle on `index`, whose events are in the log in `wal_dir`.
     pub(crate) fn new(
         index: Index,
+        wal_dir: &Path,
         metrics: Option<StoreMetrics>,
     ) -> Result<EventIndex, StoreError> {
         let reader = index
@@ -96,6 +100,7 @@ impl EventIndex {
             reader,
             schema: Arc::new(EventSchema::new()),
             metrics,
+            log: Arc::new(LogLookup::new(wal_dir)),
             committed: Arc::new((Mutex::new(0), Condvar::new())),
         })
     }
@@ -129,7 +134,11 @@ impl EventIndex {
 
     /// Opens an index another process writes, for searching only.
     pub fn open_read_only(data_dir: &Path) -> Result<EventIndex, StoreError> {
-        EventIndex::new(open_index(&data_dir.join("index"), false)?, None)
+        EventIndex::new(
+            open_index(&data_dir.join("index"), false)?,
+            &data_dir.join("wal"),
+            None,
+        )
     }
 
     pub(crate) fn reload(&self) -> Result<(), StoreError> {
@@ -139,6 +148,33 @@ impl EventIndex {
     /// Number of searchable events.
     pub fn num_events(&self) -> u64 {
         self.reader.searcher().num_docs()
+    }
+
+    /// Bytes of the index by part (`postings message`, `fast @timestamp`, `store`, ...), the
+    /// largest first: where the index's size goes, for the bench.
+    pub fn space_usage(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let usage = self.reader.searcher().space_usage()?;
+        let mut parts: std::collections::BTreeMap<String, u64> = Default::default();
+        for segment in usage.segments() {
+            let kinds = [
+                ("terms", segment.termdict()),
+                ("postings", segment.postings()),
+                ("positions", segment.positions()),
+                ("fast", segment.fast_fields()),
+                ("norms", segment.fieldnorms()),
+            ];
+            for (kind, per_field) in kinds {
+                for field in per_field.fields() {
+                    *parts
+                        .entry(format!("{kind} {}", field.field_name()))
+                        .or_default() += field.total().get_bytes();
+                }
+            }
+            *parts.entry("store".into()).or_default() += segment.store().total().get_bytes();
+        }
+        let mut parts: Vec<(String, u64)> = parts.into_iter().collect();
+        parts.sort_by_key(|part| std::cmp::Reverse(part.1));
+        Ok(parts)
     }
 
     /// Parses `text` as the query language, with friendly errors.
@@ -260,32 +296,55 @@ impl EventIndex {
                 }
                 other => other.into(),
             })?;
-        let mut events = Vec::with_capacity(hits.len());
+        // Where each hit is in the log; the events are read from there, a batch at a time
+        // until the size limit.
+        let mut columns: Vec<Option<tantivy::columnar::Column<u64>>> =
+            vec![None; searcher.segment_readers().len()];
+        let mut seqs = Vec::with_capacity(hits.len().min(request.limit));
+        for (_, address) in hits.into_iter().take(request.limit) {
+            let ordinal = address.segment_ord as usize;
+            if columns[ordinal].is_none() {
+                columns[ordinal] = Some(
+                    searcher
+                        .segment_reader(address.segment_ord)
+                        .fast_fields()
+                        .u64("_seq")?,
+                );
+            }
+            seqs.push(
+                columns[ordinal]
+                    .as_ref()
+                    .and_then(|c| c.first(address.doc_id)),
+            );
+        }
+        let mut events = Vec::with_capacity(seqs.len());
         let mut unreadable = 0u64;
         let (mut bytes, mut truncated) = (0usize, false);
-        for (_, address) in hits.into_iter().take(request.limit) {
-            if bytes >= request.max_bytes {
-                truncated = true;
-                break;
-            }
-            let doc: TantivyDocument = match searcher.doc(address) {
-                Ok(doc) => doc,
-                Err(e) => {
-                    // A damaged store block costs the events in it, not the search.
+        'batches: for batch in seqs.chunks(256) {
+            let wanted: Vec<u64> = batch.iter().flatten().copied().collect();
+            let mut payloads = self.log.payloads(&wanted)?.into_iter();
+            for seq in batch {
+                if bytes >= request.max_bytes {
+                    truncated = true;
+                    break 'batches;
+                }
+                let payload = match seq {
+                    Some(_) => payloads.next().flatten(),
+                    None => None,
+                };
+                let Some(json) = payload else {
+                    // A damaged log block costs the events in it, not the search.
                     if unreadable == 0 {
-                        warn!(error = %e, "stored event unreadable; run `mimamori verify`, then `mimamori reindex`");
+                        warn!(seq = ?seq, "a search result's event is not in the log; run `mimamori verify`");
                     }
                     unreadable += 1;
                     continue;
+                };
+                bytes += json.len();
+                match serde_json::from_slice::<Event>(&json) {
+                    Ok(event) => events.push(event),
+                    Err(e) => warn!(error = %e, "stored event does not decode"),
                 }
-            };
-            let Some(json) = doc.get_first(self.schema.source).and_then(|v| v.as_bytes()) else {
-                continue;
-            };
-            bytes += json.len();
-            match serde_json::from_slice::<Event>(json) {
-                Ok(event) => events.push(event),
-                Err(e) => warn!(error = %e, "stored event does not decode"),
             }
         }
         if let Some(metrics) = &self.metrics {

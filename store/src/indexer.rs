@@ -138,9 +138,10 @@ impl Indexer {
             loop {
                 match reader.next(until)? {
                     WalRead::Record(seq, payload) => {
+                        let record_chain = reader.chain().expect("a record has a chain");
                         match serde_json::from_slice::<Event>(&payload) {
                             Ok(event) => {
-                                writer.add_document(schema.document(&event, seq, &payload))?;
+                                writer.add_document(schema.document(&event, seq, &record_chain))?;
                                 num_added += 1;
                             }
                             Err(e) => {

@@ -259,8 +259,10 @@ pub struct Store {
     sealer_thread: Option<JoinHandle<()>>,
 }
 
-/// The data directory's format: `<data_dir>/FORMAT` says `mimamori-data 2`.
-const DATA_FORMAT: u32 = 2;
+/// The data directory's format: `<data_dir>/FORMAT` says `mimamori-data 3` (3: sealed log
+/// blocks without per-record headers, an index that stores no event; a release of format 2
+/// cannot read them, and refuses the directory).
+const DATA_FORMAT: u32 = 3;
 
 /// Refuses a data directory that a restore cut short left half written (`RESTORING`).
 pub fn refuse_half_restored(data_dir: &Path) -> Result<(), StoreError> {
@@ -414,7 +416,7 @@ impl Store {
             .set(crate::wal::disk_bytes(&wal_dir)? as i64);
         let health = Health::new();
         let durable = Arc::new(Durable::new(durable_seq));
-        let event_index = EventIndex::new(index.clone(), Some(metrics.clone()))?;
+        let event_index = EventIndex::new(index.clone(), &wal_dir, Some(metrics.clone()))?;
         event_index.set_committed(point.seq);
         let (sealer, committed) = std::sync::mpsc::sync_channel(1);
         let sealer_thread = {

@@ -1,12 +1,14 @@
 //! The Tantivy schema that mirrors [`Event`]: one indexed field per event field, under the same
-//! name, plus `_source`, the event's JSON as written to the write-ahead log.
+//! name, plus `_seq`, the event's record in the write-ahead log, and `_digest`, a check that
+//! the record is the one indexed. The index stores no event: results are read from the log,
+//! which holds each event once.
 //!
-//! `labels` and `event.original` are stored in `_source` but not indexed: indexing every
-//! structured-data value a second time (the access fields are already promoted to `user.name`,
-//! `patient.id`, ...) cost a third of ingest throughput in `mimamori bench`.
+//! `labels` and `event.original` are not indexed: indexing every structured-data value a
+//! second time (the access fields are already promoted to `user.name`, `patient.id`, ...) cost
+//! a third of ingest throughput in `mimamori bench`.
 
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, STORED, Schema,
+    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, Schema,
     TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
@@ -68,9 +70,11 @@ pub struct EventSchema {
     pub log_source: Field,
     pub tags: Field,
     pub message: Field,
-    pub source: Field,
-    /// The event's write-ahead log record: how verify and retention find it.
+    /// The event's write-ahead log record: where search results, verify and retention find it.
     pub seq: Field,
+    /// The first 4 bytes of the record's hash chain value, for `verify` to tell that the index
+    /// holds the record the log holds.
+    pub digest: Field,
 }
 
 impl EventSchema {
@@ -122,8 +126,8 @@ impl EventSchema {
                     .set_index_option(IndexRecordOption::WithFreqsAndPositions),
             ),
         );
-        let source = builder.add_bytes_field("_source", STORED);
         let seq = builder.add_u64_field("_seq", INDEXED | FAST);
+        let digest = builder.add_u64_field("_digest", FAST);
         EventSchema {
             schema: builder.build(),
             id,
@@ -146,8 +150,8 @@ impl EventSchema {
             log_source,
             tags,
             message,
-            source,
             seq,
+            digest,
         }
     }
 
@@ -163,7 +167,7 @@ impl EventSchema {
         tokenizers.register(TEXT_JA, TextAnalyzer::from(CjkBigramTokenizer));
     }
 
-    /// Names of the fields a query may name (everything but `_source`).
+    /// Names of the fields a query may name (everything but `_seq` and `_digest`).
     pub fn searchable_fields(&self) -> Vec<&str> {
         self.schema
             .fields()
@@ -172,11 +176,12 @@ impl EventSchema {
             .collect()
     }
 
-    /// The document for one event; `json` is the event as serialized in write-ahead log record
-    /// `seq`.
-    pub fn document(&self, event: &Event, seq: u64, json: &[u8]) -> TantivyDocument {
+    /// The document for one event, held in write-ahead log record `seq` whose chain value is
+    /// `chain`.
+    pub fn document(&self, event: &Event, seq: u64, chain: &[u8; 32]) -> TantivyDocument {
         let mut doc = TantivyDocument::new();
         doc.add_u64(self.seq, seq);
+        doc.add_u64(self.digest, chain_digest(chain));
         doc.add_text(self.id, event.id.as_str());
         doc.add_date(self.timestamp, to_tantivy(event.timestamp));
         doc.add_date(self.ingested, to_tantivy(event.ingested));
@@ -210,7 +215,6 @@ impl EventSchema {
             doc.add_u64(self.record_count, count);
         }
         doc.add_text(self.message, &event.message);
-        doc.add_bytes(self.source, json);
         doc
     }
 }
@@ -219,6 +223,11 @@ impl Default for EventSchema {
     fn default() -> Self {
         EventSchema::new()
     }
+}
+
+/// What `_digest` holds for a record whose chain value is `chain`.
+pub fn chain_digest(chain: &[u8; 32]) -> u64 {
+    u64::from(u32::from_le_bytes(chain[..4].try_into().expect("4 bytes")))
 }
 
 pub fn to_tantivy(t: chrono::DateTime<chrono::Utc>) -> DateTime {

@@ -5,15 +5,11 @@
 use std::fmt;
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-use tantivy::schema::Value;
-use tantivy::{DocAddress, TantivyDocument};
-
 use crate::checkpoint::{Checkpoint, INDEX_FORMAT, checkpoint};
 use crate::error::StoreError;
 use crate::index::open_index;
 use crate::retention;
-use crate::schema::EventSchema;
+use crate::schema::chain_digest;
 use crate::wal::format::{Chain, GENESIS, hex, next_chain};
 use crate::wal::{WalRead, WalReader, segments};
 
@@ -71,12 +67,6 @@ impl VerifyReport {
     fn find(&mut self, kind: FindingKind, seq: Option<u64>, message: String) {
         self.findings.push(Finding { kind, seq, message });
     }
-}
-
-type Digest16 = [u8; 16];
-
-fn digest(bytes: &[u8]) -> Digest16 {
-    Sha256::digest(bytes)[..16].try_into().expect("16 bytes")
 }
 
 /// Verifies the store in `data_dir`; `key` is the chain key, when one is configured.
@@ -205,7 +195,7 @@ pub fn verify(
                             Some(seq),
                             format!("the index holds record {seq} twice"),
                         );
-                    } else if *d != digest(&payload) {
+                    } else if *d != chain_digest(&stored) {
                         report.find(
                             FindingKind::IndexDiffers,
                             Some(seq),
@@ -274,17 +264,19 @@ pub fn verify(
 }
 
 /// (seq, digest of the stored event) of every event in the index.
-fn index_digests(data_dir: &Path, report: &mut VerifyReport) -> Vec<(u64, Digest16)> {
+fn index_digests(data_dir: &Path, report: &mut VerifyReport) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     // Tantivy may panic on damaged bytes that pass its checks: that is a finding, not a crash.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), StoreError> {
         let index = open_index(&data_dir.join("index"), false)?;
         report.checkpoint = checkpoint(&index)?;
-        if report.checkpoint.format != 0 && report.checkpoint.format < INDEX_FORMAT {
+        if (report.checkpoint.format != 0 && report.checkpoint.format < INDEX_FORMAT)
+            || !crate::index::is_current_schema(&index)
+        {
             report.find(
                 FindingKind::IndexUnreadable,
                 None,
-                "the index is of the first format and cannot be compared with the log; run `mimamori reindex`".into(),
+                "the index is of an older format and cannot be compared with the log; start `mimamori serve` (it rebuilds the index) or run `mimamori reindex`".into(),
             );
             return Ok(());
         }
@@ -294,20 +286,14 @@ fn index_digests(data_dir: &Path, report: &mut VerifyReport) -> Vec<(u64, Digest
                 reason: format!("files fail their checksums: {}", damaged.join(", ")),
             });
         }
-        let schema = EventSchema::new();
         let reader = index.reader()?;
         let searcher = reader.searcher();
-        for (ordinal, segment) in searcher.segment_readers().iter().enumerate() {
+        for segment in searcher.segment_readers() {
             let seqs = segment.fast_fields().u64("_seq")?;
+            let digests = segment.fast_fields().u64("_digest")?;
             for doc in segment.doc_ids_alive() {
                 let Some(seq) = seqs.first(doc) else { continue };
-                let document: TantivyDocument =
-                    searcher.doc(DocAddress::new(ordinal as u32, doc))?;
-                let source = document
-                    .get_first(schema.source)
-                    .and_then(|v| v.as_bytes())
-                    .unwrap_or(&[]);
-                out.push((seq, digest(source)));
+                out.push((seq, digests.first(doc).unwrap_or(u64::MAX)));
             }
         }
         report.num_index_events = out.len() as u64;

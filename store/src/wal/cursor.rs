@@ -19,7 +19,7 @@ pub(crate) enum Cursor {
 impl Cursor {
     pub fn open(path: &Path) -> std::io::Result<Cursor> {
         Ok(match segment_kind(&read_head(path)?) {
-            SegmentKind::Sealed(_) => Cursor::Sealed(BlockCursor::open(path)?),
+            SegmentKind::Sealed(_, version) => Cursor::Sealed(BlockCursor::open(path, version)?),
             _ => Cursor::Plain(SegmentCursor::open(path, true)?),
         })
     }

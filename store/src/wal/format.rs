@@ -13,8 +13,9 @@
 
 use sha2::{Digest, Sha256};
 
-/// Format of the log this build writes; it reads this one and migrates version 1.
-pub const FORMAT_VERSION: u16 = 2;
+/// Format of the log this build writes; it reads this one and version 2 (whose sealed blocks
+/// keep every record's header), and migrates version 1.
+pub const FORMAT_VERSION: u16 = 3;
 pub const SEGMENT_MAGIC: &[u8; 6] = b"MMRWAL";
 pub const SEGMENT_HEADER_BYTES: u64 = 16;
 pub const SYNC: [u8; 4] = [0xF7, 0x4D, 0x52, 0x1E];
@@ -74,8 +75,8 @@ pub fn segment_header(first_seq: u64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
 pub enum SegmentKind {
     /// This build's format, with the first record's sequence number.
     Current(u64),
-    /// A sealed, compressed segment of this build's format.
-    Sealed(u64),
+    /// A sealed, compressed segment, with its format version (2 or 3).
+    Sealed(u64, u16),
     /// A newer format this build cannot read.
     Newer(u16),
     /// No header: the first format (records from byte 0, no chain).
@@ -96,7 +97,7 @@ pub fn segment_kind(head: &[u8]) -> SegmentKind {
     }
     let first = u64::from_le_bytes(head[8..16].try_into().expect("8 bytes"));
     if sealed {
-        SegmentKind::Sealed(first)
+        SegmentKind::Sealed(first, version)
     } else {
         SegmentKind::Current(first)
     }

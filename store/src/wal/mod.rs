@@ -9,6 +9,7 @@
 
 mod cursor;
 pub(crate) mod format;
+mod lookup;
 mod migrate;
 mod reader;
 pub(crate) mod sealed;
@@ -17,6 +18,7 @@ mod writer;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub use self::lookup::LogLookup;
 pub(crate) use self::migrate::{is_v1, migrate_v1};
 pub(crate) use self::reader::ENDS_EARLY;
 pub use self::reader::{WalRead, WalReader};

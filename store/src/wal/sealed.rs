@@ -1,54 +1,232 @@
 //! Sealed segments, compressed: once a segment is full and a newer one is being written, its
-//! records are rewritten as zstd blocks of about 64 KiB each (cut at record boundaries, so a
-//! block holds whole records in the ordinary format). Each block is framed like a record, so
-//! damage costs the records of one block, and a reader finds the next block after it.
+//! records are rewritten as zstd blocks of about 64 KiB each (cut at record boundaries).
+//! Each block is framed like a record, so damage costs the records of one block, and a reader
+//! finds the next block after it.
 //!
 //! ```text
 //! segment:  "MMRWLZ" | u16 LE format version | u64 LE first seq                  (16 bytes)
 //! block:    sync marker F7 5A 42 1E | u32 LE compressed length | u32 LE raw length
-//!           | u32 LE CRC-32 of the compressed bytes | zstd frame
+//!           | u32 LE CRC-32 of the compressed bytes
+//!           | (version 3) u64 LE first seq | u32 LE records | [32] chain of the first record
+//!           | [32] chain of the last record
+//!           | zstd frame
+//! raw, version 3: per record, u32 LE payload length | payload (seqs follow from the first)
+//! raw, version 2: whole records in the plain format (52-byte header each)
 //! ```
+//!
+//! A version-3 block keeps the chain of its first and last records only: a reader recomputes
+//! the ones between, so a record changed inside a block shows as a chain that no longer leads
+//! to the block's last record. Leaving out the per-record header (whose SHA-256 and CRC do not
+//! compress) halves the sealed log.
 
 use std::fs::{self, File};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::cursor::{Found, SegmentCursor};
-use super::format::{RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, find_sync_of, parse_header};
+use super::format::{
+    Chain, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, find_sync_of, next_chain, parse_header,
+};
 use crate::error::StoreError;
 
 pub const SEALED_MAGIC: &[u8; 6] = b"MMRWLZ";
 pub const BLOCK_SYNC: [u8; 4] = [0xF7, 0x5A, 0x42, 0x1E];
-const BLOCK_HEADER_BYTES: usize = 16;
-/// Raw bytes per block, about: a damaged block costs this much of the log.
+const V2_BLOCK_HEADER_BYTES: usize = 16;
+const BLOCK_HEADER_BYTES: usize = 16 + 8 + 4 + 32 + 32;
+/// Raw bytes per block, about: a damaged block costs this much of the log, and a search
+/// result read from a sealed segment costs decompressing one.
 const BLOCK_RAW_BYTES: usize = 64 << 10;
 /// Larger lengths in a block header are damage.
 const MAX_BLOCK_BYTES: usize = 4 << 20;
-const LEVEL: i32 = 3;
+/// Sealing runs beside ingest, once per segment: level 7 is about 130 MB/s here and saves a
+/// few percent over level 3; higher levels cost far more time for little.
+const LEVEL: i32 = 7;
 
 pub fn sealed_header(first_seq: u64) -> [u8; SEGMENT_HEADER_BYTES as usize] {
     super::format::header_with(SEALED_MAGIC, first_seq)
 }
 
+/// What a version-3 block header says about its records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockRecords {
+    pub first_seq: u64,
+    pub count: u32,
+    pub chain_first: Chain,
+    pub chain_last: Chain,
+}
+
+/// One block read from the file and checked against its CRC.
+pub(crate) struct Block {
+    /// File offset of the block after this one.
+    pub next: u64,
+    pub raw: Vec<u8>,
+    /// `None` in a version-2 segment, whose records carry their own headers.
+    pub records: Option<BlockRecords>,
+}
+
+fn read_full(file: &File, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn u32_at(bytes: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"))
+}
+
+/// What reading a block at an offset found: `Ok(None)` at the end of the file, `Some(Err)`
+/// says why these bytes are not a good block.
+pub(crate) type BlockRead<T> = std::io::Result<Option<Result<T, &'static str>>>;
+
+/// A record of a version-2 block: seq, chain, and where its payload is in the raw bytes.
+pub(crate) type V2Record = (u64, Chain, std::ops::Range<usize>);
+
+/// Reads a block header at `at` without decompressing: `(first seq, next block)` of a
+/// version-3 block.
+pub(crate) fn block_span(file: &File, at: u64) -> BlockRead<(u64, u64)> {
+    let mut header = [0u8; BLOCK_HEADER_BYTES];
+    let n = read_full(file, at, &mut header)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n < BLOCK_HEADER_BYTES || header[0..4] != BLOCK_SYNC {
+        return Ok(Some(Err("no block starts here")));
+    }
+    let compressed = u32_at(&header, 4) as usize;
+    if compressed > MAX_BLOCK_BYTES {
+        return Ok(Some(Err("impossible block length")));
+    }
+    let first = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+    Ok(Some(Ok((
+        first,
+        at + (BLOCK_HEADER_BYTES + compressed) as u64,
+    ))))
+}
+
+/// Reads and decompresses the block at `at`.
+pub(crate) fn read_block(file: &File, at: u64, version: u16) -> BlockRead<Block> {
+    let header_bytes = if version >= 3 {
+        BLOCK_HEADER_BYTES
+    } else {
+        V2_BLOCK_HEADER_BYTES
+    };
+    let mut header = [0u8; BLOCK_HEADER_BYTES];
+    let n = read_full(file, at, &mut header[..header_bytes])?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n < header_bytes || header[0..4] != BLOCK_SYNC {
+        return Ok(Some(Err("no block starts here")));
+    }
+    let (compressed, raw_len, crc) = (
+        u32_at(&header, 4) as usize,
+        u32_at(&header, 8) as usize,
+        u32_at(&header, 12),
+    );
+    if compressed > MAX_BLOCK_BYTES || raw_len > MAX_BLOCK_BYTES {
+        return Ok(Some(Err("impossible block length")));
+    }
+    let mut bytes = vec![0u8; compressed];
+    if read_full(file, at + header_bytes as u64, &mut bytes)? < compressed {
+        return Ok(Some(Err("block cut short")));
+    }
+    if crc32fast::hash(&bytes) != crc {
+        return Ok(Some(Err("block checksum mismatch")));
+    }
+    let raw = match zstd::bulk::decompress(&bytes, raw_len) {
+        Ok(raw) if raw.len() == raw_len => raw,
+        _ => return Ok(Some(Err("block does not decompress"))),
+    };
+    let records = (version >= 3).then(|| BlockRecords {
+        first_seq: u64::from_le_bytes(header[16..24].try_into().expect("8 bytes")),
+        count: u32_at(&header, 24),
+        chain_first: header[28..60].try_into().expect("32 bytes"),
+        chain_last: header[60..92].try_into().expect("32 bytes"),
+    });
+    Ok(Some(Ok(Block {
+        next: at + (header_bytes + compressed) as u64,
+        raw,
+        records,
+    })))
+}
+
+/// The payloads of a version-3 block's raw bytes, in order; `Err` when they do not add up to
+/// the records the header promises.
+pub(crate) fn block_payloads(
+    raw: &[u8],
+    count: u32,
+) -> Result<Vec<std::ops::Range<usize>>, &'static str> {
+    let mut out = Vec::with_capacity(count as usize);
+    let mut at = 0;
+    while at < raw.len() {
+        if raw.len() - at < 4 {
+            return Err("block ends inside a record");
+        }
+        let len = u32_at(raw, at) as usize;
+        if raw.len() - at - 4 < len {
+            return Err("block ends inside a record");
+        }
+        out.push(at + 4..at + 4 + len);
+        at += 4 + len;
+    }
+    if out.len() != count as usize {
+        return Err("block holds another number of records than its header says");
+    }
+    Ok(out)
+}
+
+/// The records of a version-2 block's raw bytes: `(seq, chain, payload range)`.
+pub(crate) fn v2_block_records(raw: &[u8]) -> Result<Vec<V2Record>, &'static str> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < raw.len() {
+        let rest = &raw[at..];
+        if rest.len() < RECORD_HEADER_BYTES {
+            return Err("block ends inside a record");
+        }
+        let header = parse_header(&rest[..RECORD_HEADER_BYTES])?;
+        let whole = RECORD_HEADER_BYTES + header.len;
+        if rest.len() < whole || !header.check(&rest[RECORD_HEADER_BYTES..whole]) {
+            return Err("record in a block damaged");
+        }
+        out.push((
+            header.seq,
+            header.chain,
+            at + RECORD_HEADER_BYTES..at + whole,
+        ));
+        at += whole;
+    }
+    Ok(out)
+}
+
 /// Reads the records of a compressed segment, block by block.
 pub(crate) struct BlockCursor {
     file: File,
+    version: u16,
     /// File offset of the next block header.
     next_block: u64,
-    /// File offset of the block whose records are in `raw`.
+    /// File offset of the block whose records are in `records`.
     block_offset: u64,
-    raw: Vec<u8>,
-    start: usize,
+    /// The current block's records not yet returned, last first.
+    pending: Vec<(u64, Chain, Vec<u8>)>,
 }
 
 impl BlockCursor {
-    pub fn open(path: &Path) -> std::io::Result<BlockCursor> {
+    pub fn open(path: &Path, version: u16) -> std::io::Result<BlockCursor> {
         Ok(BlockCursor {
             file: File::open(path)?,
+            version,
             next_block: SEGMENT_HEADER_BYTES,
             block_offset: SEGMENT_HEADER_BYTES,
-            raw: Vec::new(),
-            start: 0,
+            pending: Vec::new(),
         })
     }
 
@@ -56,74 +234,60 @@ impl BlockCursor {
         self.block_offset
     }
 
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.file.seek(SeekFrom::Start(offset))?;
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.file.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(filled)
-    }
-
-    /// Loads the next block; `Ok(None)` at the end of the file.
+    /// Loads the next block's records; `Ok(None)` at the end of the file.
     fn load(&mut self) -> std::io::Result<Option<Result<(), &'static str>>> {
-        let mut header = [0u8; BLOCK_HEADER_BYTES];
         let at = self.next_block;
-        let n = self.read_at(at, &mut header)?;
-        if n == 0 {
-            return Ok(None);
-        }
+        let block = match read_block(&self.file, at, self.version)? {
+            None => return Ok(None),
+            Some(Err(reason)) => {
+                self.block_offset = at;
+                return Ok(Some(Err(reason)));
+            }
+            Some(Ok(block)) => block,
+        };
         self.block_offset = at;
-        self.raw.clear();
-        self.start = 0;
-        if n < BLOCK_HEADER_BYTES || header[0..4] != BLOCK_SYNC {
-            return Ok(Some(Err("no block starts here")));
-        }
-        let field = |i: usize| u32::from_le_bytes(header[i..i + 4].try_into().expect("4 bytes"));
-        let (compressed, raw_len, crc) = (field(4) as usize, field(8) as usize, field(12));
-        if compressed > MAX_BLOCK_BYTES || raw_len > MAX_BLOCK_BYTES {
-            return Ok(Some(Err("impossible block length")));
-        }
-        let mut bytes = vec![0u8; compressed];
-        if self.read_at(at + BLOCK_HEADER_BYTES as u64, &mut bytes)? < compressed {
-            return Ok(Some(Err("block cut short")));
-        }
-        if crc32fast::hash(&bytes) != crc {
-            return Ok(Some(Err("block checksum mismatch")));
-        }
-        match zstd::bulk::decompress(&bytes, raw_len) {
-            Ok(raw) if raw.len() == raw_len => self.raw = raw,
-            _ => return Ok(Some(Err("block does not decompress"))),
-        }
-        self.next_block = at + (BLOCK_HEADER_BYTES + compressed) as u64;
+        let mut records = match block.records {
+            None => match v2_block_records(&block.raw) {
+                Ok(found) => found
+                    .into_iter()
+                    .map(|(seq, chain, range)| (seq, chain, block.raw[range].to_vec()))
+                    .collect::<Vec<_>>(),
+                Err(reason) => return Ok(Some(Err(reason))),
+            },
+            Some(head) => {
+                let ranges = match block_payloads(&block.raw, head.count) {
+                    Ok(ranges) => ranges,
+                    Err(reason) => return Ok(Some(Err(reason))),
+                };
+                let last = ranges.len().saturating_sub(1);
+                let mut chain = head.chain_first;
+                let mut out = Vec::with_capacity(ranges.len());
+                for (i, range) in ranges.into_iter().enumerate() {
+                    let seq = head.first_seq + i as u64;
+                    let payload = block.raw[range].to_vec();
+                    // The first and last chains are stored; the ones between follow.
+                    chain = match i {
+                        0 if last > 0 => head.chain_first,
+                        i if i == last => head.chain_last,
+                        _ => next_chain(&chain, seq, &payload),
+                    };
+                    out.push((seq, chain, payload));
+                }
+                out
+            }
+        };
+        self.next_block = block.next;
+        records.reverse();
+        self.pending = records;
         Ok(Some(Ok(())))
     }
 
     pub fn next(&mut self) -> std::io::Result<Found> {
         loop {
-            if self.start < self.raw.len() {
-                let rest = &self.raw[self.start..];
-                if rest.len() < RECORD_HEADER_BYTES {
-                    return Ok(Found::Bad("block ends inside a record"));
-                }
-                let header = match parse_header(&rest[..RECORD_HEADER_BYTES]) {
-                    Ok(h) => h,
-                    Err(reason) => return Ok(Found::Bad(reason)),
-                };
-                let whole = RECORD_HEADER_BYTES + header.len;
-                if rest.len() < whole || !header.check(&rest[RECORD_HEADER_BYTES..whole]) {
-                    return Ok(Found::Bad("record in a block damaged"));
-                }
-                let payload = rest[RECORD_HEADER_BYTES..whole].to_vec();
-                self.start += whole;
+            if let Some((seq, chain, payload)) = self.pending.pop() {
                 return Ok(Found::Record {
-                    seq: header.seq,
-                    chain: header.chain,
+                    seq,
+                    chain,
                     payload,
                     offset: self.block_offset,
                 });
@@ -138,12 +302,11 @@ impl BlockCursor {
 
     /// Skips the rest of the current block, and the bytes up to the next block marker.
     pub fn resync(&mut self) -> std::io::Result<bool> {
-        self.raw.clear();
-        self.start = 0;
+        self.pending.clear();
         let mut from = self.block_offset + 1;
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = self.read_at(from, &mut buf)?;
+            let n = read_full(&self.file, from, &mut buf)?;
             if n < BLOCK_SYNC.len() {
                 self.next_block = from + n as u64;
                 return Ok(false);
@@ -155,6 +318,49 @@ impl BlockCursor {
             }
             from += (n - (BLOCK_SYNC.len() - 1)) as u64;
         }
+    }
+}
+
+/// The records of the block being written.
+#[derive(Default)]
+struct PendingBlock {
+    raw: Vec<u8>,
+    first_seq: u64,
+    count: u32,
+    chain_first: Chain,
+    chain_last: Chain,
+}
+
+impl PendingBlock {
+    fn push(&mut self, seq: u64, chain: Chain, payload: &[u8]) {
+        if self.count == 0 {
+            self.first_seq = seq;
+            self.chain_first = chain;
+        }
+        self.count += 1;
+        self.chain_last = chain;
+        self.raw
+            .extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        self.raw.extend_from_slice(payload);
+    }
+
+    fn write(&mut self, out: &mut impl Write) -> Result<(), StoreError> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        let compressed = zstd::bulk::compress(&self.raw, LEVEL)?;
+        out.write_all(&BLOCK_SYNC)?;
+        out.write_all(&(compressed.len() as u32).to_le_bytes())?;
+        out.write_all(&(self.raw.len() as u32).to_le_bytes())?;
+        out.write_all(&crc32fast::hash(&compressed).to_le_bytes())?;
+        out.write_all(&self.first_seq.to_le_bytes())?;
+        out.write_all(&self.count.to_le_bytes())?;
+        out.write_all(&self.chain_first)?;
+        out.write_all(&self.chain_last)?;
+        out.write_all(&compressed)?;
+        self.raw.clear();
+        self.count = 0;
+        Ok(())
     }
 }
 
@@ -173,22 +379,8 @@ pub(crate) fn seal(path: &Path, first: u64) -> Result<Option<u64>, StoreError> {
     let mut out = std::io::BufWriter::new(File::create(&tmp)?);
     out.write_all(&sealed_header(first))?;
     let mut cursor = SegmentCursor::open(path, true)?;
-    let mut block: Vec<u8> = Vec::with_capacity(BLOCK_RAW_BYTES + (1 << 20));
+    let mut block = PendingBlock::default();
     let mut records: Vec<(u64, [u8; 32])> = Vec::new();
-    let write_block =
-        |block: &mut Vec<u8>, out: &mut std::io::BufWriter<File>| -> Result<(), StoreError> {
-            if block.is_empty() {
-                return Ok(());
-            }
-            let compressed = zstd::bulk::compress(block, LEVEL)?;
-            out.write_all(&BLOCK_SYNC)?;
-            out.write_all(&(compressed.len() as u32).to_le_bytes())?;
-            out.write_all(&(block.len() as u32).to_le_bytes())?;
-            out.write_all(&crc32fast::hash(&compressed).to_le_bytes())?;
-            out.write_all(&compressed)?;
-            block.clear();
-            Ok(())
-        };
     loop {
         match cursor.next()? {
             Found::Record {
@@ -202,11 +394,10 @@ pub(crate) fn seal(path: &Path, first: u64) -> Result<Option<u64>, StoreError> {
                     fs::remove_file(&tmp)?;
                     return Ok(None);
                 }
-                block.extend_from_slice(&super::format::record_header(seq, &chain, &payload)[..]);
-                block.extend_from_slice(&payload);
+                block.push(seq, chain, &payload);
                 records.push((seq, chain));
-                if block.len() >= BLOCK_RAW_BYTES {
-                    write_block(&mut block, &mut out)?;
+                if block.raw.len() >= BLOCK_RAW_BYTES {
+                    block.write(&mut out)?;
                 }
             }
             Found::End => break,
@@ -217,12 +408,12 @@ pub(crate) fn seal(path: &Path, first: u64) -> Result<Option<u64>, StoreError> {
             }
         }
     }
-    write_block(&mut block, &mut out)?;
+    block.write(&mut out)?;
     let file = out.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
     drop(file);
     // Read it back before the original goes.
-    let mut check = BlockCursor::open(&tmp)?;
+    let mut check = BlockCursor::open(&tmp, super::format::FORMAT_VERSION)?;
     for (seq, chain) in &records {
         match check.next()? {
             Found::Record {

@@ -289,3 +289,113 @@ proptest! {
         prop_assert_eq!(back, payloads);
     }
 }
+
+fn sealed_log(dir: &Path, n: u32) -> impl Fn(u32) -> Vec<u8> {
+    let payload = |i: u32| {
+        format!("{{\"n\":{i},\"user.name\":\"tanaka\",\"patient.id\":\"P{i}\"}}").into_bytes()
+    };
+    let (mut wal, _) = WalWriter::open(dir, 64 << 10, 0).unwrap();
+    for i in 0..n {
+        wal.append(&payload(i)).unwrap();
+        if i % 100 == 99 {
+            wal.sync().unwrap();
+            wal.rotate_if_full().unwrap();
+        }
+    }
+    wal.sync().unwrap();
+    seal_committed(dir, u64::from(n)).unwrap();
+    payload
+}
+
+#[test]
+fn records_are_read_by_number_from_sealed_and_plain_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let payload = sealed_log(dir.path(), 5000);
+    let segs = segments(dir.path()).unwrap();
+    let sealed = segs
+        .iter()
+        .filter(|(_, p)| p.extension().unwrap() == "walz");
+    assert!(sealed.count() >= 2, "{segs:?}");
+    let lookup = LogLookup::new(dir.path());
+    let wanted = [4999u64, 1, 2500, 17, 5000, 4998, 3333, 5001, 0];
+    let found = lookup.payloads(&wanted).unwrap();
+    for (seq, got) in wanted.iter().zip(&found) {
+        let expected = (1..=5000).contains(seq).then(|| payload(*seq as u32 - 1));
+        assert_eq!(got, &expected, "record {seq}");
+    }
+    // Sealing the plain segment under a lookup that mapped it: the next lookup finds the
+    // records in the sealed file.
+    let (mut wal, _) = WalWriter::open(dir.path(), 64 << 10, 0).unwrap();
+    for i in 5000..5400 {
+        wal.append(&payload(i)).unwrap();
+        wal.sync().unwrap();
+        wal.rotate_if_full().unwrap();
+    }
+    drop(wal);
+    seal_committed(dir.path(), 5400).unwrap();
+    let found = lookup.payloads(&[4999, 5400, 5350]).unwrap();
+    assert_eq!(found[0], Some(payload(4998)));
+    assert_eq!(found[1], Some(payload(5399)));
+    assert_eq!(found[2], Some(payload(5349)));
+    // A damaged block costs its own records only.
+    let first = &segments(dir.path()).unwrap()[0].1;
+    let mut bytes = fs::read(first).unwrap();
+    bytes[16 + 92 + 10] ^= 0x55;
+    fs::write(first, &bytes).unwrap();
+    let lookup = LogLookup::new(dir.path());
+    let found = lookup.payloads(&[1, 4000]).unwrap();
+    assert_eq!(found, vec![None, Some(payload(3999))]);
+}
+
+#[test]
+fn a_record_changed_inside_a_sealed_block_breaks_the_chain_at_the_blocks_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let _payload = sealed_log(dir.path(), 3000);
+    let path = segments(dir.path()).unwrap()[0].1.clone();
+    assert_eq!(path.extension().unwrap(), "walz");
+    let bytes = fs::read(&path).unwrap();
+    let (head, block) = bytes.split_at(16);
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let (compressed, raw_len) = (u32_at(block, 4) as usize, u32_at(block, 8) as usize);
+    let (first, count) = (
+        u64::from_le_bytes(block[16..24].try_into().unwrap()),
+        u64::from(u32_at(block, 24)),
+    );
+    let mut raw = zstd::bulk::decompress(&block[92..92 + compressed], raw_len).unwrap();
+    // Someone rewrites a record in the middle of the block, with a fresh CRC.
+    let middle = raw.len() / 2;
+    let at = middle
+        + raw[middle..]
+            .windows(6)
+            .position(|w| w == b"tanaka")
+            .unwrap();
+    raw[at] = b'T';
+    let recompressed = zstd::bulk::compress(&raw, 3).unwrap();
+    let mut forged = head.to_vec();
+    forged.extend_from_slice(&block[0..4]);
+    forged.extend_from_slice(&(recompressed.len() as u32).to_le_bytes());
+    forged.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+    forged.extend_from_slice(&crc32fast::hash(&recompressed).to_le_bytes());
+    forged.extend_from_slice(&block[16..92]);
+    forged.extend_from_slice(&recompressed);
+    forged.extend_from_slice(&block[92 + compressed..]);
+    fs::write(&path, forged).unwrap();
+
+    let mut reader = WalReader::new(dir.path(), 1);
+    let mut previous = format::GENESIS;
+    let mut broken = Vec::new();
+    loop {
+        match reader.next(3000).unwrap() {
+            WalRead::Record(seq, payload) => {
+                let stored = reader.chain().unwrap();
+                if format::next_chain(&previous, seq, &payload) != stored {
+                    broken.push(seq);
+                }
+                previous = stored;
+            }
+            WalRead::Damaged(d) => panic!("a forged block reads as good data: {d}"),
+            WalRead::CaughtUp => break,
+        }
+    }
+    assert_eq!(broken, vec![first + count - 1], "the block's last record");
+}

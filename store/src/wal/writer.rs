@@ -326,7 +326,7 @@ fn scan(path: &Path, first: u64) -> Result<Scan, StoreError> {
         return Ok(out); // created, header not yet written: empty
     }
     match segment_kind(&head) {
-        SegmentKind::Current(_) | SegmentKind::Sealed(_) => {}
+        SegmentKind::Current(_) | SegmentKind::Sealed(..) => {}
         SegmentKind::Newer(version) => {
             return Err(StoreError::NewerFormat {
                 path: path.to_owned(),

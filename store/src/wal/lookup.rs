@@ -1,0 +1,287 @@
+//! Reads log records by sequence number. Search results come from here: the log holds each
+//! event once, and the index holds only what is searched, with `_seq` saying where the event
+//! is in the log.
+//!
+//! The first lookup in a segment maps it: the offset of every record of a plain segment, the
+//! first sequence number of every block of a sealed one (from the block headers; a version-2
+//! block is decompressed once for it). Decompressed blocks are kept in a small cache, since the
+//! results of one search often lie in the same few blocks.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::cursor::{Found, SegmentCursor};
+use super::format::{
+    RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentKind, find_sync_of, parse_header, read_head,
+    segment_kind,
+};
+use super::sealed::{BLOCK_SYNC, block_payloads, block_span, read_block, v2_block_records};
+use super::segments;
+use crate::error::StoreError;
+
+/// Decompressed blocks kept (64 KiB each, about).
+const CACHED_BLOCKS: usize = 64;
+
+pub struct LogLookup {
+    dir: PathBuf,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    maps: HashMap<PathBuf, SegmentMap>,
+    /// Most recently used first: (segment, block offset) and its records.
+    cache: VecDeque<((PathBuf, u64), Arc<CachedBlock>)>,
+}
+
+struct CachedBlock {
+    raw: Vec<u8>,
+    /// (seq, payload range in `raw`), in order.
+    records: Vec<(u64, Range<usize>)>,
+}
+
+enum SegmentMap {
+    /// Every record read so far: (seq, offset), and the offset where reading stopped.
+    Plain {
+        file: File,
+        records: Vec<(u64, u64)>,
+        end: u64,
+    },
+    /// (first seq, offset) of every good block.
+    Sealed {
+        file: File,
+        version: u16,
+        blocks: Vec<(u64, u64)>,
+    },
+}
+
+impl LogLookup {
+    pub fn new(dir: &Path) -> LogLookup {
+        LogLookup {
+            dir: dir.to_owned(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// The payloads of records `seqs`, in the same order; `None` for a record the log does not
+    /// hold (removed by retention meanwhile, or damaged).
+    pub fn payloads(&self, seqs: &[u64]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let listed = segments(&self.dir)?;
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget segments that were sealed or removed since.
+        state
+            .maps
+            .retain(|path, _| listed.iter().any(|(_, p)| p == path));
+        state
+            .cache
+            .retain(|((path, _), _)| listed.iter().any(|(_, p)| p == path));
+        let mut out = Vec::with_capacity(seqs.len());
+        for &seq in seqs {
+            let Some((_, path)) = listed.iter().rev().find(|(first, _)| *first <= seq) else {
+                out.push(None);
+                continue;
+            };
+            out.push(state.payload(path, seq).unwrap_or_else(|e| {
+                tracing::warn!(seq, segment = %path.display(), error = %e, "a log record could not be read for a search result");
+                None
+            }));
+        }
+        Ok(out)
+    }
+}
+
+impl State {
+    fn payload(&mut self, path: &Path, seq: u64) -> std::io::Result<Option<Vec<u8>>> {
+        if !self.maps.contains_key(path) {
+            let map = SegmentMap::open(path)?;
+            self.maps.insert(path.to_owned(), map);
+        }
+        let map = self.maps.get_mut(path).expect("inserted above");
+        let block_at = match map {
+            SegmentMap::Plain { file, records, end } => {
+                if records.last().is_none_or(|(last, _)| *last < seq) {
+                    extend_plain(path, records, end)?;
+                }
+                let Ok(i) = records.binary_search_by_key(&seq, |(s, _)| *s) else {
+                    return Ok(None);
+                };
+                let found = read_plain(file, records[i].1, seq)?;
+                if found.is_none() {
+                    // The writer cut bytes past its last synced record and wrote again: map
+                    // the segment afresh next time.
+                    self.maps.remove(path);
+                }
+                return Ok(found);
+            }
+            SegmentMap::Sealed { blocks, .. } => {
+                let i = blocks.partition_point(|(first, _)| *first <= seq);
+                if i == 0 {
+                    return Ok(None);
+                }
+                blocks[i - 1].1
+            }
+        };
+        let block = self.block(path, block_at)?;
+        Ok(block.and_then(|b| {
+            let i = b.records.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
+            Some(b.raw[b.records[i].1.clone()].to_vec())
+        }))
+    }
+
+    fn block(&mut self, path: &Path, at: u64) -> std::io::Result<Option<Arc<CachedBlock>>> {
+        let key = (path.to_owned(), at);
+        if let Some(i) = self.cache.iter().position(|(k, _)| *k == key) {
+            let entry = self.cache.remove(i).expect("found");
+            let block = entry.1.clone();
+            self.cache.push_front(entry);
+            return Ok(Some(block));
+        }
+        let Some(SegmentMap::Sealed { file, version, .. }) = self.maps.get(path) else {
+            return Ok(None);
+        };
+        let Some(cached) = load_block(file, at, *version)? else {
+            return Ok(None);
+        };
+        let cached = Arc::new(cached);
+        self.cache.push_front((key, cached.clone()));
+        self.cache.truncate(CACHED_BLOCKS);
+        Ok(Some(cached))
+    }
+}
+
+impl SegmentMap {
+    fn open(path: &Path) -> std::io::Result<SegmentMap> {
+        let file = File::open(path)?;
+        Ok(match segment_kind(&read_head(path)?) {
+            SegmentKind::Sealed(_, version) => {
+                let blocks = map_blocks(&file, version)?;
+                SegmentMap::Sealed {
+                    file,
+                    version,
+                    blocks,
+                }
+            }
+            _ => SegmentMap::Plain {
+                file,
+                records: Vec::new(),
+                end: SEGMENT_HEADER_BYTES,
+            },
+        })
+    }
+}
+
+/// Maps the records of a plain segment from `end` on, as far as they are written.
+fn extend_plain(path: &Path, records: &mut Vec<(u64, u64)>, end: &mut u64) -> std::io::Result<()> {
+    let mut cursor = SegmentCursor::open(path, false)?;
+    cursor.seek(*end)?;
+    loop {
+        match cursor.next()? {
+            Found::Record { seq, offset, .. } => {
+                if records.last().is_none_or(|(last, _)| *last < seq) {
+                    records.push((seq, offset));
+                }
+                *end = cursor.offset();
+            }
+            Found::Bad(_) => {
+                if !cursor.resync()? {
+                    return Ok(());
+                }
+                *end = cursor.offset();
+            }
+            Found::End | Found::Incomplete => return Ok(()),
+        }
+    }
+}
+
+/// The payload of the plain record at `offset`, when it is still record `seq` and whole.
+fn read_plain(file: &File, offset: u64, seq: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut header = [0u8; RECORD_HEADER_BYTES];
+    file.read_exact_at(&mut header, offset)?;
+    let Ok(parsed) = parse_header(&header) else {
+        return Ok(None);
+    };
+    if parsed.seq != seq {
+        return Ok(None);
+    }
+    let mut payload = vec![0u8; parsed.len];
+    file.read_exact_at(&mut payload, offset + RECORD_HEADER_BYTES as u64)?;
+    Ok(parsed.check(&payload).then_some(payload))
+}
+
+/// (first seq, offset) of every good block of a sealed segment; a damaged one is passed over
+/// to the next block marker.
+fn map_blocks(file: &File, version: u16) -> std::io::Result<Vec<(u64, u64)>> {
+    let mut blocks = Vec::new();
+    let mut at = SEGMENT_HEADER_BYTES;
+    loop {
+        let found = if version >= 3 {
+            block_span(file, at)?
+        } else {
+            read_block(file, at, version)?.map(|r| {
+                r.and_then(|block| {
+                    let first = v2_block_records(&block.raw)?
+                        .first()
+                        .map(|(seq, _, _)| *seq)
+                        .ok_or("empty block")?;
+                    Ok((first, block.next))
+                })
+            })
+        };
+        match found {
+            None => return Ok(blocks),
+            Some(Ok((first, next))) => {
+                blocks.push((first, at));
+                at = next;
+            }
+            Some(Err(_)) => match next_marker(file, at + 1)? {
+                Some(next) => at = next,
+                None => return Ok(blocks),
+            },
+        }
+    }
+}
+
+fn next_marker(file: &File, mut from: u64) -> std::io::Result<Option<u64>> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read_at(&mut buf, from)?;
+        if n < BLOCK_SYNC.len() {
+            return Ok(None);
+        }
+        if let Some(i) = find_sync_of(&buf[..n], &BLOCK_SYNC) {
+            return Ok(Some(from + i as u64));
+        }
+        from += (n - (BLOCK_SYNC.len() - 1)) as u64;
+    }
+}
+
+fn load_block(file: &File, at: u64, version: u16) -> std::io::Result<Option<CachedBlock>> {
+    let Some(Ok(block)) = read_block(file, at, version)? else {
+        return Ok(None);
+    };
+    let records = match block.records {
+        Some(head) => match block_payloads(&block.raw, head.count) {
+            Ok(ranges) => ranges
+                .into_iter()
+                .enumerate()
+                .map(|(i, range)| (head.first_seq + i as u64, range))
+                .collect(),
+            Err(_) => return Ok(None),
+        },
+        None => match v2_block_records(&block.raw) {
+            Ok(found) => found
+                .into_iter()
+                .map(|(seq, _, range)| (seq, range))
+                .collect(),
+            Err(_) => return Ok(None),
+        },
+    };
+    Ok(Some(CachedBlock {
+        raw: block.raw,
+        records,
+    }))
+}
