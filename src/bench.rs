@@ -108,6 +108,29 @@ fn send_udp(addr: SocketAddr, n: u64, rate: u64) -> anyhow::Result<(u64, u64)> {
     Ok((n, raw))
 }
 
+/// Bytes per record of the log's sealed (compressed) segments: what the log costs once the
+/// segment being written is full.
+fn sealed_bytes_per_record(wal: &Path) -> Option<f64> {
+    let mut segments: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(wal)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let path = e.path();
+            let stem = path.file_stem()?.to_str()?.parse().ok()?;
+            Some((stem, path))
+        })
+        .collect();
+    segments.sort();
+    let (mut bytes, mut records) = (0u64, 0u64);
+    for pair in segments.windows(2) {
+        if pair[0].1.extension().is_some_and(|e| e == "walz") {
+            bytes += std::fs::metadata(&pair[0].1).ok()?.len();
+            records += pair[1].0 - pair[0].0;
+        }
+    }
+    (records > 0).then(|| bytes as f64 / records as f64)
+}
+
 fn dir_bytes(path: &Path) -> u64 {
     std::fs::read_dir(path)
         .map(|entries| {
@@ -229,6 +252,13 @@ pub fn run(
             .map(|(part, bytes)| format!("{part} {:.1}", per_event(*bytes)))
             .collect();
         println!("index:   bytes/event by part: {}", top.join(", "));
+    }
+    if let Some(sealed) = sealed_bytes_per_record(&data.join("wal")) {
+        let index = index_bytes as f64 / stored.max(1) as f64;
+        println!(
+            "size:    sealed log segments {sealed:.0} bytes/event (the one being written is plain until full); index + sealed log = {:.2}x the raw bytes",
+            (index + sealed) / (raw as f64 / stored.max(1) as f64)
+        );
     }
     println!("memory:  peak RSS {:.0} MiB", peak_rss_mib());
     let result = result

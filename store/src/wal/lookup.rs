@@ -19,7 +19,7 @@ use super::format::{
     RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentKind, find_sync_of, parse_header, read_head,
     segment_kind,
 };
-use super::sealed::{BLOCK_SYNC, block_payloads, block_span, read_block, v2_block_records};
+use super::sealed::{BLOCK_SYNC, BlockReader, block_payloads, block_span, v2_block_records};
 use super::segments;
 use crate::error::StoreError;
 
@@ -53,8 +53,7 @@ enum SegmentMap {
     },
     /// (first seq, offset) of every good block.
     Sealed {
-        file: File,
-        version: u16,
+        reader: BlockReader,
         blocks: Vec<(u64, u64)>,
     },
 }
@@ -140,10 +139,10 @@ impl State {
             self.cache.push_front(entry);
             return Ok(Some(block));
         }
-        let Some(SegmentMap::Sealed { file, version, .. }) = self.maps.get(path) else {
+        let Some(SegmentMap::Sealed { reader, .. }) = self.maps.get_mut(path) else {
             return Ok(None);
         };
-        let Some(cached) = load_block(file, at, *version)? else {
+        let Some(cached) = load_block(reader, at)? else {
             return Ok(None);
         };
         let cached = Arc::new(cached);
@@ -158,12 +157,9 @@ impl SegmentMap {
         let file = File::open(path)?;
         Ok(match segment_kind(&read_head(path)?) {
             SegmentKind::Sealed(_, version) => {
-                let blocks = map_blocks(&file, version)?;
-                SegmentMap::Sealed {
-                    file,
-                    version,
-                    blocks,
-                }
+                let mut reader = BlockReader::new(file, version)?;
+                let blocks = map_blocks(&mut reader)?;
+                SegmentMap::Sealed { reader, blocks }
             }
             _ => SegmentMap::Plain {
                 file,
@@ -214,14 +210,14 @@ fn read_plain(file: &File, offset: u64, seq: u64) -> std::io::Result<Option<Vec<
 
 /// (first seq, offset) of every good block of a sealed segment; a damaged one is passed over
 /// to the next block marker.
-fn map_blocks(file: &File, version: u16) -> std::io::Result<Vec<(u64, u64)>> {
+fn map_blocks(reader: &mut BlockReader) -> std::io::Result<Vec<(u64, u64)>> {
     let mut blocks = Vec::new();
     let mut at = SEGMENT_HEADER_BYTES;
     loop {
-        let found = if version >= 3 {
-            block_span(file, at)?
+        let found = if reader.version >= 3 {
+            block_span(&reader.file, at)?
         } else {
-            read_block(file, at, version)?.map(|r| {
+            reader.read(at)?.map(|r| {
                 r.and_then(|block| {
                     let first = v2_block_records(&block.raw)?
                         .first()
@@ -237,7 +233,7 @@ fn map_blocks(file: &File, version: u16) -> std::io::Result<Vec<(u64, u64)>> {
                 blocks.push((first, at));
                 at = next;
             }
-            Some(Err(_)) => match next_marker(file, at + 1)? {
+            Some(Err(_)) => match next_marker(&reader.file, at + 1)? {
                 Some(next) => at = next,
                 None => return Ok(blocks),
             },
@@ -259,8 +255,8 @@ fn next_marker(file: &File, mut from: u64) -> std::io::Result<Option<u64>> {
     }
 }
 
-fn load_block(file: &File, at: u64, version: u16) -> std::io::Result<Option<CachedBlock>> {
-    let Some(Ok(block)) = read_block(file, at, version)? else {
+fn load_block(reader: &mut BlockReader, at: u64) -> std::io::Result<Option<CachedBlock>> {
+    let Some(Ok(block)) = reader.read(at)? else {
         return Ok(None);
     };
     let records = match block.records {

@@ -111,51 +111,69 @@ pub(crate) fn block_span(file: &File, at: u64) -> BlockRead<(u64, u64)> {
     ))))
 }
 
-/// Reads and decompresses the block at `at`.
-pub(crate) fn read_block(file: &File, at: u64, version: u16) -> BlockRead<Block> {
-    let header_bytes = if version >= 3 {
-        BLOCK_HEADER_BYTES
-    } else {
-        V2_BLOCK_HEADER_BYTES
-    };
-    let mut header = [0u8; BLOCK_HEADER_BYTES];
-    let n = read_full(file, at, &mut header[..header_bytes])?;
-    if n == 0 {
-        return Ok(None);
+/// Reads the blocks of one sealed segment, with one decompression context for all of them.
+pub(crate) struct BlockReader {
+    pub file: File,
+    pub version: u16,
+    context: zstd::bulk::Decompressor<'static>,
+}
+
+impl BlockReader {
+    pub fn new(file: File, version: u16) -> std::io::Result<BlockReader> {
+        Ok(BlockReader {
+            file,
+            version,
+            context: zstd::bulk::Decompressor::new()?,
+        })
     }
-    if n < header_bytes || header[0..4] != BLOCK_SYNC {
-        return Ok(Some(Err("no block starts here")));
+
+    /// Reads and decompresses the block at `at`.
+    pub fn read(&mut self, at: u64) -> BlockRead<Block> {
+        let (file, version) = (&self.file, self.version);
+        let header_bytes = if version >= 3 {
+            BLOCK_HEADER_BYTES
+        } else {
+            V2_BLOCK_HEADER_BYTES
+        };
+        let mut header = [0u8; BLOCK_HEADER_BYTES];
+        let n = read_full(file, at, &mut header[..header_bytes])?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n < header_bytes || header[0..4] != BLOCK_SYNC {
+            return Ok(Some(Err("no block starts here")));
+        }
+        let (compressed, raw_len, crc) = (
+            u32_at(&header, 4) as usize,
+            u32_at(&header, 8) as usize,
+            u32_at(&header, 12),
+        );
+        if compressed > MAX_BLOCK_BYTES || raw_len > MAX_BLOCK_BYTES {
+            return Ok(Some(Err("impossible block length")));
+        }
+        let mut bytes = vec![0u8; compressed];
+        if read_full(file, at + header_bytes as u64, &mut bytes)? < compressed {
+            return Ok(Some(Err("block cut short")));
+        }
+        if crc32fast::hash(&bytes) != crc {
+            return Ok(Some(Err("block checksum mismatch")));
+        }
+        let raw = match self.context.decompress(&bytes, raw_len) {
+            Ok(raw) if raw.len() == raw_len => raw,
+            _ => return Ok(Some(Err("block does not decompress"))),
+        };
+        let records = (version >= 3).then(|| BlockRecords {
+            first_seq: u64::from_le_bytes(header[16..24].try_into().expect("8 bytes")),
+            count: u32_at(&header, 24),
+            chain_first: header[28..60].try_into().expect("32 bytes"),
+            chain_last: header[60..92].try_into().expect("32 bytes"),
+        });
+        Ok(Some(Ok(Block {
+            next: at + (header_bytes + compressed) as u64,
+            raw,
+            records,
+        })))
     }
-    let (compressed, raw_len, crc) = (
-        u32_at(&header, 4) as usize,
-        u32_at(&header, 8) as usize,
-        u32_at(&header, 12),
-    );
-    if compressed > MAX_BLOCK_BYTES || raw_len > MAX_BLOCK_BYTES {
-        return Ok(Some(Err("impossible block length")));
-    }
-    let mut bytes = vec![0u8; compressed];
-    if read_full(file, at + header_bytes as u64, &mut bytes)? < compressed {
-        return Ok(Some(Err("block cut short")));
-    }
-    if crc32fast::hash(&bytes) != crc {
-        return Ok(Some(Err("block checksum mismatch")));
-    }
-    let raw = match zstd::bulk::decompress(&bytes, raw_len) {
-        Ok(raw) if raw.len() == raw_len => raw,
-        _ => return Ok(Some(Err("block does not decompress"))),
-    };
-    let records = (version >= 3).then(|| BlockRecords {
-        first_seq: u64::from_le_bytes(header[16..24].try_into().expect("8 bytes")),
-        count: u32_at(&header, 24),
-        chain_first: header[28..60].try_into().expect("32 bytes"),
-        chain_last: header[60..92].try_into().expect("32 bytes"),
-    });
-    Ok(Some(Ok(Block {
-        next: at + (header_bytes + compressed) as u64,
-        raw,
-        records,
-    })))
 }
 
 /// The payloads of a version-3 block's raw bytes, in order; `Err` when they do not add up to
@@ -209,8 +227,7 @@ pub(crate) fn v2_block_records(raw: &[u8]) -> Result<Vec<V2Record>, &'static str
 
 /// Reads the records of a compressed segment, block by block.
 pub(crate) struct BlockCursor {
-    file: File,
-    version: u16,
+    blocks: BlockReader,
     /// File offset of the next block header.
     next_block: u64,
     /// File offset of the block whose records are in `records`.
@@ -222,8 +239,7 @@ pub(crate) struct BlockCursor {
 impl BlockCursor {
     pub fn open(path: &Path, version: u16) -> std::io::Result<BlockCursor> {
         Ok(BlockCursor {
-            file: File::open(path)?,
-            version,
+            blocks: BlockReader::new(File::open(path)?, version)?,
             next_block: SEGMENT_HEADER_BYTES,
             block_offset: SEGMENT_HEADER_BYTES,
             pending: Vec::new(),
@@ -237,7 +253,7 @@ impl BlockCursor {
     /// Loads the next block's records; `Ok(None)` at the end of the file.
     fn load(&mut self) -> std::io::Result<Option<Result<(), &'static str>>> {
         let at = self.next_block;
-        let block = match read_block(&self.file, at, self.version)? {
+        let block = match self.blocks.read(at)? {
             None => return Ok(None),
             Some(Err(reason)) => {
                 self.block_offset = at;
@@ -306,7 +322,7 @@ impl BlockCursor {
         let mut from = self.block_offset + 1;
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = read_full(&self.file, from, &mut buf)?;
+            let n = read_full(&self.blocks.file, from, &mut buf)?;
             if n < BLOCK_SYNC.len() {
                 self.next_block = from + n as u64;
                 return Ok(false);
