@@ -242,16 +242,8 @@ pub fn run(
         raw as f64 / stored.max(1) as f64,
         (index_bytes + wal_bytes) as f64 / raw.max(1) as f64
     );
-    if let Ok(index) = store::EventIndex::open_read_only(&data)
-        && let Ok(parts) = index.space_usage()
-    {
-        let per_event = |bytes: u64| bytes as f64 / stored.max(1) as f64;
-        let top: Vec<String> = parts
-            .iter()
-            .take(12)
-            .map(|(part, bytes)| format!("{part} {:.1}", per_event(*bytes)))
-            .collect();
-        println!("index:   bytes/event by part: {}", top.join(", "));
+    if let Ok(index) = store::EventIndex::open_read_only(&data) {
+        print_index_parts(&index);
     }
     if let Some(sealed) = sealed_bytes_per_record(&data.join("wal")) {
         let index = index_bytes as f64 / stored.max(1) as f64;
@@ -324,8 +316,24 @@ pub fn searches_only(dir: &std::path::Path, events: u64, searches: usize) -> any
         dir.display(),
         index.num_events()
     );
+    print_index_parts(&index);
     print_timings(time_searches(&index, events, searches)?);
     Ok(())
+}
+
+/// Where the index's bytes go, per event: the parts of at least 0.5 bytes.
+fn print_index_parts(index: &store::EventIndex) {
+    let Ok(parts) = index.space_usage() else {
+        return;
+    };
+    let events = index.num_events().max(1) as f64;
+    let shown: Vec<String> = parts
+        .iter()
+        .map(|(part, bytes)| (part, *bytes as f64 / events))
+        .filter(|(_, per_event)| *per_event >= 0.5)
+        .map(|(part, per_event)| format!("{part} {per_event:.1}"))
+        .collect();
+    println!("index:   bytes/event by part: {}", shown.join(", "));
 }
 
 fn print_timings(timings: Timings) {

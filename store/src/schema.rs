@@ -8,7 +8,7 @@
 //! a third of ingest throughput in `mimamori bench`.
 
 use tantivy::schema::{
-    DateOptions, DateTimePrecision, FAST, Field, INDEXED, IndexRecordOption, Schema,
+    DateOptions, DateTimePrecision, FAST, Field, IndexRecordOption, NumericOptions, Schema,
     TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
@@ -80,12 +80,16 @@ pub struct EventSchema {
 impl EventSchema {
     pub fn new() -> EventSchema {
         let mut builder = Schema::builder();
+        // No field keeps norms (a byte per event and field, for relevance scoring): results are
+        // sorted by time, never by score.
         let keyword = TextOptions::default().set_indexing_options(
             TextFieldIndexing::default()
                 .set_tokenizer(KEYWORD)
-                .set_index_option(IndexRecordOption::Basic),
+                .set_index_option(IndexRecordOption::Basic)
+                .set_fieldnorms(false),
         );
-        let date = DateOptions::from(INDEXED)
+        let date = DateOptions::default()
+            .set_indexed()
             .set_fast()
             .set_precision(DateTimePrecision::Microseconds);
         // The fields people narrow a search by also keep their values in a column (as written,
@@ -117,16 +121,21 @@ impl EventSchema {
         let tags = kw("tags");
         let timestamp = builder.add_date_field("@timestamp", date.clone());
         let ingested = builder.add_date_field("event.ingested", date);
-        let record_count = builder.add_u64_field("record.count", INDEXED | FAST);
+        let record_count = builder.add_u64_field(
+            "record.count",
+            NumericOptions::default().set_indexed().set_fast(),
+        );
         let message = builder.add_text_field(
             "message",
             TextOptions::default().set_indexing_options(
                 TextFieldIndexing::default()
                     .set_tokenizer(TEXT_JA)
-                    .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions)
+                    .set_fieldnorms(false),
             ),
         );
-        let seq = builder.add_u64_field("_seq", INDEXED | FAST);
+        // Ranges over `_seq` (retention) and the sort read the column; no term is looked up.
+        let seq = builder.add_u64_field("_seq", FAST);
         let digest = builder.add_u64_field("_digest", FAST);
         EventSchema {
             schema: builder.build(),
