@@ -15,12 +15,14 @@ use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
 use tantivy::{DateTime, Index, TantivyDocument};
 
 use crate::event::Event;
-use crate::tokenizer::CjkBigramTokenizer;
+use crate::tokenizer::{CjkBigramTokenizer, IdPrefixTokenizer};
 
 /// Exact-match fields, compared case-insensitively (`user.name:Tanaka` finds `tanaka`).
 const KEYWORD: &str = "keyword";
 /// Full text, Japanese included.
 const TEXT_JA: &str = "text_ja";
+/// `event.id`: its first 64 bits.
+const ID_PREFIX: &str = "id_prefix";
 
 /// Fields searched by a plain word typed with no `field:`: what a person means by "find tanaka".
 pub const DEFAULT_FIELDS: &[&str] = &[
@@ -95,6 +97,15 @@ impl EventSchema {
         // The fields people narrow a search by also keep their values in a column (as written,
         // not lower-cased), so counts per value are aggregations, not a scan of the events.
         let facet = keyword.clone().set_fast("raw");
+        let id = builder.add_text_field(
+            "event.id",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(ID_PREFIX)
+                    .set_index_option(IndexRecordOption::Basic)
+                    .set_fieldnorms(false),
+            ),
+        );
         let mut kw = |name: &str| {
             let options = if FACET_FIELDS.contains(&name) {
                 facet.clone()
@@ -103,7 +114,6 @@ impl EventSchema {
             };
             builder.add_text_field(name, options)
         };
-        let id = kw("event.id");
         let dataset = kw("event.dataset");
         let action = kw("event.action");
         let code = kw("event.code");
@@ -174,6 +184,7 @@ impl EventSchema {
                 .build(),
         );
         tokenizers.register(TEXT_JA, TextAnalyzer::from(CjkBigramTokenizer));
+        tokenizers.register(ID_PREFIX, TextAnalyzer::from(IdPrefixTokenizer));
     }
 
     /// Names of the fields a query may name (everything but `_seq` and `_digest`).

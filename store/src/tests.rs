@@ -471,3 +471,28 @@ fn facets_count_values_and_hours_with_the_query_and_range() {
         86400
     );
 }
+
+#[test]
+fn ids_that_share_their_indexed_half_are_told_apart_through_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let held = "0123456789abcdef0000000000000001";
+    let twin = "0123456789abcdef0000000000000002";
+    let mut e = event(1, "tanaka", "record.view", at(1));
+    e.id = EventId::from_hex(held.into());
+    let (batch, ack) = Batch::with_ack(vec![e]);
+    store.sender().blocking_send(batch).unwrap();
+    ack.blocking_recv().unwrap().unwrap();
+    wait_for(store.index(), 1);
+    let index = store.index();
+    assert!(index.contains_id(held));
+    assert!(
+        !index.contains_id(twin),
+        "the same first 64 bits, another event"
+    );
+    assert!(!index.contains_id("ffff"));
+    // A search by id finds the event by its whole id, as shown everywhere.
+    let hits = search(index, &format!("event.id:{held}"));
+    assert_eq!(hits.total, 1);
+    assert_eq!(hits.events[0].id.as_str(), held);
+}

@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
-use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -39,9 +38,8 @@ struct State {
 }
 
 struct CachedBlock {
-    raw: Vec<u8>,
-    /// (seq, payload range in `raw`), in order.
-    records: Vec<(u64, Range<usize>)>,
+    /// (seq, payload), in order.
+    records: Vec<(u64, Vec<u8>)>,
 }
 
 enum SegmentMap {
@@ -127,7 +125,7 @@ impl State {
         let block = self.block(path, block_at)?;
         Ok(block.and_then(|b| {
             let i = b.records.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
-            Some(b.raw[b.records[i].1.clone()].to_vec())
+            Some(b.records[i].1.clone())
         }))
     }
 
@@ -261,23 +259,20 @@ fn load_block(reader: &mut BlockReader, at: u64) -> std::io::Result<Option<Cache
     };
     let records = match block.records {
         Some(head) => match block_payloads(&block.raw, head.count) {
-            Ok(ranges) => ranges
+            Ok(payloads) => payloads
                 .into_iter()
                 .enumerate()
-                .map(|(i, range)| (head.first_seq + i as u64, range))
+                .map(|(i, payload)| (head.first_seq + i as u64, payload))
                 .collect(),
             Err(_) => return Ok(None),
         },
         None => match v2_block_records(&block.raw) {
             Ok(found) => found
                 .into_iter()
-                .map(|(seq, _, range)| (seq, range))
+                .map(|(seq, _, range)| (seq, block.raw[range].to_vec()))
                 .collect(),
             Err(_) => return Ok(None),
         },
     };
-    Ok(Some(CachedBlock {
-        raw: block.raw,
-        records,
-    }))
+    Ok(Some(CachedBlock { records }))
 }

@@ -7,6 +7,7 @@
 //! mid-write: never synced, never acknowledged) is copied to `quarantine/` and cut off; damage
 //! anywhere else is skipped and reported by every reader, never cut.
 
+mod columns;
 mod cursor;
 pub(crate) mod format;
 mod lookup;
