@@ -399,3 +399,35 @@ fn a_record_changed_inside_a_sealed_block_breaks_the_chain_at_the_blocks_end() {
     }
     assert_eq!(broken, vec![first + count - 1], "the block's last record");
 }
+
+#[test]
+fn a_segment_past_its_age_is_rotated_when_not_full_and_then_sealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = WalWriter::open(dir.path(), 64 << 20, 0).unwrap();
+    for i in 0..10u32 {
+        wal.append(format!("record {i}").as_bytes()).unwrap();
+    }
+    wal.sync().unwrap();
+    wal.rotate_if_full().unwrap();
+    assert_eq!(
+        segments(dir.path()).unwrap().len(),
+        1,
+        "young and far from full"
+    );
+    wal.set_max_segment_age(std::time::Duration::ZERO);
+    wal.rotate_if_full().unwrap();
+    wal.rotate_if_full().unwrap();
+    assert_eq!(
+        segments(dir.path()).unwrap().len(),
+        2,
+        "rotated once: an empty segment is never rotated"
+    );
+    wal.append(b"record 10").unwrap();
+    wal.sync().unwrap();
+    seal_committed(dir.path(), 11).unwrap();
+    let segs = segments(dir.path()).unwrap();
+    assert_eq!(segs[0].1.extension().unwrap(), "walz");
+    let (all, damage) = read_all(dir.path(), 1, 11);
+    assert!(damage.is_empty());
+    assert_eq!(all.len(), 11);
+}

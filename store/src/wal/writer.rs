@@ -6,6 +6,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use super::cursor::{Cursor, Found};
 use super::format::{
@@ -40,9 +41,17 @@ pub struct WalWriter {
     next_seq: u64,
     chain: Chain,
     max_segment_bytes: u64,
+    /// When the segment being written was begun: after [`MAX_SEGMENT_AGE`] it is rotated
+    /// even when not full, so that it can be compressed.
+    segment_started: SystemTime,
+    max_segment_age: Duration,
     /// Synced bytes over all segments.
     total_bytes: u64,
 }
+
+/// A segment older than this is rotated (and then compressed) even when not full: a small
+/// clinic would otherwise keep months of its log uncompressed, at about 1 KB an event.
+pub const MAX_SEGMENT_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// What opening the log found.
 #[derive(Debug, Clone)]
@@ -136,6 +145,12 @@ impl WalWriter {
         }
         let mut writer = WalWriter::new(dir, max_segment_bytes, next_seq, chain, total_bytes);
         writer.path = path.clone();
+        // The segment goes on: it is as old as its file (birth time where the filesystem keeps
+        // one, else its last change, which can only be later).
+        let meta = fs::metadata(&path)?;
+        if let Ok(born) = meta.created().or_else(|_| meta.modified()) {
+            writer.segment_started = born;
+        }
         let mut file = OpenOptions::new()
             .write(true)
             .open(&path)
@@ -177,6 +192,8 @@ impl WalWriter {
             next_seq,
             chain,
             max_segment_bytes,
+            segment_started: SystemTime::now(),
+            max_segment_age: MAX_SEGMENT_AGE,
             total_bytes,
         }
     }
@@ -195,6 +212,7 @@ impl WalWriter {
         File::open(&self.dir)?.sync_all()?;
         self.path = path;
         self.file = Some(file);
+        self.segment_started = SystemTime::now();
         self.total_bytes += SEGMENT_HEADER_BYTES;
         self.synced = Synced {
             bytes: SEGMENT_HEADER_BYTES,
@@ -204,12 +222,24 @@ impl WalWriter {
         Ok(())
     }
 
-    /// Rotates when the segment is full. Call between groups, with nothing unsynced.
+    /// Rotates when the segment is full, or older than its maximum age. Call between groups,
+    /// with nothing unsynced.
     pub fn rotate_if_full(&mut self) -> Result<(), StoreError> {
-        if self.synced.bytes >= self.max_segment_bytes && self.synced.next_seq > self.first_seq() {
+        let old = self
+            .segment_started
+            .elapsed()
+            .is_ok_and(|age| age >= self.max_segment_age);
+        let full = self.synced.bytes >= self.max_segment_bytes;
+        if (full || old) && self.synced.next_seq > self.first_seq() {
             self.start_segment()?;
         }
         Ok(())
+    }
+
+    /// Sets the age after which a segment is rotated when not full (tests).
+    #[cfg(test)]
+    pub(crate) fn set_max_segment_age(&mut self, age: Duration) {
+        self.max_segment_age = age;
     }
 
     fn first_seq(&self) -> u64 {
