@@ -393,6 +393,16 @@ fn rebuild(shape: &[Token], out: &mut Vec<u8>, mut put: impl FnMut(usize, &mut V
 
 /// Decodes what [`encode`] wrote; `None` when the bytes do not hold together.
 pub fn decode(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
+    decode_records(raw, None)
+}
+
+/// Decodes record `i` of `raw` alone: the records before it are passed over, not put together.
+pub fn decode_one(raw: &[u8], i: usize) -> Option<Vec<u8>> {
+    decode_records(raw, Some(i))?.pop()
+}
+
+/// Every record, or only record `only`.
+fn decode_records(raw: &[u8], only: Option<usize>) -> Option<Vec<Vec<u8>>> {
     let mut r = Reader { bytes: raw, at: 0 };
     if r.byte()? != CODEC_COLUMNS {
         return None;
@@ -446,10 +456,17 @@ pub fn decode(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
                 .collect::<Option<Vec<usize>>>()?,
         );
     }
-    let mut out = Vec::with_capacity(count);
-    for s in record_shapes {
+    if only.is_some_and(|i| i >= count) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(if only.is_some() { 1 } else { count });
+    for (k, s) in record_shapes.into_iter().enumerate() {
+        let wanted = only.is_none_or(|i| i == k);
         if s == shapes.len() {
-            out.push(r.bytes()?.to_vec());
+            let kept = r.bytes()?;
+            if wanted {
+                out.push(kept.to_vec());
+            }
             continue;
         }
         let mut entries = Vec::with_capacity(shape_columns[s].len());
@@ -463,6 +480,9 @@ pub fn decode(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
                 ),
                 _ => return None,
             });
+        }
+        if !wanted {
+            continue;
         }
         let original = match shape_originals[s].map(|i| &entries[i]) {
             Some(Entry::Text(text)) if text.len() >= 2 => &text[1..text.len() - 1],
@@ -484,6 +504,9 @@ pub fn decode(raw: &[u8]) -> Option<Vec<Vec<u8>>> {
             }
         });
         out.push(payload);
+        if only.is_some() {
+            break;
+        }
     }
     Some(out)
 }
@@ -516,6 +539,14 @@ mod tests {
         let raw = encode(&payloads);
         let back = decode(&raw).unwrap();
         assert_eq!(back.len(), payloads.len());
+        for (i, payload) in payloads.iter().enumerate() {
+            assert_eq!(
+                decode_one(&raw, i).as_deref(),
+                Some(*payload),
+                "record {i} alone"
+            );
+        }
+        assert_eq!(decode_one(&raw, payloads.len()), None);
         for (a, b) in payloads.iter().zip(&back) {
             assert_eq!(*a, b.as_slice(), "{}", String::from_utf8_lossy(a));
         }

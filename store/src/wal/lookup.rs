@@ -5,7 +5,8 @@
 //! The first lookup in a segment maps it: the offset of every record of a plain segment, the
 //! first sequence number of every block of a sealed one (from the block headers; a version-2
 //! block is decompressed once for it). Decompressed blocks are kept in a small cache, since the
-//! results of one search often lie in the same few blocks.
+//! results of one search often lie in the same few blocks; a record is put together from its
+//! block's fields only when asked for.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -18,7 +19,7 @@ use super::format::{
     RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentKind, find_sync_of, parse_header, read_head,
     segment_kind,
 };
-use super::sealed::{BLOCK_SYNC, BlockReader, block_payloads, block_span, v2_block_records};
+use super::sealed::{BLOCK_SYNC, BlockReader, block_span, v2_block_records};
 use super::segments;
 use crate::error::StoreError;
 
@@ -37,9 +38,34 @@ struct State {
     cache: VecDeque<((PathBuf, u64), Arc<CachedBlock>)>,
 }
 
-struct CachedBlock {
-    /// (seq, payload), in order.
-    records: Vec<(u64, Vec<u8>)>,
+enum CachedBlock {
+    /// Decompressed, not decoded: a record is put together when asked for.
+    ByField {
+        first_seq: u64,
+        count: u64,
+        raw: Vec<u8>,
+    },
+    /// A block of format 2: (seq, payload), in order.
+    Whole(Vec<(u64, Vec<u8>)>),
+}
+
+impl CachedBlock {
+    fn payload(&self, seq: u64) -> Option<Vec<u8>> {
+        match self {
+            CachedBlock::ByField {
+                first_seq,
+                count,
+                raw,
+            } => {
+                let i = seq.checked_sub(*first_seq).filter(|i| i < count)?;
+                super::columns::decode_one(raw, usize::try_from(i).ok()?)
+            }
+            CachedBlock::Whole(records) => {
+                let i = records.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
+                Some(records[i].1.clone())
+            }
+        }
+    }
 }
 
 enum SegmentMap {
@@ -123,10 +149,7 @@ impl State {
             }
         };
         let block = self.block(path, block_at)?;
-        Ok(block.and_then(|b| {
-            let i = b.records.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
-            Some(b.records[i].1.clone())
-        }))
+        Ok(block.and_then(|b| b.payload(seq)))
     }
 
     fn block(&mut self, path: &Path, at: u64) -> std::io::Result<Option<Arc<CachedBlock>>> {
@@ -257,22 +280,20 @@ fn load_block(reader: &mut BlockReader, at: u64) -> std::io::Result<Option<Cache
     let Some(Ok(block)) = reader.read(at)? else {
         return Ok(None);
     };
-    let records = match block.records {
-        Some(head) => match block_payloads(&block.raw, head.count) {
-            Ok(payloads) => payloads
-                .into_iter()
-                .enumerate()
-                .map(|(i, payload)| (head.first_seq + i as u64, payload))
-                .collect(),
-            Err(_) => return Ok(None),
+    Ok(Some(match block.records {
+        Some(head) => CachedBlock::ByField {
+            first_seq: head.first_seq,
+            count: u64::from(head.count),
+            raw: block.raw,
         },
         None => match v2_block_records(&block.raw) {
-            Ok(found) => found
-                .into_iter()
-                .map(|(seq, _, range)| (seq, block.raw[range].to_vec()))
-                .collect(),
+            Ok(found) => CachedBlock::Whole(
+                found
+                    .into_iter()
+                    .map(|(seq, _, range)| (seq, block.raw[range].to_vec()))
+                    .collect(),
+            ),
             Err(_) => return Ok(None),
         },
-    };
-    Ok(Some(CachedBlock { records }))
+    }))
 }
