@@ -532,7 +532,7 @@ pub fn search(checked: &Checked, wanted: Wanted<'_>, output: Output) -> Result<(
     }
     if results.unreadable > 0 {
         eprintln!(
-            "mimamori: {} matching events could not be read from a damaged index file; run `mimamori verify`, then `mimamori reindex`",
+            "mimamori: {} matching events could not be read from the log (a damaged or missing log block); run `mimamori verify` to see which records, and restore them from a backup",
             results.unreadable
         );
     }

@@ -137,43 +137,10 @@ impl EventIndex {
         *guard >= seq
     }
 
-    /// Whether an event with this id is already searchable. The index holds 64 bits of each
-    /// id; the events that share them are read from the log and their whole ids compared, so
-    /// an import never takes a new event for a duplicate.
+    /// Whether an event with this id is already searchable.
     pub fn contains_id(&self, id: &str) -> bool {
-        let term = Term::from_field_text(self.schema.id, &crate::tokenizer::id_prefix(id));
-        let searcher = self.reader.searcher();
-        if !searcher.doc_freq(&term).is_ok_and(|n| n > 0) {
-            return false;
-        }
-        let query = TermQuery::new(term, IndexRecordOption::Basic);
-        let Ok(hits) = searcher.search(&query, &TopDocs::with_limit(16).order_by_score()) else {
-            return false;
-        };
-        let seqs: Vec<u64> = hits
-            .iter()
-            .filter_map(|(_, address)| {
-                let column = searcher
-                    .segment_reader(address.segment_ord)
-                    .fast_fields()
-                    .u64("_seq")
-                    .ok()?;
-                column.first(address.doc_id)
-            })
-            .collect();
-        #[derive(serde::Deserialize)]
-        struct IdOnly {
-            #[serde(rename = "event.id")]
-            id: String,
-        }
-        // A record the log cannot give back does not count: when in doubt an event is kept
-        // twice, never dropped.
-        self.log.payloads(&seqs).is_ok_and(|payloads| {
-            payloads
-                .iter()
-                .flatten()
-                .any(|json| serde_json::from_slice::<IdOnly>(json).is_ok_and(|e| e.id == id))
-        })
+        let term = Term::from_field_text(self.schema.id, &crate::tokenizer::id_term(id));
+        self.reader.searcher().doc_freq(&term).is_ok_and(|n| n > 0)
     }
 
     /// Opens an index another process writes, for searching only.

@@ -15,14 +15,14 @@ use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
 use tantivy::{DateTime, Index, TantivyDocument};
 
 use crate::event::Event;
-use crate::tokenizer::{CjkBigramTokenizer, IdPrefixTokenizer};
+use crate::tokenizer::{CjkBigramTokenizer, IdTokenizer};
 
 /// Exact-match fields, compared case-insensitively (`user.name:Tanaka` finds `tanaka`).
 const KEYWORD: &str = "keyword";
 /// Full text, Japanese included.
 const TEXT_JA: &str = "text_ja";
-/// `event.id`: its first 64 bits.
-const ID_PREFIX: &str = "id_prefix";
+/// `event.id`: its 128 bits, compactly.
+const ID: &str = "event_id";
 
 /// Fields searched by a plain word typed with no `field:`: what a person means by "find tanaka".
 pub const DEFAULT_FIELDS: &[&str] = &[
@@ -101,7 +101,7 @@ impl EventSchema {
             "event.id",
             TextOptions::default().set_indexing_options(
                 TextFieldIndexing::default()
-                    .set_tokenizer(ID_PREFIX)
+                    .set_tokenizer(ID)
                     .set_index_option(IndexRecordOption::Basic)
                     .set_fieldnorms(false),
             ),
@@ -184,7 +184,7 @@ impl EventSchema {
                 .build(),
         );
         tokenizers.register(TEXT_JA, TextAnalyzer::from(CjkBigramTokenizer));
-        tokenizers.register(ID_PREFIX, TextAnalyzer::from(IdPrefixTokenizer));
+        tokenizers.register(ID, TextAnalyzer::from(IdTokenizer));
     }
 
     /// Names of the fields a query may name (everything but `_seq` and `_digest`).

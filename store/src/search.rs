@@ -47,7 +47,7 @@ pub struct SearchResults {
     pub total: u64,
     /// Newest first, at most `limit`.
     pub events: Vec<Event>,
-    /// Matches whose stored event could not be read (a damaged index file); left out.
+    /// Matches whose event could not be read from the log (a damaged block); left out.
     pub unreadable: u64,
     /// The page stopped short of `limit` because its events reached `max_bytes`: ask for the
     /// next page from `offset + events.len()`.

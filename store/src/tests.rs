@@ -473,7 +473,7 @@ fn facets_count_values_and_hours_with_the_query_and_range() {
 }
 
 #[test]
-fn ids_that_share_their_indexed_half_are_told_apart_through_the_log() {
+fn ids_are_matched_whole_by_the_duplicate_check_and_by_search() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let held = "0123456789abcdef0000000000000001";
@@ -491,8 +491,13 @@ fn ids_that_share_their_indexed_half_are_told_apart_through_the_log() {
         "the same first 64 bits, another event"
     );
     assert!(!index.contains_id("ffff"));
-    // A search by id finds the event by its whole id, as shown everywhere.
+    // A search by id finds the event by its whole id, as shown everywhere, and only it.
     let hits = search(index, &format!("event.id:{held}"));
     assert_eq!(hits.total, 1);
     assert_eq!(hits.events[0].id.as_str(), held);
+    assert_eq!(search(index, &format!("event.id:{twin}")).total, 0);
+    assert_eq!(
+        search(index, &format!("tanaka AND NOT event.id:{twin}")).total,
+        1
+    );
 }

@@ -86,6 +86,16 @@ impl Server {
     }
 
     pub fn spawn(&mut self) {
+        self.spawn_until(|status| status == 200);
+    }
+
+    /// Starts the server and waits until `/healthz` answers at all: for a server meant to
+    /// start degraded (a stage failing from the start answers 503).
+    pub fn spawn_answering(&mut self) {
+        self.spawn_until(|_| true);
+    }
+
+    fn spawn_until(&mut self, ready: impl Fn(u16) -> bool) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -101,7 +111,7 @@ impl Server {
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(self.http, "/healthz").map(|(s, _)| s) != Some(200) {
+        while !http_get(self.http, "/healthz").is_some_and(|(s, _)| ready(s)) {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("server exited at start ({status}): {}", self.log());
             }

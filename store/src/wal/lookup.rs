@@ -93,31 +93,50 @@ impl LogLookup {
     /// The payloads of records `seqs`, in the same order; `None` for a record the log does not
     /// hold (removed by retention meanwhile, or damaged).
     pub fn payloads(&self, seqs: &[u64]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
-        let listed = segments(&self.dir)?;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget segments that were sealed or removed since.
-        state
-            .maps
-            .retain(|path, _| listed.iter().any(|(_, p)| p == path));
-        state
-            .cache
-            .retain(|((path, _), _)| listed.iter().any(|(_, p)| p == path));
-        let mut out = Vec::with_capacity(seqs.len());
-        for &seq in seqs {
-            let Some((_, path)) = listed.iter().rev().find(|(first, _)| *first <= seq) else {
-                out.push(None);
-                continue;
-            };
-            out.push(state.payload(path, seq).unwrap_or_else(|e| {
-                tracing::warn!(seq, segment = %path.display(), error = %e, "a log record could not be read for a search result");
-                None
-            }));
+        let mut out = vec![None; seqs.len()];
+        let mut missing: Vec<usize> = (0..seqs.len()).collect();
+        // A segment sealed (or removed by retention) between listing and reading is looked up
+        // again in a fresh listing; only what is still missing then is missing.
+        for attempt in 0..3 {
+            let listed = segments(&self.dir)?;
+            state.forget_unlisted(&listed);
+            let mut still = Vec::new();
+            for i in missing {
+                let seq = seqs[i];
+                let Some((_, path)) = listed.iter().rev().find(|(first, _)| *first <= seq) else {
+                    continue;
+                };
+                match state.payload(path, seq) {
+                    Ok(Some(payload)) => out[i] = Some(payload),
+                    Ok(None) => still.push(i),
+                    Err(e) => {
+                        if attempt == 2 {
+                            tracing::warn!(seq, segment = %path.display(), error = %e, "a log record could not be read for a search result");
+                        }
+                        state.maps.remove(path);
+                        still.push(i);
+                    }
+                }
+            }
+            missing = still;
+            if missing.is_empty() {
+                break;
+            }
         }
         Ok(out)
     }
 }
 
 impl State {
+    /// Forgets segments that were sealed or removed since they were mapped.
+    fn forget_unlisted(&mut self, listed: &[(u64, PathBuf)]) {
+        self.maps
+            .retain(|path, _| listed.iter().any(|(_, p)| p == path));
+        self.cache
+            .retain(|((path, _), _)| listed.iter().any(|(_, p)| p == path));
+    }
+
     fn payload(&mut self, path: &Path, seq: u64) -> std::io::Result<Option<Vec<u8>>> {
         if !self.maps.contains_key(path) {
             let map = SegmentMap::open(path)?;

@@ -233,20 +233,31 @@ impl WalReader {
 
     /// Opens the segment that holds `next_seq`; false when the log has nothing there yet.
     fn open_segment(&mut self) -> Result<bool, StoreError> {
-        let all = segments(&self.dir)?;
-        let Some(first_kept) = all.first().map(|s| s.0) else {
-            return Ok(false);
-        };
-        // Records before the first kept segment were removed by retention.
-        self.next_seq = self.next_seq.max(first_kept);
-        let (_, path) = all
-            .iter()
-            .rev()
-            .find(|(first, _)| *first <= self.next_seq)
-            .expect("the first segment starts at or before next_seq");
-        let cursor = Cursor::open(path)?;
-        self.cursor = Some((path.clone(), cursor));
-        self.seeking = true;
-        Ok(true)
+        // The server seals a plain segment into a `.walz` (and retention removes old ones)
+        // while others read: a file gone between the listing and the opening is looked up
+        // again in a fresh listing.
+        for attempt in 0.. {
+            let all = segments(&self.dir)?;
+            let Some(first_kept) = all.first().map(|s| s.0) else {
+                return Ok(false);
+            };
+            // Records before the first kept segment were removed by retention.
+            self.next_seq = self.next_seq.max(first_kept);
+            let (_, path) = all
+                .iter()
+                .rev()
+                .find(|(first, _)| *first <= self.next_seq)
+                .expect("the first segment starts at or before next_seq");
+            match Cursor::open(path) {
+                Ok(cursor) => {
+                    self.cursor = Some((path.clone(), cursor));
+                    self.seeking = true;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 10 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        unreachable!("the loop returns")
     }
 }

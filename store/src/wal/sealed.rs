@@ -6,9 +6,9 @@
 //! ```text
 //! segment:  "MMRWLZ" | u16 LE format version | u64 LE first seq                  (16 bytes)
 //! block:    sync marker F7 5A 42 1E | u32 LE compressed length | u32 LE raw length
-//!           | u32 LE CRC-32 of the compressed bytes
-//!           | (version 3) u64 LE first seq | u32 LE records | [32] chain of the first record
-//!           | [32] chain of the last record
+//!           | u32 LE CRC-32 of the fields after it and the compressed bytes (version 2: of the
+//!           compressed bytes) | (version 3) u64 LE first seq | u32 LE records
+//!           | [32] chain of the first record | [32] chain of the last record
 //!           | zstd frame
 //! raw, version 3: the payloads by field, see `columns.rs` (seqs follow from the first)
 //! raw, version 2: whole records in the plain format (52-byte header each)
@@ -156,7 +156,12 @@ impl BlockReader {
         if read_full(file, at + header_bytes as u64, &mut bytes)? < compressed {
             return Ok(Some(Err("block cut short")));
         }
-        if crc32fast::hash(&bytes) != crc {
+        // In version 3 the CRC covers the header's fields too: a flipped bit in the first
+        // seq would otherwise give every record of the block another number.
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&header[V2_BLOCK_HEADER_BYTES..header_bytes]);
+        hasher.update(&bytes);
+        if hasher.finalize() != crc {
             return Ok(Some(Err("block checksum mismatch")));
         }
         let raw = match self.context.decompress(&bytes, raw_len) {
@@ -350,14 +355,19 @@ impl PendingBlock {
         let payloads: Vec<&[u8]> = self.payloads.iter().map(Vec::as_slice).collect();
         let raw = super::columns::encode(&payloads);
         let compressed = zstd::bulk::compress(&raw, LEVEL)?;
+        let mut fields = Vec::with_capacity(BLOCK_HEADER_BYTES - V2_BLOCK_HEADER_BYTES);
+        fields.extend_from_slice(&self.first_seq.to_le_bytes());
+        fields.extend_from_slice(&(self.payloads.len() as u32).to_le_bytes());
+        fields.extend_from_slice(&self.chain_first);
+        fields.extend_from_slice(&self.chain_last);
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&fields);
+        crc.update(&compressed);
         out.write_all(&BLOCK_SYNC)?;
         out.write_all(&(compressed.len() as u32).to_le_bytes())?;
         out.write_all(&(raw.len() as u32).to_le_bytes())?;
-        out.write_all(&crc32fast::hash(&compressed).to_le_bytes())?;
-        out.write_all(&self.first_seq.to_le_bytes())?;
-        out.write_all(&(self.payloads.len() as u32).to_le_bytes())?;
-        out.write_all(&self.chain_first)?;
-        out.write_all(&self.chain_last)?;
+        out.write_all(&crc.finalize().to_le_bytes())?;
+        out.write_all(&fields)?;
         out.write_all(&compressed)?;
         self.payloads.clear();
         self.bytes = 0;

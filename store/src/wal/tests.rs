@@ -337,7 +337,8 @@ fn records_are_read_by_number_from_sealed_and_plain_segments() {
     assert_eq!(found[0], Some(payload(4998)));
     assert_eq!(found[1], Some(payload(5399)));
     assert_eq!(found[2], Some(payload(5349)));
-    // A damaged block costs its own records only.
+    // A damaged block costs its own records only, also when the damage is in the header's
+    // first record number.
     let first = &segments(dir.path()).unwrap()[0].1;
     let mut bytes = fs::read(first).unwrap();
     bytes[16 + 92 + 10] ^= 0x55;
@@ -345,6 +346,18 @@ fn records_are_read_by_number_from_sealed_and_plain_segments() {
     let lookup = LogLookup::new(dir.path());
     let found = lookup.payloads(&[1, 4000]).unwrap();
     assert_eq!(found, vec![None, Some(payload(3999))]);
+    let second = &segments(dir.path()).unwrap()[1].1;
+    let mut bytes = fs::read(second).unwrap();
+    let first_seq = u64::from_le_bytes(bytes[32..40].try_into().unwrap());
+    bytes[32..40].copy_from_slice(&(first_seq + 1).to_le_bytes());
+    fs::write(second, &bytes).unwrap();
+    let lookup = LogLookup::new(dir.path());
+    let found = lookup.payloads(&[first_seq, first_seq + 1]).unwrap();
+    assert_eq!(
+        found,
+        vec![None, None],
+        "no record is read under another number"
+    );
 }
 
 #[test]
@@ -375,7 +388,10 @@ fn a_record_changed_inside_a_sealed_block_breaks_the_chain_at_the_blocks_end() {
     forged.extend_from_slice(&block[0..4]);
     forged.extend_from_slice(&(recompressed.len() as u32).to_le_bytes());
     forged.extend_from_slice(&(raw.len() as u32).to_le_bytes());
-    forged.extend_from_slice(&crc32fast::hash(&recompressed).to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&block[16..92]);
+    crc.update(&recompressed);
+    forged.extend_from_slice(&crc.finalize().to_le_bytes());
     forged.extend_from_slice(&block[16..92]);
     forged.extend_from_slice(&recompressed);
     forged.extend_from_slice(&block[92 + compressed..]);

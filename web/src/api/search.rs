@@ -105,7 +105,7 @@ pub(crate) async fn search(
         "next_offset": (next < results.total as usize).then_some(next),
         // The page was cut short of `limit` at the size a response may have.
         "truncated": results.truncated,
-        // Matches whose stored event a damaged index file made unreadable (run verify).
+        // Matches whose event a damaged log block made unreadable (run verify).
         "unreadable": results.unreadable,
         "took_ms": started.elapsed().as_secs_f64() * 1000.0,
         "events": results.events.iter().map(|e| event_json(e, original)).collect::<Vec<_>>(),
