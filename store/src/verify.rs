@@ -265,6 +265,26 @@ pub fn verify(
 
 /// (seq, digest of the stored event) of every event in the index.
 fn index_digests(data_dir: &Path, report: &mut VerifyReport) -> Vec<(u64, u64)> {
+    // A running server merges the index's segments and deletes the merged files: a file gone
+    // between reading the list and opening it is a race, so the index is read again.
+    for _ in 0..5 {
+        let mut attempt = VerifyReport::default();
+        let out = index_digests_once(data_dir, &mut attempt);
+        let raced = attempt.findings.iter().any(|f| {
+            f.kind == FindingKind::IndexUnreadable && f.message.contains("FileDoesNotExist")
+        });
+        if !raced {
+            report.checkpoint = attempt.checkpoint;
+            report.num_index_events = attempt.num_index_events;
+            report.findings.extend(attempt.findings);
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    index_digests_once(data_dir, report)
+}
+
+fn index_digests_once(data_dir: &Path, report: &mut VerifyReport) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
     // Tantivy may panic on damaged bytes that pass its checks: that is a finding, not a crash.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<(), StoreError> {
