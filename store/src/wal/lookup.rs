@@ -34,6 +34,9 @@ pub struct LogLookup {
 #[derive(Default)]
 struct State {
     maps: HashMap<PathBuf, SegmentMap>,
+    /// Plain segments mapped afresh during the current call: once is enough (a damaged
+    /// record must not make every lookup read the whole segment again).
+    remapped: std::collections::HashSet<PathBuf>,
     /// Most recently used first: (segment, block offset) and its records.
     cache: VecDeque<((PathBuf, u64), Arc<CachedBlock>)>,
 }
@@ -94,6 +97,7 @@ impl LogLookup {
     /// hold (removed by retention meanwhile, or damaged).
     pub fn payloads(&self, seqs: &[u64]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.remapped.clear();
         let mut out = vec![None; seqs.len()];
         let mut missing: Vec<usize> = (0..seqs.len()).collect();
         // A segment sealed (or removed by retention) between listing and reading is looked up
@@ -114,7 +118,9 @@ impl LogLookup {
                         if attempt == 2 {
                             tracing::warn!(seq, segment = %path.display(), error = %e, "a log record could not be read for a search result");
                         }
-                        state.maps.remove(path);
+                        if state.remapped.insert(path.clone()) {
+                            state.maps.remove(path);
+                        }
                         still.push(i);
                     }
                 }
@@ -152,7 +158,7 @@ impl State {
                     return Ok(None);
                 };
                 let found = read_plain(file, records[i].1, seq)?;
-                if found.is_none() {
+                if found.is_none() && self.remapped.insert(path.to_owned()) {
                     // The writer cut bytes past its last synced record and wrote again: map
                     // the segment afresh next time.
                     self.maps.remove(path);

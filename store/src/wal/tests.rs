@@ -447,3 +447,35 @@ fn a_segment_past_its_age_is_rotated_when_not_full_and_then_sealed() {
     assert!(damage.is_empty());
     assert_eq!(all.len(), 11);
 }
+
+#[test]
+fn a_damaged_record_in_the_plain_segment_costs_itself_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = WalWriter::open(dir.path(), 64 << 20, 0).unwrap();
+    for i in 0..300u32 {
+        wal.append(format!("plain record {i:04}").as_bytes())
+            .unwrap();
+    }
+    wal.sync().unwrap();
+    let path = &segments(dir.path()).unwrap()[0].1;
+    let mut bytes = fs::read(path).unwrap();
+    let at = bytes
+        .windows(17)
+        .position(|w| w == b"plain record 0150")
+        .unwrap();
+    bytes[at + 3] ^= 0x20;
+    fs::write(path, &bytes).unwrap();
+    let lookup = LogLookup::new(dir.path());
+    let wanted: Vec<u64> = (140..=160).collect();
+    let found = lookup.payloads(&wanted).unwrap();
+    for (seq, got) in wanted.iter().zip(&found) {
+        if *seq == 151 {
+            assert_eq!(got, &None, "the damaged record");
+        } else {
+            assert_eq!(
+                got.as_deref(),
+                Some(format!("plain record {:04}", seq - 1).as_bytes())
+            );
+        }
+    }
+}
