@@ -16,10 +16,9 @@ use std::sync::{Arc, Mutex};
 
 use super::cursor::{Found, SegmentCursor};
 use super::format::{
-    RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentKind, find_sync_of, parse_header, read_head,
-    segment_kind,
+    RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SegmentKind, parse_header, read_head, segment_kind,
 };
-use super::sealed::{BLOCK_SYNC, BlockReader, block_span, v2_block_records};
+use super::sealed::{BlockReader, block_span, next_block_marker, v2_block_records};
 use super::segments;
 use crate::error::StoreError;
 
@@ -279,25 +278,11 @@ fn map_blocks(reader: &mut BlockReader) -> std::io::Result<Vec<(u64, u64)>> {
                 blocks.push((first, at));
                 at = next;
             }
-            Some(Err(_)) => match next_marker(&reader.file, at + 1)? {
-                Some(next) => at = next,
-                None => return Ok(blocks),
+            Some(Err(_)) => match next_block_marker(&reader.file, at + 1)? {
+                Ok(next) => at = next,
+                Err(_) => return Ok(blocks),
             },
         }
-    }
-}
-
-fn next_marker(file: &File, mut from: u64) -> std::io::Result<Option<u64>> {
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read_at(&mut buf, from)?;
-        if n < BLOCK_SYNC.len() {
-            return Ok(None);
-        }
-        if let Some(i) = find_sync_of(&buf[..n], &BLOCK_SYNC) {
-            return Ok(Some(from + i as u64));
-        }
-        from += (n - (BLOCK_SYNC.len() - 1)) as u64;
     }
 }
 

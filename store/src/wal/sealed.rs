@@ -309,21 +309,33 @@ impl BlockCursor {
     /// Skips the rest of the current block, and the bytes up to the next block marker.
     pub fn resync(&mut self) -> std::io::Result<bool> {
         self.pending.clear();
-        let mut from = self.block_offset + 1;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = read_full(&self.blocks.file, from, &mut buf)?;
-            if n < BLOCK_SYNC.len() {
-                self.next_block = from + n as u64;
-                return Ok(false);
+        match next_block_marker(&self.blocks.file, self.block_offset + 1)? {
+            Ok(at) => {
+                self.next_block = at;
+                self.block_offset = at;
+                Ok(true)
             }
-            if let Some(i) = find_sync_of(&buf[..n], &BLOCK_SYNC) {
-                self.next_block = from + i as u64;
-                self.block_offset = self.next_block;
-                return Ok(true);
+            Err(end) => {
+                self.next_block = end;
+                Ok(false)
             }
-            from += (n - (BLOCK_SYNC.len() - 1)) as u64;
         }
+    }
+}
+
+/// The offset of the next block marker at or after `from`: `Ok`, or `Err` with where the
+/// file's bytes ran out first.
+pub(crate) fn next_block_marker(file: &File, mut from: u64) -> std::io::Result<Result<u64, u64>> {
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = read_full(file, from, &mut buf)?;
+        if n < BLOCK_SYNC.len() {
+            return Ok(Err(from + n as u64));
+        }
+        if let Some(i) = find_sync_of(&buf[..n], &BLOCK_SYNC) {
+            return Ok(Ok(from + i as u64));
+        }
+        from += (n - (BLOCK_SYNC.len() - 1)) as u64;
     }
 }
 
