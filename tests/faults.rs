@@ -543,7 +543,30 @@ fn a_data_directory_of_format_2_with_sealed_segments_opens_searches_and_verifies
     new_events_flow_then_the_store_verifies(&mut server);
     assert_eq!(
         std::fs::read_to_string(server.data_dir().join("FORMAT")).unwrap(),
-        "mimamori-data 3\n"
+        "mimamori-data 4\n"
+    );
+}
+
+#[test]
+fn a_data_directory_of_format_3_opens_finds_events_by_id_and_verifies() {
+    // Written by the release whose sealed blocks kept every event id and whose index held the
+    // ids' terms: records 1-55 in five sealed segments, 56-60 in a plain one.
+    let mut server = started_on_fixture("data-v0.3.0");
+    let hits = server.wait_for("fixture-v3", 60);
+    assert_eq!(hits.len(), 60, "{}", server.log());
+    let oldest = hits
+        .iter()
+        .find(|e| e["message"].as_str() == Some("fixture-v3 event 0 user=u0"))
+        .expect("the oldest record, in the first sealed segment, is read");
+    // The rebuilt index finds an event of a sealed segment by its id, through the column.
+    let id = oldest["event.id"].as_str().unwrap();
+    let by_id = server.search(&format!("event.id:{id}"));
+    assert_eq!(by_id.len(), 1, "{by_id:?}");
+    assert_eq!(by_id[0]["message"], oldest["message"]);
+    new_events_flow_then_the_store_verifies(&mut server);
+    assert_eq!(
+        std::fs::read_to_string(server.data_dir().join("FORMAT")).unwrap(),
+        "mimamori-data 4\n"
     );
 }
 

@@ -19,7 +19,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
-use store::{Ack, Batch, Event, EventId, StoreHandle};
+use store::{Ack, Batch, Event, EventId, StoreHandle, source_key};
 use tokio::sync::oneshot;
 
 use crate::ehr::{self, EhrMapping, csv::CsvRows};
@@ -444,7 +444,7 @@ impl Parsers {
                 Ok(element) => {
                     let location = format!("line {}", element.line);
                     let parsed = if format == Format::Atna {
-                        ehr::atna::event(&element.text, "atna", received, self.ehr.zone)
+                        ehr::atna::event(&element.text, source_key::ATNA, received, self.ehr.zone)
                             .map(|e| (e, None))
                     } else {
                         windows::xml::parse_event(&element.text).map(|record| {
@@ -452,7 +452,7 @@ impl Parsers {
                             (
                                 windows::normalize(
                                     &record,
-                                    "windows",
+                                    source_key::WINDOWS,
                                     element.text.clone(),
                                     received,
                                 ),
@@ -476,7 +476,7 @@ impl Parsers {
         received: DateTime<Utc>,
         sink: &mut dyn FnMut(Item),
     ) -> Result<(), Unreadable> {
-        let rows = CsvRows::new(input, &self.ehr, "ehr-csv", received)?;
+        let rows = CsvRows::new(input, &self.ehr, source_key::EHR_CSV, received)?;
         for row in rows {
             match row {
                 Ok((line, event)) => {
@@ -615,7 +615,7 @@ impl Parsers {
                         } else {
                             location.clone()
                         };
-                        let read = ehr::fhir::event(r, "fhir", received, self.ehr.zone);
+                        let read = ehr::fhir::event(r, source_key::FHIR, received, self.ehr.zone);
                         sink(Item::read(location, read.map(|event| (event, None))));
                     }
                 }
@@ -624,13 +624,15 @@ impl Parsers {
             Format::Winlogbeat => {
                 let read = windows::json::parse(v, self.zone).map(|record| {
                     let sequence = record.record_id.map(|n| (record.sequence_source(), n));
-                    let event = windows::normalize(&record, "windows", original, received);
+                    let event =
+                        windows::normalize(&record, source_key::WINDOWS, original, received);
                     (event, sequence)
                 });
                 sink(Item::read(location, read));
             }
             _ => {
-                let read = ehr::jsonl_event(&self.ehr, v, "ehr-jsonl", original, received);
+                let read =
+                    ehr::jsonl_event(&self.ehr, v, source_key::EHR_JSONL, original, received);
                 sink(Item::read(
                     location,
                     read.map(|event| numbered(event, "ehr-jsonl")),
@@ -743,7 +745,7 @@ impl Parsers {
                         win.record_id.get_or_insert(r.event_record_id);
                         let sequence = win.record_id.map(|n| (win.sequence_source(), n));
                         (
-                            windows::normalize(&win, "windows", r.data, received),
+                            windows::normalize(&win, source_key::WINDOWS, r.data, received),
                             sequence,
                         )
                     });

@@ -31,10 +31,7 @@ pub struct Origin {
 impl Origin {
     /// The key event ids are derived from: the same bytes from the same sender are one event.
     fn source_key(&self) -> String {
-        match &self.peer_ip {
-            Some(ip) => format!("syslog/{ip}"),
-            None => format!("syslog/{}", self.transport),
-        }
+        store::source_key::syslog(self.peer_ip.as_deref(), self.transport)
     }
 }
 

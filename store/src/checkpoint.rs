@@ -11,8 +11,9 @@ use crate::error::StoreError;
 use crate::wal::format::{Chain, from_hex, hex};
 
 /// The index format this build writes (1: payload `wal_seq=N`, no `_seq` field; 2: events
-/// stored in `_source`; 3: no event stored, results read from the log).
-pub const INDEX_FORMAT: u32 = 3;
+/// stored in `_source`; 3: no event stored, results read from the log; 4: `event.id` looked
+/// up by the `_id` column, its terms kept only for imported events).
+pub const INDEX_FORMAT: u32 = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Checkpoint {

@@ -284,6 +284,49 @@ impl fmt::Display for EventId {
     }
 }
 
+/// The keys event ids are derived from ([`EventId::derive`]), one per kind of source. They are
+/// defined here, with the id, so that the log can derive a stored event's id again from its
+/// sender and its raw line instead of keeping the id's 16 bytes (which do not compress).
+pub mod source_key {
+    use std::net::SocketAddr;
+
+    pub const EHR_CSV: &str = "ehr-csv";
+    pub const EHR_JSONL: &str = "ehr-jsonl";
+    pub const FHIR: &str = "fhir";
+    pub const ATNA: &str = "atna";
+    pub const WINDOWS: &str = "windows";
+    /// Syslog read from a file (or posted over HTTP): no sender address.
+    pub const SYSLOG_FILE: &str = "syslog/file";
+
+    /// The keys that do not depend on a sender, most common first.
+    pub const FIXED: &[&str] = &[EHR_CSV, EHR_JSONL, WINDOWS, FHIR, ATNA, SYSLOG_FILE];
+
+    /// The key of a syslog message: its sender's address without the port (ports change per
+    /// connection), or the transport when there is no sender (`syslog/file`).
+    pub fn syslog(peer_ip: Option<&str>, transport: &str) -> String {
+        match peer_ip {
+            Some(ip) => format!("syslog/{ip}"),
+            None => format!("syslog/{transport}"),
+        }
+    }
+
+    /// The key of a message a listener received from `address`, as `log.source.address` holds
+    /// it (`udp://10.0.0.5:514`, `tcp://[::ffff:10.0.0.5]:40112`).
+    pub fn of_address(address: &str) -> Option<String> {
+        let (_, peer) = address.split_once("://")?;
+        let peer: SocketAddr = peer.parse().ok()?;
+        Some(syslog(Some(&peer.ip().to_canonical().to_string()), ""))
+    }
+
+    /// Whether `address` (`log.source.address`) names a network listener's sender: such
+    /// events are never looked up by id to skip a duplicate (only imports are).
+    pub fn is_listener(address: &str) -> bool {
+        ["udp://", "tcp://", "tls://"]
+            .iter()
+            .any(|scheme| address.starts_with(scheme))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

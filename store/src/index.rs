@@ -137,7 +137,10 @@ impl EventIndex {
         *guard >= seq
     }
 
-    /// Whether an event with this id is already searchable.
+    /// Whether an event with this id is already searchable, among the events a listener did
+    /// not receive (imports, HTTP ingest, gap notices): what an import's duplicate check needs,
+    /// as a listener's events carry another source key and never share an id with them. The
+    /// ids of listeners' events are found by `event.id:` searches.
     pub fn contains_id(&self, id: &str) -> bool {
         let term = Term::from_field_text(self.schema.id, &crate::tokenizer::id_term(id));
         self.reader.searcher().doc_freq(&term).is_ok_and(|n| n > 0)
@@ -209,7 +212,20 @@ impl EventIndex {
         parser
             .parse_query(&rewritten)
             .map(crate::query::negations_complete)
+            .map(|q| crate::id_query::ids_looked_up(q, self.schema.id, &self.log))
             .map_err(|e| self.explain(text, e))
+            .and_then(|q| {
+                // Only whole ids are looked up (`event.id:X`): a boost or a fuzzy id would
+                // find only imported events, so it is refused rather than half answered.
+                let mut left = false;
+                q.query_terms(&mut |term, _| left |= term.field() == self.schema.id);
+                if left {
+                    return Err(StoreError::BadQuery(format!(
+                        "`{text}`: event.id takes whole ids only (`event.id:ID`, joined by AND, OR, NOT)"
+                    )));
+                }
+                Ok(q)
+            })
     }
 
     fn explain(&self, text: &str, error: QueryParserError) -> StoreError {

@@ -17,6 +17,7 @@ mod event;
 mod facets;
 mod follower;
 mod health;
+mod id_query;
 mod index;
 mod indexer;
 mod metrics;
@@ -36,7 +37,7 @@ mod wal;
 pub use crate::appender::MAX_EVENT_BYTES;
 pub use crate::checkpoint::Checkpoint;
 pub use crate::error::StoreError;
-pub use crate::event::{ACTIONS, AUDIT_DATASET, Event, EventId, Outcome};
+pub use crate::event::{ACTIONS, AUDIT_DATASET, Event, EventId, Outcome, source_key};
 pub use crate::facets::{
     FacetRequest, FacetValue, Facets, MAX_BUCKETS, MAX_COUNTED_VALUES, MAX_FACET_VALUES,
     bucket_width,

@@ -259,10 +259,11 @@ pub struct Store {
     sealer_thread: Option<JoinHandle<()>>,
 }
 
-/// The data directory's format: `<data_dir>/FORMAT` says `mimamori-data 3` (3: sealed log
-/// blocks without per-record headers, an index that stores no event; a release of format 2
-/// cannot read them, and refuses the directory).
-const DATA_FORMAT: u32 = 3;
+/// The data directory's format: `<data_dir>/FORMAT` says `mimamori-data 4` (3: sealed log
+/// blocks without per-record headers, an index that stores no event; 4: event ids derived
+/// again in sealed blocks, and looked up by a column; a release of an older format cannot
+/// read them, and refuses the directory).
+const DATA_FORMAT: u32 = 4;
 
 /// Refuses a data directory that a restore cut short left half written (`RESTORING`).
 pub fn refuse_half_restored(data_dir: &Path) -> Result<(), StoreError> {

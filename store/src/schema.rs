@@ -14,8 +14,8 @@ use tantivy::schema::{
 use tantivy::tokenizer::{LowerCaser, RawTokenizer, TextAnalyzer};
 use tantivy::{DateTime, Index, TantivyDocument};
 
-use crate::event::Event;
-use crate::tokenizer::{CjkBigramTokenizer, IdTokenizer};
+use crate::event::{Event, source_key};
+use crate::tokenizer::{CjkBigramTokenizer, IdTokenizer, id_key, id_term};
 
 /// Exact-match fields, compared case-insensitively (`user.name:Tanaka` finds `tanaka`).
 const KEYWORD: &str = "keyword";
@@ -77,6 +77,8 @@ pub struct EventSchema {
     /// The first 4 bytes of the record's hash chain value, for `verify` to tell that the index
     /// holds the record the log holds.
     pub digest: Field,
+    /// 32 bits of the event id ([`id_key`]): where `event.id:` searches look (see `id_query.rs`).
+    pub id_key: Field,
 }
 
 impl EventSchema {
@@ -147,6 +149,7 @@ impl EventSchema {
         // Ranges over `_seq` (retention) and the sort read the column; no term is looked up.
         let seq = builder.add_u64_field("_seq", FAST);
         let digest = builder.add_u64_field("_digest", FAST);
+        let id_key = builder.add_u64_field("_id", FAST);
         EventSchema {
             schema: builder.build(),
             id,
@@ -171,6 +174,7 @@ impl EventSchema {
             message,
             seq,
             digest,
+            id_key,
         }
     }
 
@@ -202,7 +206,16 @@ impl EventSchema {
         let mut doc = TantivyDocument::new();
         doc.add_u64(self.seq, seq);
         doc.add_u64(self.digest, chain_digest(chain));
-        doc.add_text(self.id, event.id.as_str());
+        doc.add_u64(self.id_key, id_key(&id_term(event.id.as_str())));
+        // The id's terms (35 bytes an event) serve the duplicate check of imports only
+        // ([`crate::EventIndex::contains_id`]): what a listener received is never looked up so.
+        if !event
+            .log_source
+            .as_deref()
+            .is_some_and(source_key::is_listener)
+        {
+            doc.add_text(self.id, event.id.as_str());
+        }
         doc.add_date(self.timestamp, to_tantivy(event.timestamp));
         doc.add_date(self.ingested, to_tantivy(event.ingested));
         doc.add_text(self.dataset, &event.dataset);

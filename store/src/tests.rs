@@ -501,3 +501,70 @@ fn ids_are_matched_whole_by_the_duplicate_check_and_by_search() {
         1
     );
 }
+
+/// Two ids whose `_id` column values are equal: the column holds 32 bits of each.
+fn ids_sharing_a_key() -> (String, String) {
+    let mut seen = std::collections::HashMap::new();
+    for n in 0u64.. {
+        let id = format!(
+            "{:032x}",
+            u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)
+        );
+        let key = crate::tokenizer::id_key(&crate::tokenizer::id_term(&id));
+        if let Some(other) = seen.insert(key, id.clone()) {
+            return (other, id);
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_listeners_events_are_found_by_id_through_the_column_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (held, twin) = ids_sharing_a_key();
+    let mut events = Vec::new();
+    for (n, id) in [(1, held.as_str()), (2, "00000000000000000000000000000abc")] {
+        let mut e = event(n, "tanaka", "record.view", at(n));
+        e.id = EventId::from_hex(id.into());
+        e.log_source = Some(format!("udp://10.0.0.{n}:514"));
+        events.push(e);
+    }
+    let (batch, ack) = Batch::with_ack(events);
+    store.sender().blocking_send(batch).unwrap();
+    ack.blocking_recv().unwrap().unwrap();
+    wait_for(store.index(), 2);
+    let index = store.index();
+    // No id terms for what a listener received: the duplicate check of imports never asks.
+    assert!(!index.contains_id(&held));
+    let hits = search(index, &format!("event.id:{}", held.to_uppercase()));
+    assert_eq!(hits.total, 1);
+    assert_eq!(hits.events[0].id.as_str(), held);
+    // The twin has the same 32 bits in the column: the log tells them apart, everywhere.
+    assert_eq!(search(index, &format!("event.id:{twin}")).total, 0);
+    assert_eq!(
+        search(index, &format!("tanaka AND NOT event.id:{twin}")).total,
+        2
+    );
+    assert_eq!(
+        search(index, &format!("tanaka AND NOT event.id:{held}")).total,
+        1
+    );
+    // An alert's evidence: several ids in one query.
+    let evidence =
+        format!("event.id:{held} OR event.id:{twin} OR event.id:00000000000000000000000000000abc");
+    assert_eq!(search(index, &evidence).total, 2);
+    assert_eq!(
+        search(index, &format!("({evidence}) AND event.id:{held}")).total,
+        1
+    );
+    for odd in [
+        format!("event.id:{held}^2"),
+        format!("tanaka OR (event.id:{held} OR event.id:{twin})^0.5"),
+    ] {
+        assert!(
+            matches!(index.parse_query(&odd), Err(StoreError::BadQuery(m)) if m.contains("whole ids")),
+            "{odd}"
+        );
+    }
+}

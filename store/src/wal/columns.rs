@@ -14,13 +14,25 @@
 //! shape:   varint tokens | token*;  token: u8 0 (value) or 1 (object opens) + varint length + key
 //!          text, or u8 2 (object closes)
 //! entry:   u8 0 + varint length + value text, or u8 1 + varint offset + varint length: the
-//!          value is `"` + those bytes of the original's text + `"`
+//!          value is `"` + those bytes of the original's text + `"`, or (log format 4) u8 2 +
+//!          varint length + source key: the value is the event id derived from that key and
+//!          the original ([`EventId::derive`])
 //! ```
+//!
+//! An event id is a hash of its source's key and its raw line: 16 bytes that do not compress,
+//! a tenth of a sealed event. Where the key is one of the known ones (`source_key`) and the
+//! original is the raw line as received, the id is derived again when the record is read.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+
+use crate::event::{EventId, source_key};
 
 /// Key whose string value the others refer into.
 const ORIGINAL: &[u8] = b"event.original";
+/// Key of the event id, and of the sender's address its key may follow from.
+const ID: &[u8] = b"event.id";
+const ADDRESS: &[u8] = b"log.source.address";
 /// Shorter string values are stored as they are: a reference would not be smaller.
 const MIN_REFERENCE: usize = 4;
 const CODEC_COLUMNS: u8 = 1;
@@ -45,8 +57,10 @@ struct Shape {
     tokens: Vec<Token>,
     /// The column of each of its values.
     columns: Vec<usize>,
-    /// Which of its values is the original.
+    /// Which of its values is the original, the id, the sender's address.
     original: Option<usize>,
+    id: Option<usize>,
+    address: Option<usize>,
 }
 
 /// Byte offset just past the JSON string starting at `at` (a `"`).
@@ -255,6 +269,8 @@ pub fn encode(payloads: &[&[u8]]) -> Vec<u8> {
         values: Vec::new(),
     };
     let mut check = Vec::new();
+    // The key the block's last derived id came from: most records of a block share one.
+    let mut last_key: Option<String> = None;
     for payload in payloads {
         let id = match cut(payload, &mut parts) {
             None => None,
@@ -264,6 +280,8 @@ pub fn encode(payloads: &[&[u8]]) -> Vec<u8> {
                     let tokens = tokens(&parts.shape);
                     let names = value_names(&tokens);
                     let original = names.iter().position(|n| n == ORIGINAL);
+                    let id = names.iter().position(|n| n == ID);
+                    let address = names.iter().position(|n| n == ADDRESS);
                     let columns = names
                         .into_iter()
                         .map(|name| {
@@ -278,6 +296,8 @@ pub fn encode(payloads: &[&[u8]]) -> Vec<u8> {
                         tokens,
                         columns,
                         original,
+                        id,
+                        address,
                     });
                     shape_ids.insert(parts.shape.clone(), shapes.len() - 1);
                     Some(shapes.len() - 1)
@@ -303,8 +323,24 @@ pub fn encode(payloads: &[&[u8]]) -> Vec<u8> {
             .map(|i| parts.values[i])
             .filter(|t| t.len() >= 2 && t[0] == b'"')
             .map(|t| &t[1..t.len() - 1]);
+        let derived_from = match (shape.id, shape.original) {
+            (Some(i), Some(o)) => id_source_key(
+                parts.values[i],
+                parts.values[o],
+                shape.address.map(|a| parts.values[a]),
+                &mut last_key,
+            ),
+            _ => None,
+        };
         for (i, value) in parts.values.iter().enumerate() {
             let entries = &mut columns[shape.columns[i]].1;
+            if Some(i) == shape.id
+                && let Some(key) = &derived_from
+            {
+                entries.push(2);
+                put_bytes(entries, key.as_bytes());
+                continue;
+            }
             let inner = (value.len() >= 2 + MIN_REFERENCE && value[0] == b'"')
                 .then(|| &value[1..value.len() - 1]);
             let at = match (inner, original) {
@@ -360,6 +396,54 @@ pub fn encode(payloads: &[&[u8]]) -> Vec<u8> {
         put_bytes(&mut out, payload);
     }
     out
+}
+
+/// The text of a JSON string value (`"` ... `"`) with its escapes undone.
+fn unescaped(text: &[u8]) -> Option<Cow<'_, [u8]>> {
+    let inner = text.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if !inner.contains(&b'\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_slice::<String>(text)
+        .ok()
+        .map(|s| Cow::Owned(s.into_bytes()))
+}
+
+/// The source key that the id `id` was derived from with the record's original, when it is
+/// one of the known keys: the sender's address's (`address`), or a fixed one. All three are
+/// JSON value texts. `last` is the key found last, tried first.
+fn id_source_key(
+    id: &[u8],
+    original: &[u8],
+    address: Option<&[u8]>,
+    last: &mut Option<String>,
+) -> Option<String> {
+    let hex = id.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if hex.len() != 32 {
+        return None;
+    }
+    let raw = unescaped(original)?;
+    let from_address = address
+        .and_then(|a| a.strip_prefix(b"\"")?.strip_suffix(b"\""))
+        .and_then(|a| std::str::from_utf8(a).ok())
+        .and_then(source_key::of_address);
+    let tried = last.clone();
+    let candidates = tried
+        .iter()
+        .map(|k| Cow::Borrowed(k.as_str()))
+        .chain(from_address.map(Cow::Owned))
+        .chain(source_key::FIXED.iter().map(|k| Cow::Borrowed(*k)));
+    for (n, key) in candidates.enumerate() {
+        if n > 0 && tried.as_deref() == Some(&*key) {
+            continue;
+        }
+        if EventId::derive(&key, &raw).as_str().as_bytes() == hex {
+            let key = key.into_owned();
+            *last = Some(key.clone());
+            return Some(key);
+        }
+    }
+    None
 }
 
 /// Puts a payload together from its shape into `out`; `put(i, out)` writes value `i`.
@@ -478,6 +562,7 @@ fn decode_records(raw: &[u8], only: Option<usize>) -> Option<Vec<Vec<u8>>> {
                     usize::try_from(column.varint()?).ok()?,
                     usize::try_from(column.varint()?).ok()?,
                 ),
+                2 => Entry::Derived(column.bytes()?),
                 _ => return None,
             });
         }
@@ -489,9 +574,21 @@ fn decode_records(raw: &[u8], only: Option<usize>) -> Option<Vec<Vec<u8>>> {
             _ => &[][..],
         };
         // Every reference lies inside the original, or the block is not good.
+        let mut derived = None;
         for entry in &entries {
-            if let Entry::At(at, len) = entry {
-                original.get(*at..at.checked_add(*len)?)?;
+            match entry {
+                Entry::At(at, len) => {
+                    original.get(*at..at.checked_add(*len)?)?;
+                }
+                Entry::Derived(key) => {
+                    let text = match shape_originals[s].map(|i| &entries[i]) {
+                        Some(Entry::Text(text)) => *text,
+                        _ => return None,
+                    };
+                    let key = std::str::from_utf8(key).ok()?;
+                    derived = Some(EventId::derive(key, &unescaped(text)?));
+                }
+                Entry::Text(_) => {}
             }
         }
         let mut payload = Vec::with_capacity(512);
@@ -500,6 +597,13 @@ fn decode_records(raw: &[u8], only: Option<usize>) -> Option<Vec<Vec<u8>>> {
             Entry::At(at, len) => {
                 out.push(b'"');
                 out.extend_from_slice(&original[at..at + len]);
+                out.push(b'"');
+            }
+            Entry::Derived(_) => {
+                out.push(b'"');
+                if let Some(id) = &derived {
+                    out.extend_from_slice(id.as_str().as_bytes());
+                }
                 out.push(b'"');
             }
         });
@@ -514,6 +618,8 @@ fn decode_records(raw: &[u8], only: Option<usize>) -> Option<Vec<Vec<u8>>> {
 enum Entry<'a> {
     Text(&'a [u8]),
     At(usize, usize),
+    /// The event id, derived from this source key and the original.
+    Derived(&'a [u8]),
 }
 
 #[cfg(test)]
@@ -566,5 +672,53 @@ mod tests {
         *bad.last_mut().unwrap() = 0xFF;
         let _ = decode(&bad);
         assert_eq!(decode(&raw).unwrap()[0], payloads[0]);
+    }
+
+    /// A payload as the log holds it: an event with this id, original and sender.
+    fn event_json(id: &EventId, original: &str, address: Option<&str>) -> Vec<u8> {
+        let mut event = crate::Event::new("x", "syslog", original.to_owned(), chrono::Utc::now());
+        event.id = id.clone();
+        event.message = original.to_owned();
+        event.log_source = address.map(str::to_owned);
+        serde_json::to_vec(&event).unwrap()
+    }
+
+    #[test]
+    fn ids_derived_from_a_known_source_key_are_derived_again_not_stored() {
+        let line = "<134>1 2026-11-24T10:00:00Z h ehr - - - \"quoted\" 患者 user=u1";
+        let from_listener = event_json(
+            &EventId::derive("syslog/10.0.0.5", line.as_bytes()),
+            line,
+            Some("tcp://[::ffff:10.0.0.5]:40112"),
+        );
+        let imported = event_json(
+            &EventId::derive(source_key::EHR_CSV, b"2026-11-24,u1,P1"),
+            "2026-11-24,u1,P1",
+            None,
+        );
+        // A key nobody knows, an id that is not the original's (a cut event), an odd id.
+        let other_key = event_json(&EventId::derive("gap/x", b"1,2"), "1,2", None);
+        let cut = event_json(
+            &EventId::derive("syslog/10.0.0.5", b"a longer line"),
+            "a longer",
+            Some("udp://10.0.0.5:514"),
+        );
+        let odd = event_json(&EventId::from_hex("Gap-1".into()), "x", None);
+        let payloads: Vec<&[u8]> = vec![&from_listener, &imported, &other_key, &cut, &odd];
+        let raw = encode(&payloads);
+        for (i, payload) in payloads.iter().enumerate() {
+            assert_eq!(decode_one(&raw, i).as_deref(), Some(*payload), "record {i}");
+        }
+        let text = String::from_utf8_lossy(&raw);
+        for (payload, stored) in payloads.iter().zip([false, false, true, true, true]) {
+            let event: crate::Event = serde_json::from_slice(payload).unwrap();
+            assert_eq!(text.contains(event.id.as_str()), stored, "{}", event.id);
+        }
+        // A derived id is as safe as a stored one: a changed original gives another id, which
+        // the chain (checked by every reader) does not accept.
+        let forged = String::from_utf8_lossy(&raw).replace("user=u1", "user=u2");
+        if let Some(back) = decode(forged.as_bytes()) {
+            assert_ne!(back[0], from_listener);
+        }
     }
 }

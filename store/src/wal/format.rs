@@ -13,9 +13,10 @@
 
 use sha2::{Digest, Sha256};
 
-/// Format of the log this build writes; it reads this one and version 2 (whose sealed blocks
-/// keep every record's header), and migrates version 1.
-pub const FORMAT_VERSION: u16 = 3;
+/// Format of the log this build writes; it reads this one, version 3 (whose sealed blocks
+/// keep every event id), version 2 (whose sealed blocks keep every record's header), and
+/// migrates version 1. Plain segments are the same in versions 2 to 4.
+pub const FORMAT_VERSION: u16 = 4;
 pub const SEGMENT_MAGIC: &[u8; 6] = b"MMRWAL";
 pub const SEGMENT_HEADER_BYTES: u64 = 16;
 pub const SYNC: [u8; 4] = [0xF7, 0x4D, 0x52, 0x1E];

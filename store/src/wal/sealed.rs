@@ -7,14 +7,15 @@
 //! segment:  "MMRWLZ" | u16 LE format version | u64 LE first seq                  (16 bytes)
 //! block:    sync marker F7 5A 42 1E | u32 LE compressed length | u32 LE raw length
 //!           | u32 LE CRC-32 of the fields after it and the compressed bytes (version 2: of the
-//!           compressed bytes) | (version 3) u64 LE first seq | u32 LE records
+//!           compressed bytes) | (version 3 and later) u64 LE first seq | u32 LE records
 //!           | [32] chain of the first record | [32] chain of the last record
 //!           | zstd frame
-//! raw, version 3: the payloads by field, see `columns.rs` (seqs follow from the first)
+//! raw, version 3 and 4: the payloads by field, see `columns.rs` (seqs follow from the
+//!           first); version 4 may derive event ids again instead of keeping them
 //! raw, version 2: whole records in the plain format (52-byte header each)
 //! ```
 //!
-//! A version-3 block keeps the chain of its first and last records only: a reader recomputes
+//! A version-3 (or 4) block keeps the chain of its first and last records only: a reader recomputes
 //! the ones between, so a record changed inside a block shows as a chain that no longer leads
 //! to the block's last record. Its payloads are stored by field (`columns.rs`). Leaving out the
 //! per-record header (whose SHA-256 and CRC do not compress) and storing the fields apart took
