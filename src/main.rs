@@ -31,6 +31,11 @@ use alerting::db::AlertStatus;
 
 use crate::config::Config;
 
+/// mimalloc instead of glibc's allocator: measured in `mimamori bench` (ARCHITECTURE.md,
+/// "Performance"), for the peak memory glibc's per-thread arenas kept after a burst.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mimamori",
