@@ -269,9 +269,13 @@ impl AlertDb {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(err)?;
-        for row in rows {
-            tx.execute(sql, rusqlite::params_from_iter(row))
-                .map_err(err)?;
+        {
+            let mut statement = tx.prepare_cached(sql).map_err(err)?;
+            for row in rows {
+                statement
+                    .execute(rusqlite::params_from_iter(row))
+                    .map_err(err)?;
+            }
         }
         tx.commit().map_err(err)
     }
@@ -480,12 +484,15 @@ fn record_in(
         let mut known = None;
         for e in &alert.evidence {
             known = tx
-                .query_row(
+                .prepare_cached(
                     "SELECT id FROM alerts WHERE dedup_key = ?1 AND instr(evidence, ?2) > 0 LIMIT 1",
-                    params![key, format!("\"{}\"", e.as_str())],
-                    |r| r.get::<_, i64>(0),
                 )
-                .optional()
+                .and_then(|mut s| {
+                    s.query_row(params![key, format!("\"{}\"", e.as_str())], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                    .optional()
+                })
                 .map_err(|source| AlertDbError::Sqlite {
                     path: path.to_owned(),
                     source,
@@ -500,12 +507,13 @@ fn record_in(
     }
     let since = (alert.first_seen - dedup_window).to_rfc3339();
     let existing: Option<(i64, String, String, String, i64, String)> = tx
-        .query_row(
+        .prepare_cached(
             "SELECT id, evidence, first_seen, last_seen, count, private FROM alerts
                  WHERE dedup_key = ?1 AND status != 'closed' AND last_seen >= ?2
                  ORDER BY last_seen DESC LIMIT 1",
-            params![key, since],
-            |r| {
+        )
+        .and_then(|mut s| {
+            s.query_row(params![key, since], |r| {
                 Ok((
                     r.get(0)?,
                     r.get(1)?,
@@ -514,9 +522,9 @@ fn record_in(
                     r.get(4)?,
                     r.get(5)?,
                 ))
-            },
-        )
-        .optional()
+            })
+            .optional()
+        })
         .map_err(|source| AlertDbError::Sqlite {
             path: path.to_owned(),
             source,
@@ -546,10 +554,12 @@ fn record_in(
                         private.push(p.clone());
                     }
                 }
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE alerts SET evidence = ?2, first_seen = ?3, last_seen = ?4, count = ?5,
                          explanation = ?6, private = ?7 WHERE id = ?1",
-                    params![
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
                         id,
                         serde_json::to_string(&ids).unwrap_or_default(),
                         first,
@@ -557,8 +567,8 @@ fn record_in(
                         count + 1,
                         alert.explanation,
                         serde_json::to_string(&private).unwrap_or_default()
-                    ],
-                )
+                    ])
+                })
                 .and_then(|_| outbox::note(tx, id, Change::Updated, None))
                 .map_err(|source| AlertDbError::Sqlite {
                     path: path.to_owned(),
@@ -570,11 +580,13 @@ fn record_in(
         None => {
             let evidence: Vec<&str> = alert.evidence.iter().map(EventId::as_str).collect();
             let id = tx
-                .execute(
+                .prepare_cached(
                     "INSERT INTO alerts (rule, severity, user, site, dedup_key, first_seen, last_seen,
                      count, explanation, evidence, private)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                    params![
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
                         alert.rule,
                         alert.severity.as_str(),
                         alert.user,
@@ -586,8 +598,8 @@ fn record_in(
                         alert.explanation,
                         serde_json::to_string(&evidence).unwrap_or_default(),
                         serde_json::to_string(&alert.private).unwrap_or_default()
-                    ],
-                )
+                    ])
+                })
                 .and_then(|_| {
                     let id = tx.last_insert_rowid();
                     outbox::note(tx, id, Change::Raised, None).map(|()| id)

@@ -102,11 +102,14 @@ pub(crate) fn note(
     change: Change,
     by: Option<&str>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO outbox (alert_id, change, at, by) VALUES (?1, ?2, ?3, ?4)",
-        params![alert_id, change.as_str(), Utc::now().to_rfc3339(), by],
-    )
-    .map(|_| ())
+    tx.prepare_cached("INSERT INTO outbox (alert_id, change, at, by) VALUES (?1, ?2, ?3, ?4)")?
+        .execute(params![
+            alert_id,
+            change.as_str(),
+            Utc::now().to_rfc3339(),
+            by
+        ])
+        .map(|_| ())
 }
 
 /// The changes numbered after `seq`, oldest first, at most `limit`.
