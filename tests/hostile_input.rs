@@ -301,4 +301,16 @@ fn bad_queries_exit_2_and_answer_400() {
     );
     let (status, body) = common::http_get(server.http, "/api/v1/search?q=x&from=soon").unwrap();
     assert_eq!(status, 400, "{body}");
+    // Nesting deep enough to overflow a worker's stack in the parser is refused, and the
+    // server goes on.
+    let deep = format!("*%20AND%20{}x", "NOT%20".repeat(600));
+    let (status, body) =
+        common::http_get(server.http, &format!("/api/v1/search?q={deep}")).unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("at most 64"), "{body}");
+    let (status, body) =
+        common::http_get(server.http, "/api/v1/search?q=event.id:5092dd02").unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("one whole id"), "{body}");
+    assert_eq!(common::http_get(server.http, "/healthz").unwrap().0, 200);
 }

@@ -926,6 +926,7 @@ impl Report {
 /// Tags that mean "kept, but read in part"; counted in the report.
 const WARNING_TAGS: &[&str] = &[
     "encoding_mismatch",
+    crate::syslog::INVALID_UTF8_TAG,
     "csv_ragged_row",
     "syslog_parse_failure",
     "snare_parse_failure",

@@ -47,6 +47,10 @@ pub struct SyslogParser {
 pub const PARSE_FAILURE_TAG: &str = "syslog_parse_failure";
 pub const SNARE_FAILURE_TAG: &str = "snare_parse_failure";
 pub const ATNA_FAILURE_TAG: &str = "atna_parse_failure";
+/// A message that was not valid UTF-8: `event.original` holds it with U+FFFD for the bad
+/// bytes, and its id is derived from the bytes as received, so two messages that differ only
+/// there stay two events.
+pub const INVALID_UTF8_TAG: &str = "invalid_utf8";
 
 impl SyslogParser {
     pub fn new(timezone: Tz) -> SyslogParser {
@@ -76,8 +80,8 @@ impl SyslogParser {
 
     /// Turns one frame into an event. Never fails: input that is not syslog is kept as text.
     pub fn parse(&self, raw: &[u8], origin: &Origin, received: DateTime<Utc>) -> Event {
-        let text = String::from_utf8_lossy(raw);
-        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        let decoded = String::from_utf8_lossy(raw);
+        let text = decoded.strip_prefix('\u{feff}').unwrap_or(&decoded);
         let mut rule = self.rule_for_address(origin.peer_ip.as_deref());
         let zone = rule.map_or(self.timezone, |r| r.timezone);
         let mut event = self.parse_in(text, origin, received, zone);
@@ -112,6 +116,11 @@ impl SyslogParser {
             event
                 .labels
                 .insert("log.source.name".into(), r.name.clone());
+        }
+        if let std::borrow::Cow::Owned(_) = decoded {
+            let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+            event.id = store::EventId::derive(&origin.source_key(), raw);
+            event.tags.push(INVALID_UTF8_TAG.to_owned());
         }
         event
     }

@@ -51,7 +51,13 @@ impl IdQuery {
     /// The documents of `reader` whose event has one of the ids, ascending.
     fn matching(&self, reader: &SegmentReader) -> tantivy::Result<Vec<DocId>> {
         let fast = reader.fast_fields();
-        let keys = fast.u64("_id")?;
+        let keys = fast.u64("_id").map_err(|_| {
+            TantivyError::InvalidArgument(
+                "the index is of an older format, without the `_id` column event.id searches \
+                 use: start `mimamori serve` (it rebuilds the index) or run `mimamori reindex`"
+                    .into(),
+            )
+        })?;
         let seqs = fast.u64("_seq")?;
         let max_doc = reader.max_doc();
         let mut candidates = Vec::new();
@@ -93,10 +99,14 @@ impl IdQuery {
             if seqs.first(doc).is_none() {
                 continue;
             }
+            // A candidate whose event cannot be read is not shown to be another id: it counts
+            // as a match, and the search reports it unreadable, as any search does.
             let Some(payload) = payloads.next().flatten() else {
-                continue; // unreadable: not shown to be this id
+                found.push(doc);
+                continue;
             };
             let Ok(IdOf { id }) = serde_json::from_slice::<IdOf>(&payload) else {
+                found.push(doc);
                 continue;
             };
             let term = id_term(&id);

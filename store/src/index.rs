@@ -208,6 +208,9 @@ impl EventIndex {
             .collect();
         let mut parser = QueryParser::for_index(&self.index, fields);
         parser.set_conjunction_by_default();
+        if let Some(why) = crate::query::refused(text) {
+            return Err(StoreError::BadQuery(why));
+        }
         let rewritten = crate::query::accounts_as_typed(text);
         parser
             .parse_query(&rewritten)

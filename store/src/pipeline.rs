@@ -420,6 +420,10 @@ impl Store {
         let event_index = EventIndex::new(index.clone(), &wal_dir, Some(metrics.clone()))?;
         event_index.set_committed(point.seq);
         let (sealer, committed) = std::sync::mpsc::sync_channel(1);
+        // A seal pass at start too: a crash between writing a `.walz` and removing its plain
+        // segment leaves both, and the plain one is sealed again (the `.walz` rewritten from
+        // it and read back) without waiting for new events.
+        let _ = sealer.try_send(point.seq);
         let sealer_thread = {
             let (wal_dir, metrics) = (wal_dir.clone(), metrics.clone());
             std::thread::Builder::new()

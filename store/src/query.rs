@@ -25,6 +25,88 @@ pub(crate) fn negations_complete(query: Box<dyn Query>) -> Box<dyn Query> {
     Box::new(BooleanQuery::new(clauses))
 }
 
+/// Brackets and unary operators (`NOT`, `-`, `+`, `!`) a query may hold in all: the parser and
+/// the search recurse once per level, and a few hundred levels overflow a worker's stack.
+pub(crate) const MAX_NESTING: usize = 64;
+
+/// The pieces of `text` outside double quotes, with the byte offset each starts at.
+fn unquoted(text: &str) -> Vec<(usize, &str)> {
+    let mut pieces = Vec::new();
+    let (mut start, mut quoted, mut escaped) = (0, false, false);
+    for (i, c) in text.char_indices() {
+        if quoted {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                quoted = false;
+                start = i + 1;
+            }
+        } else if c == '"' {
+            pieces.push((start, &text[start..i]));
+            quoted = true;
+        }
+    }
+    if !quoted {
+        pieces.push((start, &text[start..]));
+    }
+    pieces
+}
+
+/// What is wrong with `text` before the parser sees it: nesting past [`MAX_NESTING`], or an
+/// `event.id:` that is not one whole id (ids are looked up whole, see `id_query.rs`; a prefix,
+/// a range or a wildcard would find nothing or only some events, silently).
+pub(crate) fn refused(text: &str) -> Option<String> {
+    let pieces = unquoted(text);
+    let nesting: usize = pieces
+        .iter()
+        .flat_map(|(_, piece)| piece.split_whitespace())
+        .map(|word| {
+            usize::from(word == "NOT")
+                + (word.len() - word.trim_start_matches(['-', '+', '!']).len())
+                + word.matches('(').count()
+        })
+        .sum();
+    if nesting > MAX_NESTING {
+        return Some(format!(
+            "the query nests brackets and NOT/-/+ {nesting} deep; at most {MAX_NESTING} are allowed"
+        ));
+    }
+    for (offset, piece) in pieces {
+        let mut rest = piece;
+        while let Some(at) = rest.find("event.id:") {
+            let before = rest[..at].chars().next_back();
+            let value = &rest[at + "event.id:".len()..];
+            rest = value;
+            if before.is_some_and(|c| !(c.is_whitespace() || matches!(c, '(' | '-' | '+' | '!'))) {
+                continue; // the end of another word
+            }
+            let end = value
+                .find(|c: char| c.is_whitespace() || c == ')')
+                .unwrap_or(value.len());
+            let quoted = value.is_empty() && offset + piece.len() < text.len();
+            let id = if quoted {
+                // `event.id:"..."`: the piece ended at the quote, the id is inside it.
+                text[offset + piece.len() + 1..]
+                    .split('"')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+            } else {
+                &value[..end]
+            };
+            if id.len() != 32 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Some(format!(
+                    "`event.id:{id}`: event.id takes one whole id, 32 hex digits \
+                     (event.id:5092dd0212c7cff6417fe2f6d42556f5); join several with OR"
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// Rewrites account words outside quotes: `DOMAIN\user` (bare or after `user.name:`) becomes
 /// `user.name:"user"`, and `user@domain` becomes `(user.name:"user" OR <the word>)`.
 pub(crate) fn accounts_as_typed(text: &str) -> Cow<'_, str> {
@@ -159,6 +241,42 @@ pub fn patients_named(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod audit_tests {
     use super::*;
+
+    #[test]
+    fn deep_nesting_and_partial_ids_are_refused_before_parsing() {
+        let id = "5092dd0212c7cff6417fe2f6d42556f5";
+        for fine in [
+            format!("event.id:{id}"),
+            format!(
+                "(event.id:{id} OR event.id:{}) AND NOT user.name:x",
+                id.to_uppercase()
+            ),
+            format!("event.id:\"{id}\""),
+            format!("-event.id:{id} \"event.id:x\" message:event.id:x"),
+            "NOT NOT tanaka".into(),
+        ] {
+            assert_eq!(refused(&fine), None, "{fine}");
+        }
+        for partial in [
+            format!("event.id:{}", &id[..16]),
+            format!("event.id:{}*", &id[..31]),
+            format!("event.id:{id}~1"),
+            format!("event.id:{id}^2"),
+            "event.id:>=0".into(),
+            format!("event.id:[{id} TO {id}]"),
+            "event.id:*".into(),
+            format!("event.id:\"{id} {id}\""),
+            format!("event.id:{id},{id}"),
+        ] {
+            let why = refused(&partial).unwrap_or_else(|| panic!("{partial}"));
+            assert!(why.contains("one whole id"), "{partial}: {why}");
+        }
+        let deep = format!("* AND {}x", "NOT ".repeat(600));
+        assert!(refused(&deep).unwrap().contains("at most 64"));
+        let brackets = format!("{}x{}", "(".repeat(65), ")".repeat(65));
+        assert!(refused(&brackets).is_some());
+        assert!(refused(&format!("{}x", "-".repeat(65))).is_some());
+    }
 
     #[test]
     fn the_patients_a_query_names_are_found() {

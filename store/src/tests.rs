@@ -563,8 +563,47 @@ fn a_listeners_events_are_found_by_id_through_the_column_exactly() {
         format!("tanaka OR (event.id:{held} OR event.id:{twin})^0.5"),
     ] {
         assert!(
-            matches!(index.parse_query(&odd), Err(StoreError::BadQuery(m)) if m.contains("whole ids")),
+            matches!(index.parse_query(&odd), Err(StoreError::BadQuery(m)) if m.contains("whole id")),
             "{odd}"
         );
     }
+}
+
+#[test]
+fn an_id_whose_event_the_log_cannot_give_back_counts_as_found_and_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let events: Vec<Event> = (1..=3)
+        .map(|n| {
+            let mut e = event(n, "tanaka", &format!("damaged-{n}"), at(n));
+            e.log_source = Some("tcp://10.0.0.9:40000".into());
+            e
+        })
+        .collect();
+    let id = events[1].id.as_str().to_owned();
+    let (batch, ack) = Batch::with_ack(events);
+    store.sender().blocking_send(batch).unwrap();
+    ack.blocking_recv().unwrap().unwrap();
+    wait_for(store.index(), 3);
+    // One byte of the second event's record, in the plain segment being written.
+    let segment = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let at = memchr::memmem::find(&bytes, b"damaged-2").unwrap();
+    bytes[at] ^= 0x20;
+    std::fs::write(&segment, &bytes).unwrap();
+    let index = store.index();
+    let hits = search(index, &format!("event.id:{id}"));
+    assert_eq!(
+        (hits.total, hits.unreadable),
+        (1, 1),
+        "found, and said unreadable"
+    );
+    assert_eq!(
+        search(index, &format!("tanaka AND NOT event.id:{id}")).total,
+        2
+    );
 }

@@ -229,11 +229,31 @@ fn what_is_not_syslog_is_kept_as_text_and_tagged() {
         b"   ",
     ] {
         let e = parse_line(raw);
-        assert_eq!(e.tags, [PARSE_FAILURE_TAG], "{raw:?}");
+        let mut expected = vec![PARSE_FAILURE_TAG];
+        if std::str::from_utf8(raw).is_err() {
+            expected.push(INVALID_UTF8_TAG);
+        }
+        assert_eq!(e.tags, expected, "{raw:?}");
         assert_eq!(e.original, String::from_utf8_lossy(raw));
         assert_eq!(e.timestamp, received(), "no time in it: the arrival time");
         assert_eq!(e.host.as_deref(), Some("192.0.2.7"), "placed at the sender");
     }
+}
+
+#[test]
+fn lines_that_differ_only_in_bytes_that_are_not_utf8_stay_two_events() {
+    let a = parse_line(b"<13>1 2026-11-24T10:00:00Z pc1 ehr - - - user=\xff");
+    let b = parse_line(b"<13>1 2026-11-24T10:00:00Z pc1 ehr - - - user=\xfe");
+    let c = parse_line("<13>1 2026-11-24T10:00:00Z pc1 ehr - - - user=\u{fffd}".as_bytes());
+    assert_eq!(a.original, b.original, "both shown with U+FFFD");
+    assert_eq!(a.original, c.original);
+    assert_ne!(a.id, b.id);
+    assert_ne!(a.id, c.id);
+    assert!(a.tags.iter().any(|t| t == INVALID_UTF8_TAG));
+    assert!(
+        !c.tags.iter().any(|t| t == INVALID_UTF8_TAG),
+        "valid UTF-8: no tag"
+    );
 }
 
 #[test]

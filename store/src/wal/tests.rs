@@ -479,3 +479,40 @@ fn a_damaged_record_in_the_plain_segment_costs_itself_only() {
         }
     }
 }
+
+#[test]
+fn a_plain_segment_left_beside_its_sealed_copy_is_sealed_again_over_it() {
+    // A crash between writing the `.walz` and removing the `.wal` leaves both; readers use the
+    // plain one, so a `.walz` changed meanwhile would go unseen until the plain one went.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = WalWriter::open(dir.path(), 64 << 10, 0).unwrap();
+    for i in 0..3000u32 {
+        wal.append(format!("{{\"n\":{i},\"user.name\":\"tanaka\"}}").as_bytes())
+            .unwrap();
+        if i % 100 == 99 {
+            wal.sync().unwrap();
+            wal.rotate_if_full().unwrap();
+        }
+    }
+    wal.sync().unwrap();
+    let (_, first) = segments(dir.path()).unwrap()[0].clone();
+    let kept = std::fs::read(&first).unwrap();
+    seal_committed(dir.path(), 3000).unwrap();
+    let sealed = sealed::sealed_path(&first);
+    std::fs::write(&first, &kept).unwrap();
+    let mut forged = std::fs::read(&sealed).unwrap();
+    let at = forged.len() / 2;
+    forged[at] ^= 0x55;
+    std::fs::write(&sealed, &forged).unwrap();
+    // The start-up's seal pass.
+    seal_committed(dir.path(), 3000).unwrap();
+    assert!(!first.exists(), "the plain copy is gone");
+    assert_ne!(
+        std::fs::read(&sealed).unwrap(),
+        forged,
+        "sealed again from the plain one"
+    );
+    let (all, damage) = read_all(dir.path(), 1, 3000);
+    assert!(damage.is_empty(), "{damage:?}");
+    assert_eq!(all.len(), 3000);
+}
