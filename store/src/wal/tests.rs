@@ -485,16 +485,7 @@ fn a_plain_segment_left_beside_its_sealed_copy_is_sealed_again_over_it() {
     // A crash between writing the `.walz` and removing the `.wal` leaves both; readers use the
     // plain one, so a `.walz` changed meanwhile would go unseen until the plain one went.
     let dir = tempfile::tempdir().unwrap();
-    let (mut wal, _) = WalWriter::open(dir.path(), 64 << 10, 0).unwrap();
-    for i in 0..3000u32 {
-        wal.append(format!("{{\"n\":{i},\"user.name\":\"tanaka\"}}").as_bytes())
-            .unwrap();
-        if i % 100 == 99 {
-            wal.sync().unwrap();
-            wal.rotate_if_full().unwrap();
-        }
-    }
-    wal.sync().unwrap();
+    let _wal = write(dir.path(), 16 << 10, 3000);
     let (_, first) = segments(dir.path()).unwrap()[0].clone();
     let kept = std::fs::read(&first).unwrap();
     seal_committed(dir.path(), 3000).unwrap();
