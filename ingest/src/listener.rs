@@ -1,16 +1,17 @@
 //! Syslog over UDP and TCP. Each TCP connection is its own task with a bounded buffer, so a slow,
 //! idle or hostile client delays nobody else; the number of connections is capped. UDP is read
-//! by a dedicated thread from a socket with a large receive buffer; the kernel's drops on it are
-//! counted, not hidden.
+//! by a dedicated thread (`listener/udp.rs`).
+
+mod udp;
+
+pub use udp::{UdpSyslogListener, udp_kernel_drops};
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
-use socket2::{Domain, Protocol, Socket, Type};
 use store::{Batch, Event};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpListener;
@@ -362,141 +363,4 @@ async fn send_frames(
         }
     }
     true
-}
-
-/// Reads one UDP socket on its own thread; stops when `stop` is set or the store goes away.
-pub struct UdpSyslogListener {
-    socket: UdpSocket,
-    context: Arc<SyslogContext>,
-}
-
-impl UdpSyslogListener {
-    pub fn bind(
-        addr: SocketAddr,
-        context: Arc<SyslogContext>,
-        receive_buffer_bytes: usize,
-    ) -> Result<UdpSyslogListener, IngestError> {
-        let bind_error = |source| IngestError::Bind {
-            transport: "udp",
-            addr,
-            source,
-        };
-        let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
-            .map_err(bind_error)?;
-        if let Err(e) = socket.set_recv_buffer_size(receive_buffer_bytes) {
-            warn!(error = %e, "could not enlarge the UDP receive buffer");
-        }
-        socket.bind(&addr.into()).map_err(bind_error)?;
-        let effective = socket.recv_buffer_size().unwrap_or(0);
-        if effective < receive_buffer_bytes {
-            info!(
-                requested = receive_buffer_bytes,
-                effective,
-                "UDP receive buffer capped by the kernel (raise net.core.rmem_max for more headroom)"
-            );
-        }
-        let socket: UdpSocket = socket.into();
-        socket
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .map_err(bind_error)?;
-        Ok(UdpSyslogListener { socket, context })
-    }
-
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.socket.local_addr()
-    }
-
-    pub fn run(self, stop: Arc<AtomicBool>) {
-        let port = self.local_addr().map(|a| a.port()).unwrap_or(0);
-        info!(port, "syslog udp listening");
-        let context = &self.context;
-        // One datagram can be 64 KiB; bigger than max_message_bytes is cut to it.
-        let mut buf = vec![0u8; 65_536];
-        let mut events = Vec::with_capacity(BATCH_EVENTS);
-        let mut drops_seen = udp_kernel_drops(port).unwrap_or(0);
-        let mut drops_checked = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            match self.socket.recv_from(&mut buf) {
-                Ok((n, peer)) => {
-                    let len = n.min(context.max_message_bytes);
-                    let frame = Frame {
-                        bytes: trim_datagram(&buf[..len]).to_vec(),
-                        flaw: (n > context.max_message_bytes).then_some(FrameFlaw::TooLong),
-                    };
-                    if frame.bytes.is_empty() {
-                        context.reject("udp", "empty", 1);
-                        continue;
-                    }
-                    let origin = Origin {
-                        transport: "udp",
-                        peer_ip: Some(peer.ip().to_canonical().to_string()),
-                        address: Some(format!("udp://{peer}")),
-                    };
-                    context.push_events(&frame, &origin, &mut events);
-                    if events.len() < BATCH_EVENTS {
-                        continue;
-                    }
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => warn!(error = %e, "syslog udp receive failed"),
-            }
-            if !events.is_empty() {
-                let batch = Batch::new(std::mem::replace(
-                    &mut events,
-                    Vec::with_capacity(BATCH_EVENTS),
-                ));
-                let n = batch.events.len() as u64;
-                if context.events_tx.blocking_send(batch).is_err() {
-                    context.reject("udp", "store_closed", n);
-                    return;
-                }
-            }
-            if drops_checked.elapsed() >= Duration::from_secs(1) {
-                drops_checked = Instant::now();
-                if let Some(drops) = udp_kernel_drops(port) {
-                    context
-                        .metrics
-                        .udp_kernel_drops
-                        .inc_by(drops.saturating_sub(drops_seen));
-                    drops_seen = drops;
-                }
-            }
-        }
-    }
-}
-
-/// A datagram without a trailing LF/CR/NUL.
-fn trim_datagram(bytes: &[u8]) -> &[u8] {
-    let end = bytes
-        .iter()
-        .rposition(|&b| !matches!(b, b'\n' | b'\r' | 0))
-        .map_or(0, |i| i + 1);
-    &bytes[..end]
-}
-
-/// Kernel drop count for UDP sockets bound to `port`, from /proc/net/udp{,6} (Linux).
-pub fn udp_kernel_drops(port: u16) -> Option<u64> {
-    let mut total = None;
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let columns: Vec<&str> = line.split_whitespace().collect();
-            let local_port = columns
-                .get(1)
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port)
-                && let Some(drops) = columns.last().and_then(|d| d.parse::<u64>().ok())
-            {
-                *total.get_or_insert(0) += drops;
-            }
-        }
-    }
-    total
 }
