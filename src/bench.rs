@@ -209,7 +209,7 @@ pub fn run(
         let udp_addr = running.udp_addrs[0];
         let before = index.num_events();
         let udp_events = UDP_RATE * UDP_SECONDS;
-        let drops_before = ingest::udp_kernel_drops(udp_addr.port()).unwrap_or(0);
+        let drops_before = ingest::udp_kernel_drops(udp_addr).unwrap_or(0);
         let sender = std::thread::spawn(move || send_udp(udp_addr, udp_events, UDP_RATE));
         let (sent, raw_udp) = sender.join().map_err(|_| anyhow::anyhow!("udp sender panicked"))??;
         // Wait until the index has stopped growing: everything received is searchable.
@@ -222,7 +222,7 @@ pub fn run(
             }
         }
         let received = index.num_events() - before;
-        let drops = ingest::udp_kernel_drops(udp_addr.port()).unwrap_or(0) - drops_before;
+        let drops = ingest::udp_kernel_drops(udp_addr).unwrap_or(0) - drops_before;
         println!(
             "udp:     {sent} datagrams at {UDP_RATE}/s for {UDP_SECONDS} s: {received} searchable, {} missing, {drops} counted as kernel drops",
             sent - received

@@ -27,6 +27,18 @@ use crate::wal::WalWriter;
 
 /// Events synced together at most (a group is also what may overshoot the free-space check).
 const MAX_GROUP_EVENTS: usize = 4096;
+/// Bytes of events (their originals and messages) synced together at most: 4,096 events of
+/// 64 KiB held half a gigabyte at once, serialized.
+const MAX_GROUP_BYTES: usize = 16 << 20;
+
+/// What a batch weighs against [`MAX_GROUP_BYTES`].
+fn batch_bytes(batch: &Batch) -> usize {
+    batch
+        .events
+        .iter()
+        .map(|e| e.original.len() + e.message.len())
+        .sum()
+}
 /// Room a group may need beyond the reserve: a group of [`MAX_GROUP_EVENTS`] typical events is
 /// a few MB; the check wants this much more than the reserve free.
 const GROUP_HEADROOM_BYTES: u64 = 16 << 20;
@@ -110,12 +122,17 @@ impl Appender {
             if !held.is_empty() {
                 // Held batches first, in order, a group's worth at a time (a group is what the
                 // free-space check leaves room for).
-                let mut num_events = 0;
+                let (mut num_events, mut bytes) = (0, 0);
                 while let Some(batch) = held.front() {
-                    if num_events > 0 && num_events + batch.events.len() > MAX_GROUP_EVENTS {
+                    let more = batch_bytes(batch);
+                    if num_events > 0
+                        && (num_events + batch.events.len() > MAX_GROUP_EVENTS
+                            || bytes + more > MAX_GROUP_BYTES)
+                    {
                         break;
                     }
                     num_events += batch.events.len();
+                    bytes += more;
                     group.extend(held.pop_front());
                 }
             } else {
@@ -123,11 +140,13 @@ impl Appender {
                     break;
                 };
                 let mut num_events = first.events.len();
+                let mut bytes = batch_bytes(&first);
                 group.push(first);
-                while num_events < MAX_GROUP_EVENTS {
+                while num_events < MAX_GROUP_EVENTS && bytes < MAX_GROUP_BYTES {
                     match self.events_rx.try_recv() {
                         Ok(batch) => {
                             num_events += batch.events.len();
+                            bytes += batch_bytes(&batch);
                             group.push(batch);
                         }
                         Err(_) => break,

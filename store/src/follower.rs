@@ -18,9 +18,13 @@ pub struct Follower {
     pub(crate) stalled_at: u64,
 }
 
+/// Bytes of log records one batch holds at most: 4,096 events of 64 KiB were half a gigabyte.
+pub const MAX_BATCH_BYTES: usize = 16 << 20;
+
 impl Follower {
-    /// The next accepted events (up to `max`) after the last ones returned, waiting up to
-    /// `timeout` for some; an empty batch when none came. `None` once the store is closed and
+    /// The next accepted events (up to `max`, and up to [`MAX_BATCH_BYTES`] of log records)
+    /// after the last ones returned, waiting up to `timeout` for some; an empty batch when none
+    /// came. `None` once the store is closed and
     /// everything was read.
     pub fn next_batch(
         &mut self,
@@ -30,10 +34,11 @@ impl Follower {
         let seen = (self.reader.next_seq() - 1).max(self.stalled_at);
         let (until, closed) = self.durable.wait_beyond(seen, u64::MAX, timeout);
         let mut out = Vec::new();
-        let mut reader_done = false;
-        while out.len() < max {
+        let (mut reader_done, mut bytes) = (false, 0);
+        while out.len() < max && bytes < MAX_BATCH_BYTES {
             match self.reader.next(until)? {
                 WalRead::Record(seq, payload) => {
+                    bytes += payload.len();
                     if let Ok(event) = serde_json::from_slice::<Event>(&payload) {
                         out.push((seq, event));
                     }

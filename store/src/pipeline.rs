@@ -159,11 +159,24 @@ pub type Ack = Result<RangeInclusive<u64>, Arc<StoreError>>;
 pub struct Batch {
     pub events: Vec<Event>,
     pub ack: Option<oneshot::Sender<Ack>>,
+    /// Dropped with the batch, once the log has taken it (or refused it): what a producer
+    /// holds against its own memory budget for the events in the queue.
+    hold: Option<Box<dyn std::any::Any + Send>>,
 }
 
 impl Batch {
     pub fn new(events: Vec<Event>) -> Batch {
-        Batch { events, ack: None }
+        Batch {
+            events,
+            ack: None,
+            hold: None,
+        }
+    }
+
+    /// This batch, holding `guard` until the log is done with it.
+    pub fn holding(mut self, guard: impl std::any::Any + Send) -> Batch {
+        self.hold = Some(Box::new(guard));
+        self
     }
 
     /// A batch whose sender waits on the receiver for durability.
@@ -173,6 +186,7 @@ impl Batch {
             Batch {
                 events,
                 ack: Some(tx),
+                hold: None,
             },
             rx,
         )

@@ -25,9 +25,90 @@ pub(crate) fn negations_complete(query: Box<dyn Query>) -> Box<dyn Query> {
     Box::new(BooleanQuery::new(clauses))
 }
 
-/// Brackets and unary operators (`NOT`, `-`, `+`, `!`) a query may hold in all: the parser and
-/// the search recurse once per level, and a few hundred levels overflow a worker's stack.
+/// How deep brackets and unary operators (`NOT`, `-`, `+`, `!`) may nest: the parser and the
+/// search recurse once per level, and a few hundred levels overflow a worker's stack.
 pub(crate) const MAX_NESTING: usize = 64;
+/// A phrase's slop (`"a b"~N`) at most, and the words of a phrase with a slop at most: the
+/// matching is tried for every way the words can move, and `"..."~1000` of 60 words ran for
+/// minutes, past any timeout.
+pub(crate) const MAX_SLOP: u32 = 8;
+pub(crate) const MAX_SLOPPY_WORDS: usize = 16;
+
+/// How deep `pieces` (the text outside quotes) nest: each bracket and each unary operator in
+/// front of a clause is a level; clauses side by side (`-a -b -c`) are not.
+fn nesting(pieces: &[(usize, &str)]) -> usize {
+    let (mut deepest, mut base, mut run) = (0usize, 0usize, 0usize);
+    let mut enclosing: Vec<usize> = Vec::new();
+    let atom = |base: usize, run: &mut usize, deepest: &mut usize| {
+        *deepest = (*deepest).max(base + *run);
+        *run = 0;
+    };
+    for (i, (_, piece)) in pieces.iter().enumerate() {
+        let mut word = String::new();
+        let mut words: Vec<String> = Vec::new();
+        for c in piece.chars() {
+            if c.is_whitespace() || c == '(' || c == ')' {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+                if c != ' ' && !c.is_whitespace() {
+                    words.push(c.to_string());
+                }
+            } else {
+                word.push(c);
+            }
+        }
+        if !word.is_empty() {
+            words.push(word);
+        }
+        for word in words {
+            match word.as_str() {
+                "(" => {
+                    enclosing.push(base);
+                    base += run + 1;
+                    run = 0;
+                }
+                ")" => {
+                    base = enclosing.pop().unwrap_or(0);
+                    run = 0;
+                }
+                "NOT" => run += 1,
+                "AND" | "OR" | "&&" | "||" => {}
+                _ => {
+                    let bare = word.trim_start_matches(['-', '+', '!']);
+                    run += word.len() - bare.len();
+                    if !bare.is_empty() {
+                        atom(base, &mut run, &mut deepest);
+                    }
+                }
+            }
+        }
+        // The quoted phrase after this piece is a clause too.
+        if i + 1 < pieces.len() {
+            atom(base, &mut run, &mut deepest);
+        }
+    }
+    deepest.max(base + run)
+}
+
+/// The phrases of `text` (quoted) with the slop each is given (`"a b"~N`).
+fn phrases<'a>(text: &'a str, pieces: &[(usize, &'a str)]) -> Vec<(&'a str, Option<&'a str>)> {
+    pieces
+        .windows(2)
+        .map(|pair| {
+            let ((offset, piece), (next, after)) = (pair[0], pair[1]);
+            let phrase = &text
+                [offset + piece.len() + 1..next.saturating_sub(1).max(offset + piece.len() + 1)];
+            let slop = after.strip_prefix('~').map(|rest| {
+                let end = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            });
+            (phrase, slop)
+        })
+        .collect()
+}
 
 /// The pieces of `text` outside double quotes, with the byte offset each starts at.
 fn unquoted(text: &str) -> Vec<(usize, &str)> {
@@ -59,19 +140,23 @@ fn unquoted(text: &str) -> Vec<(usize, &str)> {
 /// a range or a wildcard would find nothing or only some events, silently).
 pub(crate) fn refused(text: &str) -> Option<String> {
     let pieces = unquoted(text);
-    let nesting: usize = pieces
-        .iter()
-        .flat_map(|(_, piece)| piece.split_whitespace())
-        .map(|word| {
-            usize::from(word == "NOT")
-                + (word.len() - word.trim_start_matches(['-', '+', '!']).len())
-                + word.matches('(').count()
-        })
-        .sum();
-    if nesting > MAX_NESTING {
+    let depth = nesting(&pieces);
+    if depth > MAX_NESTING {
         return Some(format!(
-            "the query nests brackets and NOT/-/+ {nesting} deep; at most {MAX_NESTING} are allowed"
+            "brackets and NOT/-/+ nest {depth} levels deep in the query; at most {MAX_NESTING} are allowed"
         ));
+    }
+    for (phrase, slop) in phrases(text, &pieces) {
+        let Some(slop) = slop else { continue };
+        let words = phrase.split_whitespace().count();
+        match slop.parse::<u32>() {
+            Ok(n) if n <= MAX_SLOP && (n == 0 || words <= MAX_SLOPPY_WORDS) => {}
+            _ => {
+                return Some(format!(
+                    "`\"…\"~{slop}`: a phrase's ~N is at most {MAX_SLOP}, for a phrase of at most {MAX_SLOPPY_WORDS} words"
+                ));
+            }
+        }
     }
     for (offset, piece) in pieces {
         let mut rest = piece;
@@ -273,6 +358,24 @@ mod audit_tests {
         }
         let deep = format!("* AND {}x", "NOT ".repeat(600));
         assert!(refused(&deep).unwrap().contains("at most 64"));
+        // Side by side is not nested: excluding 100 people is a fine query.
+        let many: Vec<String> = (0..100).map(|i| format!("-user.name:u{i}")).collect();
+        assert_eq!(refused(&format!("* {}", many.join(" "))), None);
+        let groups: Vec<String> = (0..100).map(|i| format!("(x{i})")).collect();
+        assert_eq!(refused(&groups.join(" OR ")), None);
+        assert!(refused(&format!("{}x", "NOT (".repeat(40))).is_some());
+        assert!(refused(&format!("{}x", "-(".repeat(40))).is_some());
+        // Phrases: a slop is small, and a sloppy phrase short.
+        let long = ["result", "OK"].repeat(20).join(" ");
+        assert_eq!(refused(&format!("\"{long}\"")), None);
+        assert_eq!(refused("\"a b c\"~8 AND x"), None);
+        for slow in [
+            format!("\"{long}\"~2"),
+            "\"a b\"~1000".into(),
+            "\"a b\"~99999999999".into(),
+        ] {
+            assert!(refused(&slow).unwrap().contains("at most 8"), "{slow}");
+        }
         let brackets = format!("{}x{}", "(".repeat(65), ")".repeat(65));
         assert!(refused(&brackets).is_some());
         assert!(refused(&format!("{}x", "-".repeat(65))).is_some());

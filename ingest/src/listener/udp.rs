@@ -2,12 +2,14 @@
 //! pushes back (a receiver that waited on the log let the kernel drop what arrived meanwhile);
 //! a second thread parses and hands the events to the store. Between the two, datagrams wait
 //! in memory up to [`QUEUE_BYTES`]; past that they are dropped and counted
-//! (`mimamori_ingest_rejected_total{transport="udp",reason="queue_full"}`), as the kernel's own
-//! drops are (`mimamori_udp_kernel_drops_total`).
+//! (`mimamori_events_rejected_total{transport="udp",reason="queue_full"}`), as the kernel's own
+//! drops are (`mimamori_udp_kernel_drops_total`). The parsed events in the store's queue are
+//! bounded too, by [`IN_STORE_BYTES`]: the parser waits past it, so a store that refuses data
+//! (a full disk) costs at most these two budgets of memory, whatever the senders send.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
@@ -21,6 +23,10 @@ use crate::syslog::Origin;
 
 /// Bytes of datagrams received and not yet parsed, at most.
 const QUEUE_BYTES: usize = 64 << 20;
+/// Bytes of parsed events in the store's queue (not yet taken by the log), at most, counted
+/// as their original and message plus what an event costs besides.
+const IN_STORE_BYTES: usize = 64 << 20;
+const EVENT_OVERHEAD_BYTES: usize = 512;
 /// Datagrams handed from the receiver to the parser at once, at most.
 const RECEIVE_BATCH: usize = 256;
 /// Batches waiting for the parser, at most (the bytes are bounded first, by [`QUEUE_BYTES`]).
@@ -78,15 +84,18 @@ impl UdpSyslogListener {
     }
 
     pub fn run(self, stop: Arc<AtomicBool>) {
-        let port = self.local_addr().map(|a| a.port()).unwrap_or(0);
-        info!(port, "syslog udp listening");
+        let Ok(local) = self.local_addr() else {
+            error!("the syslog udp socket has no address");
+            return;
+        };
+        info!(port = local.port(), "syslog udp listening");
         let queued = Arc::new(AtomicUsize::new(0));
         let (hand_on, received) = mpsc::sync_channel::<Vec<Datagram>>(QUEUE_BATCHES);
         let parser = {
-            let (context, queued) = (self.context.clone(), queued.clone());
+            let (context, queued, stop) = (self.context.clone(), queued.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("syslog-udp-parse".into())
-                .spawn(move || parse(&received, &context, &queued))
+                .spawn(move || parse(&received, &context, &queued, &stop))
         };
         let parser = match parser {
             Ok(parser) => parser,
@@ -95,7 +104,7 @@ impl UdpSyslogListener {
                 return;
             }
         };
-        self.receive(&stop, port, &hand_on, &queued);
+        self.receive(&stop, local, &hand_on, &queued);
         drop(hand_on);
         if parser.join().is_err() {
             error!("the syslog udp parser thread panicked");
@@ -106,7 +115,7 @@ impl UdpSyslogListener {
     fn receive(
         &self,
         stop: &AtomicBool,
-        port: u16,
+        local: SocketAddr,
         hand_on: &mpsc::SyncSender<Vec<Datagram>>,
         queued: &AtomicUsize,
     ) {
@@ -115,7 +124,7 @@ impl UdpSyslogListener {
         let mut buf = vec![0u8; 65_536];
         let mut pending: Vec<Datagram> = Vec::with_capacity(RECEIVE_BATCH);
         let (mut pending_bytes, mut oldest) = (0usize, Instant::now());
-        let mut drops_seen = udp_kernel_drops(port).unwrap_or(0);
+        let mut drops_seen = udp_kernel_drops(local).unwrap_or(0);
         let mut drops_checked = Instant::now();
         loop {
             let stopping = stop.load(Ordering::Relaxed);
@@ -172,7 +181,7 @@ impl UdpSyslogListener {
             }
             if drops_checked.elapsed() >= Duration::from_secs(1) {
                 drops_checked = Instant::now();
-                if let Some(drops) = udp_kernel_drops(port) {
+                if let Some(drops) = udp_kernel_drops(local) {
                     context
                         .metrics
                         .udp_kernel_drops
@@ -184,9 +193,63 @@ impl UdpSyslogListener {
     }
 }
 
+/// Bytes of events the parser has in the store's queue.
+#[derive(Default)]
+struct InStore {
+    bytes: Mutex<usize>,
+    taken: Condvar,
+}
+
+/// Held by a batch in the store's queue; gives its bytes back when the log is done with it.
+struct Held {
+    in_store: Arc<InStore>,
+    bytes: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut bytes = self
+            .in_store
+            .bytes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *bytes = bytes.saturating_sub(self.bytes);
+        self.in_store.taken.notify_all();
+    }
+}
+
+impl InStore {
+    /// Waits until `bytes` more fit (or nothing is queued), then holds them; `None` when
+    /// `stop` was set meanwhile.
+    fn hold(self: &Arc<Self>, bytes: usize, stop: &AtomicBool) -> Option<Held> {
+        let mut queued = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        while *queued > 0 && *queued + bytes > IN_STORE_BYTES {
+            if stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            queued = self
+                .taken
+                .wait_timeout(queued, Duration::from_millis(100))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        *queued += bytes;
+        Some(Held {
+            in_store: self.clone(),
+            bytes,
+        })
+    }
+}
+
 /// The parser thread: the received datagrams' events to the store, until the receiver is done
 /// or the store closes.
-fn parse(received: &mpsc::Receiver<Vec<Datagram>>, context: &SyslogContext, queued: &AtomicUsize) {
+fn parse(
+    received: &mpsc::Receiver<Vec<Datagram>>,
+    context: &SyslogContext,
+    queued: &AtomicUsize,
+    stop: &AtomicBool,
+) {
+    let in_store = Arc::new(InStore::default());
     let mut events = Vec::with_capacity(BATCH_EVENTS);
     // A sender's origin is made once for its run of datagrams, not once for each.
     let mut last: Option<(SocketAddr, Origin)> = None;
@@ -212,12 +275,22 @@ fn parse(received: &mpsc::Receiver<Vec<Datagram>>, context: &SyslogContext, queu
         if events.is_empty() {
             continue;
         }
-        let batch = Batch::new(std::mem::replace(
-            &mut events,
-            Vec::with_capacity(BATCH_EVENTS),
-        ));
-        let n = batch.events.len() as u64;
-        if context.events_tx.blocking_send(batch).is_err() {
+        let events = std::mem::replace(&mut events, Vec::with_capacity(BATCH_EVENTS));
+        let n = events.len() as u64;
+        let bytes = events
+            .iter()
+            .map(|e| e.original.len() + e.message.len() + EVENT_OVERHEAD_BYTES)
+            .sum();
+        let Some(held) = in_store.hold(bytes, stop) else {
+            // Stopping while the store takes nothing (a full disk): what is parsed goes.
+            context.reject("udp", "store_closed", n);
+            return;
+        };
+        if context
+            .events_tx
+            .blocking_send(Batch::new(events).holding(held))
+            .is_err()
+        {
             context.reject("udp", "store_closed", n);
             return;
         }
@@ -233,25 +306,96 @@ fn trim_datagram(bytes: &[u8]) -> &[u8] {
     &bytes[..end]
 }
 
-/// Kernel drop count for UDP sockets bound to `port`, from /proc/net/udp{,6} (Linux).
-pub fn udp_kernel_drops(port: u16) -> Option<u64> {
+/// Kernel drop count for the UDP socket bound to `local`, from /proc/net/udp or
+/// /proc/net/udp6 (Linux). Matched by address and port, so listeners that share a port (IPv4
+/// and IPv6, or two addresses) each count only their own.
+pub fn udp_kernel_drops(local: SocketAddr) -> Option<u64> {
+    let table = if local.is_ipv4() {
+        "/proc/net/udp"
+    } else {
+        "/proc/net/udp6"
+    };
+    let text = std::fs::read_to_string(table).ok()?;
     let mut total = None;
-    for table in ["/proc/net/udp", "/proc/net/udp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let columns: Vec<&str> = line.split_whitespace().collect();
-            let local_port = columns
-                .get(1)
-                .and_then(|a| a.rsplit(':').next())
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            if local_port == Some(port)
-                && let Some(drops) = columns.last().and_then(|d| d.parse::<u64>().ok())
-            {
-                *total.get_or_insert(0) += drops;
-            }
+    for line in text.lines().skip(1) {
+        let columns: Vec<&str> = line.split_whitespace().collect();
+        let bound = columns.get(1).and_then(|a| proc_address(a));
+        if bound == Some(local)
+            && let Some(drops) = columns.last().and_then(|d| d.parse::<u64>().ok())
+        {
+            *total.get_or_insert(0) += drops;
         }
     }
     total
+}
+
+/// An address as /proc/net/udp{,6} writes it: the IP as 32-bit words in host order (little
+/// endian here), in hex, then `:` and the port in hex.
+fn proc_address(text: &str) -> Option<SocketAddr> {
+    let (ip, port) = text.split_once(':')?;
+    let port = u16::from_str_radix(port, 16).ok()?;
+    let words: Option<Vec<[u8; 4]>> = (0..ip.len() / 8)
+        .map(|i| {
+            ip.get(i * 8..i * 8 + 8)
+                .and_then(|w| u32::from_str_radix(w, 16).ok())
+                .map(u32::to_le_bytes)
+        })
+        .collect();
+    let bytes: Vec<u8> = words?.concat();
+    let ip: std::net::IpAddr = match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes.as_slice()).ok()?.into(),
+        16 => <[u8; 16]>::try_from(bytes.as_slice()).ok()?.into(),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_net_udp_addresses_are_read_back() {
+        assert_eq!(
+            proc_address("0100007F:0202"),
+            Some("127.0.0.1:514".parse().unwrap())
+        );
+        assert_eq!(
+            proc_address("00000000000000000000000001000000:ADB4"),
+            Some("[::1]:44468".parse().unwrap())
+        );
+        assert_eq!(proc_address("zz:1"), None);
+        // A socket of this process, found with its drop count.
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert_eq!(udp_kernel_drops(socket.local_addr().unwrap()), Some(0));
+    }
+
+    #[test]
+    fn the_parser_waits_while_its_events_in_the_store_queue_are_over_budget() {
+        let in_store = Arc::new(InStore::default());
+        let stop = AtomicBool::new(false);
+        let first = in_store.hold(IN_STORE_BYTES - 10, &stop).unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let waiter = {
+            let in_store = in_store.clone();
+            std::thread::spawn(move || {
+                let stop = AtomicBool::new(false);
+                let held = in_store.hold(100, &stop);
+                tx.send(()).unwrap();
+                held.is_some()
+            })
+        };
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "waits"
+        );
+        drop(first); // the log took the first batch
+        assert!(rx.recv_timeout(Duration::from_secs(5)).is_ok());
+        assert!(waiter.join().unwrap());
+        // A batch bigger than the budget passes alone; stopping ends a wait.
+        let big = in_store.hold(2 * IN_STORE_BYTES, &stop);
+        assert!(big.is_some());
+        stop.store(true, Ordering::Relaxed);
+        assert!(in_store.hold(1, &stop).is_none());
+    }
 }
