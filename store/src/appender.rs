@@ -39,6 +39,7 @@ fn batch_bytes(batch: &Batch) -> usize {
         .map(|e| e.original.len() + e.message.len())
         .sum()
 }
+
 /// Room a group may need beyond the reserve: a group of [`MAX_GROUP_EVENTS`] typical events is
 /// a few MB; the check wants this much more than the reserve free.
 const GROUP_HEADROOM_BYTES: u64 = 16 << 20;
