@@ -86,12 +86,15 @@ impl EventSchema {
         let mut builder = Schema::builder();
         // No field keeps norms (a byte per event and field, for relevance scoring): results are
         // sorted by time, never by score.
-        let keyword = TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(KEYWORD)
-                .set_index_option(IndexRecordOption::Basic)
-                .set_fieldnorms(false),
-        );
+        let text = |tokenizer: &str, record: IndexRecordOption| {
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(tokenizer)
+                    .set_index_option(record)
+                    .set_fieldnorms(false),
+            )
+        };
+        let keyword = text(KEYWORD, IndexRecordOption::Basic);
         let date = DateOptions::default()
             .set_indexed()
             .set_fast()
@@ -99,15 +102,7 @@ impl EventSchema {
         // The fields people narrow a search by also keep their values in a column (as written,
         // not lower-cased), so counts per value are aggregations, not a scan of the events.
         let facet = keyword.clone().set_fast("raw");
-        let id = builder.add_text_field(
-            "event.id",
-            TextOptions::default().set_indexing_options(
-                TextFieldIndexing::default()
-                    .set_tokenizer(ID)
-                    .set_index_option(IndexRecordOption::Basic)
-                    .set_fieldnorms(false),
-            ),
-        );
+        let id = builder.add_text_field("event.id", text(ID, IndexRecordOption::Basic));
         let mut kw = |name: &str| {
             let options = if FACET_FIELDS.contains(&name) {
                 facet.clone()
@@ -139,12 +134,7 @@ impl EventSchema {
         );
         let message = builder.add_text_field(
             "message",
-            TextOptions::default().set_indexing_options(
-                TextFieldIndexing::default()
-                    .set_tokenizer(TEXT_JA)
-                    .set_index_option(IndexRecordOption::WithFreqsAndPositions)
-                    .set_fieldnorms(false),
-            ),
+            text(TEXT_JA, IndexRecordOption::WithFreqsAndPositions),
         );
         // Ranges over `_seq` (retention) and the sort read the column; no term is looked up.
         let seq = builder.add_u64_field("_seq", FAST);

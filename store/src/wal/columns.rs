@@ -323,19 +323,21 @@ pub fn encode(payloads: &[&[u8]]) -> Vec<u8> {
             .map(|i| parts.values[i])
             .filter(|t| t.len() >= 2 && t[0] == b'"')
             .map(|t| &t[1..t.len() - 1]);
-        let derived_from = match (shape.id, shape.original) {
-            (Some(i), Some(o)) => id_source_key(
+        let derived = match (shape.id, shape.original) {
+            (Some(i), Some(o)) => id_derived(
                 parts.values[i],
                 parts.values[o],
                 shape.address.map(|a| parts.values[a]),
                 &mut last_key,
-            ),
-            _ => None,
+            )
+            .is_some(),
+            _ => false,
         };
         for (i, value) in parts.values.iter().enumerate() {
             let entries = &mut columns[shape.columns[i]].1;
-            if Some(i) == shape.id
-                && let Some(key) = &derived_from
+            if derived
+                && Some(i) == shape.id
+                && let Some(key) = &last_key
             {
                 entries.push(2);
                 put_bytes(entries, key.as_bytes());
@@ -409,41 +411,44 @@ fn unescaped(text: &[u8]) -> Option<Cow<'_, [u8]>> {
         .map(|s| Cow::Owned(s.into_bytes()))
 }
 
-/// The source key that the id `id` was derived from with the record's original, when it is
-/// one of the known keys: the sender's address's (`address`), or a fixed one. All three are
-/// JSON value texts. `last` is the key found last, tried first.
-fn id_source_key(
+/// Whether the id `id` was derived from one of the known source keys with the record's
+/// original: the sender's address's key (`address`), or a fixed one. All three are JSON value
+/// texts. The key found is left in `last`, which is tried first: most records of a block
+/// share one, so a record usually costs one hash and no allocation.
+fn id_derived(
     id: &[u8],
     original: &[u8],
     address: Option<&[u8]>,
     last: &mut Option<String>,
-) -> Option<String> {
+) -> Option<()> {
     let hex = id.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
     if hex.len() != 32 {
         return None;
     }
     let raw = unescaped(original)?;
+    let derives = |key: &str| EventId::derive(key, &raw).as_str().as_bytes() == hex;
+    if last.as_deref().is_some_and(derives) {
+        return Some(());
+    }
+    let tried = last.take();
     let from_address = address
         .and_then(|a| a.strip_prefix(b"\"")?.strip_suffix(b"\""))
         .and_then(|a| std::str::from_utf8(a).ok())
-        .and_then(source_key::of_address);
-    let tried = last.clone();
-    let candidates = tried
-        .iter()
-        .map(|k| Cow::Borrowed(k.as_str()))
-        .chain(from_address.map(Cow::Owned))
-        .chain(source_key::FIXED.iter().map(|k| Cow::Borrowed(*k)));
-    for (n, key) in candidates.enumerate() {
-        if n > 0 && tried.as_deref() == Some(&*key) {
-            continue;
-        }
-        if EventId::derive(&key, &raw).as_str().as_bytes() == hex {
-            let key = key.into_owned();
-            *last = Some(key.clone());
-            return Some(key);
+        .and_then(source_key::of_address)
+        .filter(|key| tried.as_deref() != Some(key.as_str()) && derives(key));
+    *last = from_address.or_else(|| {
+        source_key::FIXED
+            .iter()
+            .find(|key| tried.as_deref() != Some(**key) && derives(key))
+            .map(|key| (*key).to_owned())
+    });
+    match last {
+        Some(_) => Some(()),
+        None => {
+            *last = tried;
+            None
         }
     }
-    None
 }
 
 /// Puts a payload together from its shape into `out`; `put(i, out)` writes value `i`.
