@@ -7,15 +7,13 @@ use std::path::Path;
 
 use chrono::{DateTime, Duration, Utc};
 use rules::{Alert, Severity};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 use serde::Serialize;
 use store::EventId;
 
-use crate::outbox::{self, Change};
+use crate::outbox;
+use crate::record::Recorder;
 use crate::schema;
-
-/// Evidence event ids kept per alert, at most.
-const MAX_EVIDENCE: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlertDbError {
@@ -165,6 +163,37 @@ const FILTER: &str = "last_seen >= ?1 AND (?2 IS NULL OR status = ?2)
                  AND (?6 IS NULL OR rule = ?6) AND (?7 IS NULL OR site = ?7)
                  AND (?8 IS NULL OR lower(user) = lower(?8))";
 
+/// What one pass of the rules leaves behind ([`AlertDb::record_step`]).
+#[derive(Debug, Default)]
+pub struct Step<'a> {
+    pub alerts: &'a [Alert],
+    /// Accounts whose last activity changed, and when.
+    pub activity: &'a [(String, DateTime<Utc>)],
+    /// Accounts whose machines changed: login count and hosts.
+    pub machines: &'a [(String, u32, Vec<String>)],
+    /// The log position the rules have processed, when it moved.
+    pub checkpoint: Option<u64>,
+    /// The last event the rules have read (its arrival checks' alerts are in this step).
+    pub read: Option<u64>,
+}
+
+/// Runs `sql` once per row of values, inside the caller's transaction.
+fn upsert(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    rows: impl Iterator<Item = Vec<rusqlite::types::Value>>,
+) -> rusqlite::Result<()> {
+    let mut rows = rows.peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut statement = tx.prepare_cached(sql)?;
+    for row in rows {
+        statement.execute(rusqlite::params_from_iter(row))?;
+    }
+    Ok(())
+}
+
 impl AlertDb {
     pub fn open(path: &Path, dedup_window: Duration) -> Result<AlertDb, AlertDbError> {
         let shown = path.display().to_string();
@@ -200,21 +229,65 @@ impl AlertDb {
 
     /// [`AlertDb::record`] for several alerts in one transaction (one sync).
     pub fn record_all(&mut self, alerts: &[Alert]) -> Result<Vec<(i64, Recorded)>, AlertDbError> {
+        self.record_step(&Step {
+            alerts,
+            ..Step::default()
+        })
+    }
+
+    /// What a pass of the rules leaves, in one transaction (one sync): its alerts, the accounts'
+    /// activity and machines that changed, and the log position reached.
+    pub fn record_step(&mut self, step: &Step<'_>) -> Result<Vec<(i64, Recorded)>, AlertDbError> {
+        if step.alerts.is_empty()
+            && step.activity.is_empty()
+            && step.machines.is_empty()
+            && step.checkpoint.is_none()
+            && step.read.is_none()
+        {
+            return Ok(Vec::new());
+        }
         let path = self.path.clone();
-        let window = self.dedup_window;
+        let err = sql_err(&path);
         let tx = self
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|source| AlertDbError::Sqlite {
-                path: path.clone(),
-                source,
-            })?;
-        let mut out = Vec::with_capacity(alerts.len());
-        for alert in alerts {
-            out.push(record_in(&tx, &path, window, alert)?);
+            .map_err(&err)?;
+        let mut recorder = Recorder::new(&tx, &path, self.dedup_window);
+        let out = step
+            .alerts
+            .iter()
+            .map(|alert| recorder.record(alert))
+            .collect::<Result<Vec<_>, _>>()?;
+        recorder.finish()?;
+        upsert(
+            &tx,
+            "INSERT INTO activity (user, last_active) VALUES (?1, ?2)
+             ON CONFLICT(user) DO UPDATE SET last_active = max(last_active, excluded.last_active)",
+            step.activity
+                .iter()
+                .map(|(user, at)| vec![user.clone().into(), at.to_rfc3339().into()]),
+        )
+        .map_err(&err)?;
+        upsert(
+            &tx,
+            "INSERT INTO machines (user, logins, hosts) VALUES (?1, ?2, ?3)
+             ON CONFLICT(user) DO UPDATE SET logins = excluded.logins, hosts = excluded.hosts",
+            step.machines.iter().map(|(user, logins, hosts)| {
+                vec![
+                    user.clone().into(),
+                    i64::from(*logins).into(),
+                    serde_json::to_string(hosts).unwrap_or_default().into(),
+                ]
+            }),
+        )
+        .map_err(&err)?;
+        if let Some(seq) = step.checkpoint {
+            outbox::set_meta(&tx, "rules_wal_seq", &seq.to_string()).map_err(&err)?;
         }
-        tx.commit()
-            .map_err(|source| AlertDbError::Sqlite { path, source })?;
+        if let Some(seq) = step.read {
+            outbox::set_meta(&tx, "rules_read_seq", &seq.to_string()).map_err(&err)?;
+        }
+        tx.commit().map_err(&err)?;
         Ok(out)
     }
 
@@ -241,43 +314,11 @@ impl AlertDb {
         &mut self,
         changed: &[(String, DateTime<Utc>)],
     ) -> Result<(), AlertDbError> {
-        self.upsert_all(
-            "INSERT INTO activity (user, last_active) VALUES (?1, ?2)
-             ON CONFLICT(user) DO UPDATE SET last_active = max(last_active, excluded.last_active)",
-            changed
-                .iter()
-                .map(|(user, at)| vec![user.clone().into(), at.to_rfc3339().into()]),
-        )
-    }
-
-    /// Runs `sql` once per row of values, in one transaction.
-    fn upsert_all(
-        &mut self,
-        sql: &str,
-        rows: impl Iterator<Item = Vec<rusqlite::types::Value>>,
-    ) -> Result<(), AlertDbError> {
-        let mut rows = rows.peekable();
-        if rows.peek().is_none() {
-            return Ok(());
-        }
-        let path = self.path.clone();
-        let err = |source| AlertDbError::Sqlite {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(err)?;
-        {
-            let mut statement = tx.prepare_cached(sql).map_err(err)?;
-            for row in rows {
-                statement
-                    .execute(rusqlite::params_from_iter(row))
-                    .map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)
+        self.record_step(&Step {
+            activity: changed,
+            ..Step::default()
+        })
+        .map(drop)
     }
 
     /// Each account's machines and login count (for new-workstation detection).
@@ -303,22 +344,23 @@ impl AlertDb {
         &mut self,
         changed: &[(String, u32, Vec<String>)],
     ) -> Result<(), AlertDbError> {
-        self.upsert_all(
-            "INSERT INTO machines (user, logins, hosts) VALUES (?1, ?2, ?3)
-             ON CONFLICT(user) DO UPDATE SET logins = excluded.logins, hosts = excluded.hosts",
-            changed.iter().map(|(user, logins, hosts)| {
-                vec![
-                    user.clone().into(),
-                    i64::from(*logins).into(),
-                    serde_json::to_string(hosts).unwrap_or_default().into(),
-                ]
-            }),
-        )
+        self.record_step(&Step {
+            machines: changed,
+            ..Step::default()
+        })
+        .map(drop)
     }
 
     /// The event-log position the rules have processed (0: none).
     pub fn checkpoint(&self) -> Result<u64, AlertDbError> {
         let v = outbox::meta(&self.conn, "rules_wal_seq").map_err(self.err())?;
+        Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// The last event the live rules had read when they last stored alerts (0: none): their
+    /// arrival checks are stored up to there.
+    pub fn read_position(&self) -> Result<u64, AlertDbError> {
+        let v = outbox::meta(&self.conn, "rules_read_seq").map_err(self.err())?;
         Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
     }
 
@@ -458,158 +500,4 @@ impl Recorded {
     pub fn changed(self) -> bool {
         self != Recorded::Known
     }
-}
-
-/// One alert, inside the caller's transaction.
-fn record_in(
-    tx: &rusqlite::Transaction<'_>,
-    path: &str,
-    dedup_window: Duration,
-    alert: &Alert,
-) -> Result<(i64, Recorded), AlertDbError> {
-    let mut key = format!(
-        "{}|{}|{}",
-        alert.rule,
-        alert.user.as_deref().unwrap_or("").to_lowercase(),
-        alert.site.as_deref().unwrap_or("")
-    );
-    // An alert about an address or a sender continues only alerts about the same one.
-    if let Some(subject) = &alert.subject {
-        key.push('|');
-        key.push_str(&subject.to_lowercase());
-    }
-    // The same events again (a replay after a crash) change nothing, even if the alert they
-    // raised has been closed since.
-    if !alert.evidence.is_empty() {
-        let mut known = None;
-        for e in &alert.evidence {
-            known = tx
-                .prepare_cached(
-                    "SELECT id FROM alerts WHERE dedup_key = ?1 AND instr(evidence, ?2) > 0 LIMIT 1",
-                )
-                .and_then(|mut s| {
-                    s.query_row(params![key, format!("\"{}\"", e.as_str())], |r| {
-                        r.get::<_, i64>(0)
-                    })
-                    .optional()
-                })
-                .map_err(|source| AlertDbError::Sqlite {
-                    path: path.to_owned(),
-                    source,
-                })?;
-            if known.is_none() {
-                break;
-            }
-        }
-        if let Some(id) = known {
-            return Ok((id, Recorded::Known));
-        }
-    }
-    let since = (alert.first_seen - dedup_window).to_rfc3339();
-    let existing: Option<(i64, String, String, String, i64, String)> = tx
-        .prepare_cached(
-            "SELECT id, evidence, first_seen, last_seen, count, private FROM alerts
-                 WHERE dedup_key = ?1 AND status != 'closed' AND last_seen >= ?2
-                 ORDER BY last_seen DESC LIMIT 1",
-        )
-        .and_then(|mut s| {
-            s.query_row(params![key, since], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-            .optional()
-        })
-        .map_err(|source| AlertDbError::Sqlite {
-            path: path.to_owned(),
-            source,
-        })?;
-    let result = match existing {
-        Some((id, evidence, first, last, count, private)) => {
-            let mut ids: Vec<String> = serde_json::from_str(&evidence).unwrap_or_default();
-            let new: Vec<String> = alert
-                .evidence
-                .iter()
-                .map(|e| e.as_str().to_owned())
-                .filter(|e| !ids.contains(e))
-                .collect();
-            if new.is_empty() {
-                (id, Recorded::Known)
-            } else {
-                for e in new {
-                    if ids.len() < MAX_EVIDENCE {
-                        ids.push(e);
-                    }
-                }
-                let first = first.min(alert.first_seen.to_rfc3339());
-                let last = last.max(alert.last_seen.to_rfc3339());
-                let mut private: Vec<String> = serde_json::from_str(&private).unwrap_or_default();
-                for p in &alert.private {
-                    if !private.contains(p) && private.len() < MAX_EVIDENCE {
-                        private.push(p.clone());
-                    }
-                }
-                tx.prepare_cached(
-                    "UPDATE alerts SET evidence = ?2, first_seen = ?3, last_seen = ?4, count = ?5,
-                         explanation = ?6, private = ?7 WHERE id = ?1",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        id,
-                        serde_json::to_string(&ids).unwrap_or_default(),
-                        first,
-                        last,
-                        count + 1,
-                        alert.explanation,
-                        serde_json::to_string(&private).unwrap_or_default()
-                    ])
-                })
-                .and_then(|_| outbox::note(tx, id, Change::Updated, None))
-                .map_err(|source| AlertDbError::Sqlite {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                (id, Recorded::Continued)
-            }
-        }
-        None => {
-            let evidence: Vec<&str> = alert.evidence.iter().map(EventId::as_str).collect();
-            let id = tx
-                .prepare_cached(
-                    "INSERT INTO alerts (rule, severity, user, site, dedup_key, first_seen, last_seen,
-                     count, explanation, evidence, private)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        alert.rule,
-                        alert.severity.as_str(),
-                        alert.user,
-                        alert.site,
-                        key,
-                        alert.first_seen.to_rfc3339(),
-                        alert.last_seen.to_rfc3339(),
-                        alert.count as i64,
-                        alert.explanation,
-                        serde_json::to_string(&evidence).unwrap_or_default(),
-                        serde_json::to_string(&alert.private).unwrap_or_default()
-                    ])
-                })
-                .and_then(|_| {
-                    let id = tx.last_insert_rowid();
-                    outbox::note(tx, id, Change::Raised, None).map(|()| id)
-                })
-                .map_err(|source| AlertDbError::Sqlite {
-                    path: path.to_owned(),
-                    source,
-                })?;
-            (id, Recorded::New)
-        }
-    };
-    Ok(result)
 }

@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod document;
 pub mod mailbox;
 pub mod outbox;
+mod record;
 pub mod runner;
 mod schema;
 pub mod silences;

@@ -355,3 +355,66 @@ fn an_investigation_keeps_every_step_with_who_and_the_judgement() {
     let counts = db.counts().unwrap();
     assert_eq!(counts, [(AlertStatus::Open, 1)]);
 }
+
+#[test]
+fn a_batch_continuing_one_alert_writes_it_once_and_a_replay_of_the_batch_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut db = AlertDb::open(&dir.path().join("alerts.db"), Duration::hours(1)).unwrap();
+    let minute = |m: u32| format!("2026-11-24T22:{m:02}:00Z");
+    // A sender whose rule fires on every event: 300 in one batch, within the window.
+    let batch: Vec<Alert> = (0..300)
+        .map(|i| alert("n002", &minute(i / 10), &format!("a{i:04}")))
+        .collect();
+    let results = db.record_all(&batch).unwrap();
+    assert_eq!(results[0].1, Recorded::New);
+    assert!(
+        results[1..]
+            .iter()
+            .all(|r| *r == (results[0].0, Recorded::Continued))
+    );
+    let got = db.get(results[0].0).unwrap();
+    assert_eq!(got.alert.count, 300, "every continuation counted");
+    assert_eq!(
+        got.alert.evidence.len(),
+        100,
+        "evidence kept up to its limit"
+    );
+    assert_eq!(
+        got.alert.last_seen.to_rfc3339(),
+        "2026-11-24T22:29:00+00:00"
+    );
+    assert_eq!(got.alert.explanation, format!("n002 at {}", minute(29)));
+    let notices = alerting::outbox::after(db.conn_for_reading(), 0, 1000).unwrap();
+    assert_eq!(notices.len(), 1, "one notice for the batch: {notices:?}");
+    // The next batch continues it with one `updated` notice.
+    let next: Vec<Alert> = (0..50)
+        .map(|i| alert("n002", &minute(30 + i / 10), &format!("b{i:04}")))
+        .collect();
+    assert!(
+        db.record_all(&next)
+            .unwrap()
+            .iter()
+            .all(|r| r.1 == Recorded::Continued)
+    );
+    // A replay of what the alert holds as evidence (the first hundred).
+    let replay = db.record_all(&batch[..10]).unwrap();
+    assert!(replay.iter().all(|r| r.1 == Recorded::Known), "{replay:?}");
+    assert_eq!(db.get(results[0].0).unwrap().alert.count, 350);
+    let notices = alerting::outbox::after(db.conn_for_reading(), 0, 1000).unwrap();
+    let changes: Vec<_> = notices.iter().map(|n| n.change.as_str()).collect();
+    assert_eq!(changes, ["raised", "updated"]);
+    // A batch spanning more than the window starts a new alert part way, as one by one would.
+    let long = [
+        alert("k100", "2026-11-24T08:00:00Z", "c1"),
+        alert("k100", "2026-11-24T08:30:00Z", "c2"),
+        alert("k100", "2026-11-24T10:00:00Z", "c3"),
+        alert("k100", "2026-11-24T10:10:00Z", "c4"),
+    ];
+    let ids: Vec<_> = db.record_all(&long).unwrap();
+    assert_eq!(ids[0].0, ids[1].0);
+    assert_ne!(ids[1].0, ids[2].0, "{ids:?}");
+    assert_eq!(ids[2], (ids[3].0, Recorded::New));
+    assert_eq!(ids[3].1, Recorded::Continued);
+    assert_eq!(db.get(ids[0].0).unwrap().alert.count, 2);
+    assert_eq!(db.get(ids[2].0).unwrap().alert.count, 2);
+}
