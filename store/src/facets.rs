@@ -1,19 +1,18 @@
 //! Counts over a search: hits per time bucket (the histogram above a result list) and the most
-//! frequent values of a few fields (who, what, where). Both are Tantivy aggregations over the
-//! facet columns ([`crate::schema::FACET_FIELDS`]), never a scan of the stored events.
+//! frequent values of a few fields (who, what, where). Both read columns of the index
+//! ([`crate::histogram`] the `@timestamp` column, [`crate::value_counts`] those of
+//! [`crate::schema::FACET_FIELDS`]), never a scan of the stored events.
 
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
-use tantivy::aggregation::agg_req::Aggregations;
-use tantivy::aggregation::agg_result::AggregationResults;
-use tantivy::aggregation::{AggContextParams, AggregationCollector, AggregationLimitsGuard};
 use tantivy::collector::Count;
 
 use crate::error::StoreError;
+use crate::histogram::TimeBuckets;
 use crate::index::EventIndex;
 use crate::schema::FACET_FIELDS;
+use crate::value_counts::ValueCounts;
 
 /// Values a page lists per field.
 pub const MAX_FACET_VALUES: u32 = 50;
@@ -21,8 +20,6 @@ pub const MAX_FACET_VALUES: u32 = 50;
 pub const MAX_COUNTED_VALUES: u32 = 2_000;
 /// Buckets of a histogram at most: a longer range gets wider buckets.
 pub const MAX_BUCKETS: i64 = 400;
-/// Memory one aggregation may use before it fails (instead of the process).
-const AGGREGATION_MEMORY: u64 = 64 << 20;
 
 /// What to count.
 #[derive(Debug, Clone)]
@@ -96,84 +93,56 @@ impl EventIndex {
             ));
         }
         let query = self.bounded_query(&request.query, Some(request.from), Some(request.to))?;
-        let mut aggs = serde_json::Map::new();
-        let size = request.size.clamp(1, MAX_COUNTED_VALUES);
-        for (i, field) in request.fields.iter().enumerate() {
-            aggs.insert(
-                format!("f{i}"),
-                json!({"terms": {"field": field, "size": size}}),
-            );
-        }
+        let size = request.size.clamp(1, MAX_COUNTED_VALUES) as usize;
         let bucket_secs = if request.bucket_secs > 0 {
             bucket_width(request.from, request.to, request.bucket_secs)
         } else {
             0
         };
-        if bucket_secs > 0 {
-            let min = request.from.timestamp_millis();
-            let max = request.to.timestamp_millis() - 1;
-            // Buckets start at multiples of the width from the epoch; `offset` moves them to
-            // start at `from` instead, so the first bar is the range's first.
-            let offset = min.rem_euclid(bucket_secs * 1000);
-            aggs.insert(
-                "histogram".into(),
-                json!({"date_histogram": {
-                    "field": "@timestamp",
-                    "fixed_interval": format!("{bucket_secs}s"),
-                    "offset": format!("{offset}ms"),
-                    "min_doc_count": 0,
-                    "extended_bounds": {"min": min, "max": max},
-                    "hard_bounds": {"min": min, "max": max},
-                }}),
-            );
-        }
-        let aggs: Aggregations = serde_json::from_value(serde_json::Value::Object(aggs))
-            .map_err(|e| StoreError::BadQuery(format!("aggregation: {e}")))?;
-        let limits = AggregationLimitsGuard::new(Some(AGGREGATION_MEMORY), None);
-        let collector = AggregationCollector::from_aggs(
-            aggs,
-            AggContextParams::new(limits, self.index.tokenizers().clone()),
-        );
-        let searcher = self.reader.searcher();
-        let (total, results): (usize, AggregationResults) =
-            searcher.search(&query, &(Count, collector))?;
-        let results = serde_json::to_value(&results)
-            .map_err(|e| StoreError::BadQuery(format!("aggregation result: {e}")))?;
-        let buckets = |name: &str| {
-            results
-                .get(name)
-                .and_then(|a| a.get("buckets"))
-                .and_then(|b| b.as_array())
-                .cloned()
-                .unwrap_or_default()
+        let buckets = if bucket_secs > 0 {
+            let width = bucket_secs * 1000;
+            let span = (request.to - request.from).num_milliseconds();
+            ((span + width - 1) / width) as usize
+        } else {
+            0
         };
-        let histogram = buckets("histogram")
-            .iter()
-            .filter_map(|b| {
-                let ms = b.get("key")?.as_f64()? as i64;
-                let count = b.get("doc_count")?.as_u64()?;
-                Some((DateTime::from_timestamp_millis(ms)?, count))
+        // Buckets start at `from`, so the first bar is the range's first.
+        let histogram = TimeBuckets {
+            start_micros: request.from.timestamp_micros(),
+            width_micros: bucket_secs * 1_000_000,
+            buckets,
+        };
+        let values = ValueCounts {
+            fields: request.fields.clone(),
+        };
+        let searcher = self.reader.searcher();
+        let (total, counts, values) = searcher.search(&query, &(Count, histogram, values))?;
+        let histogram = counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, count)| {
+                (
+                    request.from + chrono::Duration::seconds(bucket_secs * i as i64),
+                    count,
+                )
             })
             .collect();
         let fields = request
             .fields
             .iter()
-            .enumerate()
-            .map(|(i, field)| {
-                let values = buckets(&format!("f{i}"))
-                    .iter()
-                    .filter_map(|b| {
-                        let value = match b.get("key")? {
-                            serde_json::Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        };
-                        Some(FacetValue {
-                            value,
-                            count: b.get("doc_count")?.as_u64()?,
-                        })
-                    })
+            .cloned()
+            .zip(values)
+            .map(|(field, counts)| {
+                let mut values: Vec<FacetValue> = counts
+                    .into_iter()
+                    .map(|(value, count)| FacetValue { value, count })
                     .collect();
-                (field.clone(), values)
+                // Most frequent first; equal counts in the values' order.
+                values.sort_unstable_by(|a, b| {
+                    b.count.cmp(&a.count).then_with(|| a.value.cmp(&b.value))
+                });
+                values.truncate(size);
+                (field, values)
             })
             .collect();
         if let Some(metrics) = &self.metrics {

@@ -17,6 +17,7 @@ mod event;
 mod facets;
 mod follower;
 mod health;
+mod histogram;
 mod id_query;
 mod index;
 mod indexer;
@@ -31,6 +32,7 @@ mod schema;
 mod search;
 mod space;
 mod tokenizer;
+mod value_counts;
 pub mod verify;
 mod wal;
 

@@ -386,6 +386,89 @@ fn retention_removes_old_segments_from_log_and_index_and_the_chain_still_verifie
 }
 
 #[test]
+fn histogram_and_value_counts_match_counting_by_hand_across_segments_and_bucket_edges() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let base = at(0);
+    let users = ["a", "b", "c", "d", "e"];
+    let mut all = Vec::new();
+    // Three batches (three index segments), one event every 7.5 minutes over 7.5 hours.
+    for part in 0..3u32 {
+        let events: Vec<Event> = (0..20u32)
+            .map(|i| {
+                let n = part + 3 * i;
+                let t = base + chrono::Duration::seconds(450 * i64::from(n));
+                // Users with counts that tie: ordering among equals is by value.
+                let mut e = event(n, users[(n as usize * 7 / 3) % users.len()], "view", t);
+                if n % 4 == 0 {
+                    e.site = Some(format!("site{}", n % 3));
+                }
+                e
+            })
+            .collect();
+        all.extend(events.clone());
+        let (batch, ack) = Batch::with_ack(events);
+        store.sender().blocking_send(batch).unwrap();
+        ack.blocking_recv().unwrap().unwrap();
+        wait_for(store.index(), u64::from(20 * (part + 1)));
+    }
+    // A range that starts on an event (15 minutes in) and ends on one (excluded), not on
+    // the hour.
+    let from = base + chrono::Duration::seconds(900);
+    let to = base + chrono::Duration::seconds(900 + 450 * 40);
+    let facets = store
+        .index()
+        .facets(&FacetRequest {
+            query: "*".into(),
+            from,
+            to,
+            fields: vec!["user.name".into(), "site".into()],
+            size: 3,
+            bucket_secs: 3600,
+        })
+        .unwrap();
+    let inside: Vec<&Event> = all
+        .iter()
+        .filter(|e| e.timestamp >= from && e.timestamp < to)
+        .collect();
+    assert_eq!(facets.total, inside.len() as u64);
+    assert_eq!(facets.total, 40);
+    let expected: Vec<u64> = (0..5)
+        .map(|h| {
+            let start = from + chrono::Duration::hours(h);
+            let end = start + chrono::Duration::hours(1);
+            inside
+                .iter()
+                .filter(|e| e.timestamp >= start && e.timestamp < end)
+                .count() as u64
+        })
+        .collect();
+    let got: Vec<u64> = facets.histogram.iter().map(|(_, n)| *n).collect();
+    assert_eq!(got, expected, "per hour from 00:15");
+    assert_eq!(
+        facets.histogram[0].0, from,
+        "the first bar starts at `from`"
+    );
+    let count = |value: fn(&Event) -> Option<String>| {
+        let mut counts: std::collections::BTreeMap<String, u64> = Default::default();
+        for e in &inside {
+            if let Some(v) = value(e) {
+                *counts.entry(v).or_default() += 1;
+            }
+        }
+        let mut counts: Vec<FacetValue> = counts
+            .into_iter()
+            .map(|(value, count)| FacetValue { value, count })
+            .collect();
+        counts.sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
+        counts.truncate(3);
+        counts
+    };
+    assert_eq!(facets.fields[0].1, count(|e| e.user.clone()));
+    assert_eq!(facets.fields[1].1, count(|e| e.site.clone()));
+}
+
+#[test]
 fn facets_count_values_and_hours_with_the_query_and_range() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
