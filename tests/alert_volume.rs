@@ -152,3 +152,87 @@ fn machines_learned_just_before_kill_9_are_kept_with_a_small_rebuild_window() {
         "MAIN-PC02 was learned before the crash"
     );
 }
+
+/// The rules' position in the log, as stored with their alerts.
+fn position(server: &Server) -> u64 {
+    let db = rusqlite::Connection::open_with_flags(
+        server.data_dir().join("alerts.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    db.query_row(
+        "SELECT value FROM meta WHERE key = 'rules_wal_seq'",
+        [],
+        |r| r.get::<_, String>(0),
+    )
+    .map(|v| v.parse().unwrap())
+    .unwrap_or(0)
+}
+
+#[test]
+fn runs_that_each_die_before_saving_still_keep_what_was_learned() {
+    // Each run is killed after fewer events than the learned state is saved after (half of
+    // `rebuild_events`), while the runs together go further than a restart rebuilds.
+    let mut server = Server::start_full(
+        "",
+        "",
+        "[alerts]\nrebuild_events = 100\n[detections]\nlateness_seconds = 1\n",
+    );
+    let base = chrono::Utc::now() - chrono::Duration::days(2);
+    let mut sent = 0u64;
+    let mut minute = 0i64;
+    let mut send_logins = |server: &Server, host: &str, users: &[String]| {
+        let mut lines = String::new();
+        for user in users {
+            let at = (base + chrono::Duration::minutes(minute))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+            lines.push_str(&format!(
+                "<134>1 {at} {host} ehr - - - user={user} action=LOGIN result=success\n"
+            ));
+            minute += 1;
+        }
+        send(server, &lines);
+        sent += users.len() as u64;
+        let expected = sent;
+        wait("the logins evaluated", &|| position(server) >= expected);
+    };
+    let fill = |n: usize| -> Vec<String> { (0..n).map(|i| format!("fill{i}")).collect() };
+    send_logins(&server, "MAIN-PC01", &vec!["nw3".to_owned(); 25]);
+    send_logins(&server, "MAIN-PC03", &fill(60));
+    send_logins(&server, "MAIN-PC02", &["nw3".to_owned()]);
+    wait("the new machine's alert", &|| {
+        counted(&server, "new_workstation").0 >= 1
+    });
+    let before = counted(&server, "new_workstation");
+    for _ in 0..4 {
+        send_logins(&server, "MAIN-PC03", &fill(30));
+        server.kill9();
+        server.spawn();
+    }
+    send_logins(&server, "MAIN-PC02", &["nw3".to_owned()]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        counted(&server, "new_workstation"),
+        before,
+        "MAIN-PC02 was learned before the crashes"
+    );
+}
+
+#[test]
+fn a_line_repeated_exactly_counts_every_time_it_arrives() {
+    // Identical lines are separate events with one id: each is counted, and a restart does not
+    // count them again.
+    let mut server = Server::start_full("", "", "[detections]\nlateness_seconds = 1\n");
+    let line = "<134>1 2026-11-25T13:00:00.000Z MAIN-PC01 ehr - - - user=dupuser action=LOGIN result=success\n";
+    send(&server, &line.repeat(50));
+    wait("fifty off-hours logins counted", &|| {
+        counted(&server, "off_hours_login").1 >= 50
+    });
+    assert_eq!(counted(&server, "off_hours_login"), (1, 50));
+    server.kill9();
+    server.spawn();
+    send(&server, &line.repeat(5));
+    wait("five more", &|| counted(&server, "off_hours_login").1 >= 55);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(counted(&server, "off_hours_login"), (1, 55));
+}

@@ -167,6 +167,10 @@ const FILTER: &str = "last_seen >= ?1 AND (?2 IS NULL OR status = ?2)
 #[derive(Debug, Default)]
 pub struct Step<'a> {
     pub alerts: &'a [Alert],
+    /// Per alert (or none: all may be), whether it was raised by an event never read before, so
+    /// it cannot be a replay: it counts even if its evidence is held (a sender repeating a
+    /// line exactly makes events with one id).
+    pub fresh: &'a [bool],
     /// Accounts whose last activity changed, and when.
     pub activity: &'a [(String, DateTime<Utc>)],
     /// Accounts whose machines changed: login count and hosts.
@@ -175,6 +179,8 @@ pub struct Step<'a> {
     pub checkpoint: Option<u64>,
     /// The last event the rules have read (its arrival checks' alerts are in this step).
     pub read: Option<u64>,
+    /// The position whose learned state this step stores in full (activity and machines).
+    pub state_saved_at: Option<u64>,
 }
 
 /// Runs `sql` once per row of values, inside the caller's transaction.
@@ -243,6 +249,7 @@ impl AlertDb {
             && step.machines.is_empty()
             && step.checkpoint.is_none()
             && step.read.is_none()
+            && step.state_saved_at.is_none()
         {
             return Ok(Vec::new());
         }
@@ -256,7 +263,8 @@ impl AlertDb {
         let out = step
             .alerts
             .iter()
-            .map(|alert| recorder.record(alert))
+            .enumerate()
+            .map(|(i, alert)| recorder.record(alert, step.fresh.get(i).copied().unwrap_or(false)))
             .collect::<Result<Vec<_>, _>>()?;
         recorder.finish()?;
         upsert(
@@ -286,6 +294,9 @@ impl AlertDb {
         }
         if let Some(seq) = step.read {
             outbox::set_meta(&tx, "rules_read_seq", &seq.to_string()).map_err(&err)?;
+        }
+        if let Some(seq) = step.state_saved_at {
+            outbox::set_meta(&tx, "rules_state_seq", &seq.to_string()).map_err(&err)?;
         }
         tx.commit().map_err(&err)?;
         Ok(out)
@@ -362,6 +373,12 @@ impl AlertDb {
     pub fn read_position(&self) -> Result<u64, AlertDbError> {
         let v = outbox::meta(&self.conn, "rules_read_seq").map_err(self.err())?;
         Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    /// The rules' position when their learned state was last stored whole, if known.
+    pub fn state_position(&self) -> Result<Option<u64>, AlertDbError> {
+        let v = outbox::meta(&self.conn, "rules_state_seq").map_err(self.err())?;
+        Ok(v.and_then(|v| v.parse().ok()))
     }
 
     pub fn set_checkpoint(&self, seq: u64) -> Result<(), AlertDbError> {

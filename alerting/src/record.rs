@@ -62,14 +62,19 @@ impl<'t, 'c> Recorder<'t, 'c> {
         crate::db::sql_err(self.path)
     }
 
-    /// Records one alert (in memory where it continues one this transaction holds).
-    pub(crate) fn record(&mut self, alert: &Alert) -> Result<(i64, Recorded), AlertDbError> {
+    /// Records one alert (in memory where it continues one this transaction holds). A `fresh`
+    /// alert (from an event never read before) is never taken for a replay.
+    pub(crate) fn record(
+        &mut self,
+        alert: &Alert,
+        fresh: bool,
+    ) -> Result<(i64, Recorded), AlertDbError> {
         let key = dedup_key(alert);
         if !self.held.contains_key(&key) {
             let held = self.read_held(&key)?;
             self.held.insert(key.clone(), held);
         }
-        if let Some(id) = self.known(&key, alert) {
+        if !fresh && let Some(id) = self.known(&key, alert) {
             return Ok((id, Recorded::Known));
         }
         let since = (alert.first_seen - self.dedup_window).to_rfc3339();
@@ -87,7 +92,7 @@ impl<'t, 'c> Recorder<'t, 'c> {
         }
         if let Some(open) = self.open.get_mut(&key) {
             let before = open.evidence.len();
-            let recorded = continue_with(open, alert);
+            let recorded = continue_with(open, alert, fresh);
             let held = self.held.entry(key).or_default();
             for e in &open.evidence[before..] {
                 held.insert(e.clone(), open.id);
@@ -277,15 +282,16 @@ fn dedup_key(alert: &Alert) -> String {
 }
 
 /// Adds `alert` to the open alert: its new evidence (up to [`MAX_EVIDENCE`]), its times, one
-/// more to the count and its explanation. Nothing new in its evidence: a replay.
-fn continue_with(open: &mut Open, alert: &Alert) -> Recorded {
+/// more to the count and its explanation. Nothing new in its evidence: a replay, unless
+/// `fresh`.
+fn continue_with(open: &mut Open, alert: &Alert, fresh: bool) -> Recorded {
     let new: Vec<&str> = alert
         .evidence
         .iter()
         .map(EventId::as_str)
         .filter(|e| !open.evidence.iter().any(|held| held == e))
         .collect();
-    if new.is_empty() {
+    if new.is_empty() && !fresh {
         return Recorded::Known;
     }
     for e in new {

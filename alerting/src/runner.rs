@@ -158,6 +158,9 @@ impl RulesRunner {
         let db = AlertDb::open(&path, settings.dedup_window)?;
         let checkpoint = db.checkpoint()?;
         let arrived_through = db.read_position()?.max(checkpoint);
+        // Where the learned state was last stored, across runs: runs that each die before
+        // storing it again still store it in time (never further back than the rebuild).
+        let state_saved = db.state_position()?.unwrap_or(checkpoint).min(checkpoint);
         let rebuild_from = checkpoint.saturating_sub(settings.rebuild_events).max(1);
         let mut follower = store.follow(rebuild_from);
         restore(&mut engine, &db)?;
@@ -194,9 +197,10 @@ impl RulesRunner {
                     read: checkpoint,
                     reorder: Reorder::new(lateness, REORDER_CAPACITY),
                     pending: Vec::new(),
+                    fresh: Vec::new(),
                     activity: HashMap::new(),
                     machines: HashMap::new(),
-                    state_saved: checkpoint,
+                    state_saved,
                     rebuild_events,
                     lost_alerts: false,
                     db_failing: false,
@@ -287,6 +291,8 @@ struct Pass {
     /// Alerts not stored yet (the alert database refused them): tried again each step, and
     /// the position is not saved past them meanwhile.
     pending: Vec<rules::Alert>,
+    /// Per pending alert, whether its event was never read before (see [`Step::fresh`]).
+    fresh: Vec<bool>,
     /// Accounts' activity and machines the rules changed, not stored yet.
     /// (One entry per account, the latest: bounded by the accounts, however long it takes.)
     activity: HashMap<String, chrono::DateTime<chrono::Utc>>,
@@ -309,6 +315,7 @@ impl Pass {
     /// Raises a `storage` alert when the log starts refusing new data (a full disk).
     fn watch_storage(&mut self, refusing: Option<String>) {
         if let (Some(reason), None) = (&refusing, &self.refusing) {
+            self.fresh.push(true);
             self.pending.push(rules::Alert::system(
                 rules::RuleId::Storage,
                 rules::Severity::Critical,
@@ -331,7 +338,7 @@ impl Pass {
             // Arrival checks ran when the event was first read, and their alerts were stored
             // with that read position: a replay raises them again only past it.
             if seq > self.arrived_through {
-                raised.extend(alerts);
+                raised.extend(alerts.into_iter().map(|a| (a, true)));
             }
             // Not needed by the rules; the raw input is most of an event's memory.
             event.original = String::new();
@@ -348,12 +355,17 @@ impl Pass {
         for (seq, event) in &due {
             self.metrics.events.inc();
             let alerts = self.engine.evaluate(event);
+            // Past the position; read before the restart (it may have been evaluated then:
+            // its alert's evidence tells) or not (it cannot have been).
             if *seq > self.checkpoint {
-                raised.extend(alerts);
+                let fresh = *seq > self.arrived_through;
+                raised.extend(alerts.into_iter().map(|a| (a, fresh)));
             } // else rebuilding state: these were raised before
         }
         self.metrics.held.set(self.reorder.len() as i64);
-        self.pending.extend(raised);
+        self.fresh.extend(raised.iter().map(|(_, fresh)| *fresh));
+        self.pending
+            .extend(raised.into_iter().map(|(alert, _)| alert));
         // Kept until stored: a refused write loses nothing.
         for (user, at) in self.engine.take_changed_activity() {
             let latest = self.activity.entry(user).or_insert(at);
@@ -389,10 +401,12 @@ impl Pass {
             .db
             .record_step(&Step {
                 alerts: &self.pending,
+                fresh: &self.fresh,
                 activity: &activity,
                 machines: &machines,
                 checkpoint,
                 read: (self.read > self.read_saved && !self.lost_alerts).then_some(self.read),
+                state_saved_at: save_state.then_some(checkpoint.unwrap_or(self.saved)),
             })
             .map(|results| {
                 for (alert, (id, recorded)) in self.pending.iter().zip(results) {
@@ -414,6 +428,7 @@ impl Pass {
                     }
                 }
                 self.pending.clear();
+                self.fresh.clear();
                 if !self.lost_alerts {
                     self.read_saved = self.read;
                 }
@@ -432,6 +447,7 @@ impl Pass {
         if stored.is_err() && self.pending.len() > MAX_PENDING_ALERTS {
             let dropped = self.pending.len() - MAX_PENDING_ALERTS;
             self.pending.drain(..dropped);
+            self.fresh.drain(..dropped);
             self.lost_alerts = true;
             error!(
                 dropped,
