@@ -16,19 +16,24 @@ fn send(server: &Server, lines: &str) {
     tcp.write_all(lines.as_bytes()).unwrap();
 }
 
-/// (alerts, sum of their counts) of `rule` in the server's alert database.
-fn counted(server: &Server, rule: &str) -> (i64, i64) {
-    let db = rusqlite::Connection::open_with_flags(
+/// The server's alert database, read-only.
+fn alerts_db(server: &Server) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(
         server.data_dir().join("alerts.db"),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
     )
-    .unwrap();
-    db.query_row(
-        "SELECT count(*), coalesce(sum(count), 0) FROM alerts WHERE rule = ?1",
-        [rule],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
     .unwrap()
+}
+
+/// (alerts, sum of their counts) of `rule` in the server's alert database.
+fn counted(server: &Server, rule: &str) -> (i64, i64) {
+    alerts_db(server)
+        .query_row(
+            "SELECT count(*), coalesce(sum(count), 0) FROM alerts WHERE rule = ?1",
+            [rule],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
 }
 
 fn wait(what: &str, f: &dyn Fn() -> bool) {
@@ -155,18 +160,14 @@ fn machines_learned_just_before_kill_9_are_kept_with_a_small_rebuild_window() {
 
 /// The rules' position in the log, as stored with their alerts.
 fn position(server: &Server) -> u64 {
-    let db = rusqlite::Connection::open_with_flags(
-        server.data_dir().join("alerts.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    db.query_row(
-        "SELECT value FROM meta WHERE key = 'rules_wal_seq'",
-        [],
-        |r| r.get::<_, String>(0),
-    )
-    .map(|v| v.parse().unwrap())
-    .unwrap_or(0)
+    alerts_db(server)
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'rules_wal_seq'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(0)
 }
 
 #[test]
