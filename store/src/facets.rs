@@ -18,6 +18,9 @@ use crate::value_counts::ValueCounts;
 pub const MAX_FACET_VALUES: u32 = 50;
 /// Values counted per field at most (a report's staff of a large clinic).
 pub const MAX_COUNTED_VALUES: u32 = 2_000;
+/// Values of a field named per index segment at least (ten times those asked for, if more):
+/// counts are exact below it (see [`crate::value_counts`]).
+const PER_SEGMENT_VALUES: usize = 10_000;
 /// Buckets of a histogram at most: a longer range gets wider buckets.
 pub const MAX_BUCKETS: i64 = 400;
 
@@ -114,6 +117,7 @@ impl EventIndex {
         };
         let values = ValueCounts {
             fields: request.fields.clone(),
+            per_segment: (size * 10).max(PER_SEGMENT_VALUES),
         };
         let searcher = self.reader.searcher();
         let (total, counts, values) = searcher.search(&query, &(Count, histogram, values))?;

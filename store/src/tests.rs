@@ -469,6 +469,42 @@ fn histogram_and_value_counts_match_counting_by_hand_across_segments_and_bucket_
 }
 
 #[test]
+fn value_counts_name_only_the_most_frequent_values_of_a_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // One batch (one segment): a four times, b three, c twice, d once.
+    let events: Vec<Event> = ["a", "a", "a", "a", "b", "b", "b", "c", "c", "d"]
+        .iter()
+        .enumerate()
+        .map(|(n, user)| event(n as u32, user, "view", at(1)))
+        .collect();
+    let (batch, ack) = Batch::with_ack(events);
+    store.sender().blocking_send(batch).unwrap();
+    ack.blocking_recv().unwrap().unwrap();
+    wait_for(store.index(), 10);
+    let searcher = store.index().reader.searcher();
+    let count = |per_segment: usize| {
+        let collector = crate::value_counts::ValueCounts {
+            fields: vec!["user.name".into()],
+            per_segment,
+        };
+        let mut counts: Vec<(String, u64)> = searcher
+            .search(&tantivy::query::AllQuery, &collector)
+            .unwrap()
+            .remove(0)
+            .into_iter()
+            .collect();
+        counts.sort();
+        counts
+    };
+    let named = |pairs: &[(&str, u64)]| -> Vec<(String, u64)> {
+        pairs.iter().map(|(v, n)| ((*v).to_owned(), *n)).collect()
+    };
+    assert_eq!(count(2), named(&[("a", 4), ("b", 3)]));
+    assert_eq!(count(10), named(&[("a", 4), ("b", 3), ("c", 2), ("d", 1)]));
+}
+
+#[test]
 fn facets_count_values_and_hours_with_the_query_and_range() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());

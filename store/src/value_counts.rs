@@ -1,7 +1,9 @@
 //! How many matches have each value of a few fields (the facets beside a result list): a
 //! Tantivy collector that counts term ordinals of the fields' columns a block of matches at a
-//! time, per segment, and names only the values it counted. Exact across segments (Tantivy's
-//! terms aggregation cuts each segment's list, so its counts could be short).
+//! time, per segment, and names only the most frequent values of each segment
+//! ([`ValueCounts::per_segment`]). Exact when no segment's matches have more distinct values
+//! than that; beyond it a value's count can be short, as with Tantivy's terms aggregation
+//! (a week's two million patients would otherwise be two million strings per segment).
 
 use std::collections::HashMap;
 
@@ -10,11 +12,13 @@ use tantivy::columnar::{Cardinality, StrColumn};
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 
 /// Above this many values in a segment, counts are kept in a map instead of one slot each.
-const DENSE_TERMS: usize = 1 << 20;
+const DENSE_TERMS: usize = 1 << 22;
 
 /// Counts per value of each of `fields` (in that order) over the matches.
 pub(crate) struct ValueCounts {
     pub fields: Vec<String>,
+    /// Values named per segment and field at most, the most frequent.
+    pub per_segment: usize,
 }
 
 enum Counts {
@@ -61,6 +65,7 @@ struct FieldCounts {
 
 pub(crate) struct SegmentValueCounts {
     fields: Vec<Option<FieldCounts>>,
+    per_segment: usize,
     values: Vec<Option<u64>>,
     full: Vec<u64>,
 }
@@ -88,6 +93,7 @@ impl Collector for ValueCounts {
         }
         Ok(SegmentValueCounts {
             fields,
+            per_segment: self.per_segment.max(1),
             values: Vec::new(),
             full: Vec::new(),
         })
@@ -165,12 +171,18 @@ impl SegmentCollector for SegmentValueCounts {
     }
 
     fn harvest(self) -> Vec<HashMap<String, u64>> {
+        let keep = self.per_segment;
         self.fields
             .into_iter()
             .map(|field| {
                 let mut named = HashMap::new();
                 let Some(field) = field else { return named };
-                let counted = field.counts.counted();
+                let mut counted = field.counts.counted();
+                if counted.len() > keep {
+                    counted.select_nth_unstable_by(keep, |a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                    counted.truncate(keep);
+                    counted.sort_unstable_by_key(|(ord, _)| *ord);
+                }
                 let ords: Vec<u64> = counted.iter().map(|(ord, _)| *ord).collect();
                 let mut counts = counted.into_iter().map(|(_, n)| u64::from(n));
                 // A dictionary that cannot be read gives no names (and no counts) for the
