@@ -20,7 +20,7 @@ pub const MAX_FACET_VALUES: u32 = 50;
 pub const MAX_COUNTED_VALUES: u32 = 2_000;
 /// Values of a field named per index segment at least (ten times those asked for, if more):
 /// counts are exact below it (see [`crate::value_counts`]).
-const PER_SEGMENT_VALUES: usize = 10_000;
+const PER_SEGMENT_VALUES: usize = 100_000;
 /// Buckets of a histogram at most: a longer range gets wider buckets.
 pub const MAX_BUCKETS: i64 = 400;
 
