@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::web::Browser;
-use common::{BIN, free_tcp_port};
+use common::{BIN, free_tcp_and_udp_port, free_tcp_port};
 
 struct Demo {
     child: Child,
@@ -30,7 +30,7 @@ impl Demo {
     /// Starts the demo in `dir` and reads what it prints up to its password.
     fn start(dir: &Path) -> Demo {
         let http: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
-        let syslog = format!("127.0.0.1:{}", free_tcp_port());
+        let syslog = format!("127.0.0.1:{}", free_tcp_and_udp_port());
         let mut child = Command::new(BIN)
             .args(["demo", "--dir"])
             .arg(dir)
@@ -160,7 +160,7 @@ fn the_demo_imports_a_week_mails_its_alerts_locally_serves_the_ui_and_runs_again
     assert_ne!(refused.status, 303, "the old password no longer signs in");
     // A second demo in the same folder, on other ports, is refused before it changes anything.
     let config = std::fs::read_to_string(dir.join("mimamori.toml")).unwrap();
-    let (http, syslog) = (free_tcp_port(), free_tcp_port());
+    let (http, syslog) = (free_tcp_port(), free_tcp_and_udp_port());
     let second = Command::new(BIN)
         .args(["demo", "--dir"])
         .arg(&dir)

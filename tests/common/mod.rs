@@ -32,6 +32,18 @@ pub fn free_tcp_port() -> u16 {
         .port()
 }
 
+/// A port free for both TCP and UDP (a syslog address listens on both): a TCP-free port may be
+/// some other test's UDP listener.
+pub fn free_tcp_and_udp_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
         .unwrap()
