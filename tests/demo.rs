@@ -36,7 +36,7 @@ impl Demo {
             .arg(dir)
             .args(["--http", &http.to_string(), "--syslog", &syslog])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.with_extension("stderr")).unwrap())
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -44,7 +44,10 @@ impl Demo {
         let password = loop {
             let line = lines
                 .next()
-                .unwrap_or_else(|| panic!("the demo ended before it was ready: {said}"))
+                .unwrap_or_else(|| {
+                    let err = std::fs::read_to_string(dir.with_extension("stderr"));
+                    panic!("the demo ended before it was ready: {said}\nstderr: {err:?}")
+                })
                 .unwrap();
             said.push_str(&line);
             said.push('\n');
