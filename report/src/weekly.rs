@@ -1,5 +1,5 @@
-//! The weekly access review, built from counts: every number is a Tantivy aggregation or a
-//! search over the week (the same a person would get searching), or read from the alert
+//! The weekly access review, built from counts: every number is a count over the index's
+//! columns (`EventIndex::facets`) or a search over the week (the same a person would get searching), or read from the alert
 //! database; no event is read into memory to be counted.
 
 use std::collections::BTreeMap;
