@@ -129,6 +129,61 @@ fn tokens_are_checked_whatever_the_scheme_case_and_reads_need_one() {
 }
 
 #[test]
+fn a_search_counts_ten_thousand_matches_and_says_so_unless_asked_for_all() {
+    let server = server();
+    let tok = token();
+    let n = 30_000;
+    let body: String = (0..n)
+        .map(|i| {
+            format!(
+                "{{\"timestamp\":\"2026-11-24T{:02}:{:02}:{:02}+09:00\",\"user\":\"u{i}\",\"action\":\"VIEW\",\"message\":\"{tok}\"}}\n",
+                9 + i / 3600,
+                i / 60 % 60,
+                i % 60
+            )
+        })
+        .collect();
+    ingest(&server, &body);
+    let read = format!("Bearer {READ}");
+    let search = |extra: &str| -> serde_json::Value {
+        let (status, text) = http_get_with(
+            server.http,
+            &format!("/api/v1/search?q={tok}&limit=50{extra}"),
+            &[("Authorization", &read)],
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{text}");
+        serde_json::from_str(&text).unwrap()
+    };
+    let users = |page: &serde_json::Value| -> Vec<String> {
+        page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["user.name"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let newest: Vec<String> = (n - 50..n).rev().map(|i| format!("u{i}")).collect();
+    let counted = search("");
+    assert_eq!(counted["total_exact"], false, "{}", counted["total"]);
+    let total = counted["total"].as_u64().unwrap();
+    assert!((10_000..n).contains(&total), "{total}");
+    assert_eq!(users(&counted), newest, "the newest page all the same");
+    assert_eq!(counted["next_offset"], 50);
+    let all = search("&exact_total=true");
+    assert_eq!(all["total_exact"], true);
+    assert_eq!(all["total"], n);
+    assert_eq!(users(&all), newest);
+    // Deep pages are the same events either way.
+    let deep = search("&offset=25000");
+    assert_eq!(
+        users(&deep),
+        users(&search("&offset=25000&exact_total=true"))
+    );
+    assert_eq!(users(&deep)[0], format!("u{}", n - 1 - 25_000));
+}
+
+#[test]
 fn a_search_for_everything_comes_in_bounded_pages() {
     let server = server();
     let tok = token();

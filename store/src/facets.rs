@@ -114,12 +114,13 @@ impl EventIndex {
             start_micros: request.from.timestamp_micros(),
             width_micros: bucket_secs * 1_000_000,
             buckets,
+            times: self.times.clone(),
         };
         let values = ValueCounts {
             fields: request.fields.clone(),
             per_segment: (size * 10).max(PER_SEGMENT_VALUES),
         };
-        let searcher = self.reader.searcher();
+        let searcher = self.searcher();
         let (total, counts, values) = searcher.search(&query, &(Count, histogram, values))?;
         let histogram = counts
             .into_iter()

@@ -13,6 +13,8 @@ pub(crate) struct TimeBuckets {
     pub start_micros: i64,
     pub width_micros: i64,
     pub buckets: usize,
+    /// Where the `@timestamp` column of each segment is kept open.
+    pub times: std::sync::Arc<crate::time_order::TimeColumns>,
 }
 
 pub(crate) struct SegmentTimeBuckets {
@@ -38,7 +40,7 @@ impl Collector for TimeBuckets {
         _segment: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentTimeBuckets> {
-        let column = reader.fast_fields().date("@timestamp")?;
+        let column = self.times.segment(reader)?.timestamps.clone();
         Ok(SegmentTimeBuckets {
             full: column.get_cardinality() == tantivy::columnar::Cardinality::Full,
             column,

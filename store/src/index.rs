@@ -1,25 +1,24 @@
 //! The Tantivy index as a search handle: [`EventIndex`] searches it, in the server or in a
 //! separate process (the CLI) while the server writes. The indexer (`indexer.rs`) fills it.
 
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use tantivy::collector::sort_key::SortByStaticFastValue;
-use tantivy::collector::{Count, TopDocs};
+use tantivy::collector::Count;
 use tantivy::query::{
-    AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, Occur, Query, QueryParser, QueryParserError, TermQuery,
 };
 use tantivy::schema::IndexRecordOption;
-use tantivy::{Index, IndexReader, Order, ReloadPolicy, Term};
+use tantivy::{Index, IndexReader, ReloadPolicy, Term};
 use tracing::warn;
 
 use crate::error::StoreError;
 use crate::event::Event;
 use crate::metrics::StoreMetrics;
 use crate::schema::{DEFAULT_FIELDS, EventSchema, to_tantivy};
-use crate::search::{SearchRequest, SearchResults};
+use crate::search::{COUNTED_MATCHES, SearchRequest, SearchResults};
+use crate::time_order::{Newest, NewestFirst, TimeColumns, TimeRange};
 use crate::wal::LogLookup;
 
 /// The highest search limit honoured; bigger requests are cut to it.
@@ -36,6 +35,8 @@ pub struct EventIndex {
     log: Arc<LogLookup>,
     /// The last log record the committed index holds, for [`EventIndex::wait_committed`].
     committed: Arc<(Mutex<u64>, Condvar)>,
+    /// Each segment's time columns, opened once.
+    pub(crate) times: Arc<TimeColumns>,
 }
 
 /// Opens the index in `dir`, creating it when `create` is set. An index that cannot be opened
@@ -113,6 +114,7 @@ impl EventIndex {
             metrics,
             log: Arc::new(LogLookup::new(wal_dir)),
             committed: Arc::new((Mutex::new(0), Condvar::new())),
+            times: Arc::default(),
         })
     }
 
@@ -264,89 +266,109 @@ impl EventIndex {
         from: Option<chrono::DateTime<chrono::Utc>>,
         to: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Box<dyn Query>, StoreError> {
-        let mut query = self.parse_query(text)?;
-        if !text.contains("event.dataset") {
-            let audit = Term::from_field_text(self.schema.dataset, crate::event::AUDIT_DATASET);
-            query = Box::new(BooleanQuery::new(vec![
-                (Occur::Must, query),
-                (
-                    Occur::MustNot,
-                    Box::new(TermQuery::new(audit, IndexRecordOption::Basic)),
-                ),
-            ]));
-        }
+        let query = self.text_query(text)?;
         if from.is_none() && to.is_none() {
             return Ok(query);
         }
-        let bound = |t: Option<chrono::DateTime<chrono::Utc>>, inclusive: bool| match t {
-            None => Bound::Unbounded,
-            Some(t) => {
-                let term = Term::from_field_date_for_search(self.schema.timestamp, to_tantivy(t));
-                if inclusive {
-                    Bound::Included(term)
-                } else {
-                    Bound::Excluded(term)
-                }
-            }
-        };
-        let range = RangeQuery::new(bound(from, true), bound(to, false));
+        Ok(self.within(
+            query,
+            from.map_or(i64::MIN, nanos),
+            to.map_or(i64::MAX, nanos),
+        ))
+    }
+
+    /// `text` parsed, without mimamori's own audit trail unless it names a dataset.
+    fn text_query(&self, text: &str) -> Result<Box<dyn Query>, StoreError> {
+        let query = self.parse_query(text)?;
+        if text.contains("event.dataset") {
+            return Ok(query);
+        }
+        let audit = Term::from_field_text(self.schema.dataset, crate::event::AUDIT_DATASET);
         Ok(Box::new(BooleanQuery::new(vec![
             (Occur::Must, query),
-            (Occur::Must, Box::new(range)),
+            (
+                Occur::MustNot,
+                Box::new(TermQuery::new(audit, IndexRecordOption::Basic)),
+            ),
         ])))
+    }
+
+    /// `query` limited to events of `[from, to)`, in nanoseconds; `to` = `i64::MAX` has no
+    /// end.
+    fn within(&self, query: Box<dyn Query>, from: i64, to: i64) -> Box<dyn Query> {
+        let range = TimeRange {
+            from,
+            last: if to == i64::MAX {
+                to
+            } else {
+                to.saturating_sub(1)
+            },
+            times: self.times.clone(),
+        };
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Must, query),
+            (Occur::Must, Box::new(range)),
+        ]))
+    }
+
+    /// The current searcher, with the time columns of merged-away segments forgotten.
+    pub(crate) fn searcher(&self) -> tantivy::Searcher {
+        let searcher = self.reader.searcher();
+        self.times.keep_only(&searcher);
+        searcher
+    }
+
+    /// Runs `collector`; a query that needs what the index does not have is the caller's
+    /// mistake, told as such.
+    fn collect<C: tantivy::collector::Collector>(
+        &self,
+        searcher: &tantivy::Searcher,
+        query: &dyn Query,
+        collector: &C,
+        text: &str,
+    ) -> Result<C::Fruit, StoreError> {
+        searcher.search(query, collector).map_err(|e| match e {
+            // `user.name:*` (any value) needs a fast field: a question about the query,
+            // not a failure of the store.
+            tantivy::TantivyError::SchemaError(reason) if reason.contains("fast field") => {
+                StoreError::BadQuery(format!(
+                    "`{text}`: `field:*` (any value) works only on @timestamp, event.ingested, record.count and {}; `*` alone finds everything ({reason})",
+                    crate::schema::FACET_FIELDS.join(", ")
+                ))
+            }
+            other => other.into(),
+        })
     }
 
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResults, StoreError> {
         let started = Instant::now();
-        let query = self.bounded_query(&request.query, request.from, request.to)?;
-        let searcher = self.reader.searcher();
+        let query = self.text_query(&request.query)?;
+        let searcher = self.searcher();
         let limit = request.limit.clamp(1, MAX_SEARCH_LIMIT);
-        // Newest first; events of the same instant in the log's order, newest first, so that
-        // pages and a rebuilt index (whose documents lie in another order) agree.
-        let top = TopDocs::with_limit(limit)
-            .and_offset(request.offset.min(crate::search::MAX_OFFSET))
-            .order_by((
-                (
-                    SortByStaticFastValue::<tantivy::DateTime>::for_field("@timestamp"),
-                    Order::Desc,
-                ),
-                (SortByStaticFastValue::<u64>::for_field("_seq"), Order::Desc),
-            ));
-        let (total, hits) = searcher
-            .search(&query, &(Count, top))
-            .map_err(|e| match e {
-                // `user.name:*` (any value) needs a fast field: a question about the query,
-                // not a failure of the store.
-                tantivy::TantivyError::SchemaError(reason) if reason.contains("fast field") => {
-                    StoreError::BadQuery(format!(
-                        "`{}`: `field:*` (any value) works only on @timestamp, event.ingested, record.count and {}; `*` alone finds everything ({reason})",
-                        request.query,
-                        crate::schema::FACET_FIELDS.join(", ")
-                    ))
-                }
-                other => other.into(),
-            })?;
-        // Where each hit is in the log; the events are read from there, a batch at a time
-        // until the size limit.
-        let mut columns: Vec<Option<tantivy::columnar::Column<u64>>> =
-            vec![None; searcher.segment_readers().len()];
-        let mut seqs = Vec::with_capacity(hits.len().min(request.limit));
-        for (_, address) in hits.into_iter().take(request.limit) {
-            let ordinal = address.segment_ord as usize;
-            if columns[ordinal].is_none() {
-                columns[ordinal] = Some(
-                    searcher
-                        .segment_reader(address.segment_ord)
-                        .fast_fields()
-                        .u64("_seq")?,
-                );
-            }
-            seqs.push(
-                columns[ordinal]
-                    .as_ref()
-                    .and_then(|c| c.first(address.doc_id)),
-            );
-        }
+        let offset = request.offset.min(crate::search::MAX_OFFSET);
+        let wanted = offset + limit;
+        let (from, to) = (
+            request.from.map_or(i64::MIN, nanos),
+            request.to.map_or(i64::MAX, nanos),
+        );
+        let most = request
+            .count_up_to
+            .map_or(u64::MAX, |most| most.max(wanted as u64 + 1));
+        let (total, total_exact, hits) = self.newest_by_slices(
+            &searcher,
+            query.as_ref(),
+            (from, to),
+            wanted,
+            most,
+            &request.query,
+        )?;
+        let seqs: Vec<Option<u64>> = hits
+            .into_iter()
+            .skip(offset)
+            .take(request.limit)
+            .map(|((_, seq), _)| (seq > 0).then_some(seq))
+            .collect();
+        // The events are read from the log, a batch at a time until the size limit.
         let mut events = Vec::with_capacity(seqs.len());
         let mut unreadable = 0u64;
         let (mut bytes, mut truncated) = (0usize, false);
@@ -383,10 +405,71 @@ impl EventIndex {
                 .observe(started.elapsed().as_secs_f64());
         }
         Ok(SearchResults {
-            total: total as u64,
+            total,
+            total_exact,
             events,
             unreadable,
             truncated,
         })
     }
+
+    /// The newest `wanted` matches of `query` in `[from, to)`, and how many match, counted up
+    /// to `most` (`u64::MAX`: all): (count, whether it is every match, matches newest first).
+    ///
+    /// The range is searched from its end backwards in slices, each holding about as many
+    /// documents as the matches still wanted need at the rate found so far. A page of a common
+    /// word over a day reads the few thousand newest matches, not the millions before them.
+    fn newest_by_slices(
+        &self,
+        searcher: &tantivy::Searcher,
+        query: &dyn Query,
+        (from, to): (i64, i64),
+        wanted: usize,
+        most: u64,
+        text: &str,
+    ) -> Result<(u64, bool, Vec<Newest>), StoreError> {
+        let timeline = self.times.timeline(searcher)?;
+        let mut hits = Vec::new();
+        let (mut counted, mut examined) = (0u64, 0u64);
+        let mut upper = to;
+        // The first slice as if every document matched.
+        let mut docs = most.min(COUNTED_MATCHES).max(wanted as u64);
+        while upper > from {
+            let (lower, holding) = timeline.back_from(upper, docs);
+            let lower = lower.max(from);
+            let slice = self.within(query.box_clone(), lower, upper);
+            let needed = wanted.saturating_sub(hits.len());
+            let found = if needed > 0 {
+                let newest = NewestFirst {
+                    k: needed,
+                    times: self.times.clone(),
+                };
+                let (found, newest) =
+                    self.collect(searcher, slice.as_ref(), &(Count, newest), text)?;
+                // Slices go back in time: each one's matches are older than all before.
+                hits.extend(newest);
+                found as u64
+            } else {
+                self.collect(searcher, slice.as_ref(), &Count, text)? as u64
+            };
+            counted += found;
+            examined += holding.max(1);
+            upper = lower;
+            if hits.len() >= wanted && counted >= most {
+                return Ok((counted, upper <= from, hits));
+            }
+            // The next slice: the documents what is still missing needs at the rate seen so
+            // far, at least as many as all slices before and at most sixteen times as many.
+            let missing = ((wanted - hits.len().min(wanted)) as u64).max(most - counted.min(most));
+            let rate = (counted + 1) as f64 / examined as f64;
+            docs =
+                ((missing as f64 / rate * 1.2) as u64).clamp(examined, examined.saturating_mul(16));
+        }
+        Ok((counted, true, hits))
+    }
+}
+
+/// `t` as the index holds it: nanoseconds, to the microsecond.
+fn nanos(t: chrono::DateTime<chrono::Utc>) -> i64 {
+    to_tantivy(t).into_timestamp_nanos()
 }

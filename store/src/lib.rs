@@ -31,6 +31,7 @@ mod retention;
 mod schema;
 mod search;
 mod space;
+mod time_order;
 mod tokenizer;
 mod value_counts;
 pub mod verify;
@@ -55,9 +56,11 @@ pub use crate::reindex::reindex;
 pub use crate::replay::{Replay, replay};
 pub use crate::schema::{DEFAULT_FIELDS, EventSchema, FACET_FIELDS};
 pub use crate::search::{
-    MAX_OFFSET, MAX_RESULT_BYTES, SearchRequest, SearchResults, parse_time_bound,
+    COUNTED_MATCHES, MAX_OFFSET, MAX_RESULT_BYTES, SearchRequest, SearchResults, parse_time_bound,
 };
 pub use crate::verify::{Finding, FindingKind, VerifyReport};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod time_tests;

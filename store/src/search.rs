@@ -18,6 +18,10 @@ pub struct SearchRequest {
     /// Bytes of stored events returned at most (the page stops short of `limit` there):
     /// [`MAX_RESULT_BYTES`] for a server's answers, where several run at once.
     pub max_bytes: usize,
+    /// Count matches only this far (and past the page asked for), as search pages do
+    /// ([`COUNTED_MATCHES`]); `None` counts every match. Counting every match of a common word
+    /// reads each one; the newest page alone needs only the newest.
+    pub count_up_to: Option<u64>,
 }
 
 impl SearchRequest {
@@ -30,6 +34,7 @@ impl SearchRequest {
             limit,
             offset: 0,
             max_bytes: MAX_RESULT_BYTES,
+            count_up_to: None,
         }
     }
 
@@ -43,8 +48,12 @@ impl SearchRequest {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchResults {
-    /// Every match, not just the ones returned.
+    /// Every match, not just the ones returned; at least this many when `total_exact` is
+    /// false.
     pub total: u64,
+    /// `total` counts every match. False when the request's `count_up_to` stopped the count:
+    /// then there are more, and at least one past the page.
+    pub total_exact: bool,
     /// Newest first, at most `limit`.
     pub events: Vec<Event>,
     /// Matches whose event could not be read from the log (a damaged block); left out.
@@ -57,6 +66,9 @@ pub struct SearchResults {
 /// Bytes of stored events one search returns at most, however many are asked for, so a few
 /// concurrent searches for everything cannot exhaust memory.
 pub const MAX_RESULT_BYTES: usize = 8 << 20;
+/// Matches a search page counts before it says "at least" (as Elasticsearch's
+/// `track_total_hits` does by default).
+pub const COUNTED_MATCHES: u64 = 10_000;
 /// Furthest page start accepted.
 pub const MAX_OFFSET: usize = 1_000_000;
 

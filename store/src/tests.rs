@@ -15,7 +15,7 @@ fn config(dir: &std::path::Path) -> StoreConfig {
     }
 }
 
-fn event(n: u32, user: &str, message: &str, at: DateTime<Utc>) -> Event {
+pub(crate) fn event(n: u32, user: &str, message: &str, at: DateTime<Utc>) -> Event {
     let mut e = Event::new("test", "syslog", format!("raw {n} {message}"), at);
     e.timestamp = at;
     e.user = Some(user.to_owned());
@@ -37,11 +37,12 @@ fn search(index: &EventIndex, query: &str) -> SearchResults {
             limit: 100,
             offset: 0,
             max_bytes: crate::MAX_RESULT_BYTES,
+            count_up_to: None,
         })
         .unwrap()
 }
 
-fn wait_for(index: &EventIndex, n: u64) {
+pub(crate) fn wait_for(index: &EventIndex, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while index.num_events() < n {
         assert!(
@@ -53,7 +54,7 @@ fn wait_for(index: &EventIndex, n: u64) {
     }
 }
 
-fn open(dir: &std::path::Path) -> Store {
+pub(crate) fn open(dir: &std::path::Path) -> Store {
     Store::open(
         &config(dir),
         StoreMetrics::new(&prometheus::Registry::new()).unwrap(),
@@ -145,6 +146,7 @@ fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
             limit: 10,
             offset: 0,
             max_bytes: crate::MAX_RESULT_BYTES,
+            count_up_to: None,
         })
         .unwrap_err();
     assert!(matches!(err, StoreError::BadQuery(_)), "{err}");
@@ -166,6 +168,7 @@ fn acknowledged_events_are_searchable_by_field_word_and_japanese() {
             limit: 10,
             offset: 0,
             max_bytes: crate::MAX_RESULT_BYTES,
+            count_up_to: None,
         })
         .unwrap();
     assert_eq!(ranged.total, 1);
@@ -233,6 +236,7 @@ fn a_restart_replays_what_the_index_missed_exactly_once() {
             limit: 5000,
             offset: 0,
             max_bytes: crate::MAX_RESULT_BYTES,
+            count_up_to: None,
         })
         .unwrap();
     assert_eq!(hits.total, u64::from(total));

@@ -107,6 +107,7 @@ pub(crate) async fn alert(
                 limit: 1,
                 offset: 0,
                 max_bytes: store::MAX_RESULT_BYTES,
+                count_up_to: None,
             };
             if let Some(e) = state.index.search(&request)?.events.first() {
                 events.push(event_json(e, false));

@@ -37,6 +37,9 @@ pub struct SearchParams {
     /// Include `event.original`.
     #[serde(default)]
     original: bool,
+    /// Count every match; otherwise the count stops at 10,000 (`"total_exact": false`).
+    #[serde(default)]
+    exact_total: bool,
 }
 
 /// An event as search output shows it: `event.original` repeats the message, so it is left out
@@ -63,6 +66,10 @@ pub(crate) async fn search(
         params.offset,
     )
     .map_err(|e| bad_parameter(e.0))?;
+    let request = SearchRequest {
+        count_up_to: request.count_up_to.filter(|_| !params.exact_total),
+        ..request
+    };
     let _slot = tokio::time::timeout(SEARCH_WAIT, state.search_slots.clone().acquire_owned())
         .await
         .ok()
@@ -99,6 +106,8 @@ pub(crate) async fn search(
     let next = offset + results.events.len() + results.unreadable as usize;
     Ok(Json(json!({
         "total": results.total,
+        // False when the count stopped at 10,000 (`exact_total=true` counts them all).
+        "total_exact": results.total_exact,
         "returned": results.events.len(),
         "offset": offset,
         // Where the next page starts, while matches remain.
@@ -158,5 +167,6 @@ pub fn search_request(
         limit,
         offset,
         max_bytes: store::MAX_RESULT_BYTES,
+        count_up_to: Some(store::COUNTED_MATCHES),
     })
 }

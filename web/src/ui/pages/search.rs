@@ -159,6 +159,8 @@ async fn run(
     let index = state.index.clone();
     let search = SearchRequest {
         offset: (page_no - 1) * PAGE_ROWS,
+        // The page's total comes from the counts below, which count every match anyway.
+        count_up_to: Some(store::COUNTED_MATCHES),
         ..SearchRequest::newest(q, PAGE_ROWS).between(span.from, span.to)
     };
     let facets = FacetRequest {
@@ -215,10 +217,10 @@ impl Found {
                 context! { field => *field, key => *key, values => items }
             })
             .collect();
-        let pages = (self.results.total as usize).div_ceil(PAGE_ROWS).max(1);
+        let pages = (self.facets.total as usize).div_ceil(PAGE_ROWS).max(1);
         let page_link = |n: usize| format!("{}&page={n}", link(q));
         context! {
-            total => self.results.total,
+            total => self.facets.total,
             rows => crate::ui::ser(&rows),
             histogram => Value::from_safe_string(svg::histogram(&bars, 960, 80)),
             bucket_minutes => self.facets.bucket_secs / 60,
