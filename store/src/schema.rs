@@ -253,6 +253,10 @@ pub fn chain_digest(chain: &[u8; 32]) -> u64 {
     u64::from(u32::from_le_bytes(chain[..4].try_into().expect("4 bytes")))
 }
 
+/// `t` as the index holds it: nanoseconds, to the microsecond, in an `i64`. A time beyond what
+/// that holds (before 1677-09-21 or after 2262-04-11: a broken clock, a placeholder such as
+/// 0001-01-01 or 9999-12-31) is held as the first or last value, so it sorts and filters as the
+/// earliest or latest time instead of wrapping round into another era.
 pub fn to_tantivy(t: chrono::DateTime<chrono::Utc>) -> DateTime {
-    DateTime::from_timestamp_micros(t.timestamp_micros())
+    DateTime::from_timestamp_nanos(t.timestamp_micros().saturating_mul(1000))
 }

@@ -180,3 +180,41 @@ fn a_bounded_count_of_a_common_word_stops_early_and_says_so() {
     assert_eq!(exact.total, all.len() as u64);
     store.shutdown().unwrap();
 }
+
+#[test]
+fn times_beyond_what_nanoseconds_hold_are_the_earliest_and_latest_not_another_era() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let at = |y, m, d| Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap();
+    let years = [
+        (0, at(1, 1, 1)),
+        (1, at(1900, 1, 1)),
+        (2, at(2026, 11, 20)),
+        (3, at(2100, 1, 1)),
+        (4, at(9999, 12, 31)),
+    ];
+    let events: Vec<Event> = years
+        .iter()
+        .map(|(n, t)| event(*n, "u", "absurd", *t))
+        .collect();
+    let (batch, ack) = Batch::with_ack(events);
+    store.sender().blocking_send(batch).unwrap();
+    ack.blocking_recv().unwrap().unwrap();
+    wait_for(store.index(), 5);
+    let found = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| {
+        let request = SearchRequest {
+            from,
+            to,
+            ..SearchRequest::newest("absurd", 10)
+        };
+        patients(&store.index().search(&request).unwrap())
+    };
+    let all = ["P4", "P3", "P2", "P1", "P0"];
+    assert_eq!(found(None, None), all, "newest first, 9999 the newest");
+    // Bounds beyond 1677..2262 wrapped round before: "from 1600" found nothing.
+    assert_eq!(found(Some(at(1600, 1, 1)), Some(at(2999, 1, 1))), all);
+    assert_eq!(found(Some(at(2026, 11, 25)), None), ["P4", "P3"]);
+    assert_eq!(found(None, Some(at(2026, 11, 25))), ["P2", "P1", "P0"]);
+    assert_eq!(found(Some(at(1800, 1, 1)), Some(at(2000, 1, 1))), ["P1"]);
+    store.shutdown().unwrap();
+}
