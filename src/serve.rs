@@ -472,6 +472,7 @@ pub fn search(checked: &Checked, wanted: Wanted<'_>, output: Output) -> Result<(
         wanted.to,
         Some(wanted.limit),
         Some(wanted.offset),
+        checked.timezone,
     )
     .map_err(|e| Failure::Usage(e.0))?;
     // The command line is the operator's own process: `--limit` bounds it, not a server's

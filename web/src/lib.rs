@@ -76,6 +76,17 @@ pub struct AppState {
     pub allowed_hosts: Arc<Vec<String>>,
 }
 
+impl AppState {
+    /// The clinic's time zone (UTC when this server has no clinic model).
+    pub fn zone(&self) -> chrono_tz::Tz {
+        match (&self.reloader, &self.ui) {
+            (Some(reloader), _) => reloader.clinic().zone,
+            (None, Some(ui)) => ui.zone(),
+            (None, None) => chrono_tz::UTC,
+        }
+    }
+}
+
 pub fn router(state: AppState) -> Router {
     let state = Arc::new(state);
     Router::new()

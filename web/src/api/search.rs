@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use chrono::Utc;
+use chrono::{TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use store::{SearchRequest, parse_time_bound};
@@ -64,6 +64,7 @@ pub(crate) async fn search(
         params.to.as_deref(),
         params.limit,
         params.offset,
+        state.zone(),
     )
     .map_err(|e| bad_parameter(e.0))?;
     let request = SearchRequest {
@@ -121,13 +122,27 @@ pub(crate) async fn search(
     })))
 }
 
-/// Builds a search from what a person typed (CLI and API alike).
+/// `text`, when it is a date alone, as the first instant of that day in `zone`.
+fn local_midnight(text: &str, zone: chrono_tz::Tz) -> Option<chrono::DateTime<Utc>> {
+    let date = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()?;
+    let midnight = date.and_hms_opt(0, 0, 0)?;
+    // A day that starts in a clock change starts at its first existing instant.
+    let local = zone.from_local_datetime(&midnight).earliest().or_else(|| {
+        zone.from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+            .earliest()
+    })?;
+    Some(local.with_timezone(&Utc))
+}
+
+/// Builds a search from what a person typed (CLI and API alike). A date alone (`2026-11-22`)
+/// is its midnight in the clinic's time zone `zone`, as the pages and the CLI show times.
 pub fn search_request(
     query: &str,
     from: Option<&str>,
     to: Option<&str>,
     limit: Option<usize>,
     offset: Option<usize>,
+    zone: chrono_tz::Tz,
 ) -> Result<SearchRequest, BadParameter> {
     if query.len() > MAX_QUERY_BYTES {
         return Err(format!(
@@ -139,7 +154,11 @@ pub fn search_request(
     let now = Utc::now();
     let bound = |name: &str, t: Option<&str>| {
         t.filter(|t| !t.trim().is_empty())
-            .map(|t| parse_time_bound(t, now).map_err(|e| format!("{name}: {e}")))
+            .map(|t| {
+                local_midnight(t, zone)
+                    .map_or_else(|| parse_time_bound(t, now), Ok)
+                    .map_err(|e| format!("{name}: {e}"))
+            })
             .transpose()
     };
     let (from, to) = (bound("from", from)?, bound("to", to)?);
@@ -169,4 +188,62 @@ pub fn search_request(
         max_bytes: store::MAX_RESULT_BYTES,
         count_up_to: Some(store::COUNTED_MATCHES),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_date_alone_is_midnight_in_the_clinics_zone_and_other_bounds_are_as_written() {
+        let tokyo = chrono_tz::Asia::Tokyo;
+        let request = search_request(
+            "*",
+            Some("2026-11-15"),
+            Some("2026-11-16"),
+            None,
+            None,
+            tokyo,
+        )
+        .unwrap();
+        assert_eq!(
+            request.from.unwrap().to_rfc3339(),
+            "2026-11-14T15:00:00+00:00"
+        );
+        assert_eq!(
+            request.to.unwrap().to_rfc3339(),
+            "2026-11-15T15:00:00+00:00"
+        );
+        let utc =
+            search_request("*", Some("2026-11-15"), None, None, None, chrono_tz::UTC).unwrap();
+        assert_eq!(utc.from.unwrap().to_rfc3339(), "2026-11-15T00:00:00+00:00");
+        let written = search_request(
+            "*",
+            Some("2026-11-15T09:00:00+09:00"),
+            None,
+            None,
+            None,
+            tokyo,
+        )
+        .unwrap();
+        assert_eq!(
+            written.from.unwrap().to_rfc3339(),
+            "2026-11-15T00:00:00+00:00"
+        );
+        // A day that begins in a clock change begins at its first instant.
+        let havana = search_request(
+            "*",
+            Some("2026-03-08"),
+            None,
+            None,
+            None,
+            chrono_tz::America::Havana,
+        )
+        .unwrap();
+        assert_eq!(
+            havana.from.unwrap().to_rfc3339(),
+            "2026-03-08T05:00:00+00:00"
+        );
+        assert!(search_request("*", Some("2026-13-01"), None, None, None, tokyo).is_err());
+    }
 }
