@@ -418,7 +418,8 @@ fn time_searches(index: &store::EventIndex, events: u64, n: usize) -> anyhow::Re
                 limit: 100,
                 offset: 0,
                 max_bytes: store::MAX_RESULT_BYTES,
-                // As the search API and page ask: the count stops at 10,000.
+                // As the search page asks for its rows (and the API with total_up_to): the
+                // count stops at 10,000.
                 count_up_to: Some(store::COUNTED_MATCHES),
             };
             let t = Instant::now();

@@ -476,9 +476,8 @@ pub fn search(checked: &Checked, wanted: Wanted<'_>, output: Output) -> Result<(
     )
     .map_err(|e| Failure::Usage(e.0))?;
     // The command line is the operator's own process: `--limit` bounds it, not a server's
-    // per-answer size, and it counts every match.
+    // per-answer size.
     request.max_bytes = usize::MAX;
-    request.count_up_to = None;
     let index = EventIndex::open_read_only(&checked.config.storage.data_dir)
         .map_err(|e| Failure::Runtime(e.into()))?;
     let results = index.search(&request).map_err(|e| match e {

@@ -129,7 +129,7 @@ fn tokens_are_checked_whatever_the_scheme_case_and_reads_need_one() {
 }
 
 #[test]
-fn a_search_counts_ten_thousand_matches_and_says_so_unless_asked_for_all() {
+fn a_search_counts_every_match_unless_asked_to_stop_and_then_says_so() {
     let server = server();
     let tok = token();
     let n = 30_000;
@@ -164,23 +164,26 @@ fn a_search_counts_ten_thousand_matches_and_says_so_unless_asked_for_all() {
             .collect()
     };
     let newest: Vec<String> = (n - 50..n).rev().map(|i| format!("u{i}")).collect();
-    let counted = search("");
+    let all = search("");
+    assert_eq!(all["total_exact"], true);
+    assert_eq!(all["total"], n);
+    assert_eq!(users(&all), newest);
+    let counted = search("&total_up_to=10000");
     assert_eq!(counted["total_exact"], false, "{}", counted["total"]);
     let total = counted["total"].as_u64().unwrap();
     assert!((10_000..n).contains(&total), "{total}");
     assert_eq!(users(&counted), newest, "the newest page all the same");
     assert_eq!(counted["next_offset"], 50);
-    let all = search("&exact_total=true");
-    assert_eq!(all["total_exact"], true);
-    assert_eq!(all["total"], n);
-    assert_eq!(users(&all), newest);
-    // Deep pages are the same events either way.
-    let deep = search("&offset=25000");
-    assert_eq!(
-        users(&deep),
-        users(&search("&offset=25000&exact_total=true"))
-    );
+    // Deep pages are the same events either way, and counted past the page.
+    let deep = search("&offset=25000&total_up_to=10");
+    assert_eq!(users(&deep), users(&search("&offset=25000")));
     assert_eq!(users(&deep)[0], format!("u{}", n - 1 - 25_000));
+    assert_eq!(deep["next_offset"], 25_050);
+    // A page that reaches the end is counted whole.
+    let last = search("&offset=29990&total_up_to=10");
+    assert_eq!(last["total_exact"], true);
+    assert_eq!(last["total"], n);
+    assert_eq!(last["next_offset"], serde_json::Value::Null);
 }
 
 #[test]

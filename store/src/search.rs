@@ -18,9 +18,10 @@ pub struct SearchRequest {
     /// Bytes of stored events returned at most (the page stops short of `limit` there):
     /// [`MAX_RESULT_BYTES`] for a server's answers, where several run at once.
     pub max_bytes: usize,
-    /// Count matches only this far (and past the page asked for), as search pages do
-    /// ([`COUNTED_MATCHES`]); `None` counts every match. Counting every match of a common word
-    /// reads each one; the newest page alone needs only the newest.
+    /// Count matches only this far (and past the page asked for), as the search page does
+    /// ([`COUNTED_MATCHES`]) and the API when asked (`total_up_to`); `None` counts every match.
+    /// Counting every match of a common word reads each one; the newest page alone needs only
+    /// the newest.
     pub count_up_to: Option<u64>,
 }
 
@@ -66,8 +67,8 @@ pub struct SearchResults {
 /// Bytes of stored events one search returns at most, however many are asked for, so a few
 /// concurrent searches for everything cannot exhaust memory.
 pub const MAX_RESULT_BYTES: usize = 8 << 20;
-/// Matches a search page counts before it says "at least" (as Elasticsearch's
-/// `track_total_hits` does by default).
+/// Matches the search page's rows are counted to (its total is the histogram's), as
+/// Elasticsearch's `track_total_hits` does by default.
 pub const COUNTED_MATCHES: u64 = 10_000;
 /// Furthest page start accepted.
 pub const MAX_OFFSET: usize = 1_000_000;

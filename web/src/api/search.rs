@@ -37,9 +37,9 @@ pub struct SearchParams {
     /// Include `event.original`.
     #[serde(default)]
     original: bool,
-    /// Count every match; otherwise the count stops at 10,000 (`"total_exact": false`).
-    #[serde(default)]
-    exact_total: bool,
+    /// Count matches only this far (and one past the page): `"total_exact": false` then says
+    /// `total` is a lower bound. A newest page of a common word is then as fast as a rare one's.
+    total_up_to: Option<u64>,
 }
 
 /// An event as search output shows it: `event.original` repeats the message, so it is left out
@@ -68,7 +68,7 @@ pub(crate) async fn search(
     )
     .map_err(|e| bad_parameter(e.0))?;
     let request = SearchRequest {
-        count_up_to: request.count_up_to.filter(|_| !params.exact_total),
+        count_up_to: params.total_up_to,
         ..request
     };
     let _slot = tokio::time::timeout(SEARCH_WAIT, state.search_slots.clone().acquire_owned())
@@ -107,7 +107,7 @@ pub(crate) async fn search(
     let next = offset + results.events.len() + results.unreadable as usize;
     Ok(Json(json!({
         "total": results.total,
-        // False when the count stopped at 10,000 (`exact_total=true` counts them all).
+        // False when the count stopped at `total_up_to`: `total` is then a lower bound.
         "total_exact": results.total_exact,
         "returned": results.events.len(),
         "offset": offset,
@@ -186,7 +186,7 @@ pub fn search_request(
         limit,
         offset,
         max_bytes: store::MAX_RESULT_BYTES,
-        count_up_to: Some(store::COUNTED_MATCHES),
+        count_up_to: None,
     })
 }
 
