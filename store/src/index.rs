@@ -119,6 +119,9 @@ impl EventIndex {
     }
 
     pub(crate) fn set_committed(&self, seq: u64) {
+        // The time columns of segments merged away meanwhile keep their files mapped (and
+        // their disk space held) until forgotten: here, not only at the next search.
+        self.times.keep_only(&self.reader.searcher());
         let (lock, changed) = &*self.committed;
         *lock.lock().expect("committed lock") = seq;
         changed.notify_all();
