@@ -38,6 +38,8 @@ pub(crate) struct SegmentTimes {
     /// without any.
     runs: Vec<(i64, i64)>,
     max_doc: u32,
+    /// The earliest and latest time of the segment, if any document has one.
+    bounds: Option<(i64, i64)>,
 }
 
 impl SegmentTimes {
@@ -66,12 +68,14 @@ impl SegmentTimes {
             };
             runs.push(span);
         }
+        let (lo, hi) = span_of_spans(runs.iter().copied());
         Ok(SegmentTimes {
             timestamps,
             seqs,
             full,
             runs,
             max_doc,
+            bounds: (lo <= hi).then_some((lo, hi)),
         })
     }
 
@@ -83,12 +87,6 @@ impl SegmentTimes {
         } else {
             self.timestamps.first(doc).map(|t| t.into_timestamp_nanos())
         }
-    }
-
-    /// The earliest and latest time of the segment.
-    fn bounds(&self) -> Option<(i64, i64)> {
-        let (lo, hi) = span_of_spans(self.runs.iter().copied());
-        (lo <= hi).then_some((lo, hi))
     }
 
     /// Documents in runs that touch `[from, last]`: at least as many as match.
@@ -242,7 +240,7 @@ impl Query for TimeRange {
 impl Weight for TimeRange {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
         let times = self.times.segment(reader)?;
-        let Some((first, last)) = times.bounds() else {
+        let Some((first, last)) = times.bounds else {
             return Ok(Box::new(EmptyScorer));
         };
         if last < self.from || first > self.last {
