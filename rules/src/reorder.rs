@@ -5,7 +5,8 @@
 //! first. Sessions, windows and "logout then login elsewhere" are about event time, so each
 //! event is held for `lateness` (on the appliance's clock) and handed on in event-time order:
 //! an event leaves when it is the oldest held and has waited `lateness`, or when the buffer is
-//! full (then the oldest leaves at once).
+//! full (then the oldest leaves at once). Full is a number of events or of bytes, whichever
+//! comes first: at high rates the bytes bound the memory held, and events wait less.
 //!
 //! Live, event time runs with the clock, so this costs every alert `lateness` and puts in order
 //! whatever arrives within it. A file dropped in the spool arrives in one burst and is sorted
@@ -29,6 +30,7 @@ struct Held {
     at: DateTime<Utc>,
     seq: u64,
     arrived: Instant,
+    bytes: usize,
     event: Event,
 }
 
@@ -53,6 +55,9 @@ impl Ord for Held {
 pub struct Reorder {
     lateness: Duration,
     capacity: usize,
+    max_bytes: usize,
+    /// [`Event::memory_bytes`] of the events held.
+    bytes: usize,
     heap: BinaryHeap<Reverse<Held>>,
     /// Log positions held, so the caller knows from where to replay after a crash.
     seqs: BTreeSet<u64>,
@@ -66,10 +71,18 @@ impl Reorder {
         Reorder {
             lateness,
             capacity: capacity.max(1),
+            max_bytes: usize::MAX,
+            bytes: 0,
             heap: BinaryHeap::new(),
             seqs: BTreeSet::new(),
             released: None,
         }
+    }
+
+    /// Holds at most about `max_bytes` of events too.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Reorder {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// Takes an event; says whether it is late (a later event was already handed on).
@@ -77,10 +90,13 @@ impl Reorder {
         let at = event.timestamp;
         let late = self.released.is_some_and(|r| at < r);
         self.seqs.insert(seq);
+        let bytes = event.memory_bytes();
+        self.bytes += bytes;
         self.heap.push(Reverse(Held {
             at,
             seq,
             arrived: now,
+            bytes,
             event,
         }));
         late
@@ -90,7 +106,7 @@ impl Reorder {
     pub fn pop(&mut self, now: Instant) -> Option<(u64, Event)> {
         let Reverse(top) = self.heap.peek()?;
         let waited = now.saturating_duration_since(top.arrived) >= self.lateness;
-        if waited || self.heap.len() > self.capacity {
+        if waited || self.heap.len() > self.capacity || self.bytes > self.max_bytes {
             self.take()
         } else {
             None
@@ -109,6 +125,7 @@ impl Reorder {
     fn take(&mut self) -> Option<(u64, Event)> {
         let Reverse(held) = self.heap.pop()?;
         self.seqs.remove(&held.seq);
+        self.bytes -= held.bytes;
         if held.at <= held.event.ingested + TRUSTED_AHEAD {
             self.released = Some(self.released.map_or(held.at, |r| r.max(held.at)));
         }
@@ -122,6 +139,11 @@ impl Reorder {
 
     pub fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    /// [`Event::memory_bytes`] of the events held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -231,6 +253,28 @@ mod tests {
         }
         assert_eq!(minutes(&[r.pop(now).unwrap()]), vec![1]);
         assert!(r.pop(now).is_none());
+    }
+
+    #[test]
+    fn a_buffer_full_of_bytes_hands_on_its_oldest_and_counts_what_leaves() {
+        let now = Instant::now();
+        let big = |m| {
+            let mut e = event(m);
+            e.original = "x".repeat(10_000);
+            e
+        };
+        let one = big(0).memory_bytes();
+        assert!(one > 10_000, "the text counts: {one}");
+        let mut r = Reorder::new(Duration::from_secs(3600), 1000).with_max_bytes(2 * one);
+        r.push(1, big(3), now);
+        r.push(2, big(1), now);
+        assert!(r.pop(now).is_none(), "two fit");
+        assert_eq!(r.bytes(), 2 * one);
+        r.push(3, big(2), now);
+        assert_eq!(minutes(&[r.pop(now).unwrap()]), vec![1]);
+        assert!(r.pop(now).is_none(), "two fit again");
+        assert_eq!(minutes(&r.drain()), vec![2, 3]);
+        assert_eq!(r.bytes(), 0);
     }
 
     proptest! {

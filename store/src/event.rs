@@ -126,6 +126,50 @@ pub struct Event {
 }
 
 impl Event {
+    /// About how much memory the event takes with its text, for buffers bounded in bytes: each
+    /// string's allocation plus the allocator's rounding, and each label's share of its map's
+    /// nodes.
+    pub fn memory_bytes(&self) -> usize {
+        const PER_ALLOCATION: usize = 16;
+        const PER_LABEL: usize = 2 * std::mem::size_of::<String>() + 16;
+        let text = |s: &String| match s.capacity() {
+            0 => 0,
+            n => n + PER_ALLOCATION,
+        };
+        let maybe = |s: &Option<String>| s.as_ref().map_or(0, text);
+        let list = |v: &Vec<String>| {
+            v.iter().map(text).sum::<usize>() + v.capacity() * std::mem::size_of::<String>()
+        };
+        std::mem::size_of::<Event>()
+            + text(&self.id.0)
+            + text(&self.dataset)
+            + text(&self.action)
+            + text(&self.message)
+            + text(&self.original)
+            + [
+                &self.code,
+                &self.user,
+                &self.user_domain,
+                &self.source_ip,
+                &self.host,
+                &self.site,
+                &self.patient,
+                &self.category,
+                &self.process,
+                &self.log_source,
+            ]
+            .into_iter()
+            .map(maybe)
+            .sum::<usize>()
+            + list(&self.roles)
+            + list(&self.tags)
+            + self
+                .labels
+                .iter()
+                .map(|(k, v)| text(k) + text(v) + PER_LABEL)
+                .sum::<usize>()
+    }
+
     /// A new event with the mandatory parts; every optional field empty.
     pub fn new(
         source_key: &str,
