@@ -6,6 +6,10 @@
 
 use chrono::{Datelike, NaiveDate, Weekday};
 
+/// The years these rules hold for: the law dates from 1948 and the equinox formula holds to
+/// 2099. No day outside them is a national holiday.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1949..=2099;
+
 fn date(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).expect("valid date")
 }
@@ -93,6 +97,11 @@ fn named(y: i32) -> Vec<(NaiveDate, &'static str)> {
 
 /// Every national holiday of a year, in date order, with its name.
 pub fn holidays(y: i32) -> Vec<(NaiveDate, &'static str)> {
+    // A sender's wrong clock (year 0001, 9999) must not reach the formulas: the equinox day
+    // of year 1 is March 36th.
+    if !YEARS.contains(&y) {
+        return Vec::new();
+    }
     let base = named(y);
     let is_base = |d: NaiveDate| base.iter().any(|(b, _)| *b == d);
     let mut all = base.clone();
@@ -150,6 +159,17 @@ mod tests {
             .filter_map(|l| l.split(',').next())
             .filter_map(|d| NaiveDate::parse_from_str(d.trim(), "%Y/%m/%d").ok())
             .collect()
+    }
+
+    #[test]
+    fn years_outside_the_law_have_no_holidays_and_no_panic() {
+        for y in [-262_000, -1, 0, 1, 1000, 1948, 2100, 9999, 262_000] {
+            assert!(holidays(y).is_empty(), "{y}");
+        }
+        assert_eq!(holiday_name(date(1, 1, 1)), None);
+        assert!(!is_holiday(date(9999, 1, 1)));
+        assert_eq!(holiday_name(date(1949, 1, 1)), Some("元日"));
+        assert_eq!(holiday_name(date(2099, 1, 1)), Some("元日"));
     }
 
     #[test]

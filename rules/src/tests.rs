@@ -604,3 +604,31 @@ fn ntlm_failures_on_the_domain_controller_are_a_spray_from_their_workstation() {
         "workstation ATTACKER-PC failed to log in as 10 different accounts",
     );
 }
+
+#[test]
+fn events_from_any_year_a_clock_can_say_are_evaluated_without_a_panic() {
+    let mut e = engine();
+    for t in [
+        "0001-01-01T00:00:00Z",
+        "0001-03-20T23:30:00Z",
+        "1900-03-21T10:00:00Z",
+        "1948-09-23T22:00:00+09:00",
+        "2100-03-20T22:00:00+09:00",
+        "2262-04-12T00:00:00Z",
+        "9999-12-31T23:59:59Z",
+    ] {
+        for action in [
+            "login_failed",
+            "login",
+            "record.view",
+            "record.export",
+            "logout",
+        ] {
+            for user in ["n002", "d001", "x009", "stranger"] {
+                let mut event = ev(t, user, action, MAIN);
+                event.patient = Some("P1".into());
+                e.process(&event);
+            }
+        }
+    }
+}
